@@ -1,0 +1,164 @@
+import type { Filter, FindOptions, UpdateChanges } from './filter.js'
+import type { CollectionDescription, CollectionSchema, EntitySchema, Row, RowKey } from './schema.js'
+
+/** Connection settings given to a dialect factory. Only what the dialects use. */
+export interface DialectConfig {
+  /** Registered dialect name: `postgres` (`postgresql`), `mysql`, `mariadb`, `sqlite`. */
+  dialect: string
+  /** Connection URI (`postgres://…`, `mysql://…`, `mariadb://…`) or SQLite file path / `sqlite:` URI / `:memory:`. */
+  uri: string
+  pool?: { min?: number; max?: number; idleTimeoutMs?: number }
+  /** How long connect() may take before it fails with CONNECTION_FAILED (default 5000 ms). */
+  connectTimeoutMs?: number
+}
+
+/** What a dialect can do. Unset flags take the defaults of {@link DEFAULT_CAPABILITIES}. */
+export interface DialectCapabilities {
+  /** INSERT … RETURNING is available. */
+  supportsReturning: boolean
+  /** The database replicates by itself (streaming standby, binlog replica). */
+  nativeReplication: boolean
+  /** `openChangeStream` is implemented (log-based change capture). */
+  changeCapture: boolean
+  /** DDL inside a transaction rolls back with it. */
+  transactionalDdl: boolean
+  /** `query(sql, params)` is available. */
+  sql: boolean
+  /** Largest number of bound parameters in one statement. */
+  maxParameters: number
+}
+
+/** Defaults of {@link DialectCapabilities}: the most conservative values. */
+export const DEFAULT_CAPABILITIES: DialectCapabilities = {
+  supportsReturning: false,
+  nativeReplication: false,
+  changeCapture: false,
+  transactionalDdl: false,
+  sql: false,
+  maxParameters: 999,
+}
+
+/** Keyset pagination request: rows with a primary key strictly after `after`, in key order. */
+export interface ScanOptions {
+  /** Key of the last row of the previous page (value, or object of key columns); omit for the first page. */
+  after?: RowKey | null
+  /** Page size (default 1000). */
+  limit?: number
+}
+
+/** One page of a keyset scan. `next` is the key to pass as `after`, or null after the last page. */
+export interface ScanPage {
+  rows: Row[]
+  next: RowKey | null
+}
+
+/**
+ * A position in a database's change log: opaque, totally ordered, serialisable
+ * (PostgreSQL LSN, binlog file+pos or GTID, SQLite changelog id).
+ */
+export interface Position {
+  dialect: string
+  /** Dialect-specific, JSON-serialisable value. */
+  value: string | number | Record<string, unknown>
+}
+
+/** A captured change, close to Debezium's envelope. `r` is a snapshot read. */
+export interface ChangeEvent {
+  op: 'c' | 'u' | 'd' | 'r'
+  collection: string
+  key: RowKey
+  before?: Row | null
+  after?: Row | null
+  source: { dialect: string; database: string; position: Position; ts: number }
+  txId?: string
+}
+
+/** A stream of captured changes (filled in by the capture layer). */
+export interface ChangeStream extends AsyncIterable<ChangeEvent> {
+  close(): Promise<void>
+}
+
+/** A heartbeat as written on a master and read on a replica. */
+export interface Heartbeat {
+  sequence: bigint
+  /** Server clock of the master when it was written. */
+  at: Date
+}
+
+/** Native replication figures, where the database exposes them. */
+export interface NativeReplicationStatus {
+  role: 'primary' | 'replica' | 'standalone'
+  lagMs?: number | null
+  [detail: string]: unknown
+}
+
+/**
+ * The CRUD surface shared by a dialect and the transaction scope it passes to `transaction(fn)`.
+ * Filters use the @mostajs/orm subset; rows are portable JS values.
+ */
+export interface DialectOperations {
+  find(collection: string, filter?: Filter, options?: FindOptions): Promise<Row[]>
+  findOne(collection: string, filter?: Filter, options?: Omit<FindOptions, 'limit'>): Promise<Row | null>
+  count(collection: string, filter?: Filter): Promise<number>
+  /** Inserts one row and returns it as stored (with generated keys). */
+  insert(collection: string, row: Row): Promise<Row>
+  /** Updates every row matching `filter` (`$set` and `$inc`); returns the number of rows changed. */
+  update(collection: string, filter: Filter, changes: UpdateChanges): Promise<number>
+  /** Deletes every row matching `filter`; returns the number of rows deleted. */
+  delete(collection: string, filter: Filter): Promise<number>
+  /**
+   * Inserts or replaces rows by primary key, one statement per batch; the same batch applied
+   * twice leaves the same rows. A rejected row fails the whole batch with ROW_REJECTED naming
+   * the failing key(s); nothing of the batch is written.
+   */
+  upsertMany(collection: string, rows: Row[]): Promise<number>
+  /** Deletes rows by primary key (values or key objects) in one statement per batch. */
+  deleteMany(collection: string, keys: RowKey[]): Promise<number>
+  /** One keyset page ordered by primary key. */
+  scan(collection: string, options?: ScanOptions): Promise<ScanPage>
+  /** Raw SQL on SQL dialects (placeholders in the database's own style); rows as the driver returns them. */
+  query<T = Row>(sql: string, params?: unknown[]): Promise<T[]>
+}
+
+/**
+ * The contract every database dialect implements. Obtain one with `createDialect(config)`
+ * after importing the dialect package, then `await dialect.connect()`.
+ *
+ * @example
+ * import '@mostajs/replicator-dialect-sqlite'
+ * const db = createDialect({ dialect: 'sqlite', uri: './app.db' })
+ * await db.connect()
+ * await db.ensureCollection({ name: 'users', columns: [{ name: 'id', type: 'integer' }, { name: 'email', type: 'string' }], primaryKey: ['id'] })
+ * await db.upsertMany('users', [{ id: 1, email: 'a@example.com' }])
+ */
+export interface Dialect extends DialectOperations {
+  /** Registered name (`postgres`, `mysql`, `mariadb`, `sqlite`). */
+  readonly name: string
+  /** The connection URI with its password masked. */
+  readonly maskedUri: string
+  readonly capabilities: DialectCapabilities
+  /** Opens the pool and checks the server answers; CONNECTION_FAILED within `connectTimeoutMs` otherwise. */
+  connect(): Promise<void>
+  close(): Promise<void>
+  /** Round trip to the server; resolves with the latency in ms, rejects when unreachable. */
+  ping(): Promise<number>
+  /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
+  transaction<T>(fn: (tx: DialectOperations) => Promise<T>): Promise<T>
+  /** Alias of `transaction`, as the @mostajs/orm dialects spell it. */
+  $transaction<T>(fn: (tx: DialectOperations) => Promise<T>): Promise<T>
+  listCollections(): Promise<string[]>
+  /** Columns, portable types and primary key of a table; COLLECTION_NOT_FOUND when missing. */
+  describeCollection(collection: string): Promise<CollectionDescription>
+  /** Creates the table when missing (idempotent); an existing table is left as it is. */
+  ensureCollection(schema: CollectionSchema | EntitySchema): Promise<CollectionDescription>
+
+  // Capture and heartbeat: implemented by the capture layer; absent until then.
+  openChangeStream?(options: { from?: Position; collections?: string[] }): Promise<ChangeStream>
+  currentPosition?(): Promise<Position>
+  writeHeartbeat?(sequence: bigint): Promise<Heartbeat>
+  readHeartbeat?(): Promise<Heartbeat | null>
+  // Native replication hooks, where the database has them.
+  replicationStatus?(): Promise<NativeReplicationStatus>
+  promote?(): Promise<void>
+  setReadOnly?(readOnly: boolean): Promise<void>
+}

@@ -1,0 +1,280 @@
+import { DEFAULT_CAPABILITIES, type Dialect, type DialectCapabilities, type DialectConfig, type DialectOperations, type ScanOptions, type ScanPage } from '../dialect.js'
+import { ReplicatorError, type ReplicatorErrorCode } from '../errors.js'
+import type { Filter, FindOptions, UpdateChanges } from '../filter.js'
+import { maskUri } from '../mask-uri.js'
+import { toCollectionSchema, type CollectionDescription, type CollectionSchema, type EntitySchema, type Row, type RowKey } from '../schema.js'
+import type { SqlExecutor, SqlFlavor } from './sql-flavor.js'
+import { SqlOperations } from './sql-operations.js'
+
+const KIND_TO_CODE: Record<string, ReplicatorErrorCode> = {
+  'row-rejected': 'ROW_REJECTED',
+  'missing-table': 'COLLECTION_NOT_FOUND',
+  connection: 'CONNECTION_FAILED',
+  other: 'QUERY_FAILED',
+}
+
+/** Upper bound of cached statement texts per dialect. */
+const STATEMENT_CACHE_SIZE = 256
+
+/**
+ * Base of the SQL dialects: implements the whole {@link Dialect} contract from a
+ * {@link SqlFlavor} (how to spell SQL and convert values) and a small driver adapter that
+ * each dialect package provides (open/close a pool, run a transaction, introspect a table).
+ */
+export abstract class SqlDialect implements Dialect {
+  abstract readonly name: string
+  readonly maskedUri: string
+  readonly capabilities: DialectCapabilities
+  protected readonly config: DialectConfig
+  private poolOperations: SqlOperations | undefined
+  private readonly catalog = new Map<string, CollectionDescription>()
+  private readonly decoders = new WeakMap<CollectionDescription, (row: Row) => void>()
+  private readonly statementTexts = new Map<string, string>()
+
+  constructor(config: DialectConfig, readonly flavor: SqlFlavor, capabilities: Partial<DialectCapabilities> = {}) {
+    this.config = config
+    this.maskedUri = maskUri(config.uri)
+    this.capabilities = { ...DEFAULT_CAPABILITIES, sql: true, supportsReturning: flavor.supportsReturning, maxParameters: flavor.maxParameters, ...capabilities }
+  }
+
+  // ---- driver adapter, provided by each dialect package ----
+
+  /** Opens the driver (pool or file) and returns an executor on it. */
+  protected abstract openDriver(): Promise<SqlExecutor>
+  /** Closes the driver; must not throw when it was never opened. */
+  protected abstract closeDriver(): Promise<void>
+  /** Runs `fn` on one connection inside BEGIN … COMMIT, rolling back when it throws. */
+  protected abstract runTransaction<T>(fn: (executor: SqlExecutor) => Promise<T>): Promise<T>
+  /** Describes a table, or null when it does not exist. */
+  protected abstract introspect(collection: string, executor: SqlExecutor): Promise<CollectionDescription | null>
+  /** Lists user tables. */
+  protected abstract listTables(executor: SqlExecutor): Promise<string[]>
+
+  // ---- lifecycle ----
+
+  async connect(): Promise<void> {
+    if (this.poolOperations) return
+    const timeoutMs = this.config.connectTimeoutMs ?? 5000
+    let timer: NodeJS.Timeout | undefined
+    try {
+      const opened = (async () => {
+        const executor = await this.openDriver()
+        await executor.execute('SELECT 1', [])
+        return executor
+      })()
+      const timeout = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
+      })
+      opened.catch(() => undefined) // a late failure after the timeout is already reported
+      const executor = await Promise.race([opened, timeout])
+      this.poolOperations = new SqlOperations(this, executor)
+    } catch (error) {
+      await this.closeDriver().catch(() => undefined)
+      throw new ReplicatorError(
+        'CONNECTION_FAILED',
+        `[replicator:${this.name}] Cannot connect to ${this.maskedUri}: ${this.redact(errorMessage(error))}. Check that the server is running and the URI (host, port, user, password, database) is right.`,
+        { cause: error, details: { dialect: this.name, uri: this.maskedUri } },
+      )
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  async close(): Promise<void> {
+    this.poolOperations = undefined
+    this.catalog.clear()
+    await this.closeDriver()
+  }
+
+  async ping(): Promise<number> {
+    const started = performance.now()
+    await this.operations().run('SELECT 1', [])
+    return performance.now() - started
+  }
+
+  /** The pool-bound operations; NOT_CONNECTED before connect(). */
+  protected operations(): SqlOperations {
+    if (!this.poolOperations) {
+      throw new ReplicatorError('NOT_CONNECTED', `[replicator:${this.name}] ${this.maskedUri} is not connected; call connect() first.`, { details: { dialect: this.name, uri: this.maskedUri } })
+    }
+    return this.poolOperations
+  }
+
+  // ---- CRUD, delegated to the pool-bound operations ----
+
+  find(collection: string, filter?: Filter, options?: FindOptions): Promise<Row[]> { return this.operations().find(collection, filter, options) }
+  findOne(collection: string, filter?: Filter, options?: Omit<FindOptions, 'limit'>): Promise<Row | null> { return this.operations().findOne(collection, filter, options) }
+  count(collection: string, filter?: Filter): Promise<number> { return this.operations().count(collection, filter) }
+  insert(collection: string, row: Row): Promise<Row> { return this.operations().insert(collection, row) }
+  update(collection: string, filter: Filter, changes: UpdateChanges): Promise<number> { return this.operations().update(collection, filter, changes) }
+  delete(collection: string, filter: Filter): Promise<number> { return this.operations().delete(collection, filter) }
+  upsertMany(collection: string, rows: Row[]): Promise<number> { return this.operations().upsertMany(collection, rows) }
+  deleteMany(collection: string, keys: RowKey[]): Promise<number> { return this.operations().deleteMany(collection, keys) }
+  scan(collection: string, options?: ScanOptions): Promise<ScanPage> { return this.operations().scan(collection, options) }
+  query<T = Row>(sql: string, params?: unknown[]): Promise<T[]> { return this.operations().query<T>(sql, params) }
+
+  transaction<T>(fn: (tx: DialectOperations) => Promise<T>): Promise<T> {
+    this.operations()
+    return this.transactionOperations(fn)
+  }
+
+  $transaction<T>(fn: (tx: DialectOperations) => Promise<T>): Promise<T> {
+    return this.transaction(fn)
+  }
+
+  /** @internal Runs `fn` with operations bound to a new transaction. */
+  async transactionOperations<T>(fn: (operations: SqlOperations) => Promise<T>): Promise<T> {
+    try {
+      return await this.runTransaction((executor) => fn(new SqlOperations(this, executor)))
+    } catch (error) {
+      throw this.toReplicatorError(error)
+    }
+  }
+
+  // ---- introspection ----
+
+  async listCollections(): Promise<string[]> {
+    const operations = this.operations()
+    try {
+      return await this.listTables(operationsExecutor(operations))
+    } catch (error) {
+      throw this.toReplicatorError(error)
+    }
+  }
+
+  describeCollection(collection: string): Promise<CollectionDescription> {
+    return this.describeWith(collection, operationsExecutor(this.operations()))
+  }
+
+  /**
+   * @internal Cached description; re-read once when `columns` names a column the cached one
+   * lacks (the table may have been altered since).
+   */
+  async describeWith(collection: string, executor: SqlExecutor, columns?: Iterable<string>): Promise<CollectionDescription> {
+    const cached = this.catalog.get(collection)
+    if (cached) {
+      if (!columns) return cached
+      const known = new Set(cached.columns.map((column) => column.name))
+      let complete = true
+      for (const name of columns) if (!known.has(name)) { complete = false; break }
+      if (complete) return cached
+    }
+    this.flavor.quoteIdentifier(collection) // rejects names the database cannot hold
+    let description: CollectionDescription | null
+    try {
+      description = await this.introspect(collection, executor)
+    } catch (error) {
+      throw this.toReplicatorError(error, collection)
+    }
+    if (!description) {
+      this.catalog.delete(collection)
+      throw new ReplicatorError('COLLECTION_NOT_FOUND', `[replicator:${this.name}] Collection "${collection}" does not exist in ${this.maskedUri}. Create it (ensureCollection) or check the name.`, {
+        details: { dialect: this.name, collection, uri: this.maskedUri },
+      })
+    }
+    this.catalog.set(collection, description)
+    return description
+  }
+
+  async ensureCollection(schema: CollectionSchema | EntitySchema): Promise<CollectionDescription> {
+    const table = toCollectionSchema(schema)
+    const keys = new Set(table.primaryKey)
+    const definitions = table.columns.map((column) => this.flavor.columnDefinition(column, keys.has(column.name)))
+    definitions.push(`PRIMARY KEY (${table.primaryKey.map((name) => this.flavor.quoteIdentifier(name)).join(', ')})`)
+    const sql = `CREATE TABLE IF NOT EXISTS ${this.flavor.quoteIdentifier(table.name)} (${definitions.join(', ')})${this.flavor.createTableSuffix}`
+    await this.operations().run(sql, [], table.name)
+    this.catalog.delete(table.name)
+    return this.describeCollection(table.name)
+  }
+
+  /** Forgets cached table descriptions (all, or one collection). */
+  invalidateCatalog(collection?: string): void {
+    if (collection === undefined) this.catalog.clear()
+    else this.catalog.delete(collection)
+  }
+
+  // ---- shared helpers used by SqlOperations ----
+
+  /** @internal Decodes a driver row in place into portable values. */
+  rowDecoder(description: CollectionDescription): (row: Row) => void {
+    let decoder = this.decoders.get(description)
+    if (!decoder) {
+      const columns = description.columns
+      const flavor = this.flavor
+      decoder = (row: Row) => {
+        for (const column of columns) {
+          const value = row[column.name]
+          if (value !== null && value !== undefined) row[column.name] = flavor.decode(value, column)
+        }
+      }
+      this.decoders.set(description, decoder)
+    }
+    return decoder
+  }
+
+  /** @internal The cached text of an upsert of `rowCount` rows with these columns. */
+  upsertStatement(collection: string, description: CollectionDescription, columns: string[], rowCount: number): string {
+    const cacheKey = `${collection}\u0000${columns.join('\u0000')}\u0000${rowCount}`
+    let sql = this.statementTexts.get(cacheKey)
+    if (sql) return sql
+    const width = columns.length
+    const tuples = new Array<string>(rowCount)
+    for (let row = 0; row < rowCount; row++) {
+      const placeholders = new Array<string>(width)
+      for (let column = 0; column < width; column++) placeholders[column] = this.flavor.placeholder(row * width + column + 1)
+      tuples[row] = `(${placeholders.join(', ')})`
+    }
+    const q = (name: string) => this.flavor.quoteIdentifier(name)
+    sql = this.flavor.upsertSql(q(collection), columns.map(q), description.primaryKey.map(q), tuples.join(', '))
+    if (this.statementTexts.size >= STATEMENT_CACHE_SIZE) this.statementTexts.clear()
+    this.statementTexts.set(cacheKey, sql)
+    return sql
+  }
+
+  /** @internal Turns a driver error into a ReplicatorError with a masked, prefixed message. */
+  toReplicatorError(error: unknown, collection?: string): ReplicatorError {
+    if (ReplicatorError.isInstance(error)) return error
+    const kind = this.flavor.classifyError(error)
+    if (kind === 'missing-table' && collection) this.catalog.delete(collection)
+    const where = collection ? ` (collection "${collection}")` : ''
+    return new ReplicatorError(KIND_TO_CODE[kind] ?? 'QUERY_FAILED', `[replicator:${this.name}] ${this.redact(errorMessage(error))}${where}`, {
+      cause: error,
+      details: { dialect: this.name, ...(collection ? { collection } : {}), ...driverDetails(error) },
+    })
+  }
+
+  /** Removes the URI's password from a text even where it does not appear as part of a URI. */
+  protected redact(text: string): string {
+    const password = passwordOf(this.config.uri)
+    return password && password.length >= 3 ? text.split(password).join('****') : text
+  }
+}
+
+function operationsExecutor(operations: SqlOperations): SqlExecutor {
+  return { inTransaction: false, execute: async (sql, params) => operations.run(sql, params) }
+}
+
+function errorMessage(error: unknown): string {
+  if (error instanceof AggregateError && error.errors.length) return error.errors.map(errorMessage).join('; ')
+  if (error instanceof Error) return error.message || (error as { code?: string }).code || error.name
+  return String(error)
+}
+
+function driverDetails(error: unknown): Record<string, unknown> {
+  if (typeof error !== 'object' || error === null) return {}
+  const source = error as Record<string, unknown>
+  const details: Record<string, unknown> = {}
+  for (const field of ['code', 'errno', 'sqlState', 'constraint', 'detail', 'column', 'table']) {
+    if (source[field] !== undefined && source[field] !== null) details[`driver${field[0]!.toUpperCase()}${field.slice(1)}`] = source[field]
+  }
+  return details
+}
+
+function passwordOf(uri: string): string | undefined {
+  try {
+    const parsed = new URL(uri)
+    return parsed.password ? decodeURIComponent(parsed.password) : undefined
+  } catch {
+    return undefined
+  }
+}

@@ -1,0 +1,65 @@
+import type { ColumnDescription, ColumnSchema, Row } from '../schema.js'
+import type { NativeTypeFamily } from '../portable-types.js'
+
+/** Result of one SQL statement, as a dialect's driver adapter reports it. */
+export interface SqlResult {
+  rows: Row[]
+  /** Rows inserted, updated or deleted. */
+  affected: number
+  /** Generated key of a single-row insert, where the driver reports one. */
+  insertId?: number | bigint
+}
+
+/** Runs SQL on a pool or on the connection of an open transaction. */
+export interface SqlExecutor {
+  execute(sql: string, params: unknown[]): Promise<SqlResult>
+  /** True when this executor is inside a transaction (savepoints are then used for atomic steps). */
+  readonly inTransaction: boolean
+}
+
+/** How a driver error should be reported. */
+export type SqlErrorKind = 'row-rejected' | 'missing-table' | 'connection' | 'other'
+
+/**
+ * The SQL spelling and value conversion of one database family. A dialect package provides
+ * one; the shared {@link SqlDialect} base builds every statement from it. Pure logic: no I/O.
+ */
+export interface SqlFlavor {
+  readonly family: NativeTypeFamily
+  /** Quotes an identifier, rejecting names the database would truncate or cannot hold. */
+  quoteIdentifier(name: string): string
+  /** Placeholder for the 1-based parameter `index` (`$1` or `?`). */
+  placeholder(index: number): string
+  /** `INSERT … RETURNING *` is available. */
+  readonly supportsReturning: boolean
+  /** `(a, b) > (?, ?)` uses the index (else keyset conditions are expanded). */
+  readonly rowValueComparison: boolean
+  readonly maxParameters: number
+  /** `LIMIT/OFFSET` clause (may be empty). */
+  limitClause(limit: number | undefined, skip: number | undefined): string
+  /**
+   * Upsert of `rowCount` rows into `table` (already quoted) with quoted `columns` and `key`;
+   * placeholders numbered from 1, row by row.
+   */
+  upsertSql(table: string, columns: string[], key: string[], valuesSql: string): string
+  /** Column definition for CREATE TABLE. */
+  columnDefinition(column: ColumnSchema, isKey: boolean): string
+  /** Trailing CREATE TABLE options (charset, engine…). */
+  readonly createTableSuffix: string
+  /** Converts a portable value into what the driver expects for this column. */
+  encode(value: unknown, column: ColumnDescription): unknown
+  /** Converts a driver value of this column into its portable value. */
+  decode(value: unknown, column: ColumnDescription): unknown
+  /**
+   * False when `value` can never equal a value of this column (e.g. `'abc'` for a PostgreSQL
+   * uuid). Filters then treat it as matching nothing instead of failing the query.
+   */
+  canMatch?(value: unknown, column: ColumnDescription): boolean
+  /** Classifies a driver error. */
+  classifyError(error: unknown): SqlErrorKind
+}
+
+/** Quotes an identifier with `quote`, doubling embedded quotes. */
+export function quoteWith(quote: string, name: string): string {
+  return quote + name.split(quote).join(quote + quote) + quote
+}

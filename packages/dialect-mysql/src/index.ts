@@ -1,0 +1,2 @@
+export { MysqlDialect } from './mysql-dialect.js'
+export { createMysqlFlavor } from './mysql-flavor.js'

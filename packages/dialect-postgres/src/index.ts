@@ -1,0 +1,2 @@
+export { PostgresDialect } from './postgres-dialect.js'
+export { postgresFlavor } from './postgres-flavor.js'

@@ -1,0 +1,154 @@
+import pg from 'pg'
+import {
+  registerDialect, SqlDialect,
+  type CollectionDescription, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor,
+} from '@mostajs/replicator-core'
+import { postgresFlavor } from './postgres-flavor.js'
+
+/** Type OIDs whose default pg parsing would lose precision or shift time zones. */
+const OID = { int8: 20, date: 1082, timestamp: 1114, numeric: 1700 } as const
+
+/** Per-pool type parsers (never the process-wide pg.types, which other code may rely on). */
+const typeParsers = {
+  getTypeParser(oid: number, format?: string) {
+    if (format === 'binary') return pg.types.getTypeParser(oid, 'binary')
+    switch (oid) {
+      case OID.int8:
+        return (text: string) => BigInt(text)
+      case OID.date:
+        return (text: string) => text
+      case OID.numeric:
+        return (text: string) => text
+      case OID.timestamp:
+        // timestamp without time zone: read as UTC, never as the Node process' local time
+        return (text: string) => new Date(`${text.replace(' ', 'T')}Z`)
+      default:
+        return pg.types.getTypeParser(oid, 'text')
+    }
+  },
+} as unknown as pg.CustomTypesConfig
+
+const PORTABLE_BY_PG_TYPE: Record<string, ColumnType> = {
+  bool: 'boolean', int2: 'integer', int4: 'integer', int8: 'bigint', numeric: 'decimal',
+  float4: 'double', float8: 'double', varchar: 'string', bpchar: 'string', text: 'text',
+  json: 'json', jsonb: 'json', timestamptz: 'timestamp', timestamp: 'timestamp', date: 'date',
+  bytea: 'binary', uuid: 'uuid',
+}
+
+const DESCRIBE_COLUMNS = `
+SELECT a.attname AS name, t.typname AS udt, format_type(a.atttypid, a.atttypmod) AS native, a.atttypmod AS typmod,
+       NOT a.attnotnull AS nullable,
+       (a.attidentity <> '' OR coalesce(pg_get_expr(d.adbin, d.adrelid), '') LIKE 'nextval(%') AS auto,
+       coalesce((SELECT k.position FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
+                 WHERE i.indrelid = c.oid AND i.indisprimary AND k.attnum = a.attnum), 0) AS key_position
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE c.relname = $1 AND n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+ORDER BY a.attnum`
+
+interface DescribedRow { name: string; udt: string; native: string; typmod: number; nullable: boolean; auto: boolean; key_position: number }
+
+function executorOf(client: pg.Pool | pg.PoolClient, inTransaction: boolean): SqlExecutor {
+  return {
+    inTransaction,
+    async execute(sql, params) {
+      const result = await client.query({ text: sql, values: params })
+      return { rows: result.rows, affected: result.rowCount ?? 0 }
+    },
+  }
+}
+
+/**
+ * PostgreSQL dialect on node-postgres. Registered as `postgres` and `postgresql`.
+ *
+ * @example
+ * import '@mostajs/replicator-dialect-postgres'
+ * const db = createDialect({ dialect: 'postgres', uri: 'postgres://app@127.0.0.1:5432/app' })
+ */
+export class PostgresDialect extends SqlDialect {
+  readonly name = 'postgres'
+  private pool: pg.Pool | undefined
+
+  constructor(config: DialectConfig) {
+    super(config, postgresFlavor)
+  }
+
+  protected async openDriver(): Promise<SqlExecutor> {
+    const url = new URL(this.config.uri)
+    if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+      throw new Error(`expected a postgres:// or postgresql:// URI, got "${url.protocol}"`)
+    }
+    const pool = new pg.Pool({
+      connectionString: this.config.uri,
+      max: this.config.pool?.max ?? 10,
+      min: this.config.pool?.min ?? 0,
+      idleTimeoutMillis: this.config.pool?.idleTimeoutMs ?? 30_000,
+      connectionTimeoutMillis: this.config.connectTimeoutMs ?? 5000,
+      application_name: 'mostajs-replicator',
+      types: typeParsers,
+    })
+    // An idle connection dropped by the server: the pool replaces it; the next query reports any real outage.
+    pool.on('error', () => undefined)
+    this.pool = pool
+    return executorOf(pool, false)
+  }
+
+  protected async closeDriver(): Promise<void> {
+    const pool = this.pool
+    this.pool = undefined
+    await pool?.end()
+  }
+
+  protected async runTransaction<T>(fn: (executor: SqlExecutor) => Promise<T>): Promise<T> {
+    if (!this.pool) throw new Error('not connected')
+    const client = await this.pool.connect()
+    let broken: Error | undefined
+    try {
+      await client.query('BEGIN')
+      const result = await fn(executorOf(client, true))
+      await client.query('COMMIT')
+      return result
+    } catch (error) {
+      await client.query('ROLLBACK').catch((rollbackError: Error) => { broken = rollbackError })
+      throw error
+    } finally {
+      client.release(broken)
+    }
+  }
+
+  protected async introspect(collection: string, executor: SqlExecutor): Promise<CollectionDescription | null> {
+    const { rows } = await executor.execute(DESCRIBE_COLUMNS, [collection])
+    if (rows.length === 0) return null
+    const described = rows as unknown as DescribedRow[]
+    const columns = described.map(toColumn)
+    const primaryKey = described.filter((row) => Number(row.key_position) > 0)
+      .sort((a, b) => Number(a.key_position) - Number(b.key_position))
+      .map((row) => row.name)
+    return { name: collection, columns, primaryKey }
+  }
+
+  protected async listTables(executor: SqlExecutor): Promise<string[]> {
+    const { rows } = await executor.execute(`SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename`, [])
+    return rows.map((row) => String(row.name))
+  }
+}
+
+function toColumn(row: DescribedRow): ColumnDescription {
+  const type = PORTABLE_BY_PG_TYPE[row.udt] ?? 'unknown'
+  const column: ColumnDescription = { name: row.name, type, nativeType: row.native, nullable: row.nullable }
+  if (row.auto) column.autoIncrement = true
+  const typmod = Number(row.typmod)
+  if (typmod > 0) {
+    if (type === 'string') column.length = typmod - 4
+    if (type === 'decimal') {
+      column.precision = ((typmod - 4) >> 16) & 0xffff
+      column.scale = (typmod - 4) & 0xffff
+    }
+  }
+  return column
+}
+
+registerDialect('postgres', (config) => new PostgresDialect(config), ['postgresql'])

@@ -1,0 +1,91 @@
+import {
+  nativeTypeFor, normalizeDecimal, quoteWith, ReplicatorError, toDateString,
+  type ColumnDescription, type ColumnSchema, type SqlErrorKind, type SqlFlavor,
+} from '@mostajs/replicator-core'
+
+/** PostgreSQL truncates identifiers longer than this many bytes (NAMEDATALEN - 1). */
+const MAX_IDENTIFIER_BYTES = 63
+
+/** The spellings of a uuid PostgreSQL accepts (with or without hyphens and braces). */
+const UUID_TEXT = /^\{?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\}?$/i
+
+/** SQL spelling and value conversion for PostgreSQL. */
+export const postgresFlavor: SqlFlavor = {
+  family: 'postgres',
+  supportsReturning: true,
+  rowValueComparison: true,
+  maxParameters: 65535,
+
+  quoteIdentifier(name: string): string {
+    if (typeof name !== 'string' || name === '' || name.includes('\u0000') || Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES) {
+      throw new ReplicatorError('CONFIG_INVALID', `[replicator:postgres] Invalid identifier ${JSON.stringify(name)}: PostgreSQL names are 1 to ${MAX_IDENTIFIER_BYTES} bytes, without NUL (longer names would be truncated silently).`)
+    }
+    return quoteWith('"', name)
+  },
+
+  placeholder: (index: number) => `$${index}`,
+
+  limitClause(limit, skip) {
+    return `${limit !== undefined ? ` LIMIT ${Math.max(0, Math.floor(limit))}` : ''}${skip ? ` OFFSET ${Math.max(0, Math.floor(skip))}` : ''}`
+  },
+
+  upsertSql(table, columns, key, valuesSql) {
+    const keySet = new Set(key)
+    const updates = columns.filter((column) => !keySet.has(column)).map((column) => `${column} = EXCLUDED.${column}`)
+    const onConflict = updates.length ? `DO UPDATE SET ${updates.join(', ')}` : 'DO NOTHING'
+    return `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${valuesSql} ON CONFLICT (${key.join(', ')}) ${onConflict}`
+  },
+
+  columnDefinition(column: ColumnSchema, isKey: boolean): string {
+    const nullable = isKey ? false : column.nullable ?? true
+    return `${this.quoteIdentifier(column.name)} ${nativeTypeFor('postgres', column.type, column)}${nullable ? '' : ' NOT NULL'}`
+  },
+
+  createTableSuffix: '',
+
+  encode(value: unknown, column: ColumnDescription): unknown {
+    switch (column.type) {
+      case 'json':
+        return JSON.stringify(value)
+      case 'bigint':
+        return typeof value === 'bigint' ? value.toString() : value
+      case 'decimal':
+        return typeof value === 'string' ? value : normalizeDecimal(value as number | bigint)
+      case 'date':
+        return value instanceof Date ? toDateString(value) : value
+      case 'integer':
+      case 'double':
+        return typeof value === 'bigint' ? value.toString() : value
+      default:
+        return value
+    }
+  },
+
+  decode(value: unknown, column: ColumnDescription): unknown {
+    switch (column.type) {
+      case 'decimal':
+        return normalizeDecimal(value as string)
+      case 'bigint':
+        return typeof value === 'bigint' ? value : BigInt(value as string)
+      default:
+        return value
+    }
+  },
+
+  canMatch(value: unknown, column: ColumnDescription): boolean {
+    return column.type !== 'uuid' || (typeof value === 'string' && UUID_TEXT.test(value))
+  },
+
+  classifyError(error: unknown): SqlErrorKind {
+    const code = (error as { code?: unknown })?.code
+    if (typeof code === 'string') {
+      if (code === '42P01') return 'missing-table'
+      if (code.startsWith('23') || code.startsWith('22')) return 'row-rejected'
+      if (code.startsWith('08') || code.startsWith('57P') || code === '28P01' || code === '28000' || code === '3D000') return 'connection'
+      if (/^E[A-Z]+$/.test(code)) return 'connection' // ECONNREFUSED, ECONNRESET, ETIMEDOUT…
+    }
+    const message = error instanceof Error ? error.message : ''
+    if (/Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(message)) return 'connection'
+    return 'other'
+  },
+}

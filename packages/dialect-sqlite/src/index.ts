@@ -1,0 +1,2 @@
+export { SqliteDialect, sqlitePathOf } from './sqlite-dialect.js'
+export { sqliteFlavor } from './sqlite-flavor.js'

@@ -1,0 +1,6 @@
+export * from './backends.js'
+export * from './free-port.js'
+export * from './postgres.js'
+export * from './mariadb.js'
+export * from './sqlite.js'
+export { trackForExit } from './cleanup.js'

@@ -1,0 +1,155 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import mysql from 'mysql2/promise'
+import { findExecutable } from './backends.js'
+import { trackForExit } from './cleanup.js'
+import { freePort } from './free-port.js'
+
+/** A running MariaDB server (private, or the external one named by MYSQL_URL). */
+export interface RunningMariaDB {
+  /** URL of its `mysql` database as root. */
+  url: string
+  port: number
+  dataDir?: string
+  serverId: number
+  external: boolean
+  createDatabase(name?: string): Promise<string>
+  stop(): Promise<void>
+}
+
+let nextServerId = 1
+
+/**
+ * Starts a private `mariadbd` from the system binaries (own datadir, free port, binary log
+ * in ROW format, a unique server id), or uses `MYSQL_URL` when set.
+ */
+export async function startMariaDB(options: { serverId?: number; flags?: string[] } = {}): Promise<RunningMariaDB> {
+  const serverId = options.serverId ?? 100 + nextServerId++
+  if (process.env.MYSQL_URL) return externalMariaDB(process.env.MYSQL_URL, serverId)
+  const installDb = findExecutable('mariadb-install-db')
+  const mariadbd = findExecutable('mariadbd')
+  if (!installDb || !mariadbd) throw new Error('mariadbd / mariadb-install-db not found: apt-get install mariadb-server, or set MYSQL_URL')
+  const root = await mkdtemp(join(tmpdir(), 'replicator-mariadb-'))
+  const dataDir = join(root, 'data')
+  const untrackDir = trackForExit({ signal: 'SIGKILL', dirs: [root] })
+  try {
+    await run(installDb, ['--no-defaults', `--datadir=${dataDir}`, '--user=root', '--auth-root-authentication-method=normal', '--skip-test-db'])
+  } catch (error) {
+    await rm(root, { recursive: true, force: true })
+    untrackDir()
+    throw error
+  }
+  const port = await freePort()
+  const errorLog = join(root, 'error.log')
+  const child = spawn(mariadbd, [
+    '--no-defaults',
+    `--datadir=${dataDir}`,
+    `--port=${port}`,
+    '--bind-address=127.0.0.1',
+    `--socket=${join(root, 'mysqld.sock')}`,
+    `--pid-file=${join(root, 'mysqld.pid')}`,
+    `--log-error=${errorLog}`,
+    '--user=root',
+    `--log-bin=${join(dataDir, 'binlog')}`,
+    '--binlog-format=ROW',
+    `--server-id=${serverId}`,
+    '--skip-name-resolve',
+    '--innodb-buffer-pool-size=128M',
+    '--innodb-flush-log-at-trx-commit=2',
+    '--max-connections=200',
+    ...(options.flags ?? []),
+  ], { stdio: 'ignore' })
+  untrackDir()
+  const forget = trackForExit({ pid: child.pid, signal: 'SIGKILL', dirs: [root] })
+  const url = `mysql://root@127.0.0.1:${port}/mysql`
+  const stop = async () => {
+    await stopChild(child)
+    await rm(root, { recursive: true, force: true })
+    forget()
+  }
+  try {
+    await waitUntilReady(url, child, 30_000)
+  } catch (error) {
+    const log = await readFile(errorLog, 'utf8').catch(() => '')
+    await stop()
+    throw new Error(`MariaDB did not start: ${error instanceof Error ? error.message : String(error)}\n${log.split('\n').slice(-15).join('\n')}`)
+  }
+  let stopped = false
+  return {
+    url,
+    port,
+    dataDir,
+    serverId,
+    external: false,
+    createDatabase: (name) => createMariaDBDatabase(url, name),
+    async stop() {
+      if (stopped) return
+      stopped = true
+      await stop()
+    },
+  }
+}
+
+async function externalMariaDB(url: string, serverId: number): Promise<RunningMariaDB> {
+  const parsed = new URL(url)
+  return { url, port: Number(parsed.port || 3306), serverId, external: true, createDatabase: (name) => createMariaDBDatabase(url, name), async stop() {} }
+}
+
+/** Creates a database (utf8mb4, binary collation) on the server of `adminUrl` and returns its URL. */
+export async function createMariaDBDatabase(adminUrl: string, name = `t_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`): Promise<string> {
+  const parsed = new URL(adminUrl)
+  const connection = await mysql.createConnection({
+    host: parsed.hostname, port: Number(parsed.port || 3306), user: decodeURIComponent(parsed.username || 'root'), password: decodeURIComponent(parsed.password),
+  })
+  try {
+    await connection.query(`CREATE DATABASE \`${name.replaceAll('`', '``')}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`)
+  } finally {
+    await connection.end()
+  }
+  parsed.pathname = `/${encodeURIComponent(name)}`
+  return parsed.toString()
+}
+
+function run(command: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (chunk) => { output += chunk })
+    child.stderr.on('data', (chunk) => { output += chunk })
+    child.on('error', reject)
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${command} exited with ${code}: ${output.slice(-2000)}`))))
+  })
+}
+
+async function waitUntilReady(url: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const parsed = new URL(url)
+  const deadline = Date.now() + timeoutMs
+  let lastError: unknown
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`mariadbd exited with code ${child.exitCode}`)
+    try {
+      const connection = await mysql.createConnection({ host: parsed.hostname, port: Number(parsed.port), user: 'root', connectTimeout: 1000 })
+      await connection.end()
+      return
+    } catch (error) {
+      lastError = error
+      await new Promise((resolve) => setTimeout(resolve, 150))
+    }
+  }
+  throw new Error(`not ready after ${timeoutMs} ms: ${lastError instanceof Error ? lastError.message : String(lastError)}`)
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
+  return new Promise((resolve) => {
+    const killer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+    child.once('exit', () => {
+      clearTimeout(killer)
+      resolve()
+    })
+    child.kill('SIGTERM')
+  })
+}

@@ -1,0 +1,61 @@
+import { inject } from 'vitest'
+import { createDialect } from '@mostajs/replicator-core'
+import type { DialectUnderTest } from './dialect-contract.js'
+import { createMariaDBDatabase } from './mariadb.js'
+import { createPostgresDatabase } from './postgres.js'
+import { sqliteFile } from './sqlite.js'
+
+/** A backend as seen by one test file: a fresh database URL, or why it is skipped. */
+export interface TestBackend {
+  kind: 'postgres' | 'mariadb' | 'sqlite'
+  /** The admin URL of the shared server (null when skipped). */
+  serverUrl: string | null
+  skipReason: string
+  /** A new empty database on it; returns its URI and a cleanup. */
+  freshDatabase(): Promise<{ uri: string; cleanup(): Promise<void> }>
+}
+
+/** The backends of this test run (servers started by the global setup). */
+export function testBackends(): Record<'postgres' | 'mariadb' | 'sqlite', TestBackend> {
+  const postgresUrl = inject('postgresUrl')
+  const mariadbUrl = inject('mariadbUrl')
+  return {
+    postgres: {
+      kind: 'postgres', serverUrl: postgresUrl, skipReason: inject('postgresSkipReason'),
+      async freshDatabase() { return { uri: await createPostgresDatabase(postgresUrl!), async cleanup() {} } },
+    },
+    mariadb: {
+      kind: 'mariadb', serverUrl: mariadbUrl, skipReason: inject('mariadbSkipReason'),
+      async freshDatabase() { return { uri: (await createMariaDBDatabase(mariadbUrl!)).replace(/^mysql:/, 'mariadb:'), async cleanup() {} } },
+    },
+    sqlite: {
+      kind: 'sqlite', serverUrl: 'sqlite', skipReason: '',
+      async freshDatabase() {
+        const file = sqliteFile()
+        return { uri: file.uri, async cleanup() { file.cleanup() } }
+      },
+    },
+  }
+}
+
+/**
+ * A {@link DialectUnderTest} for a backend of this run: connects the registered dialect
+ * `dialectName` (import its package first) to a fresh database.
+ */
+export function dialectUnderTest(kind: 'postgres' | 'mariadb' | 'sqlite', dialectName: string = kind): DialectUnderTest {
+  const backend = testBackends()[kind]
+  return {
+    name: dialectName,
+    skipReason: backend.skipReason,
+    connect: backend.serverUrl
+      ? async () => {
+          const database = await backend.freshDatabase()
+          const dialect = createDialect({ dialect: dialectName, uri: database.uri })
+          await dialect.connect()
+          return { dialect, cleanup: database.cleanup }
+        }
+      : null,
+  }
+}
+
+export * from './dialect-contract.js'
