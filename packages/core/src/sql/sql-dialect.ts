@@ -102,18 +102,18 @@ export abstract class SqlDialect implements Dialect {
 
   // ---- CRUD, delegated to the pool-bound operations ----
 
-  find(collection: string, filter?: Filter, options?: FindOptions): Promise<Row[]> { return this.operations().find(collection, filter, options) }
-  findOne(collection: string, filter?: Filter, options?: Omit<FindOptions, 'limit'>): Promise<Row | null> { return this.operations().findOne(collection, filter, options) }
-  count(collection: string, filter?: Filter): Promise<number> { return this.operations().count(collection, filter) }
-  insert(collection: string, row: Row): Promise<Row> { return this.operations().insert(collection, row) }
-  update(collection: string, filter: Filter, changes: UpdateChanges): Promise<number> { return this.operations().update(collection, filter, changes) }
-  delete(collection: string, filter: Filter): Promise<number> { return this.operations().delete(collection, filter) }
-  upsertMany(collection: string, rows: Row[]): Promise<number> { return this.operations().upsertMany(collection, rows) }
-  deleteMany(collection: string, keys: RowKey[]): Promise<number> { return this.operations().deleteMany(collection, keys) }
-  scan(collection: string, options?: ScanOptions): Promise<ScanPage> { return this.operations().scan(collection, options) }
-  query<T = Row>(sql: string, params?: unknown[]): Promise<T[]> { return this.operations().query<T>(sql, params) }
+  async find(collection: string, filter?: Filter, options?: FindOptions): Promise<Row[]> { return this.operations().find(collection, filter, options) }
+  async findOne(collection: string, filter?: Filter, options?: Omit<FindOptions, 'limit'>): Promise<Row | null> { return this.operations().findOne(collection, filter, options) }
+  async count(collection: string, filter?: Filter): Promise<number> { return this.operations().count(collection, filter) }
+  async insert(collection: string, row: Row): Promise<Row> { return this.operations().insert(collection, row) }
+  async update(collection: string, filter: Filter, changes: UpdateChanges): Promise<number> { return this.operations().update(collection, filter, changes) }
+  async delete(collection: string, filter: Filter): Promise<number> { return this.operations().delete(collection, filter) }
+  async upsertMany(collection: string, rows: Row[]): Promise<number> { return this.operations().upsertMany(collection, rows) }
+  async deleteMany(collection: string, keys: RowKey[]): Promise<number> { return this.operations().deleteMany(collection, keys) }
+  async scan(collection: string, options?: ScanOptions): Promise<ScanPage> { return this.operations().scan(collection, options) }
+  async query<T = Row>(sql: string, params?: unknown[]): Promise<T[]> { return this.operations().query<T>(sql, params) }
 
-  transaction<T>(fn: (tx: DialectOperations) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: DialectOperations) => Promise<T>): Promise<T> {
     this.operations()
     return this.transactionOperations(fn)
   }
@@ -142,7 +142,7 @@ export abstract class SqlDialect implements Dialect {
     }
   }
 
-  describeCollection(collection: string): Promise<CollectionDescription> {
+  async describeCollection(collection: string): Promise<CollectionDescription> {
     return this.describeWith(collection, operationsExecutor(this.operations()))
   }
 
