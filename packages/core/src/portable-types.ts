@@ -84,6 +84,7 @@ export function nativeTypeFor(
  * compare equal.
  */
 export function normalizeDecimal(value: string | number | bigint): string {
+  if (typeof value === 'string' && isCanonicalDecimal(value)) return value
   let text = typeof value === 'string' ? value.trim() : value.toString()
   if (typeof value === 'number' && /e/i.test(text)) text = expandExponent(text)
   if (/e/i.test(text)) text = expandExponent(text)
@@ -94,6 +95,26 @@ export function normalizeDecimal(value: string | number | bigint): string {
   fraction = fraction.replace(/0+$/, '')
   const body = fraction ? `${whole}.${fraction}` : whole
   return negative && body !== '0' ? `-${body}` : body
+}
+
+/** Fast check for text that is already canonical (the common case when reading). */
+function isCanonicalDecimal(text: string): boolean {
+  const length = text.length
+  if (length === 0) return false
+  let index = text.charCodeAt(0) === 45 /* - */ ? 1 : 0
+  if (index === length) return false
+  if (text.charCodeAt(index) === 48 /* 0 */ && index + 1 < length && text.charCodeAt(index + 1) !== 46 /* . */) return false
+  let point = -1
+  for (let position = index; position < length; position++) {
+    const code = text.charCodeAt(position)
+    if (code === 46) {
+      if (point !== -1 || position === index) return false
+      point = position
+    } else if (code < 48 || code > 57) return false
+  }
+  if (point !== -1 && (point === length - 1 || text.charCodeAt(length - 1) === 48)) return false
+  if (index === 1 && /^-0(\.0*)?$/.test(text)) return false
+  return true
 }
 
 function expandExponent(text: string): string {

@@ -6,7 +6,7 @@ const flavor = {
   family: 'postgres',
   quoteIdentifier: (name: string) => `"${name.replaceAll('"', '""')}"`,
   placeholder: (index: number) => `$${index}`,
-  encode: (value: unknown) => value,
+  encoderFor: () => null,
 } as unknown as SqlFlavor
 
 const table: CollectionDescription = {

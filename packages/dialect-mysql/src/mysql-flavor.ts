@@ -1,6 +1,6 @@
 import {
   nativeTypeFor, normalizeDecimal, quoteWith, ReplicatorError, toDateString,
-  type ColumnDescription, type ColumnSchema, type SqlErrorKind, type SqlFlavor,
+  type ColumnDescription, type ColumnSchema, type SqlErrorKind, type SqlFlavor, type ValueConverter,
 } from '@mostajs/replicator-core'
 
 /** MySQL and MariaDB refuse identifiers longer than this. */
@@ -72,33 +72,33 @@ export function createMysqlFlavor(family: 'mysql' | 'mariadb'): SqlFlavor {
     // Binary collation: keys compare as in PostgreSQL and SQLite ('a' ≠ 'A'), so no two source rows collapse into one.
     createTableSuffix: ' ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin',
 
-    encode(value: unknown, column: ColumnDescription): unknown {
+    encoderFor(column: ColumnDescription): ValueConverter | null {
       switch (column.type) {
         case 'json':
-          return JSON.stringify(value)
+          return (value) => JSON.stringify(value)
         case 'timestamp':
-          return typeof value === 'string' || typeof value === 'number' ? new Date(value) : value
+          return (value) => (typeof value === 'string' || typeof value === 'number' ? new Date(value) : value)
         case 'date':
-          return value instanceof Date ? toDateString(value) : value
+          return (value) => (value instanceof Date ? toDateString(value) : value)
         case 'decimal':
-          return typeof value === 'string' ? value : normalizeDecimal(value as number | bigint)
+          return (value) => (typeof value === 'string' ? value : normalizeDecimal(value as number | bigint))
         default:
-          return value
+          return null
       }
     },
 
-    decode(value: unknown, column: ColumnDescription): unknown {
+    decoderFor(column: ColumnDescription): ValueConverter | null {
       switch (column.type) {
         case 'boolean':
-          return Number(value) !== 0
+          return (value) => Number(value) !== 0
         case 'bigint':
-          return typeof value === 'bigint' ? value : BigInt(value as string)
+          return (value) => (typeof value === 'bigint' ? value : BigInt(value as string))
         case 'decimal':
-          return normalizeDecimal(value as string)
+          return (value) => normalizeDecimal(value as string)
         case 'json':
-          return typeof value === 'string' ? JSON.parse(value) : Buffer.isBuffer(value) ? JSON.parse(value.toString('utf8')) : value
+          return (value) => (typeof value === 'string' ? JSON.parse(value) : Buffer.isBuffer(value) ? JSON.parse(value.toString('utf8')) : value)
         default:
-          return value
+          return null
       }
     },
 

@@ -1,6 +1,6 @@
 import {
   nativeTypeFor, normalizeDecimal, quoteWith, ReplicatorError, toDateString,
-  type ColumnDescription, type ColumnSchema, type SqlErrorKind, type SqlFlavor,
+  type ColumnDescription, type ColumnSchema, type SqlErrorKind, type SqlFlavor, type ValueConverter,
 } from '@mostajs/replicator-core'
 
 /** PostgreSQL truncates identifiers longer than this many bytes (NAMEDATALEN - 1). */
@@ -43,32 +43,32 @@ export const postgresFlavor: SqlFlavor = {
 
   createTableSuffix: '',
 
-  encode(value: unknown, column: ColumnDescription): unknown {
+  encoderFor(column: ColumnDescription): ValueConverter | null {
     switch (column.type) {
       case 'json':
-        return JSON.stringify(value)
+        return (value) => JSON.stringify(value) // pg would turn a JS array into a PostgreSQL array
       case 'bigint':
-        return typeof value === 'bigint' ? value.toString() : value
-      case 'decimal':
-        return typeof value === 'string' ? value : normalizeDecimal(value as number | bigint)
-      case 'date':
-        return value instanceof Date ? toDateString(value) : value
       case 'integer':
       case 'double':
-        return typeof value === 'bigint' ? value.toString() : value
+        return (value) => (typeof value === 'bigint' ? value.toString() : value)
+      case 'decimal':
+        return (value) => (typeof value === 'string' ? value : normalizeDecimal(value as number | bigint))
+      case 'date':
+        return (value) => (value instanceof Date ? toDateString(value) : value)
       default:
-        return value
+        return null
     }
   },
 
-  decode(value: unknown, column: ColumnDescription): unknown {
+  decoderFor(column: ColumnDescription): ValueConverter | null {
+    // int8 arrives as bigint, dates as text and timestamps as Date from the pool's type parsers.
     switch (column.type) {
       case 'decimal':
-        return normalizeDecimal(value as string)
+        return (value) => normalizeDecimal(value as string)
       case 'bigint':
-        return typeof value === 'bigint' ? value : BigInt(value as string)
+        return (value) => (typeof value === 'bigint' ? value : BigInt(value as string))
       default:
-        return value
+        return null
     }
   },
 

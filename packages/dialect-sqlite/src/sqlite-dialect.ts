@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3'
 import {
   registerDialect, SqlDialect,
-  type CollectionDescription, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor, type SqlResult,
+  type CollectionDescription, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecuteOptions, type SqlExecutor, type SqlResult,
 } from '@mostajs/replicator-core'
 import { sqliteFlavor } from './sqlite-flavor.js'
 
@@ -59,7 +59,7 @@ export class SqliteDialect extends SqlDialect {
     return run
   }
 
-  private runNow(sql: string, params: unknown[]): SqlResult {
+  private runNow(sql: string, params: unknown[], options?: SqlExecuteOptions): SqlResult {
     const database = this.database
     if (!database) throw new Error('the database is closed')
     let statement = this.prepared.get(sql)
@@ -68,7 +68,11 @@ export class SqliteDialect extends SqlDialect {
       if (this.prepared.size >= STATEMENT_CACHE_SIZE) this.prepared.clear()
       this.prepared.set(sql, statement)
     }
-    if (statement.reader) return { rows: statement.all(params) as Record<string, unknown>[], affected: 0 }
+    if (statement.reader) {
+      // 64-bit exact integers (as bigint) only where a column needs them: plain numbers are cheaper.
+      statement.safeIntegers(options?.exactIntegers ?? true)
+      return { rows: statement.all(params) as Record<string, unknown>[], affected: 0 }
+    }
     const info = statement.run(params)
     return { rows: [], affected: info.changes, insertId: info.lastInsertRowid }
   }
@@ -81,7 +85,7 @@ export class SqliteDialect extends SqlDialect {
     database.pragma('synchronous = NORMAL')
     database.pragma('foreign_keys = ON')
     this.database = database
-    return { inTransaction: false, execute: (sql, params) => this.exclusive(() => this.runNow(sql, params)) }
+    return { inTransaction: false, execute: (sql, params, options) => this.exclusive(() => this.runNow(sql, params, options)) }
   }
 
   protected async closeDriver(): Promise<void> {
@@ -96,7 +100,7 @@ export class SqliteDialect extends SqlDialect {
     return this.exclusive(async () => {
       this.runNow('BEGIN IMMEDIATE', [])
       try {
-        const result = await fn({ inTransaction: true, execute: async (sql, params) => this.runNow(sql, params) })
+        const result = await fn({ inTransaction: true, execute: async (sql, params, options) => this.runNow(sql, params, options) })
         this.runNow('COMMIT', [])
         return result
       } catch (error) {

@@ -1,7 +1,10 @@
 import {
   nativeTypeFor, normalizeDecimal, quoteWith, ReplicatorError, toDateString,
-  type ColumnDescription, type ColumnSchema, type SqlErrorKind, type SqlFlavor,
+  type ColumnDescription, type ColumnSchema, type SqlErrorKind, type SqlFlavor, type ValueConverter,
 } from '@mostajs/replicator-core'
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER)
 
 function toIsoTimestamp(value: unknown): unknown {
   if (value instanceof Date) return value.toISOString()
@@ -10,6 +13,14 @@ function toIsoTimestamp(value: unknown): unknown {
     return Number.isNaN(date.getTime()) ? value : date.toISOString()
   }
   return value
+}
+
+/** SQLite's own timestamps (CURRENT_TIMESTAMP) carry no zone and are UTC: never read them as local time. */
+const ZONELESS = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/
+function parseUtcTimestamp(text: string): Date {
+  // Fast path: what this dialect writes (toISOString: 24 characters ending in Z).
+  if (text.length === 24 && text.charCodeAt(23) === 90 /* Z */) return new Date(text)
+  return new Date(ZONELESS.test(text) ? `${text.replace(' ', 'T')}Z` : text)
 }
 
 /** Values SQLite cannot bind are turned into what a reader expects back. */
@@ -59,47 +70,55 @@ export const sqliteFlavor: SqlFlavor = {
 
   createTableSuffix: '',
 
-  encode(value: unknown, column: ColumnDescription): unknown {
+  encoderFor(column: ColumnDescription): ValueConverter | null {
     switch (column.type) {
       case 'boolean':
-        return value === true ? 1 : value === false ? 0 : encodeLoose(value)
+        return (value) => (value === true ? 1 : value === false ? 0 : encodeLoose(value))
       case 'timestamp':
-        return toIsoTimestamp(value)
+        return toIsoTimestamp
       case 'json':
-        return JSON.stringify(value)
+        return (value) => JSON.stringify(value)
       case 'date':
-        return value instanceof Date ? toDateString(value) : value
+        return (value) => (value instanceof Date ? toDateString(value) : value)
       case 'decimal':
-        return typeof value === 'string' || typeof value === 'number' || typeof value === 'bigint' ? normalizeDecimal(value) : value
+        return (value) => (typeof value === 'string' || typeof value === 'number' || typeof value === 'bigint' ? normalizeDecimal(value) : value)
       case 'bigint':
-        return typeof value === 'number' && Number.isInteger(value) ? BigInt(value) : typeof value === 'string' && /^-?\d+$/.test(value) ? BigInt(value) : value
+        return (value) => (typeof value === 'number' && Number.isInteger(value) ? BigInt(value) : typeof value === 'string' && /^-?\d+$/.test(value) ? BigInt(value) : value)
+      case 'integer':
+      case 'double':
+      case 'string':
+      case 'text':
+      case 'uuid':
+        return (value) => (typeof value === 'number' || typeof value === 'string' ? value : encodeLoose(value))
       default:
-        return encodeLoose(value)
+        return encodeLoose
     }
   },
 
-  decode(value: unknown, column: ColumnDescription): unknown {
+  decoderFor(column: ColumnDescription): ValueConverter | null {
     switch (column.type) {
       case 'integer':
       case 'double':
-        return typeof value === 'bigint' ? Number(value) : value
+        return (value) => (typeof value === 'bigint' ? Number(value) : value)
       case 'boolean':
-        return Number(value) !== 0
+        return (value) => Number(value) !== 0
       case 'bigint':
-        return typeof value === 'bigint' ? value : BigInt(String(value))
+        return (value) => (typeof value === 'bigint' ? value : BigInt(String(value)))
       case 'decimal':
-        return normalizeDecimal(String(value))
+        return (value) => normalizeDecimal(String(value))
       case 'json':
-        return typeof value === 'string' ? JSON.parse(value) : typeof value === 'bigint' ? Number(value) : value
+        return (value) => (typeof value === 'string' ? JSON.parse(value) : typeof value === 'bigint' ? Number(value) : value)
       case 'timestamp':
-        return typeof value === 'string' ? new Date(value) : new Date(Number(value))
+        return (value) => (typeof value === 'string' ? parseUtcTimestamp(value) : new Date(Number(value)))
       case 'date':
       case 'string':
       case 'text':
       case 'uuid':
-        return typeof value === 'string' || Buffer.isBuffer(value) ? value : String(value)
+        return (value) => (typeof value === 'string' || Buffer.isBuffer(value) ? value : String(value))
+      case 'binary':
+        return null
       default:
-        return typeof value === 'bigint' && value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(value) : value
+        return (value) => (typeof value === 'bigint' && value <= MAX_SAFE && value >= MIN_SAFE ? Number(value) : value)
     }
   },
 

@@ -1,7 +1,7 @@
 import { ReplicatorError } from '../errors.js'
 import type { Filter, FindOptions } from '../filter.js'
 import type { CollectionDescription, ColumnDescription } from '../schema.js'
-import type { SqlFlavor } from './sql-flavor.js'
+import { encodeValue, type SqlFlavor } from './sql-flavor.js'
 
 const COMPARISONS: Record<string, string> = { $eq: '=', $ne: '<>', $gt: '>', $gte: '>=', $lt: '<', $lte: '<=' }
 
@@ -75,7 +75,7 @@ function compileComparison(
     const present = operand.filter((value) => value !== null && value !== undefined)
     const hasNull = present.length !== operand.length
     const values = present.filter((value) => flavor.canMatch?.(value, column) ?? true)
-    const list = values.map((value) => params.add(flavor.encode(value, column))).join(', ')
+    const list = values.map((value) => params.add(encodeValue(flavor, value, column))).join(', ')
     if (operator === '$in') {
       const terms = [values.length ? `${quoted} IN (${list})` : '', hasNull ? `${quoted} IS NULL` : ''].filter(Boolean)
       return terms.length ? `(${terms.join(' OR ')})` : '1=0'
@@ -99,7 +99,7 @@ function compileComparison(
     if (operator === '$ne') return '1=1'
     throw new ReplicatorError('FILTER_INVALID', `${operator} ${JSON.stringify(operand)} cannot be compared with "${description.name}.${column.name}" (${column.nativeType}).`)
   }
-  const placeholder = params.add(flavor.encode(operand, column))
+  const placeholder = params.add(encodeValue(flavor, operand, column))
   // $ne keeps NULL cells, as a document database would.
   if (operator === '$ne') return `(${quoted} <> ${placeholder} OR ${quoted} IS NULL)`
   return `${quoted} ${sqlOperator} ${placeholder}`

@@ -3,7 +3,7 @@ import { ReplicatorError, type ReplicatorErrorCode } from '../errors.js'
 import type { Filter, FindOptions, UpdateChanges } from '../filter.js'
 import { maskUri } from '../mask-uri.js'
 import { toCollectionSchema, type CollectionDescription, type CollectionSchema, type EntitySchema, type Row, type RowKey } from '../schema.js'
-import type { SqlExecutor, SqlFlavor } from './sql-flavor.js'
+import { columnDecoder, type SqlExecutor, type SqlFlavor } from './sql-flavor.js'
 import { SqlOperations } from './sql-operations.js'
 
 const KIND_TO_CODE: Record<string, ReplicatorErrorCode> = {
@@ -29,6 +29,7 @@ export abstract class SqlDialect implements Dialect {
   private poolOperations: SqlOperations | undefined
   private readonly catalog = new Map<string, CollectionDescription>()
   private readonly decoders = new WeakMap<CollectionDescription, (row: Row) => void>()
+  private readonly columnNames = new WeakMap<CollectionDescription, Set<string>>()
   private readonly statementTexts = new Map<string, string>()
 
   constructor(config: DialectConfig, readonly flavor: SqlFlavor, capabilities: Partial<DialectCapabilities> = {}) {
@@ -154,7 +155,8 @@ export abstract class SqlDialect implements Dialect {
     const cached = this.catalog.get(collection)
     if (cached) {
       if (!columns) return cached
-      const known = new Set(cached.columns.map((column) => column.name))
+      let known = this.columnNames.get(cached)
+      if (!known) this.columnNames.set(cached, (known = new Set(cached.columns.map((column) => column.name))))
       let complete = true
       for (const name of columns) if (!known.has(name)) { complete = false; break }
       if (complete) return cached
@@ -195,21 +197,32 @@ export abstract class SqlDialect implements Dialect {
 
   // ---- shared helpers used by SqlOperations ----
 
-  /** @internal Decodes a driver row in place into portable values. */
+  /** @internal Decodes a driver row in place into portable values (only the columns that need it). */
   rowDecoder(description: CollectionDescription): (row: Row) => void {
     let decoder = this.decoders.get(description)
     if (!decoder) {
-      const columns = description.columns
-      const flavor = this.flavor
+      const converting = description.columns.flatMap((column) => {
+        const convert = columnDecoder(this.flavor, column)
+        return convert ? [{ name: column.name, convert }] : []
+      })
       decoder = (row: Row) => {
-        for (const column of columns) {
-          const value = row[column.name]
-          if (value !== null && value !== undefined) row[column.name] = flavor.decode(value, column)
+        for (let index = 0; index < converting.length; index++) {
+          const { name, convert } = converting[index]!
+          const value = row[name]
+          if (value !== null && value !== undefined) row[name] = convert(value)
         }
       }
       this.decoders.set(description, decoder)
     }
     return decoder
+  }
+
+  /** @internal True when a column of the collection needs exact 64-bit integers from the driver. */
+  needsExactIntegers(description: CollectionDescription): boolean {
+    return description.columns.some((column) =>
+      column.type === 'bigint' || column.type === 'unknown' ||
+      // a decimal kept as text (SQLite's DECIMAL_TEXT) never arrives as an integer
+      (column.type === 'decimal' && !/TEXT/i.test(column.nativeType)))
   }
 
   /** @internal The cached text of an upsert of `rowCount` rows with these columns. */
@@ -251,7 +264,7 @@ export abstract class SqlDialect implements Dialect {
 }
 
 function operationsExecutor(operations: SqlOperations): SqlExecutor {
-  return { inTransaction: false, execute: async (sql, params) => operations.run(sql, params) }
+  return { inTransaction: false, execute: async (sql, params, options) => operations.run(sql, params, undefined, options) }
 }
 
 function errorMessage(error: unknown): string {

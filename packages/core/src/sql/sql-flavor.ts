@@ -10,9 +10,18 @@ export interface SqlResult {
   insertId?: number | bigint
 }
 
+/** Per-statement hints an executor may use. */
+export interface SqlExecuteOptions {
+  /**
+   * False when no column read by the statement needs 64-bit exact integers, so a driver
+   * may return plain numbers (cheaper). Default true.
+   */
+  exactIntegers?: boolean
+}
+
 /** Runs SQL on a pool or on the connection of an open transaction. */
 export interface SqlExecutor {
-  execute(sql: string, params: unknown[]): Promise<SqlResult>
+  execute(sql: string, params: unknown[], options?: SqlExecuteOptions): Promise<SqlResult>
   /** True when this executor is inside a transaction (savepoints are then used for atomic steps). */
   readonly inTransaction: boolean
 }
@@ -46,10 +55,13 @@ export interface SqlFlavor {
   columnDefinition(column: ColumnSchema, isKey: boolean): string
   /** Trailing CREATE TABLE options (charset, engine…). */
   readonly createTableSuffix: string
-  /** Converts a portable value into what the driver expects for this column. */
-  encode(value: unknown, column: ColumnDescription): unknown
-  /** Converts a driver value of this column into its portable value. */
-  decode(value: unknown, column: ColumnDescription): unknown
+  /**
+   * Converter of portable values of this column into what the driver expects, or null when
+   * they pass unchanged. Called once per column and cached; never given null values.
+   */
+  encoderFor(column: ColumnDescription): ValueConverter | null
+  /** Converter of driver values of this column into portable values, or null when none is needed. */
+  decoderFor(column: ColumnDescription): ValueConverter | null
   /**
    * False when `value` can never equal a value of this column (e.g. `'abc'` for a PostgreSQL
    * uuid). Filters then treat it as matching nothing instead of failing the query.
@@ -57,6 +69,37 @@ export interface SqlFlavor {
   canMatch?(value: unknown, column: ColumnDescription): boolean
   /** Classifies a driver error. */
   classifyError(error: unknown): SqlErrorKind
+}
+
+/** Converts one non-null value. */
+export type ValueConverter = (value: unknown) => unknown
+
+const encoders = new WeakMap<SqlFlavor, WeakMap<ColumnDescription, ValueConverter | null>>()
+const decoders = new WeakMap<SqlFlavor, WeakMap<ColumnDescription, ValueConverter | null>>()
+
+function cached(store: WeakMap<SqlFlavor, WeakMap<ColumnDescription, ValueConverter | null>>, flavor: SqlFlavor, column: ColumnDescription, make: () => ValueConverter | null): ValueConverter | null {
+  let perColumn = store.get(flavor)
+  if (!perColumn) store.set(flavor, (perColumn = new WeakMap()))
+  let converter = perColumn.get(column)
+  if (converter === undefined) perColumn.set(column, (converter = make()))
+  return converter
+}
+
+/** The flavor's encoder of a column, cached per column description. */
+export function columnEncoder(flavor: SqlFlavor, column: ColumnDescription): ValueConverter | null {
+  return cached(encoders, flavor, column, () => flavor.encoderFor(column))
+}
+
+/** The flavor's decoder of a column, cached per column description. */
+export function columnDecoder(flavor: SqlFlavor, column: ColumnDescription): ValueConverter | null {
+  return cached(decoders, flavor, column, () => flavor.decoderFor(column))
+}
+
+/** Encodes one portable value for a column (null stays null). */
+export function encodeValue(flavor: SqlFlavor, value: unknown, column: ColumnDescription): unknown {
+  if (value === null || value === undefined) return null
+  const encoder = columnEncoder(flavor, column)
+  return encoder ? encoder(value) : value
 }
 
 /** Quotes an identifier with `quote`, doubling embedded quotes. */

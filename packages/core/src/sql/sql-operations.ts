@@ -5,7 +5,7 @@ import type { CollectionDescription, ColumnDescription, Row, RowKey } from '../s
 import { compileFilter, compileSort, requireColumn, SqlParams } from './compile-filter.js'
 import { describeKey, keyIdentity, keyOfRow, keyToObject, requirePrimaryKey } from './row-keys.js'
 import type { SqlDialect } from './sql-dialect.js'
-import type { SqlExecutor, SqlResult } from './sql-flavor.js'
+import { columnEncoder, encodeValue, type SqlExecuteOptions, type SqlExecutor, type SqlFlavor, type SqlResult } from './sql-flavor.js'
 
 const ROLLBACK = Symbol('rollback')
 /** Most failing keys listed by a ROW_REJECTED error. */
@@ -38,9 +38,9 @@ export class SqlOperations implements DialectOperations {
   }
 
   /** Runs one statement, turning driver errors into ReplicatorErrors. */
-  async run(sql: string, params: unknown[], collection?: string): Promise<SqlResult> {
+  async run(sql: string, params: unknown[], collection?: string, options?: SqlExecuteOptions): Promise<SqlResult> {
     try {
-      return await this.executor.execute(sql, params)
+      return await this.executor.execute(sql, params, options)
     } catch (error) {
       throw this.dialect.toReplicatorError(error, collection)
     }
@@ -62,7 +62,7 @@ export class SqlOperations implements DialectOperations {
     const where = compileFilter(filter, description, this.flavor, params)
     const columns = options.select?.length ? options.select.map((name) => this.q(requireColumn(description, name).name)).join(', ') : '*'
     const sql = `SELECT ${columns} FROM ${this.q(collection)} WHERE ${where}${compileSort(options.sort, description, this.flavor)}${this.flavor.limitClause(options.limit, options.skip)}`
-    const result = await this.run(sql, params.values, collection)
+    const result = await this.run(sql, params.values, collection, { exactIntegers: this.dialect.needsExactIntegers(description) })
     return this.decodeRows(result.rows, description)
   }
 
@@ -83,7 +83,7 @@ export class SqlOperations implements DialectOperations {
     const names = Object.keys(row).filter((name) => row[name] !== undefined)
     const description = await this.describe(collection, names)
     const params = new SqlParams(this.flavor)
-    const values = names.map((name) => params.add(this.flavor.encode(row[name], requireColumn(description, name))))
+    const values = names.map((name) => params.add(encodeValue(this.flavor, row[name], requireColumn(description, name))))
     const body = names.length
       ? `(${names.map((name) => this.q(name)).join(', ')}) VALUES (${values.join(', ')})`
       : this.flavor.family === 'postgres' || this.flavor.family === 'sqlite' ? 'DEFAULT VALUES' : '() VALUES ()'
@@ -113,14 +113,14 @@ export class SqlOperations implements DialectOperations {
     const assignments: string[] = []
     for (const [name, value] of Object.entries(set)) {
       if (value === undefined) continue
-      assignments.push(`${this.q(name)} = ${params.add(this.flavor.encode(value, requireColumn(description, name)))}`)
+      assignments.push(`${this.q(name)} = ${params.add(encodeValue(this.flavor, value, requireColumn(description, name)))}`)
     }
     for (const [name, amount] of Object.entries(inc)) {
       const column = requireColumn(description, name)
       if (typeof amount !== 'number' && typeof amount !== 'bigint') {
         throw new ReplicatorError('FILTER_INVALID', `$inc of "${collection}.${name}" takes a number, got ${typeof amount}.`)
       }
-      assignments.push(`${this.q(name)} = ${this.q(name)} + ${params.add(this.flavor.encode(amount, column))}`)
+      assignments.push(`${this.q(name)} = ${this.q(name)} + ${params.add(encodeValue(this.flavor, amount, column))}`)
     }
     if (assignments.length === 0) return 0
     const where = compileFilter(filter, description, this.flavor, params)
@@ -143,10 +143,11 @@ export class SqlOperations implements DialectOperations {
   async upsertMany(collection: string, rows: Row[]): Promise<number> {
     if (!Array.isArray(rows)) throw new ReplicatorError('ROW_REJECTED', `upsertMany("${collection}") takes an array of rows.`)
     if (rows.length === 0) return 0
-    const groups = groupByShape(dedupeByKey(rows, await this.primaryKeyOf(collection), collection))
+    let description = await this.describe(collection)
+    const groups = groupByShape(dedupeByKey(rows, requirePrimaryKey(description, 'upsertMany'), collection))
     const allColumns = new Set<string>()
     for (const group of groups) for (const name of group.columns) allColumns.add(name)
-    const description = await this.describe(collection, allColumns)
+    description = await this.describe(collection, allColumns)
     const primaryKey = requirePrimaryKey(description, 'upsertMany')
     const statements: Array<{ sql: string; params: unknown[] }> = []
     for (const group of groups) {
@@ -159,8 +160,8 @@ export class SqlOperations implements DialectOperations {
       const columns = group.columns.map((name) => requireColumn(description, name))
       const perStatement = Math.max(1, Math.floor(this.flavor.maxParameters / columns.length))
       for (let start = 0; start < group.rows.length; start += perStatement) {
-        const chunk = group.rows.slice(start, start + perStatement)
-        statements.push({ sql: this.dialect.upsertStatement(collection, description, group.columns, chunk.length), params: encodeRows(chunk, columns, this.flavor.encode.bind(this.flavor)) })
+        const chunk = start === 0 && group.rows.length <= perStatement ? group.rows : group.rows.slice(start, start + perStatement)
+        statements.push({ sql: this.dialect.upsertStatement(collection, description, group.columns, chunk.length), params: encodeRows(chunk, columns, this.flavor) })
       }
     }
     try {
@@ -185,7 +186,7 @@ export class SqlOperations implements DialectOperations {
       const params = new SqlParams(this.flavor)
       const tuples = keys.slice(start, start + perStatement).map((key) => {
         const object = keyToObject(key, primaryKey, collection)
-        const placeholders = keyColumns.map((column) => params.add(this.flavor.encode(object[column.name], column)))
+        const placeholders = keyColumns.map((column) => params.add(encodeValue(this.flavor, object[column.name], column)))
         return primaryKey.length === 1 ? placeholders[0] : `(${placeholders.join(', ')})`
       })
       const target = primaryKey.length === 1 ? this.q(primaryKey[0]!) : `(${primaryKey.map((name) => this.q(name)).join(', ')})`
@@ -208,7 +209,7 @@ export class SqlOperations implements DialectOperations {
     }
     const order = primaryKey.map((name) => this.q(name)).join(', ')
     const sql = `SELECT * FROM ${this.q(collection)}${where} ORDER BY ${order}${this.flavor.limitClause(limit, undefined)}`
-    const result = await this.run(sql, params.values, collection)
+    const result = await this.run(sql, params.values, collection, { exactIntegers: this.dialect.needsExactIntegers(description) })
     const rows = this.decodeRows(result.rows, description)
     const last = rows[rows.length - 1]
     return { rows, next: rows.length === limit && last ? keyOfRow(last, primaryKey) : null }
@@ -224,19 +225,15 @@ export class SqlOperations implements DialectOperations {
     const columns = primaryKey.map((name) => requireColumn(description, name))
     if (columns.length === 1 || this.flavor.rowValueComparison) {
       const left = columns.map((column) => this.q(column.name)).join(', ')
-      const right = columns.map((column) => params.add(this.flavor.encode(after[column.name], column))).join(', ')
+      const right = columns.map((column) => params.add(encodeValue(this.flavor, after[column.name], column))).join(', ')
       return columns.length === 1 ? `${left} > ${right}` : `(${left}) > (${right})`
     }
     // (a > x) OR (a = x AND b > y) OR …
     const alternatives = columns.map((column, index) => {
-      const equal = columns.slice(0, index).map((prefix) => `${this.q(prefix.name)} = ${params.add(this.flavor.encode(after[prefix.name], prefix))}`)
-      return `(${[...equal, `${this.q(column.name)} > ${params.add(this.flavor.encode(after[column.name], column))}`].join(' AND ')})`
+      const equal = columns.slice(0, index).map((prefix) => `${this.q(prefix.name)} = ${params.add(encodeValue(this.flavor, after[prefix.name], prefix))}`)
+      return `(${[...equal, `${this.q(column.name)} > ${params.add(encodeValue(this.flavor, after[column.name], column))}`].join(' AND ')})`
     })
     return `(${alternatives.join(' OR ')})`
-  }
-
-  private async primaryKeyOf(collection: string): Promise<string[]> {
-    return requirePrimaryKey(await this.describe(collection), 'upsertMany')
   }
 
   /**
@@ -280,7 +277,7 @@ export class SqlOperations implements DialectOperations {
           const columns = names.map((name) => requireColumn(description, name))
           const sql = this.dialect.upsertStatement(collection, description, names, 1)
           try {
-            await operations.atomic((inner) => inner.run(sql, encodeRows([row], columns, this.flavor.encode.bind(this.flavor)), collection))
+            await operations.atomic((inner) => inner.run(sql, encodeRows([row], columns, this.flavor), collection))
           } catch (error) {
             failures.push({ key: keyOfRow(row, description.primaryKey), message: ReplicatorError.isInstance(error) ? error.message : String(error) })
             if (failures.length >= MAX_LISTED_FAILURES) break
@@ -349,25 +346,49 @@ function filterColumns(filter?: Filter, options: FindOptions = {}): string[] {
 
 /** Keeps the last row of each primary key, in first-seen order (one statement cannot touch a row twice). */
 function dedupeByKey(rows: Row[], primaryKey: string[], collection: string): Row[] {
-  const positions = new Map<string, number>()
-  const unique: Row[] = []
-  for (const row of rows) {
+  const single = primaryKey.length === 1 ? primaryKey[0]! : undefined
+  const positions = new Map<unknown, number>()
+  let unique: Row[] | undefined // allocated only when a key repeats
+  for (let index = 0; index < rows.length; index++) {
+    const row = rows[index]!
     if (typeof row !== 'object' || row === null) throw new ReplicatorError('ROW_REJECTED', `upsertMany("${collection}"): every row must be an object.`)
-    const identity = keyIdentity(row, primaryKey)
+    const value = single === undefined ? undefined : row[single]
+    const identity = typeof value === 'number' || typeof value === 'string' ? value : keyIdentity(row, primaryKey)
     const position = positions.get(identity)
     if (position === undefined) {
-      positions.set(identity, unique.length)
-      unique.push(row)
-    } else unique[position] = row
+      positions.set(identity, unique ? unique.length : index)
+      unique?.push(row)
+    } else {
+      unique ??= rows.slice(0, index)
+      unique[position] = row
+    }
   }
-  return unique
+  return unique ?? rows
+}
+
+function definedColumns(row: Row): string[] {
+  const columns: string[] = []
+  for (const name in row) if (row[name] !== undefined) columns.push(name)
+  return columns
+}
+
+function hasShape(row: Row, columns: string[]): boolean {
+  let count = 0
+  for (const name in row) {
+    if (row[name] === undefined) continue
+    if (columns[count] !== name) return false
+    count++
+  }
+  return count === columns.length
 }
 
 /** Groups rows by their set of columns: one multi-row statement per shape. */
 function groupByShape(rows: Row[]): Array<{ columns: string[]; rows: Row[] }> {
+  const first = definedColumns(rows[0]!)
+  if (rows.every((row) => hasShape(row, first))) return [{ columns: first, rows }] // the common case
   const groups = new Map<string, { columns: string[]; rows: Row[] }>()
   for (const row of rows) {
-    const columns = Object.keys(row).filter((name) => row[name] !== undefined)
+    const columns = definedColumns(row)
     const shape = columns.join('\u0000')
     let group = groups.get(shape)
     if (!group) groups.set(shape, (group = { columns, rows: [] }))
@@ -376,13 +397,17 @@ function groupByShape(rows: Row[]): Array<{ columns: string[]; rows: Row[] }> {
   return [...groups.values()]
 }
 
-function encodeRows(rows: Row[], columns: ColumnDescription[], encode: (value: unknown, column: ColumnDescription) => unknown): unknown[] {
-  const params = new Array<unknown>(rows.length * columns.length)
+function encodeRows(rows: Row[], columns: ColumnDescription[], flavor: SqlFlavor): unknown[] {
+  const names = columns.map((column) => column.name)
+  const encoders = columns.map((column) => columnEncoder(flavor, column))
+  const width = columns.length
+  const params = new Array<unknown>(rows.length * width)
   let index = 0
   for (const row of rows) {
-    for (const column of columns) {
-      const value = row[column.name]
-      params[index++] = value === null || value === undefined ? null : encode(value, column)
+    for (let column = 0; column < width; column++) {
+      const value = row[names[column]!]
+      const encoder = encoders[column]
+      params[index++] = value === null || value === undefined ? null : encoder ? encoder(value) : value
     }
   }
   return params
