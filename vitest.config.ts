@@ -18,5 +18,8 @@ export default defineConfig({
     hookTimeout: 120_000,
     // Each file gets its own databases on the shared servers, so files may run side by side.
     maxWorkers: 2,
+    // The JSON report lets CI print one plain summary line and refuse a run that skipped tests.
+    reporters: ['default', 'json'],
+    outputFile: { json: 'test-results/vitest.json' },
   },
 })
