@@ -1,6 +1,6 @@
 import mysql from 'mysql2/promise'
 import {
-  registerDialect, SqlDialect,
+  registerDialect, runTransactionOn, SqlDialect,
   type CollectionDescription, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor, type SqlResult,
 } from '@mostajs/replicator-core'
 import { createMysqlFlavor } from './mysql-flavor.js'
@@ -103,19 +103,11 @@ export class MysqlDialect extends SqlDialect {
   protected async runTransaction<T>(fn: (executor: SqlExecutor) => Promise<T>): Promise<T> {
     if (!this.pool) throw new Error('not connected')
     const connection = await this.pool.getConnection()
-    let broken = false
-    try {
-      await connection.query('START TRANSACTION')
-      const result = await fn(executorOf(connection, true))
-      await connection.query('COMMIT')
-      return result
-    } catch (error) {
-      await connection.query('ROLLBACK').catch(() => { broken = true })
-      throw error
-    } finally {
-      if (broken) connection.destroy()
-      else connection.release()
-    }
+    return runTransactionOn(
+      { executor: executorOf(connection, true), release: (broken) => (broken ? connection.destroy() : connection.release()) },
+      'START TRANSACTION',
+      fn,
+    )
   }
 
   protected async introspect(collection: string, executor: SqlExecutor): Promise<CollectionDescription | null> {

@@ -1,6 +1,6 @@
 import pg from 'pg'
 import {
-  registerDialect, SqlDialect,
+  registerDialect, runTransactionOn, SqlDialect,
   type CollectionDescription, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor,
 } from '@mostajs/replicator-core'
 import { postgresFlavor } from './postgres-flavor.js'
@@ -105,18 +105,7 @@ export class PostgresDialect extends SqlDialect {
   protected async runTransaction<T>(fn: (executor: SqlExecutor) => Promise<T>): Promise<T> {
     if (!this.pool) throw new Error('not connected')
     const client = await this.pool.connect()
-    let broken: Error | undefined
-    try {
-      await client.query('BEGIN')
-      const result = await fn(executorOf(client, true))
-      await client.query('COMMIT')
-      return result
-    } catch (error) {
-      await client.query('ROLLBACK').catch((rollbackError: Error) => { broken = rollbackError })
-      throw error
-    } finally {
-      client.release(broken)
-    }
+    return runTransactionOn({ executor: executorOf(client, true), release: (broken) => client.release(broken) }, 'BEGIN', fn)
   }
 
   protected async introspect(collection: string, executor: SqlExecutor): Promise<CollectionDescription | null> {

@@ -1,5 +1,5 @@
 import {
-  nativeTypeFor, normalizeDecimal, quoteWith, ReplicatorError, toDateString,
+  nativeTypeFor, normalizeDecimal, onConflictUpsertSql, quoteWith, ReplicatorError, toDateString,
   type ColumnDescription, type ColumnSchema, type SqlErrorKind, type SqlFlavor, type ValueConverter,
 } from '@mostajs/replicator-core'
 
@@ -29,12 +29,7 @@ export const postgresFlavor: SqlFlavor = {
     return `${limit !== undefined ? ` LIMIT ${Math.max(0, Math.floor(limit))}` : ''}${skip ? ` OFFSET ${Math.max(0, Math.floor(skip))}` : ''}`
   },
 
-  upsertSql(table, columns, key, valuesSql) {
-    const keySet = new Set(key)
-    const updates = columns.filter((column) => !keySet.has(column)).map((column) => `${column} = EXCLUDED.${column}`)
-    const onConflict = updates.length ? `DO UPDATE SET ${updates.join(', ')}` : 'DO NOTHING'
-    return `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${valuesSql} ON CONFLICT (${key.join(', ')}) ${onConflict}`
-  },
+  upsertSql: (table, columns, key, valuesSql) => onConflictUpsertSql(table, columns, key, valuesSql, 'EXCLUDED'),
 
   columnDefinition(column: ColumnSchema, isKey: boolean): string {
     const nullable = isKey ? false : column.nullable ?? true
