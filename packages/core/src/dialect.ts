@@ -85,10 +85,16 @@ export interface Heartbeat {
   at: Date
 }
 
+/** The table heartbeats are written to on masters (and replicated to slaves). */
+export const HEARTBEAT_COLLECTION = '_replicator_heartbeat'
+
 /** Native replication figures, where the database exposes them. */
 export interface NativeReplicationStatus {
   role: 'primary' | 'replica' | 'standalone'
+  /** The database's own lag figure (PostgreSQL replay timestamp age, MariaDB Seconds_Behind_Master). */
   lagMs?: number | null
+  /** False when the replica stopped applying (paused replay, stopped SQL thread). */
+  applying?: boolean
   [detail: string]: unknown
 }
 
@@ -159,6 +165,10 @@ export interface Dialect extends DialectOperations {
   readHeartbeat?(): Promise<Heartbeat | null>
   // Native replication hooks, where the database has them.
   replicationStatus?(): Promise<NativeReplicationStatus>
+  /** Turns a native replica into a writable primary (PostgreSQL pg_promote, MariaDB STOP/RESET SLAVE). */
   promote?(): Promise<void>
+  /** Refuses (true) or allows (false) writes at the database level. */
   setReadOnly?(readOnly: boolean): Promise<void>
+  /** Makes this native replica follow another primary (given by its URI). */
+  replicateFrom?(primaryUri: string): Promise<void>
 }

@@ -1,7 +1,7 @@
 import mysql from 'mysql2/promise'
 import {
   registerDialect, runTransactionOn, SqlDialect,
-  type CollectionDescription, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor, type SqlResult,
+  type CollectionDescription, type NativeReplicationStatus, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor, type SqlResult,
 } from '@mostajs/replicator-core'
 import { createMysqlFlavor } from './mysql-flavor.js'
 
@@ -108,6 +108,49 @@ export class MysqlDialect extends SqlDialect {
       'START TRANSACTION',
       fn,
     )
+  }
+
+  // ---- native replication ----
+
+  async replicationStatus(): Promise<NativeReplicationStatus> {
+    const rows = await this.query<Record<string, unknown>>('SHOW SLAVE STATUS')
+    const [flags] = await this.query<{ readOnly: number | string }>('SELECT @@global.read_only AS readOnly')
+    const readOnly = Number(flags?.readOnly ?? 0) !== 0
+    const status = rows[0]
+    if (!status) return { role: 'primary', readOnly }
+    const seconds = status.Seconds_Behind_Master
+    return {
+      role: 'replica',
+      lagMs: seconds === null || seconds === undefined ? null : Number(seconds) * 1000,
+      applying: status.Slave_SQL_Running === 'Yes',
+      receiving: status.Slave_IO_Running === 'Yes',
+      gtidPosition: status.Gtid_IO_Pos,
+      lastError: status.Last_Error || undefined,
+      readOnly,
+    }
+  }
+
+  /** Stops and forgets replication, then accepts writes. */
+  async promote(): Promise<void> {
+    await this.query('STOP SLAVE')
+    await this.query('RESET SLAVE ALL')
+    await this.setReadOnly(false)
+  }
+
+  /** SET GLOBAL read_only (accounts with SUPER / READ ONLY ADMIN still bypass it). */
+  async setReadOnly(readOnly: boolean): Promise<void> {
+    await this.query(`SET GLOBAL read_only = ${readOnly ? 1 : 0}`)
+  }
+
+  /** Re-points this replica at another primary, continuing from its GTID position. */
+  async replicateFrom(primaryUri: string): Promise<void> {
+    const url = new URL(primaryUri)
+    await this.query('STOP SLAVE')
+    await this.query(
+      `CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ?, MASTER_USER = ?, MASTER_PASSWORD = ?, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1`,
+      [url.hostname, Number(url.port || 3306), decodeURIComponent(url.username || 'root'), decodeURIComponent(url.password)],
+    )
+    await this.query('START SLAVE')
   }
 
   protected async introspect(collection: string, executor: SqlExecutor): Promise<CollectionDescription | null> {

@@ -69,6 +69,8 @@ export function createMysqlFlavor(family: 'mysql' | 'mariadb'): SqlFlavor {
       return `${this.quoteIdentifier(column.name)} ${type}${nullable ? '' : ' NOT NULL'}`
     },
 
+    serverNowSql: 'UTC_TIMESTAMP(3)',
+
     // Binary collation: keys compare as in PostgreSQL and SQLite ('a' ≠ 'A'), so no two source rows collapse into one.
     createTableSuffix: ' ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin',
 

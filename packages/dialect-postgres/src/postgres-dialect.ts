@@ -1,7 +1,7 @@
 import pg from 'pg'
 import {
-  registerDialect, runTransactionOn, SqlDialect,
-  type CollectionDescription, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor,
+  registerDialect, ReplicatorError, runTransactionOn, SqlDialect,
+  type CollectionDescription, type NativeReplicationStatus, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor,
 } from '@mostajs/replicator-core'
 import { postgresFlavor } from './postgres-flavor.js'
 
@@ -106,6 +106,54 @@ export class PostgresDialect extends SqlDialect {
     if (!this.pool) throw new Error('not connected')
     const client = await this.pool.connect()
     return runTransactionOn({ executor: executorOf(client, true), release: (broken) => client.release(broken) }, 'BEGIN', fn)
+  }
+
+  // ---- native replication ----
+
+  async replicationStatus(): Promise<NativeReplicationStatus> {
+    const [{ standby }] = await this.query<{ standby: boolean }>('SELECT pg_is_in_recovery() AS standby') as [{ standby: boolean }]
+    if (!standby) {
+      const [row] = await this.query<{ lsn: string; standbys: string; read_only: string }>(
+        `SELECT pg_current_wal_lsn()::text AS lsn, (SELECT count(*) FROM pg_stat_replication)::text AS standbys, current_setting('default_transaction_read_only') AS read_only`,
+      )
+      return { role: 'primary', lsn: row?.lsn, standbys: Number(row?.standbys ?? 0), readOnly: row?.read_only === 'on' }
+    }
+    const [row] = await this.query<{ replay_lsn: string | null; receive_lsn: string | null; replay_at: Date | null; paused: boolean; lag_ms: string | null }>(
+      `SELECT pg_last_wal_replay_lsn()::text AS replay_lsn, pg_last_wal_receive_lsn()::text AS receive_lsn,
+              pg_last_xact_replay_timestamp() AS replay_at, pg_is_wal_replay_paused() AS paused,
+              (EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::text AS lag_ms`,
+    )
+    return {
+      role: 'replica',
+      lagMs: row?.lag_ms === null || row?.lag_ms === undefined ? null : Math.max(0, Math.round(Number(row.lag_ms))),
+      applying: !row?.paused,
+      replayLsn: row?.replay_lsn, receiveLsn: row?.receive_lsn, lastReplayAt: row?.replay_at,
+    }
+  }
+
+  /** pg_promote(): the standby leaves recovery and accepts writes (waits up to 60 s). */
+  async promote(): Promise<void> {
+    const [row] = await this.query<{ promoted: boolean }>('SELECT pg_promote(true, 60) AS promoted')
+    if (!row?.promoted) throw new ReplicatorError('QUERY_FAILED', `[replicator:postgres] pg_promote() did not complete on ${this.maskedUri} within 60 s.`)
+    await this.setReadOnly(false)
+  }
+
+  /** Sets default_transaction_read_only for every new transaction of every session (ALTER SYSTEM + reload). */
+  async setReadOnly(readOnly: boolean): Promise<void> {
+    await this.query(readOnly ? 'ALTER SYSTEM SET default_transaction_read_only = on' : 'ALTER SYSTEM RESET default_transaction_read_only')
+    await this.query('SELECT pg_reload_conf()')
+  }
+
+  /** Points this standby's primary_conninfo at another primary (applied by a reload). */
+  async replicateFrom(primaryUri: string): Promise<void> {
+    const url = new URL(primaryUri)
+    const quote = (value: string) => `'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`
+    const conninfo = [
+      `host=${quote(url.hostname)}`, `port=${url.port || '5432'}`, `user=${quote(decodeURIComponent(url.username || 'postgres'))}`,
+      ...(url.password ? [`password=${quote(decodeURIComponent(url.password))}`] : []),
+    ].join(' ')
+    await this.query(`ALTER SYSTEM SET primary_conninfo = '${conninfo.replaceAll("'", "''")}'`)
+    await this.query('SELECT pg_reload_conf()')
   }
 
   protected async introspect(collection: string, executor: SqlExecutor): Promise<CollectionDescription | null> {

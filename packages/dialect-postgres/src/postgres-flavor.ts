@@ -36,6 +36,7 @@ export const postgresFlavor: SqlFlavor = {
     return `${this.quoteIdentifier(column.name)} ${nativeTypeFor('postgres', column.type, column)}${nullable ? '' : ' NOT NULL'}`
   },
 
+  serverNowSql: "clock_timestamp()",
   createTableSuffix: '',
 
   encoderFor(column: ColumnDescription): ValueConverter | null {

@@ -63,6 +63,7 @@ export const sqliteFlavor: SqlFlavor = {
     return `${this.quoteIdentifier(column.name)} ${nativeTypeFor('sqlite', column.type, column)}${nullable ? '' : ' NOT NULL'}`
   },
 
+  serverNowSql: "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
   createTableSuffix: '',
 
   encoderFor(column: ColumnDescription): ValueConverter | null {

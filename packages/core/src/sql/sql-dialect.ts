@@ -1,4 +1,4 @@
-import { DEFAULT_CAPABILITIES, type Dialect, type DialectCapabilities, type DialectConfig, type DialectOperations, type ScanOptions, type ScanPage } from '../dialect.js'
+import { DEFAULT_CAPABILITIES, HEARTBEAT_COLLECTION, type Dialect, type DialectCapabilities, type DialectConfig, type DialectOperations, type Heartbeat, type ScanOptions, type ScanPage } from '../dialect.js'
 import { ReplicatorError, type ReplicatorErrorCode } from '../errors.js'
 import type { Filter, FindOptions, UpdateChanges } from '../filter.js'
 import { maskUri } from '../mask-uri.js'
@@ -84,6 +84,7 @@ export abstract class SqlDialect implements Dialect {
   async close(): Promise<void> {
     this.poolOperations = undefined
     this.catalog.clear()
+    this.heartbeatReady = false
     await this.closeDriver()
   }
 
@@ -187,6 +188,44 @@ export abstract class SqlDialect implements Dialect {
     await this.operations().run(sql, [], table.name)
     this.catalog.delete(table.name)
     return this.describeCollection(table.name)
+  }
+
+  // ---- heartbeat (measured lag) ----
+
+  private heartbeatReady = false
+
+  /**
+   * Writes heartbeat `sequence` with the server's clock into {@link HEARTBEAT_COLLECTION}
+   * (created on first use) and returns it as stored.
+   */
+  async writeHeartbeat(sequence: bigint): Promise<Heartbeat> {
+    const operations = this.operations()
+    if (!this.heartbeatReady) {
+      await this.ensureCollection({
+        name: HEARTBEAT_COLLECTION,
+        columns: [{ name: 'id', type: 'integer' }, { name: 'sequence', type: 'bigint' }, { name: 'at', type: 'timestamp' }],
+        primaryKey: ['id'],
+      })
+      this.heartbeatReady = true
+    }
+    const q = (name: string) => this.flavor.quoteIdentifier(name)
+    const values = `(${this.flavor.placeholder(1)}, ${this.flavor.placeholder(2)}, ${this.flavor.serverNowSql})`
+    await operations.run(this.flavor.upsertSql(q(HEARTBEAT_COLLECTION), [q('id'), q('sequence'), q('at')], [q('id')], values), [1, sequence.toString()], HEARTBEAT_COLLECTION)
+    const written = await this.readHeartbeat()
+    if (!written) throw new ReplicatorError('QUERY_FAILED', `[replicator:${this.name}] The heartbeat just written to ${this.maskedUri} cannot be read back.`)
+    return written
+  }
+
+  /** The last heartbeat this database holds (written here, or replicated from its master); null when none arrived yet. */
+  async readHeartbeat(): Promise<Heartbeat | null> {
+    try {
+      const row = await this.findOne(HEARTBEAT_COLLECTION, { id: 1 })
+      if (!row) return null
+      return { sequence: BigInt(row.sequence as bigint), at: row.at as Date }
+    } catch (error) {
+      if (ReplicatorError.isInstance(error) && error.code === 'COLLECTION_NOT_FOUND') return null
+      throw error
+    }
   }
 
   /** Forgets cached table descriptions (all, or one collection). */

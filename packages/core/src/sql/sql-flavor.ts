@@ -53,6 +53,8 @@ export interface SqlFlavor {
   upsertSql(table: string, columns: string[], key: string[], valuesSql: string): string
   /** Column definition for CREATE TABLE. */
   columnDefinition(column: ColumnSchema, isKey: boolean): string
+  /** SQL expression of the server's current time as a portable timestamp (for heartbeats). */
+  readonly serverNowSql: string
   /** Trailing CREATE TABLE options (charset, engine…). */
   readonly createTableSuffix: string
   /**

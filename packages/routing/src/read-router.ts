@@ -1,0 +1,100 @@
+import { ReplicatorError } from '@mostajs/replicator-core'
+
+/** How reads are spread over the eligible slaves of a project. */
+export type ReadRoutingStrategy = 'round-robin' | 'least-lag' | 'random' | 'weighted'
+
+/** The strategies, in documentation order. */
+export const READ_ROUTING_STRATEGIES: readonly ReadRoutingStrategy[] = ['round-robin', 'least-lag', 'random', 'weighted']
+
+/** What routing knows of one slave: in-memory state kept fresh by the monitors (no I/O per call). */
+export interface RoutingCandidate {
+  name: string
+  /** Passed its health checks. */
+  healthy: boolean
+  /** Measured lag in ms; null while no heartbeat has arrived. */
+  lagMs: number | null
+  /** Largest lag (ms) at which it may serve reads. */
+  lagToleranceMs: number
+  /** Share for `weighted` (default 1; 0 never serves). */
+  weight: number
+  /** Highest master heartbeat sequence it has applied; null when unknown. */
+  appliedSequence: bigint | null
+  /** Fenced or otherwise excluded replicas never serve. */
+  excluded?: boolean
+}
+
+/** Extra conditions of one read. */
+export interface RouteOptions {
+  /** Only slaves that applied at least this master heartbeat sequence (read-your-writes). */
+  minSequence?: bigint
+}
+
+/** True when a slave may serve a read now. */
+export function isEligible(candidate: RoutingCandidate, options: RouteOptions = {}): boolean {
+  if (candidate.excluded || !candidate.healthy || candidate.lagMs === null || candidate.lagMs > candidate.lagToleranceMs) return false
+  if (options.minSequence !== undefined && (candidate.appliedSequence === null || candidate.appliedSequence < options.minSequence)) return false
+  return true
+}
+
+/** Throws CONFIG_INVALID for an unknown strategy name. */
+export function assertStrategy(strategy: string): asserts strategy is ReadRoutingStrategy {
+  if (!READ_ROUTING_STRATEGIES.includes(strategy as ReadRoutingStrategy)) {
+    throw new ReplicatorError('CONFIG_INVALID', `Unknown read routing "${strategy}". Use one of: ${READ_ROUTING_STRATEGIES.join(', ')}.`)
+  }
+}
+
+/**
+ * Picks the slave that serves a read, or null when none is eligible (the read then goes to
+ * the master). Decides from memory only.
+ *
+ * @example
+ * const router = new ReadRouter('least-lag')
+ * router.pick([{ name: 's1', healthy: true, lagMs: 40, lagToleranceMs: 500, weight: 1, appliedSequence: 12n }])
+ */
+export class ReadRouter {
+  private rotation = 0
+  private strategyName: ReadRoutingStrategy
+
+  constructor(strategy: ReadRoutingStrategy = 'round-robin', private readonly random: () => number = Math.random) {
+    assertStrategy(strategy)
+    this.strategyName = strategy
+  }
+
+  get strategy(): ReadRoutingStrategy {
+    return this.strategyName
+  }
+
+  set strategy(strategy: ReadRoutingStrategy) {
+    assertStrategy(strategy)
+    this.strategyName = strategy
+  }
+
+  pick(candidates: readonly RoutingCandidate[], options: RouteOptions = {}): string | null {
+    const eligible: RoutingCandidate[] = []
+    for (const candidate of candidates) if (isEligible(candidate, options)) eligible.push(candidate)
+    if (eligible.length === 0) return null
+    switch (this.strategyName) {
+      case 'round-robin':
+        return eligible[this.rotation++ % eligible.length]!.name
+      case 'random':
+        return eligible[Math.floor(this.random() * eligible.length)]!.name
+      case 'least-lag': {
+        let best = Infinity
+        for (const candidate of eligible) best = Math.min(best, candidate.lagMs!)
+        const freshest = eligible.filter((candidate) => candidate.lagMs === best)
+        return freshest[this.rotation++ % freshest.length]!.name // ties share the load
+      }
+      case 'weighted': {
+        let total = 0
+        for (const candidate of eligible) total += Math.max(0, candidate.weight)
+        if (total <= 0) return null
+        let point = this.random() * total
+        for (const candidate of eligible) {
+          point -= Math.max(0, candidate.weight)
+          if (point < 0) return candidate.name
+        }
+        return eligible[eligible.length - 1]!.name
+      }
+    }
+  }
+}
