@@ -1,0 +1,72 @@
+import { maskSecretsInText, ReplicatorError, type Dialect, type Heartbeat } from '@mostajs/replicator-core'
+
+/**
+ * Waits until `replica` has applied heartbeat `sequence` (polling every `pollMs`); resolves
+ * with the heartbeat it reached, or null when `timeoutMs` passed first.
+ */
+export async function waitForHeartbeat(replica: Dialect, sequence: bigint, timeoutMs: number, pollMs = 25): Promise<Heartbeat | null> {
+  if (!replica.readHeartbeat) throw new ReplicatorError('NOT_SUPPORTED', `[replicator:${replica.name}] ${replica.maskedUri} cannot report heartbeats.`)
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const heartbeat = await replica.readHeartbeat().catch(() => null)
+    if (heartbeat && heartbeat.sequence >= sequence) return heartbeat
+    if (Date.now() >= deadline) return null
+    await new Promise((resolve) => setTimeout(resolve, pollMs))
+  }
+}
+
+/** Outcome of fencing a master. */
+export interface FenceResult {
+  /** The database itself refuses writes now (read-only); false when it was unreachable or cannot. */
+  readOnly: boolean
+  /** The last heartbeat written before fencing, when the master was reachable. */
+  finalHeartbeat: Heartbeat | null
+  error?: string
+}
+
+/**
+ * Fences a master before a promotion: writes a final heartbeat (the position every replica
+ * must reach so nothing is lost), then makes the database read-only. Never throws: an
+ * unreachable master is reported, and the caller decides.
+ */
+export async function fenceMaster(master: Dialect, finalSequence: bigint): Promise<FenceResult> {
+  let finalHeartbeat: Heartbeat | null = null
+  try {
+    if (master.writeHeartbeat) finalHeartbeat = await master.writeHeartbeat(finalSequence)
+    if (!master.setReadOnly) return { readOnly: false, finalHeartbeat, error: `${master.name} cannot be made read-only` }
+    await master.setReadOnly(true)
+    return { readOnly: true, finalHeartbeat }
+  } catch (error) {
+    return { readOnly: false, finalHeartbeat, error: error instanceof Error ? error.message : String(error) }
+  }
+}
+
+/** Promotes a native replica at the database level (pg_promote, MariaDB STOP/RESET SLAVE + read_only=0). */
+export async function promoteNativeReplica(replica: Dialect): Promise<void> {
+  if (!replica.promote) {
+    throw new ReplicatorError('NOT_SUPPORTED', `[replicator:${replica.name}] ${replica.maskedUri} has no native promotion; add it with replication: 'managed' instead.`)
+  }
+  await replica.promote()
+}
+
+/**
+ * Re-points native replicas at a new primary. Those that cannot follow it (no hook, an
+ * error) are reported as needing re-attachment rather than failing the promotion.
+ */
+export async function repointReplicas(replicas: Array<{ name: string; dialect: Dialect }>, primaryUri: string): Promise<{ repointed: string[]; needsReattachment: Array<{ name: string; reason: string }> }> {
+  const repointed: string[] = []
+  const needsReattachment: Array<{ name: string; reason: string }> = []
+  for (const replica of replicas) {
+    if (!replica.dialect.replicateFrom) {
+      needsReattachment.push({ name: replica.name, reason: `${replica.dialect.name} cannot be re-pointed automatically` })
+      continue
+    }
+    try {
+      await replica.dialect.replicateFrom(primaryUri)
+      repointed.push(replica.name)
+    } catch (error) {
+      needsReattachment.push({ name: replica.name, reason: maskSecretsInText(error instanceof Error ? error.message : String(error)) })
+    }
+  }
+  return { repointed, needsReattachment }
+}

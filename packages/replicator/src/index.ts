@@ -1,0 +1,6 @@
+export * from './replication-manager.js'
+export { measureLag, type MasterHeartbeat } from './lag.js'
+export { guardDialect } from './guarded-dialect.js'
+export * from '@mostajs/replicator-core'
+export { READ_ROUTING_STRATEGIES, ReadRouter, type ReadRoutingStrategy, type RoutingCandidate } from '@mostajs/replicator-routing'
+export { readTreeFile, writeTreeFile, parseTree, type ReplicatorTree } from '@mostajs/replicator-persistence'
