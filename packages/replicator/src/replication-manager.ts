@@ -403,7 +403,9 @@ export class ReplicationManager extends EventEmitter {
       } else if (previous) {
         possibleDataLoss = `${previous.label} was unreachable; writes after ${project}/${name}'s last applied heartbeat (lag ${lagAtPromotionMs ?? 'unknown'} ms) may be lost`
       }
-      if (force && behind && !possibleDataLoss) possibleDataLoss = `${project}/${name} was ${lagAtPromotionMs ?? 'an unknown number of'} ms behind when forced`
+      if (force && behind && !possibleDataLoss) {
+        possibleDataLoss = `writes on ${previous?.label ?? 'the previous master'} that ${project}/${name} had not applied (${lagAtPromotionMs === null ? 'lag unknown' : `${lagAtPromotionMs} ms behind`}) may be lost`
+      }
       if (previous) {
         previous.fenced = true
         previous.config.role = 'slave'
