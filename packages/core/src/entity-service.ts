@@ -32,6 +32,8 @@ export type EntityRef = EntitySchema | string
  */
 export class EntityService extends EventEmitter {
   private readonly schemas = new Map<string, EntitySchema>()
+  /** Primary key column of bare collections, read once. */
+  private readonly keyColumns = new Map<string, string>()
 
   constructor(readonly dialect: Dialect, schemas: EntitySchema[] = []) {
     super()
@@ -58,10 +60,13 @@ export class EntityService extends EventEmitter {
 
   private async keyColumn(target: { collection: string; schema?: EntitySchema }): Promise<string> {
     if (target.schema) return 'id'
+    const known = this.keyColumns.get(target.collection)
+    if (known) return known
     const { primaryKey } = await this.dialect.describeCollection(target.collection)
     if (primaryKey.length !== 1) {
       throw new ReplicatorError('NOT_SUPPORTED', `Collection "${target.collection}" has ${primaryKey.length ? 'a composite' : 'no'} primary key; use the dialect's filter-based methods.`)
     }
+    this.keyColumns.set(target.collection, primaryKey[0]!)
     return primaryKey[0]!
   }
 

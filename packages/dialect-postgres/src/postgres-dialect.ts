@@ -55,7 +55,8 @@ function executorOf(client: pg.Pool | pg.PoolClient, inTransaction: boolean): Sq
   return {
     inTransaction,
     async execute(sql, params) {
-      const result = await client.query({ text: sql, values: params })
+      // (text, values) rather than a config object: pg copies config objects on every call.
+      const result = await client.query(sql, params)
       return { rows: result.rows, affected: result.rowCount ?? 0 }
     },
   }

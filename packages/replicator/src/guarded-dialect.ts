@@ -15,12 +15,15 @@ export interface GuardTarget {
  * `onWrite` runs after each successful write (read-your-writes sessions).
  */
 export function guardDialect(dialect: Dialect, target: GuardTarget, onWrite?: () => void): Dialect {
+  const wrappers = new Map<PropertyKey, unknown>() // one wrapper per method, not one per call
   return new Proxy(dialect, {
     get(object, property, receiver) {
       const value = Reflect.get(object, property, receiver)
       if (typeof value !== 'function' || property === 'constructor') return value
+      const cached = wrappers.get(property)
+      if (cached) return cached
       const name = String(property)
-      return function guarded(this: unknown, ...args: unknown[]) {
+      const wrapper = function guarded(this: unknown, ...args: unknown[]) {
         if (target.fenced) {
           return Promise.reject(new ReplicatorError('FENCED', `${target.label} was demoted by a promotion and is fenced; resolve a new service from the manager (resolveWriteService / resolveReadService).`, {
             details: { replica: target.label, operation: name },
@@ -30,6 +33,8 @@ export function guardDialect(dialect: Dialect, target: GuardTarget, onWrite?: ()
         if (onWrite && WRITES.has(name) && result instanceof Promise) return result.then((settled) => { onWrite(); return settled })
         return result
       }
+      wrappers.set(property, wrapper)
+      return wrapper
     },
   })
 }

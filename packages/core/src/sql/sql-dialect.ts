@@ -2,7 +2,7 @@ import { DEFAULT_CAPABILITIES, HEARTBEAT_COLLECTION, type Dialect, type DialectC
 import { ReplicatorError, type ReplicatorErrorCode } from '../errors.js'
 import type { Filter, FindOptions, UpdateChanges } from '../filter.js'
 import { maskUri } from '../mask-uri.js'
-import { toCollectionSchema, type CollectionDescription, type CollectionSchema, type EntitySchema, type Row, type RowKey } from '../schema.js'
+import { toCollectionSchema, type CollectionDescription, type CollectionSchema, type ColumnDescription, type EntitySchema, type Row, type RowKey } from '../schema.js'
 import { columnDecoder, type SqlExecutor, type SqlFlavor } from './sql-flavor.js'
 import { SqlOperations } from './sql-operations.js'
 
@@ -11,6 +11,12 @@ const KIND_TO_CODE: Record<string, ReplicatorErrorCode> = {
   'missing-table': 'COLLECTION_NOT_FOUND',
   connection: 'CONNECTION_FAILED',
   other: 'QUERY_FAILED',
+}
+
+/** @internal SQL of a point read compiled for one filter shape. */
+export interface CachedStatement {
+  sql: string
+  columns: ColumnDescription[]
 }
 
 /** Upper bound of cached statement texts per dialect. */
@@ -30,6 +36,7 @@ export abstract class SqlDialect implements Dialect {
   private readonly catalog = new Map<string, CollectionDescription>()
   private readonly decoders = new WeakMap<CollectionDescription, (row: Row) => void>()
   private readonly columnNames = new WeakMap<CollectionDescription, Set<string>>()
+  private readonly shapes = new WeakMap<CollectionDescription, Map<string, CachedStatement>>()
   private readonly statementTexts = new Map<string, string>()
 
   constructor(config: DialectConfig, readonly flavor: SqlFlavor, capabilities: Partial<DialectCapabilities> = {}) {
@@ -254,6 +261,18 @@ export abstract class SqlDialect implements Dialect {
       this.decoders.set(description, decoder)
     }
     return decoder
+  }
+
+  /** @internal A statement compiled once per collection description and filter shape. */
+  cachedStatement(description: CollectionDescription, shape: string, compile: () => CachedStatement): CachedStatement {
+    let perShape = this.shapes.get(description)
+    if (!perShape) this.shapes.set(description, (perShape = new Map()))
+    let statement = perShape.get(shape)
+    if (!statement) {
+      if (perShape.size >= STATEMENT_CACHE_SIZE) perShape.clear()
+      perShape.set(shape, (statement = compile()))
+    }
+    return statement
   }
 
   /** @internal True when a column of the collection needs exact 64-bit integers from the driver. */

@@ -57,12 +57,44 @@ export class SqlOperations implements DialectOperations {
   }
 
   async find(collection: string, filter?: Filter, options: FindOptions = {}): Promise<Row[]> {
+    const fast = await this.findByCachedShape(collection, filter, options)
+    if (fast) return fast
     const description = await this.describe(collection, filterColumns(filter, options))
     const params = new SqlParams(this.flavor)
     const where = compileFilter(filter, description, this.flavor, params)
     const columns = options.select?.length ? options.select.map((name) => this.q(requireColumn(description, name).name)).join(', ') : '*'
     const sql = `SELECT ${columns} FROM ${this.q(collection)} WHERE ${where}${compileSort(options.sort, description, this.flavor)}${this.flavor.limitClause(options.limit, options.skip)}`
     const result = await this.run(sql, params.values, collection, { exactIntegers: this.dialect.needsExactIntegers(description) })
+    return this.decodeRows(result.rows, description)
+  }
+
+  /**
+   * The hot path of point reads: a filter of plain values (`{ id: 5 }`, `{ a: 1, b: 'x' }`)
+   * reuses the SQL compiled for the same shape; only the values are encoded per call.
+   */
+  private async findByCachedShape(collection: string, filter: Filter | undefined, options: FindOptions): Promise<Row[] | null> {
+    if (!filter || options.sort || options.select || options.skip) return null
+    let shape = `${options.limit ?? ''}`
+    for (const field in filter) {
+      const value = filter[field]
+      if (value === null || value === undefined || typeof value === 'object' || field.startsWith('$')) return null
+      shape += `\u0000${field}`
+    }
+    const description = await this.describe(collection)
+    const statement = this.dialect.cachedStatement(description, shape, () => {
+      const columns = Object.keys(filter).map((field) => requireColumn(description, field))
+      const params = new SqlParams(this.flavor)
+      const where = compileFilter(filter, description, this.flavor, params)
+      return { sql: `SELECT * FROM ${this.q(collection)} WHERE ${where}${this.flavor.limitClause(options.limit, undefined)}`, columns }
+    })
+    const values = new Array<unknown>(statement.columns.length)
+    for (let index = 0; index < statement.columns.length; index++) {
+      const column = statement.columns[index]!
+      const value = filter[column.name]
+      if (this.flavor.canMatch && !this.flavor.canMatch(value, column)) return null // the general path answers "no match"
+      values[index] = encodeValue(this.flavor, value, column)
+    }
+    const result = await this.run(statement.sql, values, collection, { exactIntegers: this.dialect.needsExactIntegers(description) })
     return this.decodeRows(result.rows, description)
   }
 
