@@ -95,6 +95,24 @@ describe.skipIf(!available)(`ReplicationManager on a real PostgreSQL master with
     await waitFor(() => manager.getReplicaStatus('shop').find((r) => r.name === 's1')!.status === 'healthy', 10_000, 's1 healthy again')
   })
 
+  it('a standby that goes down turns unhealthy, leaves routing, and comes back after it restarts', async () => {
+    const states: string[] = []
+    const listener = (event: { name: string; state: string }) => { if (event.name === 's3') states.push(event.state) }
+    manager.on('replica.state', listener)
+    try {
+      await standbys[2]!.halt!()
+      await waitFor(() => manager.getReplicaStatus('shop').find((r) => r.name === 's3')!.status === 'unhealthy', 10_000, 's3 unhealthy')
+      expect(manager.getReplicaStatus('shop').find((r) => r.name === 's3')!.consecutiveFailures).toBeGreaterThanOrEqual(3)
+      for (let i = 0; i < 100; i++) expect(portOf(manager.resolveReadService('shop'))).not.toBe(standbys[2]!.port)
+      await standbys[2]!.resume!()
+      await waitFor(() => manager.getReplicaStatus('shop').find((r) => r.name === 's3')!.status === 'healthy', 20_000, 's3 healthy again')
+      expect(states).toContain('unhealthy')
+      expect(states[states.length - 1]).toBe('healthy')
+    } finally {
+      manager.off('replica.state', listener)
+    }
+  })
+
   it('read-your-writes: 1,000 write-then-read pairs never read stale with a lagging standby present', async () => {
     manager.setReadRouting('shop', 'round-robin')
     // s1 stops applying but stays "within tolerance" for plain reads: only the session protects from it.

@@ -21,6 +21,10 @@ export interface RunningPostgres {
   createDatabase(name?: string): Promise<string>
   /** Stops the server and removes its files (no-op for an external server). */
   stop(): Promise<void>
+  /** Stops the server but keeps its files, to simulate an outage (private servers only). */
+  halt?(): Promise<void>
+  /** Starts a halted server again. */
+  resume?(): Promise<void>
 }
 
 /** Settings every private cluster runs with: logical decoding on, room for slots and senders, a hot standby ready. */
@@ -90,6 +94,8 @@ async function startCluster(files: ClusterFiles): Promise<RunningPostgres> {
     external: false,
     files,
     createDatabase: (name) => createPostgresDatabase(url, name),
+    halt: async () => { await pgCtl(['-D', files.dataDir, '-m', 'fast', '-w', '-t', '60', 'stop']) },
+    resume: async () => { await pgCtl(['-D', files.dataDir, '-l', logFile, '-w', '-t', '60', 'start']) },
     async stop() {
       if (stopped) return
       stopped = true
