@@ -73,6 +73,28 @@ export interface ChangeEvent {
   txId?: string
 }
 
+/** What a capture records. */
+export interface CaptureOptions {
+  /** Capture name (one per replication rule): names the slot, publication or triggers. */
+  name: string
+  /** Collections whose changes are captured. */
+  collections: string[]
+}
+
+/** Options of `readChanges`. */
+export interface ReadChangesOptions {
+  after: Position | null
+  /** Soft limit: whole transactions are returned, so a batch may hold more. */
+  maxEvents: number
+}
+
+/** Changes of whole transactions, in commit order, and the position to confirm after applying them. */
+export interface ChangeBatch {
+  events: ChangeEvent[]
+  /** Position after the last transaction returned (null when nothing was returned). */
+  position: Position | null
+}
+
 /** A stream of captured changes (filled in by the capture layer). */
 export interface ChangeStream extends AsyncIterable<ChangeEvent> {
   close(): Promise<void>
@@ -158,7 +180,16 @@ export interface Dialect extends DialectOperations {
   /** Creates the table when missing (idempotent); an existing table is left as it is. */
   ensureCollection(schema: CollectionSchema | EntitySchema): Promise<CollectionDescription>
 
-  // Capture and heartbeat: implemented by the capture layer; absent until then.
+  // Change capture (log-based). Pull + confirm: changes stay in the source's log until the
+  // consumer confirms them after they are durably applied, so a crash can never lose any.
+  /** Creates what capture `name` needs (slot + publication, triggers + changelog); idempotent. */
+  setupCapture?(options: CaptureOptions): Promise<void>
+  /** Removes capture `name` and everything it holds on the source (slot, publication, triggers). */
+  dropCapture?(name: string): Promise<void>
+  /** Reads complete transactions captured after `after` (null: from the capture's start), without consuming them. */
+  readChanges?(name: string, options: ReadChangesOptions): Promise<ChangeBatch>
+  /** Lets the source forget changes up to `position` (they were applied). */
+  confirmChanges?(name: string, position: Position): Promise<void>
   openChangeStream?(options: { from?: Position; collections?: string[] }): Promise<ChangeStream>
   currentPosition?(): Promise<Position>
   writeHeartbeat?(sequence: bigint): Promise<Heartbeat>

@@ -1,9 +1,12 @@
+import { createHash } from 'node:crypto'
 import pg from 'pg'
 import {
-  registerDialect, ReplicatorError, runTransactionOn, SqlDialect,
-  type CollectionDescription, type NativeReplicationStatus, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor,
+  columnDecoder, keyIdentity, keyOfRow, registerDialect, ReplicatorError, runTransactionOn, SqlDialect,
+  type CaptureOptions, type ChangeBatch, type ChangeEvent, type CollectionDescription, type NativeReplicationStatus,
+  type Position, type ReadChangesOptions, type Row, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor,
 } from '@mostajs/replicator-core'
 import { postgresFlavor } from './postgres-flavor.js'
+import { formatLsn, parseLsn, parsePgOutput, UNCHANGED_TOAST, type PgOutputMessage, type Relation, type TupleValue } from './pgoutput.js'
 
 /** Type OIDs whose default pg parsing would lose precision or shift time zones. */
 const OID = { int8: 20, date: 1082, timestamp: 1114, numeric: 1700 } as const
@@ -155,6 +158,132 @@ export class PostgresDialect extends SqlDialect {
     ].join(' ')
     await this.query(`ALTER SYSTEM SET primary_conninfo = '${conninfo.replaceAll("'", "''")}'`)
     await this.query('SELECT pg_reload_conf()')
+  }
+
+  // ---- change capture (logical decoding, pgoutput) ----
+
+  /** Slot and publication of a capture: `replicator_<name>_<hash>` (slot names allow [a-z0-9_], 63 bytes). */
+  private captureObjects(name: string): { slot: string; publication: string } {
+    const safe = name.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 40)
+    const hash = createHash('sha1').update(name).digest('hex').slice(0, 8)
+    const object = `replicator_${safe}_${hash}`
+    return { slot: object, publication: object }
+  }
+
+  async setupCapture(options: CaptureOptions): Promise<void> {
+    const { slot, publication } = this.captureObjects(options.name)
+    const q = (identifier: string) => this.flavor.quoteIdentifier(identifier)
+    for (const collection of options.collections) {
+      const description = await this.describeCollection(collection)
+      if (!description.primaryKey.length) {
+        throw new ReplicatorError('NOT_SUPPORTED', `[replicator:postgres] Collection "${collection}" has no primary key; change capture needs one to apply updates and deletes.`, { details: { collection } })
+      }
+    }
+    const tables = options.collections.map(q).join(', ')
+    const existing = await this.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [publication])
+    if (existing.length) await this.query(`ALTER PUBLICATION ${q(publication)} SET TABLE ${tables}`)
+    else await this.query(`CREATE PUBLICATION ${q(publication)} FOR TABLE ${tables}`)
+    const slots = await this.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot])
+    if (!slots.length) await this.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot])
+  }
+
+  async dropCapture(name: string): Promise<void> {
+    const { slot, publication } = this.captureObjects(name)
+    await this.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot])
+    await this.query(`DROP PUBLICATION IF EXISTS ${this.flavor.quoteIdentifier(publication)}`)
+  }
+
+  async readChanges(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
+    const { slot, publication } = this.captureObjects(name)
+    const after = options.after ? parseLsn(String(options.after.value)) : 0n
+    const rows = await this.query<{ data: Buffer }>(
+      `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)`,
+      [slot, Math.max(1, options.maxEvents), publication],
+    )
+    const relations = new Map<number, Relation>()
+    const events: ChangeEvent[] = []
+    let pending: ChangeEvent[] = []
+    let xid = 0
+    let last: bigint | null = null
+    const database = decodeURIComponent(new URL(this.config.uri).pathname.slice(1))
+    for (const { data } of rows) {
+      const message = parsePgOutput(data)
+      switch (message.tag) {
+        case 'begin': pending = []; xid = message.xid; break
+        case 'relation': relations.set(message.relation.oid, message.relation); break
+        case 'insert': case 'update': case 'delete': {
+          const relation = relations.get(message.relationOid)
+          if (!relation) throw new ReplicatorError('QUERY_FAILED', `[replicator:postgres] pgoutput sent a change of relation ${message.relationOid} before describing it.`)
+          pending.push(...await this.toEvents(message, relation, database))
+          break
+        }
+        case 'truncate':
+          throw new ReplicatorError('NOT_SUPPORTED', `[replicator:postgres] A TRUNCATE was captured by "${name}" on ${this.maskedUri}; truncates cannot be replayed row by row yet. Re-run the rule's snapshot.`)
+        case 'commit': {
+          if (message.endLsn > after) {
+            const position = { dialect: 'postgres', value: formatLsn(message.endLsn) }
+            for (const event of pending) {
+              event.source.position = position
+              event.source.ts = message.commitTime
+              event.txId = String(xid)
+              events.push(event)
+            }
+            last = message.endLsn
+          }
+          pending = []
+          break
+        }
+        default: break
+      }
+    }
+    return { events, position: last === null ? null : { dialect: 'postgres', value: formatLsn(last) } }
+  }
+
+  /** Turns one pgoutput row change into change events (an update of the key is a delete plus an upsert). */
+  private async toEvents(message: Extract<PgOutputMessage, { tag: 'insert' | 'update' | 'delete' }>, relation: Relation, database: string): Promise<ChangeEvent[]> {
+    const description = await this.describeCollection(relation.name)
+    const byName = new Map(description.columns.map((column) => [column.name, column]))
+    const toRow = (tuple: TupleValue[]): Row => {
+      const row: Row = {}
+      relation.columns.forEach((column, index) => {
+        const value = tuple[index]
+        if (value === UNCHANGED_TOAST || value === undefined) return // not sent: leave the target's value alone
+        if (value === null) { row[column.name] = null; return }
+        const parsed = typeParsers.getTypeParser(column.typeOid, 'text')(value)
+        const described = byName.get(column.name)
+        const decode = described ? columnDecoder(this.flavor, described) : null
+        row[column.name] = decode && parsed !== null ? decode(parsed) : parsed
+      })
+      return row
+    }
+    const keyOf = (row: Row) => keyOfRow(row, description.primaryKey)
+    const source = { dialect: 'postgres', database, position: { dialect: 'postgres', value: '0/0' }, ts: 0 }
+    if (message.tag === 'insert') {
+      const after = toRow(message.tuple)
+      return [{ op: 'c', collection: relation.name, key: keyOf(after), before: null, after, source }]
+    }
+    if (message.tag === 'delete') {
+      const before = toRow(message.oldTuple)
+      return [{ op: 'd', collection: relation.name, key: keyOf(before), before: message.oldIsKeyOnly ? null : before, after: null, source: { ...source } }]
+    }
+    const after = toRow(message.tuple)
+    const before = message.oldTuple ? toRow(message.oldTuple) : null
+    const events: ChangeEvent[] = []
+    if (before && keyIdentity(before, description.primaryKey) !== keyIdentity(after, description.primaryKey)) {
+      events.push({ op: 'd', collection: relation.name, key: keyOf(before), before: null, after: null, source: { ...source } })
+    }
+    events.push({ op: 'u', collection: relation.name, key: keyOf(after), before: message.oldIsKeyOnly ? null : before, after, source: { ...source } })
+    return events
+  }
+
+  async confirmChanges(name: string, position: Position): Promise<void> {
+    const { slot } = this.captureObjects(name)
+    await this.query('SELECT pg_replication_slot_advance($1, $2::pg_lsn)', [slot, String(position.value)])
+  }
+
+  async currentPosition(): Promise<Position> {
+    const [row] = await this.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')
+    return { dialect: 'postgres', value: row!.lsn }
   }
 
   protected async introspect(collection: string, executor: SqlExecutor): Promise<CollectionDescription | null> {

@@ -3,6 +3,7 @@ import {
   createDialect, EntityService, maskUri, ReplicatorError,
   type Dialect, type DialectConfig, type EntitySchema, type NativeReplicationStatus,
 } from '@mostajs/replicator-core'
+import { RuleRunner, validateRule, type ReplicationRuleConfig, type SyncStats } from '@mostajs/replicator-cdc'
 import { fenceMaster, promoteNativeReplica, repointReplicas, waitForHeartbeat } from '@mostajs/replicator-failover'
 import { readTreeFile, resolveEnvReferences, writeTreeFile, type ReplicatorTree, type StoredRule } from '@mostajs/replicator-persistence'
 import { assertStrategy, ReadRouter, type ReadRoutingStrategy, type RoutingCandidate } from '@mostajs/replicator-routing'
@@ -161,6 +162,7 @@ export class ReplicationManager extends EventEmitter {
   private readonly projects = new Map<string, ProjectState>()
   private readonly options: Required<ReplicationManagerOptions>
   private rules: StoredRule[] = []
+  private readonly runners = new Map<string, RuleRunner>()
   private autoPersistPath: string | undefined
   private persistQueue: Promise<void> = Promise.resolve()
 
@@ -477,9 +479,72 @@ export class ReplicationManager extends EventEmitter {
     this.autoPersistPath = undefined
   }
 
-  /** Replication rules kept in the tree file (the CDC engine acts on them). */
+  // ---------------------------------------------------------------- replication rules (CDC)
+
+  /**
+   * Adds a change-data-capture rule from the master of `source` to the master of `target`
+   * (any two database kinds): checks every column can be carried, creates the target tables,
+   * and sets up the source capture. Run it with `sync(name)`.
+   *
+   * @example
+   * await rm.addReplicationRule({ name: 'users-to-analytics', source: 'shop', target: 'analytics', mode: 'cdc', collections: ['users'] })
+   * const stats = await rm.sync('users-to-analytics')
+   */
+  async addReplicationRule(config: ReplicationRuleConfig): Promise<void> {
+    validateRule(config)
+    if (this.rules.some((rule) => rule.name === config.name)) throw new ReplicatorError('CONFIG_INVALID', `Rule "${config.name}" already exists; remove it first or pick another name.`, { details: { rule: config.name } })
+    const runner = this.runnerFor(config)
+    await runner.prepare()
+    this.runners.set(config.name, runner)
+    this.rules.push({ ...config })
+    this.schedulePersist()
+  }
+
+  /** Removes a rule and what its capture holds on the source (replication slot and publication, or triggers). */
+  async removeReplicationRule(name: string): Promise<void> {
+    const rule = this.requireRule(name)
+    const runner = this.runners.get(name) ?? this.runnerFor(rule as unknown as ReplicationRuleConfig)
+    await runner.teardown()
+    this.runners.delete(name)
+    this.rules = this.rules.filter((candidate) => candidate.name !== name)
+    this.schedulePersist()
+  }
+
+  /** The replication rules (as stored in the tree file). */
   listRules(): StoredRule[] {
-    return [...this.rules]
+    return this.rules.map((rule) => ({ ...rule }))
+  }
+
+  /** Snapshot (first time), then applies every pending captured change; resolves with the rule's stats. */
+  async sync(name: string): Promise<SyncStats> {
+    const rule = this.requireRule(name)
+    let runner = this.runners.get(name)
+    if (!runner) {
+      runner = this.runnerFor(rule as unknown as ReplicationRuleConfig)
+      await runner.prepare()
+      this.runners.set(name, runner)
+    }
+    return runner.sync()
+  }
+
+  /** Counters of a rule (zeros before its first sync). */
+  getSyncStats(name: string): SyncStats {
+    const rule = this.requireRule(name)
+    const runner = this.runners.get(name)
+    if (runner) return runner.getStats()
+    return { ruleName: rule.name, lastSync: null, recordsSynced: 0, created: 0, updated: 0, deleted: 0, skipped: 0, errors: 0, deadLettered: 0, duration: 0, lagMs: 0, position: null, details: [] }
+  }
+
+  private runnerFor(config: ReplicationRuleConfig): RuleRunner {
+    const source = this.requireMaster(this.requireProject(config.source), this.masterOf(this.requireProject(config.source)))
+    const target = this.requireMaster(this.requireProject(config.target), this.masterOf(this.requireProject(config.target)))
+    return new RuleRunner(config, source.dialect, target.dialect)
+  }
+
+  private requireRule(name: string): StoredRule {
+    const rule = this.rules.find((candidate) => candidate.name === name)
+    if (!rule) throw new ReplicatorError('CONFIG_INVALID', `No replication rule "${name}". Rules: ${this.rules.map((r) => r.name).join(', ') || '(none)'}.`, { details: { rule: name } })
+    return rule
   }
 
   private toTree(): ReplicatorTree {
@@ -510,6 +575,7 @@ export class ReplicationManager extends EventEmitter {
 
   /** Stops every monitor and closes every connection. */
   async disconnectAll(): Promise<void> {
+    this.runners.clear()
     for (const state of this.projects.values()) this.stopMonitors(state)
     await this.persistQueue
     const closing: Promise<void>[] = []

@@ -40,7 +40,8 @@ function serverSettings(port: number, socketDir: string, durable: boolean): stri
     'hot_standby = on',
     'hot_standby_feedback = on',
     'wal_keep_size = 256MB',
-    ...(durable ? [] : ['fsync = off', 'synchronous_commit = off', 'full_page_writes = off']),
+    // synchronous_commit stays on: logical decoding only sees flushed WAL
+    ...(durable ? [] : ['fsync = off', 'full_page_writes = off']),
     '',
   ].join('\n')
 }

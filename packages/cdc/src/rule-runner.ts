@@ -1,0 +1,283 @@
+import {
+  describeKey, keyIdentity, keyToObject, ReplicatorError, scanAll,
+  type ChangeEvent, type CollectionDescription, type Dialect, type DialectOperations, type Position, type Row,
+} from '@mostajs/replicator-core'
+
+/** A replication rule: stream every change of `collections` from a source master to a target master. */
+export interface ReplicationRuleConfig {
+  name: string
+  /** Source project (its master is read). */
+  source: string
+  /** Target project (its master is written). */
+  target: string
+  /** `cdc`: snapshot, then log-based streaming. */
+  mode: 'cdc'
+  /** Collections to carry; `['*']` follows the source catalogue. */
+  collections: string[]
+  /** How a changed row meets the target's row; only `source-wins` so far. */
+  conflictResolution?: 'source-wins'
+  enabled?: boolean
+  /** Most events applied per target transaction (default 1000). */
+  batchSize?: number
+}
+
+/** Per-collection counters of a rule. */
+export interface CollectionStats {
+  collection: string
+  snapshotRows: number
+  created: number
+  updated: number
+  deleted: number
+  deadLettered: number
+}
+
+/** What a rule did so far (the original `getSyncStats` shape, plus ours). */
+export interface SyncStats {
+  ruleName: string
+  lastSync: Date | null
+  recordsSynced: number
+  created: number
+  updated: number
+  deleted: number
+  skipped: number
+  errors: number
+  deadLettered: number
+  /** Duration of the last sync() in ms. */
+  duration: number
+  /** Age of the newest applied change when it was applied (ms); 0 when nothing was pending. */
+  lagMs: number
+  /** Source position applied last (null before the first change). */
+  position: Position | null
+  details: CollectionStats[]
+}
+
+/** Where a rule's progress is kept, in the target, in the same transaction as the rows. */
+export const OFFSETS_COLLECTION = '_replicator_offsets'
+/** Rows a target refused, with the event and the error. */
+export const DEAD_LETTERS_COLLECTION = '_replicator_dead_letters'
+const INTERNAL_PREFIX = '_replicator_'
+
+interface StoredOffset { position: Position | null; snapshotDone: boolean }
+
+/** JSON of an event that keeps bigint, Buffer and Date readable. */
+function eventJson(event: ChangeEvent): string {
+  return JSON.stringify(event, (_key, value: unknown) => {
+    if (typeof value === 'bigint') return value.toString()
+    if (value && typeof value === 'object' && (value as { type?: string }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)) {
+      return { $binary: Buffer.from((value as { data: number[] }).data).toString('base64') }
+    }
+    return value
+  })
+}
+
+/**
+ * Runs one replication rule between two connected dialects: prepares the target tables and
+ * the source capture, snapshots by keyset pages, then applies captured changes in batches.
+ * Each batch is one target transaction that also stores the rule's offset, and the source
+ * only forgets changes after that commit: a crash can neither lose nor double-apply a batch.
+ */
+export class RuleRunner {
+  private collections: string[] = []
+  private readonly stats: SyncStats
+  private readonly perCollection = new Map<string, CollectionStats>()
+
+  constructor(readonly config: ReplicationRuleConfig, private readonly source: Dialect, private readonly target: Dialect) {
+    validateRule(config)
+    this.stats = { ruleName: config.name, lastSync: null, recordsSynced: 0, created: 0, updated: 0, deleted: 0, skipped: 0, errors: 0, deadLettered: 0, duration: 0, lagMs: 0, position: null, details: [] }
+    for (const capability of ['setupCapture', 'readChanges', 'confirmChanges', 'dropCapture'] as const) {
+      if (typeof source[capability] !== 'function') {
+        throw new ReplicatorError('NOT_SUPPORTED', `Rule "${config.name}": the source (${source.name}) has no change capture (${capability}) yet.`, { details: { rule: config.name, dialect: source.name } })
+      }
+    }
+  }
+
+  /**
+   * Checks every collection can be carried (a compatibility report listing each column of no
+   * portable type), creates missing target tables from the source's columns, and sets up the
+   * source capture. Idempotent.
+   */
+  async prepare(): Promise<void> {
+    const wanted = this.config.collections.includes('*')
+      ? (await this.source.listCollections()).filter((name) => !name.startsWith(INTERNAL_PREFIX))
+      : this.config.collections
+    const descriptions: CollectionDescription[] = []
+    const problems: string[] = []
+    for (const collection of wanted) {
+      const description = await this.source.describeCollection(collection)
+      for (const column of description.columns) if (column.type === 'unknown') problems.push(`${collection}.${column.name} (${column.nativeType})`)
+      if (!description.primaryKey.length) problems.push(`${collection} has no primary key`)
+      descriptions.push(description)
+    }
+    if (problems.length) {
+      throw new ReplicatorError('TYPE_UNSUPPORTED', `Rule "${this.config.name}" cannot carry: ${problems.join('; ')}. Give these columns a portable type or leave the collection out.`, {
+        details: { rule: this.config.name, problems },
+      })
+    }
+    for (const description of descriptions) {
+      await this.target.ensureCollection({
+        name: description.name,
+        primaryKey: description.primaryKey,
+        columns: description.columns.map((column) => ({
+          name: column.name, type: column.type as Exclude<typeof column.type, 'unknown'>,
+          nullable: column.nullable, length: column.length, precision: column.precision, scale: column.scale,
+        })),
+      })
+    }
+    await this.target.ensureCollection({ name: OFFSETS_COLLECTION, primaryKey: ['rule'], columns: [{ name: 'rule', type: 'string' }, { name: 'position', type: 'text' }, { name: 'snapshot_done', type: 'boolean' }, { name: 'updated_at', type: 'timestamp' }] })
+    await this.target.ensureCollection({
+      name: DEAD_LETTERS_COLLECTION, primaryKey: ['id'],
+      columns: [{ name: 'id', type: 'string', length: 255 }, { name: 'rule', type: 'string' }, { name: 'collection', type: 'string' }, { name: 'row_key', type: 'text' }, { name: 'event', type: 'text' }, { name: 'error', type: 'text' }, { name: 'at', type: 'timestamp' }],
+    })
+    await this.source.setupCapture!({ name: this.config.name, collections: wanted })
+    this.collections = wanted
+    for (const collection of wanted) if (!this.perCollection.has(collection)) this.perCollection.set(collection, { collection, snapshotRows: 0, created: 0, updated: 0, deleted: 0, deadLettered: 0 })
+  }
+
+  /** Snapshot when none was taken yet, then applies every captured change until none is pending. */
+  async sync(): Promise<SyncStats> {
+    const started = performance.now()
+    if (!this.collections.length) await this.prepare()
+    let offset = await this.readOffset()
+    if (!offset.snapshotDone) {
+      await this.snapshot()
+      await this.target.upsertMany(OFFSETS_COLLECTION, [{ rule: this.config.name, position: offset.position ? JSON.stringify(offset.position) : null, snapshot_done: true, updated_at: new Date() }])
+      offset = { ...offset, snapshotDone: true }
+    }
+    let pendingSeen = false
+    for (;;) {
+      const batch = await this.source.readChanges!(this.config.name, { after: offset.position, maxEvents: this.config.batchSize ?? 1000 })
+      if (!batch.position) break
+      pendingSeen = true
+      await this.applyBatch(batch.events, batch.position)
+      await this.source.confirmChanges!(this.config.name, batch.position)
+      offset = { position: batch.position, snapshotDone: true }
+      const newest = batch.events[batch.events.length - 1]
+      if (newest) this.stats.lagMs = Math.max(0, Date.now() - newest.source.ts)
+    }
+    if (!pendingSeen) this.stats.lagMs = 0
+    this.stats.position = offset.position
+    this.stats.lastSync = new Date()
+    this.stats.duration = Math.round(performance.now() - started)
+    return this.getStats()
+  }
+
+  /** Removes the source capture (slot and publication, or triggers and changelog). */
+  async teardown(): Promise<void> {
+    await this.source.dropCapture!(this.config.name)
+  }
+
+  getStats(): SyncStats {
+    return { ...this.stats, details: [...this.perCollection.values()].map((detail) => ({ ...detail })) }
+  }
+
+  private async readOffset(): Promise<StoredOffset> {
+    const row = await this.target.findOne(OFFSETS_COLLECTION, { rule: this.config.name })
+    if (!row) return { position: null, snapshotDone: false }
+    return { position: row.position ? JSON.parse(String(row.position)) as Position : null, snapshotDone: row.snapshot_done === true }
+  }
+
+  /** Copies every collection by keyset pages (one page in memory at a time). */
+  private async snapshot(): Promise<void> {
+    const pageSize = this.config.batchSize ?? 1000
+    for (const collection of this.collections) {
+      const detail = this.perCollection.get(collection)!
+      for await (const page of scanAll(this.source, collection, { pageSize })) {
+        await this.target.upsertMany(collection, page)
+        detail.snapshotRows += page.length
+        this.stats.recordsSynced += page.length
+      }
+    }
+  }
+
+  /**
+   * Applies whole transactions as their net effect per key (the last change of a key wins;
+   * per-key order is kept), with the offset, in one target transaction. Rows the target
+   * rejects go to the dead-letter table with the error; the rest of the batch still lands.
+   */
+  private async applyBatch(events: ChangeEvent[], position: Position): Promise<void> {
+    const net = new Map<string, { upserts: Map<string, ChangeEvent>; deletes: Map<string, ChangeEvent> }>()
+    for (const event of events) {
+      let changes = net.get(event.collection)
+      if (!changes) net.set(event.collection, (changes = { upserts: new Map(), deletes: new Map() }))
+      const description = await this.target.describeCollection(event.collection)
+      const identity = keyIdentity(keyToObject(event.key, description.primaryKey, event.collection), description.primaryKey)
+      if (event.op === 'd') {
+        changes.upserts.delete(identity)
+        changes.deletes.set(identity, event)
+      } else {
+        changes.deletes.delete(identity)
+        const earlier = changes.upserts.get(identity)
+        // A partial after-image (unchanged TOAST columns) completes the earlier one of the same key.
+        changes.upserts.set(identity, earlier && event.after ? { ...event, after: { ...earlier.after, ...event.after } } : event)
+      }
+    }
+    const deadLetters: Row[] = []
+    await this.target.transaction(async (tx) => {
+      for (const [collection, changes] of net) {
+        const description = await this.target.describeCollection(collection)
+        let upserts = [...changes.upserts.values()]
+        for (let attempt = 0; upserts.length && attempt < 5; attempt++) {
+          try {
+            await tx.upsertMany(collection, upserts.map((event) => event.after!))
+            break
+          } catch (error) {
+            if (!ReplicatorError.isInstance(error) || error.code !== 'ROW_REJECTED' || !Array.isArray(error.details.failures) || !error.details.failures.length) throw error
+            const failures = error.details.failures as Array<{ key: unknown; message: string }>
+            const rejected = new Map(failures.map((failure) => [keyIdentity(keyToObject(failure.key, description.primaryKey, collection), description.primaryKey), failure.message]))
+            upserts = upserts.filter((event) => {
+              const identity = keyIdentity(keyToObject(event.key, description.primaryKey, collection), description.primaryKey)
+              const message = rejected.get(identity)
+              if (message === undefined) return true
+              deadLetters.push(this.deadLetter(event, message, position))
+              return false
+            })
+          }
+        }
+        if (changes.deletes.size) await tx.deleteMany(collection, [...changes.deletes.values()].map((event) => event.key))
+      }
+      if (deadLetters.length) await tx.upsertMany(DEAD_LETTERS_COLLECTION, deadLetters)
+      await tx.upsertMany(OFFSETS_COLLECTION, [{ rule: this.config.name, position: JSON.stringify(position), snapshot_done: true, updated_at: new Date() }])
+    })
+    const dead = new Set(deadLetters.map((letter) => letter.id))
+    for (const event of events) {
+      const detail = this.perCollection.get(event.collection)
+      if (dead.has(this.deadLetterId(event, position))) continue
+      if (event.op === 'c' || event.op === 'r') { this.stats.created++; if (detail) detail.created++ }
+      else if (event.op === 'u') { this.stats.updated++; if (detail) detail.updated++ }
+      else { this.stats.deleted++; if (detail) detail.deleted++ }
+      this.stats.recordsSynced++
+    }
+    this.stats.deadLettered += deadLetters.length
+    this.stats.errors += deadLetters.length
+    for (const letter of deadLetters) {
+      const detail = this.perCollection.get(String(letter.collection))
+      if (detail) detail.deadLettered++
+    }
+  }
+
+  private deadLetterId(event: ChangeEvent, position: Position): string {
+    return `${this.config.name}:${JSON.stringify(position.value)}:${event.collection}:${describeKey(event.key)}`.slice(0, 255)
+  }
+
+  private deadLetter(event: ChangeEvent, message: string, position: Position): Row {
+    return {
+      id: this.deadLetterId(event, position), rule: this.config.name, collection: event.collection,
+      row_key: describeKey(event.key), event: eventJson(event), error: message, at: new Date(),
+    }
+  }
+}
+
+/** Throws CONFIG_INVALID for a malformed rule. */
+export function validateRule(config: ReplicationRuleConfig): void {
+  const where = `Rule "${String(config?.name)}"`
+  if (!config || typeof config.name !== 'string' || config.name.trim() === '') throw new ReplicatorError('CONFIG_INVALID', 'A replication rule needs a non-empty name.')
+  if (!/^[A-Za-z0-9_.-]{1,48}$/.test(config.name)) throw new ReplicatorError('CONFIG_INVALID', `${where}: names are 1 to 48 letters, digits, '_', '.' or '-' (they name slots and triggers).`)
+  if (typeof config.source !== 'string' || typeof config.target !== 'string' || !config.source || !config.target) throw new ReplicatorError('CONFIG_INVALID', `${where} needs a source and a target project.`)
+  if (config.source === config.target) throw new ReplicatorError('CONFIG_INVALID', `${where}: source and target are the same project.`)
+  if (config.mode !== 'cdc') throw new ReplicatorError('CONFIG_INVALID', `${where}: mode ${JSON.stringify(config.mode)} is not available; use 'cdc' (snapshot then streaming).`)
+  if (!Array.isArray(config.collections) || config.collections.length === 0) throw new ReplicatorError('CONFIG_INVALID', `${where} needs collections (names, or ['*']).`)
+  if (config.conflictResolution !== undefined && config.conflictResolution !== 'source-wins') {
+    throw new ReplicatorError('CONFIG_INVALID', `${where}: conflictResolution ${JSON.stringify(config.conflictResolution)} is not available; use 'source-wins'.`)
+  }
+  if (config.batchSize !== undefined && !(Number.isInteger(config.batchSize) && config.batchSize > 0)) throw new ReplicatorError('CONFIG_INVALID', `${where}: batchSize must be a positive integer.`)
+}
