@@ -19,6 +19,8 @@ export interface ReplicationRuleConfig {
   enabled?: boolean
   /** Most events applied per target transaction (default 1000). */
   batchSize?: number
+  /** Internal collections carried besides `collections` (the heartbeat table, for managed replicas). */
+  alsoCarry?: string[]
 }
 
 /** Per-collection counters of a rule. */
@@ -78,6 +80,7 @@ function eventJson(event: ChangeEvent): string {
  */
 export class RuleRunner {
   private collections: string[] = []
+  private prepared = false
   private readonly stats: SyncStats
   private readonly perCollection = new Map<string, CollectionStats>()
 
@@ -97,9 +100,7 @@ export class RuleRunner {
    * source capture. Idempotent.
    */
   async prepare(): Promise<void> {
-    const wanted = this.config.collections.includes('*')
-      ? (await this.source.listCollections()).filter((name) => !name.startsWith(INTERNAL_PREFIX))
-      : this.config.collections
+    const wanted = await this.wantedCollections()
     const descriptions: CollectionDescription[] = []
     const problems: string[] = []
     for (const collection of wanted) {
@@ -130,13 +131,23 @@ export class RuleRunner {
     })
     await this.source.setupCapture!({ name: this.config.name, collections: wanted })
     this.collections = wanted
+    this.prepared = true
     for (const collection of wanted) if (!this.perCollection.has(collection)) this.perCollection.set(collection, { collection, snapshotRows: 0, created: 0, updated: 0, deleted: 0, deadLettered: 0 })
+  }
+
+  /** The collections to carry now: `['*']` follows the source catalogue. */
+  private async wantedCollections(): Promise<string[]> {
+    const catalogue = this.config.collections.includes('*') || this.config.alsoCarry?.length ? await this.source.listCollections() : []
+    const named = this.config.collections.includes('*') ? catalogue.filter((name) => !name.startsWith(INTERNAL_PREFIX)) : this.config.collections
+    const extra = (this.config.alsoCarry ?? []).filter((name) => catalogue.includes(name) && !named.includes(name))
+    return [...named, ...extra]
   }
 
   /** Snapshot when none was taken yet, then applies every captured change until none is pending. */
   async sync(): Promise<SyncStats> {
     const started = performance.now()
-    if (!this.collections.length) await this.prepare()
+    if (!this.prepared) await this.prepare()
+    else if (this.config.collections.includes('*') || this.config.alsoCarry?.length) await this.followCatalogue()
     let offset = await this.readOffset()
     if (!offset.snapshotDone) {
       await this.snapshot()
@@ -159,6 +170,28 @@ export class RuleRunner {
     this.stats.lastSync = new Date()
     this.stats.duration = Math.round(performance.now() - started)
     return this.getStats()
+  }
+
+  /**
+   * Picks up collections created on the source since the last sync: they join the capture
+   * first, then are snapshotted, so no change of theirs falls between the two.
+   */
+  private async followCatalogue(): Promise<void> {
+    const wanted = await this.wantedCollections()
+    const added = wanted.filter((name) => !this.collections.includes(name))
+    if (!added.length) return
+    const known = this.collections
+    await this.prepare()
+    const pageSize = this.config.batchSize ?? 1000
+    for (const collection of added) {
+      if (known.includes(collection)) continue
+      const detail = this.perCollection.get(collection)!
+      for await (const page of scanAll(this.source, collection, { pageSize })) {
+        await this.target.upsertMany(collection, page)
+        detail.snapshotRows += page.length
+        this.stats.recordsSynced += page.length
+      }
+    }
   }
 
   /** Removes the source capture (slot and publication, or triggers and changelog). */

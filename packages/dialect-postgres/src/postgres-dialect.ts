@@ -181,8 +181,8 @@ export class PostgresDialect extends SqlDialect {
     }
     const tables = options.collections.map(q).join(', ')
     const existing = await this.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [publication])
-    if (existing.length) await this.query(`ALTER PUBLICATION ${q(publication)} SET TABLE ${tables}`)
-    else await this.query(`CREATE PUBLICATION ${q(publication)} FOR TABLE ${tables}`)
+    if (!existing.length) await this.query(`CREATE PUBLICATION ${q(publication)}${tables ? ` FOR TABLE ${tables}` : ''}`)
+    else if (tables) await this.query(`ALTER PUBLICATION ${q(publication)} SET TABLE ${tables}`)
     const slots = await this.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot])
     if (!slots.length) await this.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot])
   }

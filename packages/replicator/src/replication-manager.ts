@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import {
-  createDialect, EntityService, maskUri, ReplicatorError,
+  createDialect, EntityService, HEARTBEAT_COLLECTION, maskUri, ReplicatorError,
   type Dialect, type DialectConfig, type EntitySchema, type NativeReplicationStatus,
 } from '@mostajs/replicator-core'
 import { RuleRunner, validateRule, type ReplicationRuleConfig, type SyncStats } from '@mostajs/replicator-cdc'
@@ -163,6 +163,8 @@ export class ReplicationManager extends EventEmitter {
   private readonly options: Required<ReplicationManagerOptions>
   private rules: StoredRule[] = []
   private readonly runners = new Map<string, RuleRunner>()
+  /** Continuous streaming loops: rules started with startRule, and managed replicas. */
+  private readonly streams = new Map<string, { stop(): Promise<void> }>()
   private autoPersistPath: string | undefined
   private persistQueue: Promise<void> = Promise.resolve()
 
@@ -220,6 +222,8 @@ export class ReplicationManager extends EventEmitter {
     state.replicas.set(normalized.name, entry)
     this.updateState(entry)
     this.startMonitors(state)
+    if (!fenced && normalized.role === 'slave' && normalized.replication === 'managed') this.startManaged(state, entry)
+    if (!fenced && normalized.role === 'master') for (const slave of state.replicas.values()) if (slave.config.replication === 'managed' && slave.config.role === 'slave') this.startManaged(state, slave)
     this.emit('replica.added', { project, name: normalized.name, role: normalized.role })
     this.schedulePersist()
     return this.statusOf(entry)
@@ -229,6 +233,8 @@ export class ReplicationManager extends EventEmitter {
   async removeReplica(project: string, name: string): Promise<void> {
     const state = this.requireProject(project)
     const entry = this.requireReplica(state, name)
+    if (entry.config.role === 'slave' && entry.config.replication === 'managed') await this.stopManaged(state, entry, true)
+    if (entry.config.role === 'master') for (const slave of state.replicas.values()) if (slave.config.replication === 'managed') await this.stopManaged(state, slave, false)
     state.replicas.delete(name)
     await entry.dialect.close().catch(() => undefined)
     if (state.replicas.size === 0) {
@@ -408,6 +414,10 @@ export class ReplicationManager extends EventEmitter {
       if (force && behind && !possibleDataLoss) {
         possibleDataLoss = `writes on ${previous?.label ?? 'the previous master'} that ${project}/${name} had not applied (${lagAtPromotionMs === null ? 'lag unknown' : `${lagAtPromotionMs} ms behind`}) may be lost`
       }
+      // Managed slaves were fed from the old master: stop them (and free its capture).
+      for (const entry of state.replicas.values()) {
+        if (entry.config.role === 'slave' && entry.config.replication === 'managed') await this.stopManaged(state, entry, true)
+      }
       if (previous) {
         previous.fenced = true
         previous.config.role = 'slave'
@@ -527,6 +537,86 @@ export class ReplicationManager extends EventEmitter {
     return runner.sync()
   }
 
+  /**
+   * Streams a rule continuously: applies pending changes every `intervalMs` (default
+   * `REPLICATOR_INTERVAL_MS` or 200 ms). Errors are reported on 'error' and retried with
+   * backoff; the offset only advances with applied batches.
+   */
+  async startRule(name: string, options: { intervalMs?: number } = {}): Promise<void> {
+    const rule = this.requireRule(name)
+    if (this.streams.has(`rule:${name}`)) return
+    let runner = this.runners.get(name)
+    if (!runner) {
+      runner = this.runnerFor(rule as unknown as ReplicationRuleConfig)
+      this.runners.set(name, runner)
+    }
+    this.startStream(`rule:${name}`, runner, options.intervalMs ?? (Number(process.env.REPLICATOR_INTERVAL_MS) || 200))
+  }
+
+  /** Stops a rule's continuous streaming (after its current batch). */
+  async stopRule(name: string): Promise<void> {
+    this.requireRule(name)
+    await this.stopStream(`rule:${name}`)
+  }
+
+  private startStream(key: string, runner: RuleRunner, intervalMs: number): void {
+    let stopped = false
+    let timer: NodeJS.Timeout | undefined
+    let running: Promise<void> = Promise.resolve()
+    let delay = intervalMs
+    const tick = async (): Promise<void> => {
+      if (stopped) return
+      try {
+        await runner.sync()
+        delay = intervalMs
+      } catch (error) {
+        this.report(error)
+        delay = Math.min(Math.max(delay * 2, 100), 30_000) // target or source down: back off
+      }
+      if (stopped) return
+      timer = setTimeout(() => { running = tick() }, delay)
+      timer.unref()
+    }
+    running = tick()
+    this.streams.set(key, {
+      async stop() {
+        stopped = true
+        clearTimeout(timer)
+        await running
+      },
+    })
+  }
+
+  private async stopStream(key: string): Promise<void> {
+    const stream = this.streams.get(key)
+    this.streams.delete(key)
+    await stream?.stop()
+  }
+
+  /** Name of the internal rule that feeds a managed replica. */
+  private managedRuleName(project: string, name: string): string {
+    return `managed.${project}.${name}`.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 48)
+  }
+
+  /** Feeds a managed slave from its project's master (all collections, and the heartbeat for lag). */
+  private startManaged(state: ProjectState, slave: ReplicaEntry): void {
+    const master = this.masterOf(state)
+    if (!master || !master.connected || !slave.connected || slave.fenced) return
+    const key = `managed:${state.name}:${slave.config.name}`
+    if (this.streams.has(key)) return
+    const runner = new RuleRunner({
+      name: this.managedRuleName(state.name, slave.config.name), source: `${state.name}/${master.config.name}`, target: `${state.name}/${slave.config.name}`,
+      mode: 'cdc', collections: ['*'], alsoCarry: [HEARTBEAT_COLLECTION],
+    }, master.dialect, slave.dialect)
+    this.startStream(key, runner, Math.min(this.options.heartbeatIntervalMs, 200))
+  }
+
+  private async stopManaged(state: ProjectState, slave: ReplicaEntry, dropCapture: boolean): Promise<void> {
+    await this.stopStream(`managed:${state.name}:${slave.config.name}`)
+    const master = this.masterOf(state)
+    if (dropCapture && master?.dialect.dropCapture) await master.dialect.dropCapture(this.managedRuleName(state.name, slave.config.name)).catch((error) => this.report(error))
+  }
+
   /** Counters of a rule (zeros before its first sync). */
   getSyncStats(name: string): SyncStats {
     const rule = this.requireRule(name)
@@ -575,6 +665,7 @@ export class ReplicationManager extends EventEmitter {
 
   /** Stops every monitor and closes every connection. */
   async disconnectAll(): Promise<void> {
+    await Promise.all([...this.streams.keys()].map((key) => this.stopStream(key)))
     this.runners.clear()
     for (const state of this.projects.values()) this.stopMonitors(state)
     await this.persistQueue
@@ -653,6 +744,8 @@ export class ReplicationManager extends EventEmitter {
             await entry.dialect.connect()
             entry.connected = true
             await this.applySchemas(entry, state.schemas)
+            if (entry.config.role === 'slave' && entry.config.replication === 'managed') this.startManaged(state, entry)
+            if (entry.config.role === 'master') for (const slave of state.replicas.values()) if (slave.config.replication === 'managed' && slave.config.role === 'slave') this.startManaged(state, slave)
           }
           await withTimeout(entry.dialect.ping(), Math.max(1000, this.options.healthCheckIntervalMs))
           entry.failures = 0
