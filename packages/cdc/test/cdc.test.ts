@@ -6,6 +6,7 @@ import { connectDialect, type CollectionSchema, type Dialect, type Row } from '@
 import { RuleRunner, DEAD_LETTERS_COLLECTION } from '@mostajs/replicator-cdc'
 import { ReplicationManager } from '@mostajs/replicator'
 import { expectReplicatorError, testBackends, type TestBackend } from '@mostajs/replicator-testkit/vitest'
+import { createMariaDBDatabase, mariadbAvailability, startMariaDB } from '@mostajs/replicator-testkit'
 
 const schema: CollectionSchema = {
   name: 'items',
@@ -38,8 +39,8 @@ async function open(backend: TestBackend): Promise<Dialect> {
 
 const byId = (rows: Row[]) => [...rows].sort((a, b) => Number(a.id) - Number(b.id))
 
-// Sources with log capture so far: PostgreSQL (logical decoding) and SQLite (triggers).
-const sources = [backends.postgres, backends.sqlite]
+// Sources: PostgreSQL (logical decoding), MariaDB (ROW binlog), SQLite (triggers).
+const sources = [backends.postgres, backends.mariadb, backends.sqlite]
 const targets = [backends.postgres, backends.mariadb, backends.sqlite]
 
 describe('CDC: snapshot then streaming, every source × target pair', () => {
@@ -85,10 +86,30 @@ describe('CDC: snapshot then streaming, every source × target pair', () => {
           await runner.teardown()
         }
         if (from.kind === 'postgres') expect(await source.query(`SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'replicator_pair%'`)).toEqual([])
+        if (from.kind === 'mariadb') expect(await source.find('_replicator_captures')).toEqual([])
         if (from.kind === 'sqlite') expect(await source.query(`SELECT name FROM sqlite_schema WHERE name LIKE '_replicator_pair%'`)).toEqual([])
       })
     }
   }
+})
+
+describe.skipIf(!mariadbAvailability().available || Boolean(process.env.MYSQL_URL))('CDC on MariaDB', () => {
+  it('refuses to capture when binlog_format is not ROW, saying what to change', async () => {
+    const server = await startMariaDB({ flags: ['--binlog-format=MIXED'] })
+    try {
+      const source = await connectDialect({ dialect: 'mariadb', uri: (await createMariaDBDatabase(server.url, 'mixed')).replace(/^mysql:/, 'mariadb:') })
+      try {
+        await source.ensureCollection(schema)
+        const runner = new RuleRunner({ name: 'mixed', source: 'a', target: 'b', mode: 'cdc', collections: ['items'] }, source, await open(backends.sqlite))
+        const error = await expectReplicatorError(runner.prepare(), 'NOT_SUPPORTED')
+        expect(error.message).toMatch(/binlog_format is MIXED.*ROW/)
+      } finally {
+        await source.close()
+      }
+    } finally {
+      await server.stop()
+    }
+  })
 })
 
 describe.skipIf(!backends.postgres.serverUrl)(`CDC on PostgreSQL${backends.postgres.serverUrl ? '' : ` (skipped: ${backends.postgres.skipReason})`}`, () => {
