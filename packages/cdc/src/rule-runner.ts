@@ -58,6 +58,25 @@ export const OFFSETS_COLLECTION = '_replicator_offsets'
 /** Rows a target refused, with the event and the error. */
 export const DEAD_LETTERS_COLLECTION = '_replicator_dead_letters'
 const INTERNAL_PREFIX = '_replicator_'
+/** Events read from the source log at once (applied in slices of batchSize). */
+const READ_AHEAD_EVENTS = 20_000
+
+/** Splits events into runs of whole transactions (same source position) of about `size` events. */
+function transactionSlices(events: ChangeEvent[], size: number): Array<{ events: ChangeEvent[]; position: Position }> {
+  const slices: Array<{ events: ChangeEvent[]; position: Position }> = []
+  let current: ChangeEvent[] = []
+  for (let index = 0; index < events.length; index++) {
+    const event = events[index]!
+    current.push(event)
+    const next = events[index + 1]
+    const endOfTransaction = !next || JSON.stringify(next.source.position.value) !== JSON.stringify(event.source.position.value)
+    if (endOfTransaction && (current.length >= size || !next)) {
+      slices.push({ events: current, position: event.source.position })
+      current = []
+    }
+  }
+  return slices
+}
 
 interface StoredOffset { position: Position | null; snapshotDone: boolean }
 
@@ -81,6 +100,7 @@ function eventJson(event: ChangeEvent): string {
 export class RuleRunner {
   private collections: string[] = []
   private prepared = false
+  private resumed = false
   private readonly stats: SyncStats
   private readonly perCollection = new Map<string, CollectionStats>()
 
@@ -154,16 +174,30 @@ export class RuleRunner {
       await this.target.upsertMany(OFFSETS_COLLECTION, [{ rule: this.config.name, position: offset.position ? JSON.stringify(offset.position) : null, snapshot_done: true, updated_at: new Date() }])
       offset = { ...offset, snapshotDone: true }
     }
+    if (offset.position && !this.resumed) {
+      // After a restart: let the source forget what the target already committed (a crash may
+      // have come between the target's commit and the source's confirmation).
+      await this.source.confirmChanges!(this.config.name, offset.position)
+    }
+    this.resumed = true
     let pendingSeen = false
+    const batchSize = this.config.batchSize ?? 1000
     for (;;) {
-      const batch = await this.source.readChanges!(this.config.name, { after: offset.position, maxEvents: this.config.batchSize ?? 1000 })
+      // Read wide (a log read can cost a scan of the retained log: PostgreSQL re-decodes from the
+      // slot's restart point), apply in target transactions of about batchSize, confirm once.
+      const batch = await this.source.readChanges!(this.config.name, { after: offset.position, maxEvents: Math.max(batchSize, READ_AHEAD_EVENTS) })
       if (!batch.position) break
-      pendingSeen = true
-      await this.applyBatch(batch.events, batch.position)
+      if (batch.events.length) {
+        pendingSeen = true
+        for (const slice of transactionSlices(batch.events, batchSize)) {
+          await this.applyBatch(slice.events, slice.position)
+          offset = { position: slice.position, snapshotDone: true }
+        }
+        const newest = batch.events[batch.events.length - 1]!
+        this.stats.lagMs = Math.max(0, Date.now() - newest.source.ts)
+      }
+      // also when only transactions the target already had were read: move the source past them
       await this.source.confirmChanges!(this.config.name, batch.position)
-      offset = { position: batch.position, snapshotDone: true }
-      const newest = batch.events[batch.events.length - 1]
-      if (newest) this.stats.lagMs = Math.max(0, Date.now() - newest.source.ts)
     }
     if (!pendingSeen) this.stats.lagMs = 0
     this.stats.position = offset.position

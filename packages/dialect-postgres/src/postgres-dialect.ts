@@ -8,6 +8,9 @@ import {
 import { postgresFlavor } from './postgres-flavor.js'
 import { formatLsn, parseLsn, parsePgOutput, UNCHANGED_TOAST, type PgOutputMessage, type Relation, type TupleValue } from './pgoutput.js'
 
+/** How long slot operations wait for a slot held by another (dying) session. */
+const SLOT_BUSY_WAIT_MS = 15_000
+
 /** Type OIDs whose default pg parsing would lose precision or shift time zones. */
 const OID = { int8: 20, date: 1082, timestamp: 1114, numeric: 1700 } as const
 
@@ -182,24 +185,56 @@ export class PostgresDialect extends SqlDialect {
     const tables = options.collections.map(q).join(', ')
     const existing = await this.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [publication])
     if (!existing.length) await this.query(`CREATE PUBLICATION ${q(publication)}${tables ? ` FOR TABLE ${tables}` : ''}`)
-    else if (tables) await this.query(`ALTER PUBLICATION ${q(publication)} SET TABLE ${tables}`)
+    else if (tables) {
+      // Only touch a publication whose tables changed: SET TABLE drops and re-adds every table,
+      // and changes decoded around that moment can be filtered out.
+      const current = (await this.query<{ name: string }>(`SELECT tablename AS name FROM pg_publication_tables WHERE pubname = $1 AND schemaname = current_schema()`, [publication])).map((row) => row.name).sort()
+      const wanted = [...options.collections].sort()
+      if (JSON.stringify(current) !== JSON.stringify(wanted)) {
+        const added = wanted.filter((name) => !current.includes(name))
+        const removed = current.filter((name) => !wanted.includes(name))
+        if (added.length) await this.query(`ALTER PUBLICATION ${q(publication)} ADD TABLE ${added.map(q).join(', ')}`)
+        if (removed.length) await this.query(`ALTER PUBLICATION ${q(publication)} DROP TABLE ${removed.map(q).join(', ')}`)
+      }
+    }
     const slots = await this.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot])
     if (!slots.length) await this.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot])
   }
 
+  /**
+   * Runs a statement on a replication slot, waiting while another backend still holds it
+   * (the session of a process that just died keeps it until PostgreSQL notices, usually in
+   * well under a second).
+   */
+  private async onSlot<T>(slot: string, run: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + SLOT_BUSY_WAIT_MS
+    for (;;) {
+      try {
+        return await run()
+      } catch (error) {
+        const busy = ReplicatorError.isInstance(error) && (error.details.driverCode === '55006')
+        if (!busy || Date.now() > deadline) {
+          if (busy) throw new ReplicatorError('QUERY_FAILED', `[replicator:postgres] Replication slot "${slot}" stayed in use by another session for ${SLOT_BUSY_WAIT_MS / 1000} s: is another process running the same rule?`, { cause: error })
+          throw error
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+    }
+  }
+
   async dropCapture(name: string): Promise<void> {
     const { slot, publication } = this.captureObjects(name)
-    await this.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot])
+    await this.onSlot(slot, () => this.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot]))
     await this.query(`DROP PUBLICATION IF EXISTS ${this.flavor.quoteIdentifier(publication)}`)
   }
 
   async readChanges(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
     const { slot, publication } = this.captureObjects(name)
     const after = options.after ? parseLsn(String(options.after.value)) : 0n
-    const rows = await this.query<{ data: Buffer }>(
+    const rows = await this.onSlot(slot, () => this.query<{ data: Buffer }>(
       `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)`,
       [slot, Math.max(1, options.maxEvents), publication],
-    )
+    ))
     const relations = new Map<number, Relation>()
     const events: ChangeEvent[] = []
     let pending: ChangeEvent[] = []
@@ -220,6 +255,7 @@ export class PostgresDialect extends SqlDialect {
         case 'truncate':
           throw new ReplicatorError('NOT_SUPPORTED', `[replicator:postgres] A TRUNCATE was captured by "${name}" on ${this.maskedUri}; truncates cannot be replayed row by row yet. Re-run the rule's snapshot.`)
         case 'commit': {
+          last = message.endLsn // also past skipped transactions, so the slot can be advanced over them
           if (message.endLsn > after) {
             const position = { dialect: 'postgres', value: formatLsn(message.endLsn) }
             for (const event of pending) {
@@ -228,7 +264,6 @@ export class PostgresDialect extends SqlDialect {
               event.txId = String(xid)
               events.push(event)
             }
-            last = message.endLsn
           }
           pending = []
           break
@@ -278,7 +313,7 @@ export class PostgresDialect extends SqlDialect {
 
   async confirmChanges(name: string, position: Position): Promise<void> {
     const { slot } = this.captureObjects(name)
-    await this.query('SELECT pg_replication_slot_advance($1, $2::pg_lsn)', [slot, String(position.value)])
+    await this.onSlot(slot, () => this.query('SELECT pg_replication_slot_advance($1, $2::pg_lsn)', [slot, String(position.value)]))
   }
 
   async currentPosition(): Promise<Position> {
