@@ -61,6 +61,11 @@ const INTERNAL_PREFIX = '_replicator_'
 /** Events read from the source log at once (applied in slices of batchSize). */
 const READ_AHEAD_EVENTS = 20_000
 
+function samePosition(a: Position, b: Position): boolean {
+  if (a === b || a.value === b.value) return true
+  return typeof a.value === 'object' && typeof b.value === 'object' && JSON.stringify(a.value) === JSON.stringify(b.value)
+}
+
 /** Splits events into runs of whole transactions (same source position) of about `size` events. */
 function transactionSlices(events: ChangeEvent[], size: number): Array<{ events: ChangeEvent[]; position: Position }> {
   const slices: Array<{ events: ChangeEvent[]; position: Position }> = []
@@ -69,7 +74,7 @@ function transactionSlices(events: ChangeEvent[], size: number): Array<{ events:
     const event = events[index]!
     current.push(event)
     const next = events[index + 1]
-    const endOfTransaction = !next || JSON.stringify(next.source.position.value) !== JSON.stringify(event.source.position.value)
+    const endOfTransaction = !next || !samePosition(next.source.position, event.source.position)
     if (endOfTransaction && (current.length >= size || !next)) {
       slices.push({ events: current, position: event.source.position })
       current = []
@@ -262,12 +267,14 @@ export class RuleRunner {
    * rejects go to the dead-letter table with the error; the rest of the batch still lands.
    */
   private async applyBatch(events: ChangeEvent[], position: Position): Promise<void> {
-    const net = new Map<string, { upserts: Map<string, ChangeEvent>; deletes: Map<string, ChangeEvent> }>()
+    const net = new Map<string, { upserts: Map<string, ChangeEvent>; deletes: Map<string, ChangeEvent>; primaryKey: string[] }>()
     for (const event of events) {
       let changes = net.get(event.collection)
-      if (!changes) net.set(event.collection, (changes = { upserts: new Map(), deletes: new Map() }))
-      const description = await this.target.describeCollection(event.collection)
-      const identity = keyIdentity(keyToObject(event.key, description.primaryKey, event.collection), description.primaryKey)
+      if (!changes) {
+        const { primaryKey } = await this.target.describeCollection(event.collection)
+        net.set(event.collection, (changes = { upserts: new Map(), deletes: new Map(), primaryKey }))
+      }
+      const identity = keyIdentity(keyToObject(event.key, changes.primaryKey, event.collection), changes.primaryKey)
       if (event.op === 'd') {
         changes.upserts.delete(identity)
         changes.deletes.set(identity, event)

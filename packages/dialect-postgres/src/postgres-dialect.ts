@@ -8,6 +8,12 @@ import {
 import { postgresFlavor } from './postgres-flavor.js'
 import { formatLsn, parseLsn, parsePgOutput, UNCHANGED_TOAST, type PgOutputMessage, type Relation, type TupleValue } from './pgoutput.js'
 
+/** Converts the tuples of one relation. */
+interface RelationConverter {
+  toRow(tuple: TupleValue[]): Row
+  primaryKey: string[]
+}
+
 /** How long slot operations wait for a slot held by another (dying) session. */
 const SLOT_BUSY_WAIT_MS = 15_000
 
@@ -236,6 +242,7 @@ export class PostgresDialect extends SqlDialect {
       [slot, Math.max(1, options.maxEvents), publication],
     ))
     const relations = new Map<number, Relation>()
+    const converters = new Map<number, RelationConverter>()
     const events: ChangeEvent[] = []
     let pending: ChangeEvent[] = []
     let xid = 0
@@ -245,11 +252,11 @@ export class PostgresDialect extends SqlDialect {
       const message = parsePgOutput(data)
       switch (message.tag) {
         case 'begin': pending = []; xid = message.xid; break
-        case 'relation': relations.set(message.relation.oid, message.relation); break
+        case 'relation': relations.set(message.relation.oid, message.relation); converters.delete(message.relation.oid); break
         case 'insert': case 'update': case 'delete': {
           const relation = relations.get(message.relationOid)
           if (!relation) throw new ReplicatorError('QUERY_FAILED', `[replicator:postgres] pgoutput sent a change of relation ${message.relationOid} before describing it.`)
-          pending.push(...await this.toEvents(message, relation, database))
+          for (const event of await this.toEvents(message, relation, database, converters)) pending.push(event)
           break
         }
         case 'truncate':
@@ -275,23 +282,11 @@ export class PostgresDialect extends SqlDialect {
   }
 
   /** Turns one pgoutput row change into change events (an update of the key is a delete plus an upsert). */
-  private async toEvents(message: Extract<PgOutputMessage, { tag: 'insert' | 'update' | 'delete' }>, relation: Relation, database: string): Promise<ChangeEvent[]> {
-    const description = await this.describeCollection(relation.name)
-    const byName = new Map(description.columns.map((column) => [column.name, column]))
-    const toRow = (tuple: TupleValue[]): Row => {
-      const row: Row = {}
-      relation.columns.forEach((column, index) => {
-        const value = tuple[index]
-        if (value === UNCHANGED_TOAST || value === undefined) return // not sent: leave the target's value alone
-        if (value === null) { row[column.name] = null; return }
-        const parsed = typeParsers.getTypeParser(column.typeOid, 'text')(value)
-        const described = byName.get(column.name)
-        const decode = described ? columnDecoder(this.flavor, described) : null
-        row[column.name] = decode && parsed !== null ? decode(parsed) : parsed
-      })
-      return row
-    }
-    const keyOf = (row: Row) => keyOfRow(row, description.primaryKey)
+  private async toEvents(message: Extract<PgOutputMessage, { tag: 'insert' | 'update' | 'delete' }>, relation: Relation, database: string, converters: Map<number, RelationConverter>): Promise<ChangeEvent[]> {
+    let converter = converters.get(relation.oid)
+    if (!converter) converters.set(relation.oid, (converter = await this.relationConverter(relation)))
+    const { toRow, primaryKey } = converter
+    const keyOf = (row: Row) => keyOfRow(row, primaryKey)
     const source = { dialect: 'postgres', database, position: { dialect: 'postgres', value: '0/0' }, ts: 0 }
     if (message.tag === 'insert') {
       const after = toRow(message.tuple)
@@ -299,16 +294,41 @@ export class PostgresDialect extends SqlDialect {
     }
     if (message.tag === 'delete') {
       const before = toRow(message.oldTuple)
-      return [{ op: 'd', collection: relation.name, key: keyOf(before), before: message.oldIsKeyOnly ? null : before, after: null, source: { ...source } }]
+      return [{ op: 'd', collection: relation.name, key: keyOf(before), before: message.oldIsKeyOnly ? null : before, after: null, source }]
     }
     const after = toRow(message.tuple)
     const before = message.oldTuple ? toRow(message.oldTuple) : null
     const events: ChangeEvent[] = []
-    if (before && keyIdentity(before, description.primaryKey) !== keyIdentity(after, description.primaryKey)) {
+    if (before && keyIdentity(before, primaryKey) !== keyIdentity(after, primaryKey)) {
       events.push({ op: 'd', collection: relation.name, key: keyOf(before), before: null, after: null, source: { ...source } })
     }
     events.push({ op: 'u', collection: relation.name, key: keyOf(after), before: message.oldIsKeyOnly ? null : before, after, source: { ...source } })
     return events
+  }
+
+  /** Text values of a relation's tuples → portable values, prepared once per relation and read. */
+  private async relationConverter(relation: Relation): Promise<RelationConverter> {
+    const description = await this.describeCollection(relation.name)
+    const byName = new Map(description.columns.map((column) => [column.name, column]))
+    const parsers = relation.columns.map((column) => {
+      const parse = typeParsers.getTypeParser(column.typeOid, 'text') as (text: string) => unknown
+      const described = byName.get(column.name)
+      const decode = described ? columnDecoder(this.flavor, described) : null
+      return { name: column.name, parse, decode }
+    })
+    const toRow = (tuple: TupleValue[]): Row => {
+      const row: Row = {}
+      for (let index = 0; index < parsers.length; index++) {
+        const value = tuple[index]
+        const { name, parse, decode } = parsers[index]!
+        if (value === UNCHANGED_TOAST || value === undefined) continue // not sent: leave the target's value alone
+        if (value === null) { row[name] = null; continue }
+        const parsed = parse(value)
+        row[name] = decode && parsed !== null ? decode(parsed) : parsed
+      }
+      return row
+    }
+    return { toRow, primaryKey: description.primaryKey }
   }
 
   async confirmChanges(name: string, position: Position): Promise<void> {

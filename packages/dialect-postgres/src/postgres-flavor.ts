@@ -31,6 +31,14 @@ export const postgresFlavor: SqlFlavor = {
 
   upsertSql: (table, columns, key, valuesSql) => onConflictUpsertSql(table, columns, key, valuesSql, 'EXCLUDED'),
 
+  bulkUpsertSql(table, columns, key, arrayTypes) {
+    // One array parameter per column: a 1,000-row batch binds 8 parameters, not 8,000.
+    const arrays = arrayTypes.map((type, index) => `$${index + 1}::${type}[]`).join(', ')
+    const keySet = new Set(key)
+    const updates = columns.filter((column) => !keySet.has(column)).map((column) => `${column} = EXCLUDED.${column}`)
+    return `INSERT INTO ${table} (${columns.join(', ')}) SELECT * FROM unnest(${arrays}) ON CONFLICT (${key.join(', ')}) ${updates.length ? `DO UPDATE SET ${updates.join(', ')}` : 'DO NOTHING'}`
+  },
+
   columnDefinition(column: ColumnSchema, isKey: boolean): string {
     const nullable = isKey ? false : column.nullable ?? true
     return `${this.quoteIdentifier(column.name)} ${nativeTypeFor('postgres', column.type, column)}${nullable ? '' : ' NOT NULL'}`

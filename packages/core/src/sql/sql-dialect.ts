@@ -302,6 +302,19 @@ export abstract class SqlDialect implements Dialect {
     return sql
   }
 
+  /** @internal The cached text of an array-parameter upsert (flavors with bulkUpsertSql). */
+  bulkUpsertStatement(collection: string, description: CollectionDescription, columns: string[]): string {
+    const cacheKey = `bulk\u0000${collection}\u0000${columns.join('\u0000')}`
+    let sql = this.statementTexts.get(cacheKey)
+    if (sql) return sql
+    const q = (name: string) => this.flavor.quoteIdentifier(name)
+    const types = columns.map((name) => description.columns.find((column) => column.name === name)!.nativeType)
+    sql = this.flavor.bulkUpsertSql!(q(collection), columns.map(q), description.primaryKey.map(q), types)
+    if (this.statementTexts.size >= STATEMENT_CACHE_SIZE) this.statementTexts.clear()
+    this.statementTexts.set(cacheKey, sql)
+    return sql
+  }
+
   /** @internal Turns a driver error into a ReplicatorError with a masked, prefixed message. */
   toReplicatorError(error: unknown, collection?: string): ReplicatorError {
     if (ReplicatorError.isInstance(error)) return error

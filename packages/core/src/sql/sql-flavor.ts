@@ -51,6 +51,12 @@ export interface SqlFlavor {
    * placeholders numbered from 1, row by row.
    */
   upsertSql(table: string, columns: string[], key: string[], valuesSql: string): string
+  /**
+   * Optional: an upsert taking one array parameter per column (PostgreSQL `unnest`), so a
+   * batch of any size is one statement with a handful of parameters. Names are quoted;
+   * `arrayTypes` are the native column types to cast each array to.
+   */
+  bulkUpsertSql?(table: string, columns: string[], key: string[], arrayTypes: string[]): string
   /** Column definition for CREATE TABLE. */
   columnDefinition(column: ColumnSchema, isKey: boolean): string
   /** SQL expression of the server's current time as a portable timestamp (for heartbeats). */

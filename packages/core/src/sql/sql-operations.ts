@@ -190,6 +190,10 @@ export class SqlOperations implements DialectOperations {
         })
       }
       const columns = group.columns.map((name) => requireColumn(description, name))
+      if (this.flavor.bulkUpsertSql && group.rows.length > 1) {
+        statements.push({ sql: this.dialect.bulkUpsertStatement(collection, description, group.columns), params: encodeColumns(group.rows, columns, this.flavor) })
+        continue
+      }
       const perStatement = Math.max(1, Math.floor(this.flavor.maxParameters / columns.length))
       for (let start = 0; start < group.rows.length; start += perStatement) {
         const chunk = start === 0 && group.rows.length <= perStatement ? group.rows : group.rows.slice(start, start + perStatement)
@@ -427,6 +431,19 @@ function groupByShape(rows: Row[]): Array<{ columns: string[]; rows: Row[] }> {
     group.rows.push(row)
   }
   return [...groups.values()]
+}
+
+/** One array per column (for array-parameter upserts). */
+function encodeColumns(rows: Row[], columns: ColumnDescription[], flavor: SqlFlavor): unknown[][] {
+  return columns.map((column) => {
+    const encoder = columnEncoder(flavor, column)
+    const values = new Array<unknown>(rows.length)
+    for (let index = 0; index < rows.length; index++) {
+      const value = rows[index]![column.name]
+      values[index] = value === null || value === undefined ? null : encoder ? encoder(value) : value
+    }
+    return values
+  })
 }
 
 function encodeRows(rows: Row[], columns: ColumnDescription[], flavor: SqlFlavor): unknown[] {
