@@ -84,7 +84,11 @@ export function nativeTypeFor(
  * compare equal.
  */
 export function normalizeDecimal(value: string | number | bigint): string {
-  if (typeof value === 'string' && isCanonicalDecimal(value)) return value
+  if (typeof value === 'string') {
+    if (isCanonicalDecimal(value)) return value
+    const trimmed = trimFractionZeros(value)
+    if (trimmed !== undefined) return trimmed
+  }
   let text = typeof value === 'string' ? value.trim() : value.toString()
   if (typeof value === 'number' && /e/i.test(text)) text = expandExponent(text)
   if (/e/i.test(text)) text = expandExponent(text)
@@ -95,6 +99,15 @@ export function normalizeDecimal(value: string | number | bigint): string {
   fraction = fraction.replace(/0+$/, '')
   const body = fraction ? `${whole}.${fraction}` : whole
   return negative && body !== '0' ? `-${body}` : body
+}
+
+/** Fast path for what databases return at a fixed scale (`12.5000` → `12.5`, `3.000` → `3`). */
+function trimFractionZeros(text: string): string | undefined {
+  let end = text.length
+  while (end > 0 && text.charCodeAt(end - 1) === 48 /* 0 */) end--
+  if (end > 0 && text.charCodeAt(end - 1) === 46 /* . */) end--
+  const trimmed = text.slice(0, end)
+  return text.includes('.') && isCanonicalDecimal(trimmed) ? trimmed : undefined
 }
 
 /** Fast check for text that is already canonical (the common case when reading). */

@@ -37,6 +37,7 @@ export abstract class SqlDialect implements Dialect {
   private readonly decoders = new WeakMap<CollectionDescription, (row: Row) => void>()
   private readonly columnNames = new WeakMap<CollectionDescription, Set<string>>()
   private readonly shapes = new WeakMap<CollectionDescription, Map<string, CachedStatement>>()
+  private readonly exactIntegers = new WeakMap<CollectionDescription, boolean>()
   private readonly statementTexts = new Map<string, string>()
 
   constructor(config: DialectConfig, readonly flavor: SqlFlavor, capabilities: Partial<DialectCapabilities> = {}) {
@@ -277,6 +278,12 @@ export abstract class SqlDialect implements Dialect {
 
   /** @internal True when a column of the collection needs exact 64-bit integers from the driver. */
   needsExactIntegers(description: CollectionDescription): boolean {
+    let exact = this.exactIntegers.get(description)
+    if (exact === undefined) this.exactIntegers.set(description, (exact = this.computeExactIntegers(description)))
+    return exact
+  }
+
+  private computeExactIntegers(description: CollectionDescription): boolean {
     return description.columns.some((column) =>
       column.type === 'bigint' || column.type === 'unknown' ||
       // a decimal kept as text (SQLite's DECIMAL_TEXT) never arrives as an integer
