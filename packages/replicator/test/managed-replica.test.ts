@@ -2,15 +2,8 @@ import '@mostajs/replicator-dialect-postgres'
 import '@mostajs/replicator-dialect-sqlite'
 import { afterAll, describe, expect, it } from 'vitest'
 import { ReplicationManager, type EntitySchema } from '@mostajs/replicator'
-import { testBackends } from '@mostajs/replicator-testkit/vitest'
+import { testBackends, waitFor } from '@mostajs/replicator-testkit/vitest'
 
-async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 15_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
 
 const backends = testBackends()
 const Client: EntitySchema = { name: 'Client', collection: 'clients', fields: { email: { type: 'string', required: true }, vip: { type: 'boolean' }, balance: { type: 'number' } }, timestamps: true }

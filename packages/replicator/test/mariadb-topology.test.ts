@@ -2,15 +2,8 @@ import '@mostajs/replicator-dialect-mysql'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectDialect, ReplicationManager, type Dialect, type EntityService } from '@mostajs/replicator'
 import { createMariaDBDatabase, mariadbAvailability, requireBackends, startMariaDB, startMariaDBReplica, type RunningMariaDB } from '@mostajs/replicator-testkit'
-import { expectReplicatorError } from '@mostajs/replicator-testkit/vitest'
+import { expectReplicatorError, waitFor } from '@mostajs/replicator-testkit/vitest'
 
-async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 15_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
 
 const available = mariadbAvailability().available && !process.env.MYSQL_URL
 const reason = process.env.MYSQL_URL ? 'native replicas need private servers (MYSQL_URL is set)' : mariadbAvailability().reason

@@ -6,16 +6,8 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectDialect, ReplicationManager, ReplicatorError, type Dialect, type EntityService } from '@mostajs/replicator'
 import { postgresAvailability, requireBackends, startPostgres, startPostgresStandby, type RunningPostgres } from '@mostajs/replicator-testkit'
-import { expectReplicatorError } from '@mostajs/replicator-testkit/vitest'
+import { expectReplicatorError, waitFor } from '@mostajs/replicator-testkit/vitest'
 
-/** Polls `check` until it returns true (or fails after `timeoutMs`). */
-async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 15_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
 
 const available = postgresAvailability().available && !process.env.PG_URL
 const reason = process.env.PG_URL ? 'native standbys need private clusters (PG_URL is set)' : postgresAvailability().reason
