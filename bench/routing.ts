@@ -27,7 +27,7 @@ async function relayHeartbeats(master: Dialect, slaves: Dialect[], until: () => 
   while (!until()) {
     const rows = await master.find('_replicator_heartbeat')
     for (const slave of slaves) {
-      await slave.ensureCollection({ name: '_replicator_heartbeat', columns: [{ name: 'id', type: 'integer' }, { name: 'sequence', type: 'bigint' }, { name: 'at', type: 'timestamp' }], primaryKey: ['id'] })
+      await slave.ensureCollection({ name: '_replicator_heartbeat', columns: [{ name: 'source', type: 'string' }, { name: 'sequence', type: 'bigint' }, { name: 'at', type: 'timestamp' }], primaryKey: ['source'] })
       if (rows.length) await slave.upsertMany('_replicator_heartbeat', rows)
     }
     await sleep(20)

@@ -192,8 +192,10 @@ export interface Dialect extends DialectOperations {
   confirmChanges?(name: string, position: Position): Promise<void>
   openChangeStream?(options: { from?: Position; collections?: string[] }): Promise<ChangeStream>
   currentPosition?(): Promise<Position>
-  writeHeartbeat?(sequence: bigint): Promise<Heartbeat>
-  readHeartbeat?(): Promise<Heartbeat | null>
+  /** Writes heartbeat `sequence` of writer `source` (one row per writer) with the server clock. */
+  writeHeartbeat?(sequence: bigint, source?: string): Promise<Heartbeat>
+  /** The newest heartbeat of writer `source` this database holds, or null. */
+  readHeartbeat?(source?: string): Promise<Heartbeat | null>
   // Native replication hooks, where the database has them.
   replicationStatus?(): Promise<NativeReplicationStatus>
   /** Turns a native replica into a writable primary (PostgreSQL pg_promote, MariaDB STOP/RESET SLAVE). */

@@ -1,14 +1,14 @@
 import { maskSecretsInText, ReplicatorError, type Dialect, type Heartbeat } from '@mostajs/replicator-core'
 
 /**
- * Waits until `replica` has applied heartbeat `sequence` (polling every `pollMs`); resolves
+ * Waits until `replica` has applied heartbeat `sequence` (of writer `source`) (polling every `pollMs`); resolves
  * with the heartbeat it reached, or null when `timeoutMs` passed first.
  */
-export async function waitForHeartbeat(replica: Dialect, sequence: bigint, timeoutMs: number, pollMs = 25): Promise<Heartbeat | null> {
+export async function waitForHeartbeat(replica: Dialect, sequence: bigint, timeoutMs: number, source?: string, pollMs = 25): Promise<Heartbeat | null> {
   if (!replica.readHeartbeat) throw new ReplicatorError('NOT_SUPPORTED', `[replicator:${replica.name}] ${replica.maskedUri} cannot report heartbeats.`)
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const heartbeat = await replica.readHeartbeat().catch(() => null)
+    const heartbeat = await replica.readHeartbeat(source).catch(() => null)
     if (heartbeat && heartbeat.sequence >= sequence) return heartbeat
     if (Date.now() >= deadline) return null
     await new Promise((resolve) => setTimeout(resolve, pollMs))
@@ -29,10 +29,10 @@ export interface FenceResult {
  * must reach so nothing is lost), then makes the database read-only. Never throws: an
  * unreachable master is reported, and the caller decides.
  */
-export async function fenceMaster(master: Dialect, finalSequence: bigint): Promise<FenceResult> {
+export async function fenceMaster(master: Dialect, finalSequence: bigint, source?: string): Promise<FenceResult> {
   let finalHeartbeat: Heartbeat | null = null
   try {
-    if (master.writeHeartbeat) finalHeartbeat = await master.writeHeartbeat(finalSequence)
+    if (master.writeHeartbeat) finalHeartbeat = await master.writeHeartbeat(finalSequence, source)
     if (!master.setReadOnly) return { readOnly: false, finalHeartbeat, error: `${master.name} cannot be made read-only` }
     await master.setReadOnly(true)
     return { readOnly: true, finalHeartbeat }

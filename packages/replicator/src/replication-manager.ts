@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
+import { hostname } from 'node:os'
 import {
   createDialect, EntityService, HEARTBEAT_COLLECTION, maskUri, ReplicatorError,
   type Dialect, type DialectConfig, type EntitySchema, type NativeReplicationStatus,
@@ -72,6 +74,12 @@ export interface ReplicationManagerOptions {
   connectTimeoutMs?: number
   /** How long a promotion waits for the candidate to apply the fenced master's final heartbeat (default 10 s). */
   catchUpTimeoutMs?: number
+  /**
+   * Identity of this manager's heartbeat row (default: random per manager). Every manager
+   * writes and reads its own row, so several application instances on one master never
+   * mistake each other's heartbeats for their own.
+   */
+  heartbeatId?: string
 }
 
 /** Options of `resolveReadService`. */
@@ -161,6 +169,7 @@ const familyOf = (dialect: string) => FAMILY[dialect.toLowerCase()] ?? dialect.t
 export class ReplicationManager extends EventEmitter {
   private readonly projects = new Map<string, ProjectState>()
   private readonly options: Required<ReplicationManagerOptions>
+  private heartbeatCount = 0
   private rules: StoredRule[] = []
   private readonly runners = new Map<string, RuleRunner>()
   /** Continuous streaming loops: rules started with startRule, and managed replicas. */
@@ -177,6 +186,7 @@ export class ReplicationManager extends EventEmitter {
       defaultLagTolerance: options.defaultLagTolerance ?? 1000,
       connectTimeoutMs: options.connectTimeoutMs ?? 5000,
       catchUpTimeoutMs: options.catchUpTimeoutMs ?? 10_000,
+      heartbeatId: options.heartbeatId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
     }
   }
 
@@ -394,10 +404,10 @@ export class ReplicationManager extends EventEmitter {
       let previousMasterReadOnly = false
       let possibleDataLoss: string | null = null
       if (previous && previous.connected) {
-        const fence = await fenceMaster(previous.dialect, ++state.issued)
+        const fence = await fenceMaster(previous.dialect, ++state.issued, this.options.heartbeatId)
         previousMasterReadOnly = fence.readOnly
         if (fence.finalHeartbeat && native) {
-          const reached = await waitForHeartbeat(candidate.dialect, fence.finalHeartbeat.sequence, Math.max(tolerance, this.options.catchUpTimeoutMs))
+          const reached = await waitForHeartbeat(candidate.dialect, fence.finalHeartbeat.sequence, Math.max(tolerance, this.options.catchUpTimeoutMs), this.options.heartbeatId)
           if (!reached && !force) {
             if (fence.readOnly) await previous.dialect.setReadOnly?.(false).catch(() => undefined)
             throw new ReplicatorError('LAG_TOO_HIGH', `${project}/${name} did not apply the master's final heartbeat within ${Math.max(tolerance, this.options.catchUpTimeoutMs)} ms; the old master was left writable. Retry, or pass { force: true }.`, {
@@ -710,8 +720,13 @@ export class ReplicationManager extends EventEmitter {
     const master = this.masterOf(state)
     if (master && master.connected && master.dialect.writeHeartbeat) {
       try {
-        if (state.issued === 0n) state.issued = (await master.dialect.readHeartbeat?.())?.sequence ?? 0n // continue after a restart
-        const written = await master.dialect.writeHeartbeat(++state.issued)
+        const source = this.options.heartbeatId
+        if (state.issued === 0n) state.issued = (await master.dialect.readHeartbeat?.(source))?.sequence ?? 0n // continue after a restart
+        const written = await master.dialect.writeHeartbeat(++state.issued, source)
+        if (++this.heartbeatCount % 2000 === 0) {
+          // rows of managers that stopped long ago
+          await master.dialect.delete(HEARTBEAT_COLLECTION, { at: { $lt: new Date(written.at.getTime() - 86_400_000) } }).catch(() => undefined)
+        }
         state.latest = { ...written, confirmedAtMs: Date.now() }
         master.lastHeartbeatAt = written.at
         master.appliedSequence = written.sequence
@@ -722,7 +737,7 @@ export class ReplicationManager extends EventEmitter {
     const slaves = [...state.replicas.values()].filter((entry) => entry.config.role === 'slave' && !entry.fenced && entry.connected && entry.dialect.readHeartbeat)
     await Promise.all(slaves.map(async (entry) => {
       try {
-        const applied = await entry.dialect.readHeartbeat!()
+        const applied = await entry.dialect.readHeartbeat!(this.options.heartbeatId)
         entry.appliedSequence = applied?.sequence ?? null
         entry.lastHeartbeatAt = applied?.at ?? null
         entry.lagMs = measureLag(state.latest, applied, Date.now())

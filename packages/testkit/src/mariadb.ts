@@ -36,7 +36,8 @@ export async function startMariaDB(options: { serverId?: number; flags?: string[
   const dataDir = join(root, 'data')
   const untrackDir = trackForExit({ signal: 'SIGKILL', dirs: [root] })
   try {
-    await run(installDb, ['--no-defaults', `--datadir=${dataDir}`, '--user=root', '--auth-root-authentication-method=normal', '--skip-test-db'])
+    // own tmpdir: concurrent installs in a shared /tmp collide on their temp table names
+    await run(installDb, ['--no-defaults', `--datadir=${dataDir}`, `--tmpdir=${root}`, '--user=root', '--auth-root-authentication-method=normal', '--skip-test-db'])
   } catch (error) {
     await rm(root, { recursive: true, force: true })
     untrackDir()
@@ -52,6 +53,7 @@ export async function startMariaDB(options: { serverId?: number; flags?: string[
     `--socket=${join(root, 'mysqld.sock')}`,
     `--pid-file=${join(root, 'mysqld.pid')}`,
     `--log-error=${errorLog}`,
+    `--tmpdir=${root}`,
     '--user=root',
     `--log-bin=${join(dataDir, 'binlog')}`,
     '--binlog-format=ROW',

@@ -206,28 +206,28 @@ export abstract class SqlDialect implements Dialect {
    * Writes heartbeat `sequence` with the server's clock into {@link HEARTBEAT_COLLECTION}
    * (created on first use) and returns it as stored.
    */
-  async writeHeartbeat(sequence: bigint): Promise<Heartbeat> {
+  async writeHeartbeat(sequence: bigint, source = 'default'): Promise<Heartbeat> {
     const operations = this.operations()
     if (!this.heartbeatReady) {
       await this.ensureCollection({
         name: HEARTBEAT_COLLECTION,
-        columns: [{ name: 'id', type: 'integer' }, { name: 'sequence', type: 'bigint' }, { name: 'at', type: 'timestamp' }],
-        primaryKey: ['id'],
+        columns: [{ name: 'source', type: 'string' }, { name: 'sequence', type: 'bigint' }, { name: 'at', type: 'timestamp' }],
+        primaryKey: ['source'],
       })
       this.heartbeatReady = true
     }
     const q = (name: string) => this.flavor.quoteIdentifier(name)
     const values = `(${this.flavor.placeholder(1)}, ${this.flavor.placeholder(2)}, ${this.flavor.serverNowSql})`
-    await operations.run(this.flavor.upsertSql(q(HEARTBEAT_COLLECTION), [q('id'), q('sequence'), q('at')], [q('id')], values), [1, sequence.toString()], HEARTBEAT_COLLECTION)
-    const written = await this.readHeartbeat()
+    await operations.run(this.flavor.upsertSql(q(HEARTBEAT_COLLECTION), [q('source'), q('sequence'), q('at')], [q('source')], values), [source, sequence.toString()], HEARTBEAT_COLLECTION)
+    const written = await this.readHeartbeat(source)
     if (!written) throw new ReplicatorError('QUERY_FAILED', `[replicator:${this.name}] The heartbeat just written to ${this.maskedUri} cannot be read back.`)
     return written
   }
 
-  /** The last heartbeat this database holds (written here, or replicated from its master); null when none arrived yet. */
-  async readHeartbeat(): Promise<Heartbeat | null> {
+  /** The last heartbeat of `source` this database holds (written here, or replicated from its master); null when none arrived yet. */
+  async readHeartbeat(source = 'default'): Promise<Heartbeat | null> {
     try {
-      const row = await this.findOne(HEARTBEAT_COLLECTION, { id: 1 })
+      const row = await this.findOne(HEARTBEAT_COLLECTION, { source })
       if (!row) return null
       return { sequence: BigInt(row.sequence as bigint), at: row.at as Date }
     } catch (error) {
