@@ -1,5 +1,5 @@
 import {
-  describeKey, keyIdentity, keyToObject, ReplicatorError, scanAll,
+  describeKey, keyIdentity, keyOfRow, keyToObject, ReplicatorError, scanAll,
   type ChangeEvent, type CollectionDescription, type Dialect, type DialectOperations, type Position, type Row,
 } from '@mostajs/replicator-core'
 
@@ -10,8 +10,11 @@ export interface ReplicationRuleConfig {
   source: string
   /** Target project (its master is written). */
   target: string
-  /** `cdc`: snapshot, then log-based streaming. */
-  mode: 'cdc'
+  /**
+   * `cdc`: snapshot, then log-based streaming. `snapshot`: each sync makes the target a full
+   * mirror (creates, updates, and deletes target rows absent from the source); no capture.
+   */
+  mode: 'cdc' | 'snapshot'
   /** Collections to carry; `['*']` follows the source catalogue. */
   collections: string[]
   /** How a changed row meets the target's row; only `source-wins` so far. */
@@ -112,7 +115,8 @@ export class RuleRunner {
   constructor(readonly config: ReplicationRuleConfig, private readonly source: Dialect, private readonly target: Dialect) {
     validateRule(config)
     this.stats = { ruleName: config.name, lastSync: null, recordsSynced: 0, created: 0, updated: 0, deleted: 0, skipped: 0, errors: 0, deadLettered: 0, duration: 0, lagMs: 0, position: null, details: [] }
-    for (const capability of ['setupCapture', 'readChanges', 'confirmChanges', 'dropCapture'] as const) {
+    const needed = config.mode === 'cdc' ? (['setupCapture', 'readChanges', 'confirmChanges', 'dropCapture'] as const) : []
+    for (const capability of needed) {
       if (typeof source[capability] !== 'function') {
         throw new ReplicatorError('NOT_SUPPORTED', `Rule "${config.name}": the source (${source.name}) has no change capture (${capability}) yet.`, { details: { rule: config.name, dialect: source.name } })
       }
@@ -154,7 +158,7 @@ export class RuleRunner {
       name: DEAD_LETTERS_COLLECTION, primaryKey: ['id'],
       columns: [{ name: 'id', type: 'string', length: 255 }, { name: 'rule', type: 'string' }, { name: 'collection', type: 'string' }, { name: 'row_key', type: 'text' }, { name: 'event', type: 'text' }, { name: 'error', type: 'text' }, { name: 'at', type: 'timestamp' }],
     })
-    await this.source.setupCapture!({ name: this.config.name, collections: wanted })
+    if (this.config.mode === 'cdc') await this.source.setupCapture!({ name: this.config.name, collections: wanted })
     this.collections = wanted
     this.prepared = true
     for (const collection of wanted) if (!this.perCollection.has(collection)) this.perCollection.set(collection, { collection, snapshotRows: 0, created: 0, updated: 0, deleted: 0, deadLettered: 0 })
@@ -170,6 +174,7 @@ export class RuleRunner {
 
   /** Snapshot when none was taken yet, then applies every captured change until none is pending. */
   async sync(): Promise<SyncStats> {
+    if (this.config.mode === 'snapshot') return this.mirror()
     const started = performance.now()
     if (!this.prepared) await this.prepare()
     else if (this.config.collections.includes('*') || this.config.alsoCarry?.length) await this.followCatalogue()
@@ -235,7 +240,48 @@ export class RuleRunner {
 
   /** Removes the source capture (slot and publication, or triggers and changelog). */
   async teardown(): Promise<void> {
-    await this.source.dropCapture!(this.config.name)
+    if (this.config.mode === 'cdc') await this.source.dropCapture!(this.config.name)
+  }
+
+  /**
+   * `snapshot` mode: copies every source page into the target, then walks the target by pages
+   * and deletes the rows whose keys the source no longer has (looked up by key, so the two
+   * databases' key orders need not agree). Memory stays at one page.
+   */
+  private async mirror(): Promise<SyncStats> {
+    const started = performance.now()
+    await this.prepare()
+    const pageSize = this.config.batchSize ?? 1000
+    for (const collection of this.collections) {
+      const detail = this.perCollection.get(collection)!
+      for await (const page of scanAll(this.source, collection, { pageSize })) {
+        await this.target.upsertMany(collection, page)
+        detail.snapshotRows += page.length
+        this.stats.recordsSynced += page.length
+      }
+      const { primaryKey } = await this.target.describeCollection(collection)
+      for await (const page of scanAll(this.target, collection, { pageSize })) {
+        const keys = page.map((row) => keyOfRow(row, primaryKey))
+        const present = new Set<string>()
+        if (primaryKey.length === 1) {
+          for (const row of await this.source.find(collection, { [primaryKey[0]!]: { $in: keys } }, { select: primaryKey })) present.add(keyIdentity(row, primaryKey))
+        } else {
+          for (const key of keys) {
+            const found = await this.source.findOne(collection, keyToObject(key, primaryKey, collection), { select: primaryKey })
+            if (found) present.add(keyIdentity(found, primaryKey))
+          }
+        }
+        const absent = page.filter((row) => !present.has(keyIdentity(row, primaryKey))).map((row) => keyOfRow(row, primaryKey))
+        if (absent.length) {
+          await this.target.deleteMany(collection, absent)
+          detail.deleted += absent.length
+          this.stats.deleted += absent.length
+        }
+      }
+    }
+    this.stats.lastSync = new Date()
+    this.stats.duration = Math.round(performance.now() - started)
+    return this.getStats()
   }
 
   getStats(): SyncStats {
@@ -348,7 +394,9 @@ export function validateRule(config: ReplicationRuleConfig): void {
   if (!/^[A-Za-z0-9_.-]{1,48}$/.test(config.name)) throw new ReplicatorError('CONFIG_INVALID', `${where}: names are 1 to 48 letters, digits, '_', '.' or '-' (they name slots and triggers).`)
   if (typeof config.source !== 'string' || typeof config.target !== 'string' || !config.source || !config.target) throw new ReplicatorError('CONFIG_INVALID', `${where} needs a source and a target project.`)
   if (config.source === config.target) throw new ReplicatorError('CONFIG_INVALID', `${where}: source and target are the same project.`)
-  if (config.mode !== 'cdc') throw new ReplicatorError('CONFIG_INVALID', `${where}: mode ${JSON.stringify(config.mode)} is not available; use 'cdc' (snapshot then streaming).`)
+  if (config.mode !== 'cdc' && config.mode !== 'snapshot') {
+    throw new ReplicatorError('CONFIG_INVALID', `${where}: mode ${JSON.stringify(config.mode)} is not available; use 'cdc' (snapshot then streaming) or 'snapshot' (full mirror on each sync).`)
+  }
   if (!Array.isArray(config.collections) || config.collections.length === 0) throw new ReplicatorError('CONFIG_INVALID', `${where} needs collections (names, or ['*']).`)
   if (config.conflictResolution !== undefined && config.conflictResolution !== 'source-wins') {
     throw new ReplicatorError('CONFIG_INVALID', `${where}: conflictResolution ${JSON.stringify(config.conflictResolution)} is not available; use 'source-wins'.`)
