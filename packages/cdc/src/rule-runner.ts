@@ -17,8 +17,15 @@ export interface ReplicationRuleConfig {
   mode: 'cdc' | 'snapshot'
   /** Collections to carry; `['*']` follows the source catalogue. */
   collections: string[]
-  /** How a changed row meets the target's row; only `source-wins` so far. */
-  conflictResolution?: 'source-wins'
+  /**
+   * How a source change meets an existing target row: `source-wins` (default) applies it;
+   * `target-wins` never overwrites or deletes an existing target row (new rows still arrive);
+   * `timestamp` applies an upsert only when its `timestampColumn` is not older than the
+   * target's (last writer wins; deletes apply). Skipped changes are counted in `skipped`.
+   */
+  conflictResolution?: 'source-wins' | 'target-wins' | 'timestamp'
+  /** Column compared by `timestamp` resolution (default `updatedAt`). */
+  timestampColumn?: string
   enabled?: boolean
   /** Most events applied per target transaction (default 1000). */
   batchSize?: number
@@ -135,6 +142,12 @@ export class RuleRunner {
     for (const collection of wanted) {
       const description = await this.source.describeCollection(collection)
       for (const column of description.columns) if (column.type === 'unknown') problems.push(`${collection}.${column.name} (${column.nativeType})`)
+      if (this.config.conflictResolution === 'timestamp' && !collection.startsWith(INTERNAL_PREFIX)) {
+        const column = this.config.timestampColumn ?? 'updatedAt'
+        if (!description.columns.some((candidate) => candidate.name === column && candidate.type === 'timestamp')) {
+          throw new ReplicatorError('CONFIG_INVALID', `Rule "${this.config.name}": conflictResolution 'timestamp' compares "${column}", and collection "${collection}" has no timestamp column of that name. Set timestampColumn.`, { details: { rule: this.config.name, collection } })
+        }
+      }
       if (!description.primaryKey.length) problems.push(`${collection} has no primary key`)
       descriptions.push(description)
     }
@@ -332,9 +345,11 @@ export class RuleRunner {
       }
     }
     const deadLetters: Row[] = []
+    const skipped = new Set<string>() // collection + key identity refused by the conflict resolution
     await this.target.transaction(async (tx) => {
       for (const [collection, changes] of net) {
         const description = await this.target.describeCollection(collection)
+        for (const identity of await this.resolveConflicts(tx, collection, changes)) skipped.add(`${collection}\u0000${identity}`)
         let upserts = [...changes.upserts.values()]
         for (let attempt = 0; upserts.length && attempt < 5; attempt++) {
           try {
@@ -362,6 +377,10 @@ export class RuleRunner {
     for (const event of events) {
       const detail = this.perCollection.get(event.collection)
       if (dead.has(this.deadLetterId(event, position))) continue
+      if (skipped.size) {
+        const primaryKey = net.get(event.collection)!.primaryKey
+        if (skipped.has(`${event.collection}\u0000${keyIdentity(keyToObject(event.key, primaryKey, event.collection), primaryKey)}`)) continue
+      }
       if (event.op === 'c' || event.op === 'r') { this.stats.created++; if (detail) detail.created++ }
       else if (event.op === 'u') { this.stats.updated++; if (detail) detail.updated++ }
       else { this.stats.deleted++; if (detail) detail.deleted++ }
@@ -373,6 +392,46 @@ export class RuleRunner {
       const detail = this.perCollection.get(String(letter.collection))
       if (detail) detail.deadLettered++
     }
+  }
+
+  /**
+   * Drops from `changes` what the rule's conflict resolution refuses, after reading the
+   * target rows of the batch's keys in the same transaction.
+   */
+  private async resolveConflicts(tx: DialectOperations, collection: string, changes: { upserts: Map<string, ChangeEvent>; deletes: Map<string, ChangeEvent>; primaryKey: string[] }): Promise<string[]> {
+    const policy = this.config.conflictResolution ?? 'source-wins'
+    const refused: string[] = []
+    if (policy === 'source-wins' || collection.startsWith(INTERNAL_PREFIX)) return refused
+    const { primaryKey } = changes
+    const keys = [...changes.upserts.values(), ...(policy === 'target-wins' ? changes.deletes.values() : [])].map((event) => event.key)
+    const existing = new Map<string, Row>()
+    if (primaryKey.length === 1) {
+      for (let start = 0; start < keys.length; start += 500) {
+        for (const row of await tx.find(collection, { [primaryKey[0]!]: { $in: keys.slice(start, start + 500) } })) existing.set(keyIdentity(row, primaryKey), row)
+      }
+    } else {
+      for (const key of keys) {
+        const row = await tx.findOne(collection, keyToObject(key, primaryKey, collection))
+        if (row) existing.set(keyIdentity(row, primaryKey), row)
+      }
+    }
+    const column = this.config.timestampColumn ?? 'updatedAt'
+    for (const [identity, event] of changes.upserts) {
+      const current = existing.get(identity)
+      if (!current) continue
+      const keep = policy === 'timestamp' && !(event.after?.[column] instanceof Date && current[column] instanceof Date && (event.after[column] as Date).getTime() < (current[column] as Date).getTime())
+      if (!keep) {
+        changes.upserts.delete(identity)
+        refused.push(identity)
+        this.stats.skipped++
+      }
+    }
+    if (policy === 'target-wins') {
+      for (const identity of [...changes.deletes.keys()]) {
+        if (existing.has(identity)) { changes.deletes.delete(identity); refused.push(identity); this.stats.skipped++ }
+      }
+    }
+    return refused
   }
 
   private deadLetterId(event: ChangeEvent, position: Position): string {
@@ -398,8 +457,8 @@ export function validateRule(config: ReplicationRuleConfig): void {
     throw new ReplicatorError('CONFIG_INVALID', `${where}: mode ${JSON.stringify(config.mode)} is not available; use 'cdc' (snapshot then streaming) or 'snapshot' (full mirror on each sync).`)
   }
   if (!Array.isArray(config.collections) || config.collections.length === 0) throw new ReplicatorError('CONFIG_INVALID', `${where} needs collections (names, or ['*']).`)
-  if (config.conflictResolution !== undefined && config.conflictResolution !== 'source-wins') {
-    throw new ReplicatorError('CONFIG_INVALID', `${where}: conflictResolution ${JSON.stringify(config.conflictResolution)} is not available; use 'source-wins'.`)
+  if (config.conflictResolution !== undefined && !['source-wins', 'target-wins', 'timestamp'].includes(config.conflictResolution)) {
+    throw new ReplicatorError('CONFIG_INVALID', `${where}: conflictResolution ${JSON.stringify(config.conflictResolution)} is unknown; use 'source-wins', 'target-wins' or 'timestamp'.`)
   }
   if (config.batchSize !== undefined && !(Number.isInteger(config.batchSize) && config.batchSize > 0)) throw new ReplicatorError('CONFIG_INVALID', `${where}: batchSize must be a positive integer.`)
 }

@@ -205,3 +205,49 @@ describe('snapshot mode: a full mirror on each sync, deletes included', () => {
     })
   }
 })
+
+describe.skipIf(!backends.postgres.serverUrl)('conflict resolution', () => {
+  const notes: CollectionSchema = { name: 'notes', columns: [{ name: 'id', type: 'integer' }, { name: 'text', type: 'string' }, { name: 'updatedAt', type: 'timestamp' }], primaryKey: ['id'] }
+  const at = (minute: number) => new Date(Date.UTC(2026, 0, 1, 0, minute))
+
+  it("'timestamp': the newer updatedAt wins, per row; older source changes are skipped and counted", async () => {
+    const source = await open(backends.postgres)
+    const target = await open(backends.sqlite)
+    await source.ensureCollection(notes)
+    await source.upsertMany('notes', [{ id: 1, text: 'a', updatedAt: at(1) }, { id: 2, text: 'b', updatedAt: at(1) }])
+    const runner = new RuleRunner({ name: 'lww', source: 'a', target: 'b', mode: 'cdc', collections: ['notes'], conflictResolution: 'timestamp' }, source, target)
+    await runner.prepare()
+    await runner.sync()
+    await target.update('notes', { id: 1 }, { text: 'edited on the target', updatedAt: at(10) }) // newer than what comes next
+    await source.update('notes', { id: 1 }, { text: 'older source edit', updatedAt: at(5) })
+    await source.update('notes', { id: 2 }, { text: 'newer source edit', updatedAt: at(20) })
+    await source.insert('notes', { id: 3, text: 'new', updatedAt: at(2) })
+    const stats = await runner.sync()
+    expect(await target.find('notes', {}, { sort: { id: 1 } })).toEqual([
+      { id: 1, text: 'edited on the target', updatedAt: at(10) },
+      { id: 2, text: 'newer source edit', updatedAt: at(20) },
+      { id: 3, text: 'new', updatedAt: at(2) },
+    ])
+    expect(stats.skipped).toBe(1)
+    await runner.teardown()
+    const noColumn = new RuleRunner({ name: 'lww2', source: 'a', target: 'b', mode: 'cdc', collections: ['notes'], conflictResolution: 'timestamp', timestampColumn: 'modified' }, source, target)
+    await expectReplicatorError(noColumn.prepare(), 'CONFIG_INVALID')
+  })
+
+  it("'target-wins': existing target rows are never overwritten or deleted; new rows arrive", async () => {
+    const source = await open(backends.postgres)
+    const target = await open(backends.mariadb.serverUrl ? backends.mariadb : backends.sqlite)
+    await source.ensureCollection(notes)
+    await source.upsertMany('notes', [{ id: 1, text: 'a', updatedAt: at(1) }])
+    const runner = new RuleRunner({ name: 'tw', source: 'a', target: 'b', mode: 'cdc', collections: ['notes'], conflictResolution: 'target-wins' }, source, target)
+    await runner.prepare()
+    await runner.sync()
+    await source.update('notes', { id: 1 }, { text: 'source edit' })
+    await source.insert('notes', { id: 2, text: 'fresh', updatedAt: at(3) })
+    await source.delete('notes', { id: 1 })
+    const stats = await runner.sync()
+    expect(await target.find('notes', {}, { sort: { id: 1 } })).toEqual([{ id: 1, text: 'a', updatedAt: at(1) }, { id: 2, text: 'fresh', updatedAt: at(3) }])
+    expect(stats.skipped).toBeGreaterThanOrEqual(1)
+    await runner.teardown()
+  })
+})
