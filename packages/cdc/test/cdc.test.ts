@@ -251,3 +251,24 @@ describe.skipIf(!backends.postgres.serverUrl)('conflict resolution', () => {
     await runner.teardown()
   })
 })
+
+describe.skipIf(!backends.postgres.serverUrl)('PostgreSQL specifics', () => {
+  it('an update that leaves a TOASTed value unchanged never writes a placeholder over it', async () => {
+    const source = await open(backends.postgres)
+    const target = await open(backends.sqlite)
+    await source.ensureCollection({ name: 'docs', columns: [{ name: 'id', type: 'integer' }, { name: 'title', type: 'string' }, { name: 'body', type: 'text' }], primaryKey: ['id'] })
+    await source.query('ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL') // out of line, uncompressed: TOASTed for sure
+    const body = Array.from({ length: 20_000 }, (_, i) => String.fromCharCode(33 + ((i * 7919) % 90))).join('')
+    const runner = new RuleRunner({ name: 'toast', source: 'a', target: 'b', mode: 'cdc', collections: ['docs'] }, source, target)
+    await runner.prepare()
+    await runner.sync()
+    await source.insert('docs', { id: 1, title: 'first', body })
+    await runner.sync()
+    await source.update('docs', { id: 1 }, { title: 'renamed' }) // pgoutput sends body as "unchanged TOAST"
+    const pending = await source.readChanges!('toast', { after: null, maxEvents: 10 })
+    expect(pending.events.map((event) => [event.op, Object.keys(event.after ?? {}).sort()])).toEqual([['u', ['id', 'title']]]) // the value was not sent
+    await runner.sync()
+    expect(await target.findOne('docs', { id: 1 })).toEqual({ id: 1, title: 'renamed', body })
+    await runner.teardown()
+  })
+})
