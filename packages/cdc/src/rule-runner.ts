@@ -239,16 +239,7 @@ export class RuleRunner {
     if (!added.length) return
     const known = this.collections
     await this.prepare()
-    const pageSize = this.config.batchSize ?? 1000
-    for (const collection of added) {
-      if (known.includes(collection)) continue
-      const detail = this.perCollection.get(collection)!
-      for await (const page of scanAll(this.source, collection, { pageSize })) {
-        await this.target.upsertMany(collection, page)
-        detail.snapshotRows += page.length
-        this.stats.recordsSynced += page.length
-      }
-    }
+    for (const collection of added) if (!known.includes(collection)) await this.copyCollection(collection)
   }
 
   /** Removes the source capture (slot and publication, or triggers and changelog). */
@@ -267,11 +258,7 @@ export class RuleRunner {
     const pageSize = this.config.batchSize ?? 1000
     for (const collection of this.collections) {
       const detail = this.perCollection.get(collection)!
-      for await (const page of scanAll(this.source, collection, { pageSize })) {
-        await this.target.upsertMany(collection, page)
-        detail.snapshotRows += page.length
-        this.stats.recordsSynced += page.length
-      }
+      await this.copyCollection(collection)
       const { primaryKey } = await this.target.describeCollection(collection)
       for await (const page of scanAll(this.target, collection, { pageSize })) {
         const keys = page.map((row) => keyOfRow(row, primaryKey))
@@ -307,16 +294,29 @@ export class RuleRunner {
     return { position: row.position ? JSON.parse(String(row.position)) as Position : null, snapshotDone: row.snapshot_done === true }
   }
 
-  /** Copies every collection by keyset pages (one page in memory at a time). */
+  /** Copies every collection by keyset pages. */
   private async snapshot(): Promise<void> {
+    for (const collection of this.collections) await this.copyCollection(collection)
+  }
+
+  /**
+   * Copies one collection page by page, reading the next page while the previous one is being
+   * written (two pages in memory at most).
+   */
+  private async copyCollection(collection: string): Promise<void> {
     const pageSize = this.config.batchSize ?? 1000
-    for (const collection of this.collections) {
-      const detail = this.perCollection.get(collection)!
-      for await (const page of scanAll(this.source, collection, { pageSize })) {
-        await this.target.upsertMany(collection, page)
-        detail.snapshotRows += page.length
-        this.stats.recordsSynced += page.length
+    const detail = this.perCollection.get(collection)!
+    let page = await this.source.scan(collection, { limit: pageSize })
+    for (;;) {
+      const next = page.next === null ? null : this.source.scan(collection, { after: page.next, limit: pageSize })
+      next?.catch(() => undefined) // its failure is reported when awaited below
+      if (page.rows.length) {
+        await this.target.upsertMany(collection, page.rows)
+        detail.snapshotRows += page.rows.length
+        this.stats.recordsSynced += page.rows.length
       }
+      if (!next) return
+      page = await next
     }
   }
 
