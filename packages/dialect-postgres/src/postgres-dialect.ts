@@ -334,6 +334,25 @@ export class PostgresDialect extends SqlDialect {
   async confirmChanges(name: string, position: Position): Promise<void> {
     const { slot } = this.captureObjects(name)
     await this.onSlot(slot, () => this.query('SELECT pg_replication_slot_advance($1, $2::pg_lsn)', [slot, String(position.value)]))
+    await this.logRunningTransactions()
+  }
+
+  private canLogSnapshot: boolean | undefined
+
+  /**
+   * Asks the server to log its running transactions (PostgreSQL 16+, superuser). A slot's
+   * restart point only moves past such a record, and every peek decodes from the restart
+   * point: without it, a long backlog is decoded again and again (the server logs one by
+   * itself only every 15 s).
+   */
+  private async logRunningTransactions(): Promise<void> {
+    if (this.canLogSnapshot === false) return
+    try {
+      await this.query('SELECT pg_log_standby_snapshot()')
+      this.canLogSnapshot = true
+    } catch {
+      this.canLogSnapshot = false // older server, or not allowed: the server's own 15 s cadence applies
+    }
   }
 
   async currentPosition(): Promise<Position> {
