@@ -14,7 +14,7 @@ export interface ReplicationRuleConfig {
    * `cdc`: snapshot, then log-based streaming. `snapshot`: each sync makes the target a full
    * mirror (creates, updates, and deletes target rows absent from the source); no capture.
    */
-  mode: 'cdc' | 'snapshot'
+  mode: 'cdc' | 'snapshot' | 'bidirectional'
   /** Collections to carry; `['*']` follows the source catalogue. */
   collections: string[]
   /**
@@ -31,6 +31,13 @@ export interface ReplicationRuleConfig {
   batchSize?: number
   /** Internal collections carried besides `collections` (the heartbeat table, for managed replicas). */
   alsoCarry?: string[]
+  /**
+   * Internal (bidirectional rules): drop changes whose row the target already holds as is,
+   * so a change applied by one direction and captured again ends there instead of bouncing.
+   */
+  suppressNoOps?: boolean
+  /** Internal (the reverse direction of a bidirectional rule): start streaming without a snapshot. */
+  skipSnapshot?: boolean
 }
 
 /** Per-collection counters of a rule. */
@@ -61,6 +68,8 @@ export interface SyncStats {
   /** Source position applied last (null before the first change). */
   position: Position | null
   details: CollectionStats[]
+  /** The target → source direction of a bidirectional rule. */
+  reverse?: SyncStats
 }
 
 /** Where a rule's progress is kept, in the target, in the same transaction as the rows. */
@@ -70,6 +79,34 @@ export const DEAD_LETTERS_COLLECTION = '_replicator_dead_letters'
 const INTERNAL_PREFIX = '_replicator_'
 /** Events read from the source log at once (applied in slices of batchSize). */
 const READ_AHEAD_EVENTS = 20_000
+
+/** Stable text of a value for comparisons (bigint, Date, Buffer included). */
+function stableText(value: unknown): string {
+  return JSON.stringify(value, (_key, item: unknown) => {
+    if (typeof item === 'bigint') return `${item}n`
+    if (item && typeof item === 'object' && (item as { type?: string }).type === 'Buffer') return `0x${Buffer.from((item as { data: number[] }).data).toString('hex')}`
+    if (item && typeof item === 'object' && !Array.isArray(item)) return Object.fromEntries(Object.entries(item).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    return item
+  })
+}
+
+/** True when every column of `incoming` has the same value in `current`. */
+function sameValues(incoming: Row, current: Row): boolean {
+  for (const [name, value] of Object.entries(incoming)) if (stableText(value) !== stableText(current[name])) return false
+  return true
+}
+
+/**
+ * Last writer wins on `column`; on a tie, both sides of a bidirectional rule pick the same row
+ * (the greater stable text), so concurrent writes converge instead of flip-flopping.
+ */
+function newerOrTieWinner(incoming: Row, current: Row, column: string): boolean {
+  const incomingTime = incoming[column] instanceof Date ? (incoming[column] as Date).getTime() : -Infinity
+  const currentTime = current[column] instanceof Date ? (current[column] as Date).getTime() : -Infinity
+  if (incomingTime !== currentTime) return incomingTime > currentTime
+  const merged = { ...current, ...incoming }
+  return stableText(merged) > stableText(current)
+}
 
 function samePosition(a: Position, b: Position): boolean {
   if (a === b || a.value === b.value) return true
@@ -122,7 +159,7 @@ export class RuleRunner {
   constructor(readonly config: ReplicationRuleConfig, private readonly source: Dialect, private readonly target: Dialect) {
     validateRule(config)
     this.stats = { ruleName: config.name, lastSync: null, recordsSynced: 0, created: 0, updated: 0, deleted: 0, skipped: 0, errors: 0, deadLettered: 0, duration: 0, lagMs: 0, position: null, details: [] }
-    const needed = config.mode === 'cdc' ? (['setupCapture', 'readChanges', 'confirmChanges', 'dropCapture'] as const) : []
+    const needed = config.mode !== 'snapshot' ? (['setupCapture', 'readChanges', 'confirmChanges', 'dropCapture'] as const) : []
     for (const capability of needed) {
       if (typeof source[capability] !== 'function') {
         throw new ReplicatorError('NOT_SUPPORTED', `Rule "${config.name}": the source (${source.name}) has no change capture (${capability}) yet.`, { details: { rule: config.name, dialect: source.name } })
@@ -171,7 +208,7 @@ export class RuleRunner {
       name: DEAD_LETTERS_COLLECTION, primaryKey: ['id'],
       columns: [{ name: 'id', type: 'string', length: 255 }, { name: 'rule', type: 'string' }, { name: 'collection', type: 'string' }, { name: 'row_key', type: 'text' }, { name: 'event', type: 'text' }, { name: 'error', type: 'text' }, { name: 'at', type: 'timestamp' }],
     })
-    if (this.config.mode === 'cdc') await this.source.setupCapture!({ name: this.config.name, collections: wanted })
+    if (this.config.mode !== 'snapshot') await this.source.setupCapture!({ name: this.config.name, collections: wanted })
     this.collections = wanted
     this.prepared = true
     for (const collection of wanted) if (!this.perCollection.has(collection)) this.perCollection.set(collection, { collection, snapshotRows: 0, created: 0, updated: 0, deleted: 0, deadLettered: 0 })
@@ -193,7 +230,7 @@ export class RuleRunner {
     else if (this.config.collections.includes('*') || this.config.alsoCarry?.length) await this.followCatalogue()
     let offset = await this.readOffset()
     if (!offset.snapshotDone) {
-      await this.snapshot()
+      if (!this.config.skipSnapshot) await this.snapshot()
       await this.target.upsertMany(OFFSETS_COLLECTION, [{ rule: this.config.name, position: offset.position ? JSON.stringify(offset.position) : null, snapshot_done: true, updated_at: new Date() }])
       offset = { ...offset, snapshotDone: true }
     }
@@ -244,7 +281,7 @@ export class RuleRunner {
 
   /** Removes the source capture (slot and publication, or triggers and changelog). */
   async teardown(): Promise<void> {
-    if (this.config.mode === 'cdc') await this.source.dropCapture!(this.config.name)
+    if (this.config.mode !== 'snapshot') await this.source.dropCapture!(this.config.name)
   }
 
   /**
@@ -401,7 +438,7 @@ export class RuleRunner {
   private async resolveConflicts(tx: DialectOperations, collection: string, changes: { upserts: Map<string, ChangeEvent>; deletes: Map<string, ChangeEvent>; primaryKey: string[] }): Promise<string[]> {
     const policy = this.config.conflictResolution ?? 'source-wins'
     const refused: string[] = []
-    if (policy === 'source-wins' || collection.startsWith(INTERNAL_PREFIX)) return refused
+    if ((policy === 'source-wins' && !this.config.suppressNoOps) || collection.startsWith(INTERNAL_PREFIX)) return refused
     const { primaryKey } = changes
     const keys = [...changes.upserts.values(), ...(policy === 'target-wins' ? changes.deletes.values() : [])].map((event) => event.key)
     const existing = new Map<string, Row>()
@@ -419,7 +456,10 @@ export class RuleRunner {
     for (const [identity, event] of changes.upserts) {
       const current = existing.get(identity)
       if (!current) continue
-      const keep = policy === 'timestamp' && !(event.after?.[column] instanceof Date && current[column] instanceof Date && (event.after[column] as Date).getTime() < (current[column] as Date).getTime())
+      let keep: boolean
+      if (this.config.suppressNoOps && sameValues(event.after ?? {}, current)) keep = false // already there: the echo of our own apply
+      else if (policy === 'timestamp') keep = newerOrTieWinner(event.after ?? {}, current, column)
+      else keep = policy === 'source-wins'
       if (!keep) {
         changes.upserts.delete(identity)
         refused.push(identity)
@@ -446,6 +486,18 @@ export class RuleRunner {
   }
 }
 
+/**
+ * The two directions of a bidirectional rule: source → target (with the snapshot) and
+ * target → source (streaming only). Both drop changes the other side already holds, so a row
+ * applied by one direction and captured again stops there.
+ */
+export function bidirectionalConfigs(config: ReplicationRuleConfig): [ReplicationRuleConfig, ReplicationRuleConfig] {
+  return [
+    { ...config, suppressNoOps: true },
+    { ...config, name: `${config.name}.r`, source: config.target, target: config.source, suppressNoOps: true, skipSnapshot: true },
+  ]
+}
+
 /** Throws CONFIG_INVALID for a malformed rule. */
 export function validateRule(config: ReplicationRuleConfig): void {
   const where = `Rule "${String(config?.name)}"`
@@ -453,8 +505,12 @@ export function validateRule(config: ReplicationRuleConfig): void {
   if (!/^[A-Za-z0-9_.-]{1,48}$/.test(config.name)) throw new ReplicatorError('CONFIG_INVALID', `${where}: names are 1 to 48 letters, digits, '_', '.' or '-' (they name slots and triggers).`)
   if (typeof config.source !== 'string' || typeof config.target !== 'string' || !config.source || !config.target) throw new ReplicatorError('CONFIG_INVALID', `${where} needs a source and a target project.`)
   if (config.source === config.target) throw new ReplicatorError('CONFIG_INVALID', `${where}: source and target are the same project.`)
-  if (config.mode !== 'cdc' && config.mode !== 'snapshot') {
-    throw new ReplicatorError('CONFIG_INVALID', `${where}: mode ${JSON.stringify(config.mode)} is not available; use 'cdc' (snapshot then streaming) or 'snapshot' (full mirror on each sync).`)
+  if (config.mode !== 'cdc' && config.mode !== 'snapshot' && config.mode !== 'bidirectional') {
+    throw new ReplicatorError('CONFIG_INVALID', `${where}: mode ${JSON.stringify(config.mode)} is unknown; use 'cdc' (snapshot then streaming), 'snapshot' (full mirror on each sync) or 'bidirectional'.`)
+  }
+  if (config.mode === 'bidirectional' && config.name.length > 46) throw new ReplicatorError('CONFIG_INVALID', `${where}: names of bidirectional rules are at most 46 characters.`)
+  if (config.mode === 'bidirectional' && config.conflictResolution !== 'timestamp') {
+    throw new ReplicatorError('CONFIG_INVALID', `${where}: a bidirectional rule needs conflictResolution: 'timestamp' (with a timestampColumn, default updatedAt): with writes on both sides, only a rule both directions agree on converges.`)
   }
   if (!Array.isArray(config.collections) || config.collections.length === 0) throw new ReplicatorError('CONFIG_INVALID', `${where} needs collections (names, or ['*']).`)
   if (config.conflictResolution !== undefined && !['source-wins', 'target-wins', 'timestamp'].includes(config.conflictResolution)) {

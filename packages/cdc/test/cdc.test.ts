@@ -272,3 +272,54 @@ describe.skipIf(!backends.postgres.serverUrl)('PostgreSQL specifics', () => {
     await runner.teardown()
   })
 })
+
+describe.skipIf(!backends.postgres.serverUrl)('bidirectional rules', () => {
+  it('PostgreSQL ↔ SQLite with writes on both sides converges (last writer wins, ties agreed) and stops: no update loop', async () => {
+    const shopDb = await backends.postgres.freshDatabase()
+    const edgeDb = await backends.sqlite.freshDatabase()
+    const rm = new ReplicationManager(null, { heartbeatIntervalMs: 200 })
+    cleanups.push(async () => { await rm.disconnectAll() })
+    await rm.addReplica('shop', { name: 'primary', role: 'master', dialect: 'postgres', uri: shopDb.uri })
+    await rm.addReplica('edge', { name: 'local', role: 'master', dialect: 'sqlite', uri: edgeDb.uri })
+    const shop = rm.resolveWriteService('shop').dialect
+    const edge = rm.resolveWriteService('edge').dialect
+    await shop.ensureCollection({ name: 'notes', columns: [{ name: 'id', type: 'integer' }, { name: 'text', type: 'string' }, { name: 'updatedAt', type: 'timestamp' }], primaryKey: ['id'] })
+    await expectReplicatorError(rm.addReplicationRule({ name: 'both', source: 'shop', target: 'edge', mode: 'bidirectional', collections: ['notes'] }), 'CONFIG_INVALID')
+    await rm.addReplicationRule({ name: 'both', source: 'shop', target: 'edge', mode: 'bidirectional', collections: ['notes'], conflictResolution: 'timestamp' })
+    const at = (minute: number) => new Date(Date.UTC(2026, 0, 1, 0, minute))
+    await shop.upsertMany('notes', Array.from({ length: 40 }, (_, i) => ({ id: i, text: `shop ${i}`, updatedAt: at(1) })))
+    await rm.sync('both')
+    // concurrent writes on both sides, some on the same rows
+    await Promise.all([
+      (async () => {
+        await shop.upsertMany('notes', Array.from({ length: 20 }, (_, i) => ({ id: 100 + i, text: `shop new ${i}`, updatedAt: at(2) })))
+        await shop.update('notes', { id: 10 }, { text: 'shop edit', updatedAt: at(5) })
+        await shop.update('notes', { id: 20 }, { text: 'shop edit', updatedAt: at(9) })
+        await shop.update('notes', { id: 30 }, { text: 'shop tie', updatedAt: at(4) })
+        await shop.delete('notes', { id: 5 })
+      })(),
+      (async () => {
+        await edge.upsertMany('notes', Array.from({ length: 20 }, (_, i) => ({ id: 200 + i, text: `edge new ${i}`, updatedAt: at(2) })))
+        await edge.update('notes', { id: 10 }, { text: 'edge edit', updatedAt: at(7) })
+        await edge.update('notes', { id: 20 }, { text: 'edge edit', updatedAt: at(3) })
+        await edge.update('notes', { id: 30 }, { text: 'edge tie', updatedAt: at(4) })
+        await edge.delete('notes', { id: 6 })
+      })(),
+    ])
+    for (let round = 0; round < 3; round++) await rm.sync('both')
+    const shopRows = await shop.find('notes', {}, { sort: { id: 1 } })
+    expect(await edge.find('notes', {}, { sort: { id: 1 } })).toEqual(shopRows)
+    expect(shopRows).toHaveLength(40 + 20 + 20 - 2)
+    expect(shopRows.find((row) => row.id === 10)?.text).toBe('edge edit')
+    expect(shopRows.find((row) => row.id === 20)?.text).toBe('shop edit')
+    expect(['shop tie', 'edge tie']).toContain(shopRows.find((row) => row.id === 30)?.text)
+    // converged and quiet: another round applies nothing in either direction
+    const before = rm.getSyncStats('both')
+    const after = await rm.sync('both')
+    expect(after.recordsSynced).toBe(before.recordsSynced)
+    expect(after.reverse!.recordsSynced).toBe(before.reverse!.recordsSynced)
+    expect(after.skipped + after.reverse!.skipped).toBe(before.skipped + before.reverse!.skipped)
+    await rm.removeReplicationRule('both')
+    expect(await shop.query(`SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'replicator_both%'`)).toEqual([])
+  })
+})

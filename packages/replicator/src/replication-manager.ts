@@ -5,7 +5,7 @@ import {
   createDialect, EntityService, HEARTBEAT_COLLECTION, maskUri, ReplicatorError,
   type Dialect, type DialectConfig, type EntitySchema, type NativeReplicationStatus,
 } from '@mostajs/replicator-core'
-import { RuleRunner, validateRule, type ReplicationRuleConfig, type SyncStats } from '@mostajs/replicator-cdc'
+import { bidirectionalConfigs, RuleRunner, validateRule, type ReplicationRuleConfig, type SyncStats } from '@mostajs/replicator-cdc'
 import { fenceMaster, promoteNativeReplica, repointReplicas, waitForHeartbeat } from '@mostajs/replicator-failover'
 import { readTreeFile, resolveEnvReferences, writeTreeFile, type ReplicatorTree, type StoredRule } from '@mostajs/replicator-persistence'
 import { assertStrategy, ReadRouter, type ReadRoutingStrategy, type RoutingCandidate } from '@mostajs/replicator-routing'
@@ -172,6 +172,8 @@ export class ReplicationManager extends EventEmitter {
   private heartbeatCount = 0
   private rules: StoredRule[] = []
   private readonly runners = new Map<string, RuleRunner>()
+  /** Target → source runners of bidirectional rules. */
+  private readonly reverseRunners = new Map<string, RuleRunner>()
   /** Continuous streaming loops: rules started with startRule, and managed replicas. */
   private readonly streams = new Map<string, { stop(): Promise<void> }>()
   private autoPersistPath: string | undefined
@@ -516,6 +518,11 @@ export class ReplicationManager extends EventEmitter {
     const runner = this.runnerFor(config)
     await runner.prepare()
     this.runners.set(config.name, runner)
+    const reverse = this.reverseRunnerFor(config)
+    if (reverse) {
+      await reverse.prepare()
+      this.reverseRunners.set(config.name, reverse)
+    }
     this.rules.push({ ...config })
     this.schedulePersist()
   }
@@ -523,9 +530,14 @@ export class ReplicationManager extends EventEmitter {
   /** Removes a rule and what its capture holds on the source (replication slot and publication, or triggers). */
   async removeReplicationRule(name: string): Promise<void> {
     const rule = this.requireRule(name)
+    await this.stopStream(`rule:${name}`)
+    await this.stopStream(`rule:${name}.r`)
     const runner = this.runners.get(name) ?? this.runnerFor(rule as unknown as ReplicationRuleConfig)
     await runner.teardown()
+    const reverse = this.reverseRunners.get(name) ?? this.reverseRunnerFor(rule as unknown as ReplicationRuleConfig)
+    await reverse?.teardown()
     this.runners.delete(name)
+    this.reverseRunners.delete(name)
     this.rules = this.rules.filter((candidate) => candidate.name !== name)
     this.schedulePersist()
   }
@@ -544,7 +556,14 @@ export class ReplicationManager extends EventEmitter {
       await runner.prepare()
       this.runners.set(name, runner)
     }
-    return runner.sync()
+    const forward = await runner.sync()
+    let reverse = this.reverseRunners.get(name)
+    if (!reverse && rule.mode === 'bidirectional') {
+      reverse = this.reverseRunnerFor(rule as unknown as ReplicationRuleConfig)!
+      await reverse.prepare()
+      this.reverseRunners.set(name, reverse)
+    }
+    return reverse ? { ...forward, reverse: await reverse.sync() } : forward
   }
 
   /**
@@ -560,13 +579,20 @@ export class ReplicationManager extends EventEmitter {
       runner = this.runnerFor(rule as unknown as ReplicationRuleConfig)
       this.runners.set(name, runner)
     }
-    this.startStream(`rule:${name}`, runner, options.intervalMs ?? (Number(process.env.REPLICATOR_INTERVAL_MS) || 200))
+    const intervalMs = options.intervalMs ?? (Number(process.env.REPLICATOR_INTERVAL_MS) || 200)
+    this.startStream(`rule:${name}`, runner, intervalMs)
+    if (rule.mode === 'bidirectional') {
+      let reverse = this.reverseRunners.get(name)
+      if (!reverse) this.reverseRunners.set(name, (reverse = this.reverseRunnerFor(rule as unknown as ReplicationRuleConfig)!))
+      this.startStream(`rule:${name}.r`, reverse, intervalMs)
+    }
   }
 
   /** Stops a rule's continuous streaming (after its current batch). */
   async stopRule(name: string): Promise<void> {
     this.requireRule(name)
     await this.stopStream(`rule:${name}`)
+    await this.stopStream(`rule:${name}.r`)
   }
 
   private startStream(key: string, runner: RuleRunner, intervalMs: number): void {
@@ -631,14 +657,25 @@ export class ReplicationManager extends EventEmitter {
   getSyncStats(name: string): SyncStats {
     const rule = this.requireRule(name)
     const runner = this.runners.get(name)
-    if (runner) return runner.getStats()
+    const reverse = this.reverseRunners.get(name)
+    if (runner) return reverse ? { ...runner.getStats(), reverse: reverse.getStats() } : runner.getStats()
     return { ruleName: rule.name, lastSync: null, recordsSynced: 0, created: 0, updated: 0, deleted: 0, skipped: 0, errors: 0, deadLettered: 0, duration: 0, lagMs: 0, position: null, details: [] }
   }
 
   private runnerFor(config: ReplicationRuleConfig): RuleRunner {
+    const direction = config.mode === 'bidirectional' ? bidirectionalConfigs(config)[0] : config
     const source = this.requireMaster(this.requireProject(config.source), this.masterOf(this.requireProject(config.source)))
     const target = this.requireMaster(this.requireProject(config.target), this.masterOf(this.requireProject(config.target)))
-    return new RuleRunner(config, source.dialect, target.dialect)
+    return new RuleRunner(direction, source.dialect, target.dialect)
+  }
+
+  /** The target → source runner of a bidirectional rule (undefined for other modes). */
+  private reverseRunnerFor(config: ReplicationRuleConfig): RuleRunner | undefined {
+    if (config.mode !== 'bidirectional') return undefined
+    const [, reverse] = bidirectionalConfigs(config)
+    const source = this.requireMaster(this.requireProject(reverse.source), this.masterOf(this.requireProject(reverse.source)))
+    const target = this.requireMaster(this.requireProject(reverse.target), this.masterOf(this.requireProject(reverse.target)))
+    return new RuleRunner(reverse, source.dialect, target.dialect)
   }
 
   private requireRule(name: string): StoredRule {
@@ -677,6 +714,7 @@ export class ReplicationManager extends EventEmitter {
   async disconnectAll(): Promise<void> {
     await Promise.all([...this.streams.keys()].map((key) => this.stopStream(key)))
     this.runners.clear()
+    this.reverseRunners.clear()
     for (const state of this.projects.values()) this.stopMonitors(state)
     await this.persistQueue
     const closing: Promise<void>[] = []
