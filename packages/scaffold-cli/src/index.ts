@@ -1,0 +1,1 @@
+export { EXIT, runCli } from './run-cli.js'

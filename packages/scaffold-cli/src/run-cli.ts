@@ -1,0 +1,137 @@
+import '@mostajs/replicator-dialect-postgres'
+import '@mostajs/replicator-dialect-mysql'
+import '@mostajs/replicator-dialect-sqlite'
+import { readFile } from 'node:fs/promises'
+import { Command, CommanderError } from 'commander'
+import { maskSecretsInText, parseTree, ReplicationManager, ReplicatorError, runReplicatorService } from '@mostajs/replicator'
+
+/** Exit codes: 0 success; 1 the command failed (bad tree, unreachable, refused); 2 usage error. */
+export const EXIT = { ok: 0, failed: 1, usage: 2 } as const
+
+interface Output { out(text: string): void; err(text: string): void }
+
+const DEFAULT_TREE = () => process.env.REPLICATOR_TREE ?? '.mostajs/replicator-tree.json'
+
+function table(rows: Array<Record<string, unknown>>): string {
+  if (!rows.length) return '(none)'
+  const columns = Object.keys(rows[0]!)
+  const cells = rows.map((row) => columns.map((column) => (row[column] === null || row[column] === undefined ? '-' : String(row[column]))))
+  const widths = columns.map((column, index) => Math.max(column.length, ...cells.map((line) => line[index]!.length)))
+  const line = (values: string[]) => values.map((value, index) => value.padEnd(widths[index]!)).join('  ').trimEnd()
+  return [line(columns), line(widths.map((width) => '-'.repeat(width))), ...cells.map(line)].join('\n')
+}
+
+/** Loads a tree into a manager, lets the monitors measure for `waitMs`, and hands it to `fn`. */
+async function withManager<T>(tree: string, waitMs: number, fn: (manager: ReplicationManager) => Promise<T>): Promise<T> {
+  const manager = new ReplicationManager(null, { heartbeatIntervalMs: 100, healthCheckIntervalMs: 250, failureThreshold: 1, connectTimeoutMs: 3000 })
+  manager.on('error', () => undefined) // reported through the status instead
+  try {
+    await manager.loadFromFile(tree)
+    if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs))
+    return await fn(manager)
+  } finally {
+    await manager.disconnectAll()
+  }
+}
+
+/**
+ * Runs the `mostajs-replicator` command line with `argv` (without `node` and the script) and
+ * resolves with its exit code. Output goes through `output` (stdout/stderr by default).
+ */
+export async function runCli(argv: string[], output: Output = { out: (text) => process.stdout.write(text), err: (text) => process.stderr.write(text) }): Promise<number> {
+  let exitCode: number = EXIT.ok
+  const program = new Command()
+    .name('mostajs-replicator')
+    .description('Run several databases as one: replication service, status, tree validation, rule sync, promotion.')
+    .exitOverride()
+    .configureOutput({ writeOut: output.out, writeErr: output.err })
+
+  program.command('validate')
+    .description('check a tree file; prints every problem with its JSON path (exit 1 when invalid)')
+    .argument('[tree]', 'tree file', DEFAULT_TREE())
+    .option('--json', 'print the result as JSON')
+    .action(async (tree: string, options: { json?: boolean }) => {
+      try {
+        const parsed = parseTree(JSON.parse(await readFile(tree, 'utf8')), `Tree file ${tree}`)
+        const summary = { valid: true, tree, projects: Object.keys(parsed.replicas).length, replicas: Object.values(parsed.replicas).flat().length, rules: parsed.rules.length }
+        output.out(options.json ? `${JSON.stringify(summary)}\n` : `${tree} is valid: ${summary.replicas} replicas in ${summary.projects} projects, ${summary.rules} rules\n`)
+      } catch (error) {
+        const problems = ReplicatorError.isInstance(error) && Array.isArray(error.details.problems)
+          ? error.details.problems as Array<{ path: string; message: string }>
+          : [{ path: '$', message: error instanceof SyntaxError ? `not valid JSON: ${error.message}` : (error as Error).message }]
+        output.out(options.json ? `${JSON.stringify({ valid: false, tree, problems })}\n` : `${tree} is not valid:\n${problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}\n`)
+        exitCode = EXIT.failed
+      }
+    })
+
+  program.command('status')
+    .description('replicas (role, state, measured lag, tolerance, health, masked URI) and rules')
+    .option('--tree <file>', 'tree file', DEFAULT_TREE())
+    .option('--wait <ms>', 'measure for this long before printing', '1000')
+    .option('--json', 'print JSON')
+    .action(async (options: { tree: string; wait: string; json?: boolean }) => {
+      await withManager(options.tree, Number(options.wait), async (manager) => {
+        const replicas = manager.listProjects().flatMap((project) => manager.getReplicaStatus(project))
+        const rules = manager.listRules().map((rule) => {
+          const stored = rule as Record<string, unknown>
+          return { ...stored, name: rule.name, mode: stored.mode, source: stored.source, target: stored.target, stats: manager.getSyncStats(rule.name) }
+        })
+        if (options.json) {
+          output.out(`${JSON.stringify({ replicas, rules })}\n`)
+          return
+        }
+        output.out(`${table(replicas.map((r) => ({ project: r.project, replica: r.name, role: r.role, state: r.status, 'lag ms': r.lag, tolerance: r.lagTolerance, healthy: r.healthy, uri: r.uri })))}\n\n`)
+        output.out(`${table(rules.map((r) => ({ rule: r.name, mode: r.mode, source: r.source, target: r.target, 'last sync': r.stats.lastSync?.toISOString() ?? null, synced: r.stats.recordsSynced, 'dead letters': r.stats.deadLettered })))}\n`)
+        if (replicas.some((replica) => !replica.healthy)) exitCode = EXIT.failed
+      })
+    })
+
+  program.command('sync')
+    .description('snapshot (first time) then apply every pending change of a rule; prints its stats')
+    .argument('<rule>', 'rule name')
+    .option('--tree <file>', 'tree file', DEFAULT_TREE())
+    .option('--json', 'print JSON')
+    .action(async (rule: string, options: { tree: string; json?: boolean }) => {
+      await withManager(options.tree, 0, async (manager) => {
+        const stats = await manager.sync(rule)
+        output.out(options.json ? `${JSON.stringify(stats)}\n` : `${rule}: ${stats.recordsSynced} records (${stats.created} created, ${stats.updated} updated, ${stats.deleted} deleted, ${stats.deadLettered} dead-lettered) in ${stats.duration} ms\n`)
+      })
+    })
+
+  program.command('promote')
+    .description('promote a slave to master (refused when it lags, unless --force)')
+    .argument('<project>').argument('<replica>')
+    .option('--tree <file>', 'tree file (saved back after the promotion)', DEFAULT_TREE())
+    .option('--force', 'promote even when lagging; the result says what may be lost')
+    .option('--json', 'print JSON')
+    .action(async (project: string, replica: string, options: { tree: string; force?: boolean; json?: boolean }) => {
+      await withManager(options.tree, 1000, async (manager) => {
+        const result = await manager.promoteToMaster(project, replica, { force: options.force === true })
+        await manager.saveToFile(options.tree)
+        output.out(options.json ? `${JSON.stringify(result)}\n` : `${project}/${replica} is now the master (epoch ${result.epoch}); ${result.previousMaster ?? 'no previous master'} fenced${result.possibleDataLoss ? `; may be lost: ${result.possibleDataLoss}` : ''}\n`)
+      })
+    })
+
+  program.command('run')
+    .description('the long-running service: heartbeats, health checks, streaming of every enabled rule and managed replica')
+    .option('--tree <file>', 'tree file', DEFAULT_TREE())
+    .action(async (options: { tree: string }) => {
+      // Listen before starting, so a signal during start-up still ends in a clean stop.
+      const signaled = new Promise<void>((resolve) => {
+        process.once('SIGTERM', () => resolve())
+        process.once('SIGINT', () => resolve())
+      })
+      const service = await runReplicatorService({ tree: options.tree })
+      await signaled
+      await service.stop() // the batches in flight finish and their offsets are stored
+    })
+
+  try {
+    await program.parseAsync(argv, { from: 'user' })
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage
+    output.err(`${maskSecretsInText(ReplicatorError.isInstance(error) ? `${error.code}: ${error.message}` : (error as Error).message)}\n`)
+    return EXIT.failed
+  }
+  return exitCode
+}
