@@ -1,8 +1,9 @@
 /**
  * A first tour of @mostajs/replicator on embedded databases (nothing to install):
- * an embedded PostgreSQL, a SQLite file and, when the system has it, a private MariaDB.
+ * an embedded PostgreSQL, SQLite files and, when the system has it, a private MariaDB.
  * It writes through the ORM-style EntityService on PostgreSQL, copies the collection to the
- * other databases by keyset scan + batched upserts, and checks every copy is equal.
+ * other databases and checks every copy is equal, then runs a ReplicationManager with a
+ * managed SQLite slave (measured lag, read-your-writes) and a log-based CDC rule.
  *
  *   pnpm demo [--rows 5000] [--keep]
  */
@@ -11,7 +12,7 @@ import '@mostajs/replicator-dialect-mysql'
 import '@mostajs/replicator-dialect-sqlite'
 import { createHash } from 'node:crypto'
 import { parseArgs } from 'node:util'
-import { connectDialect, EntityService, ReplicatorError, scanAll, type Dialect, type EntitySchema, type Row } from '@mostajs/replicator-core'
+import { connectDialect, EntityService, ReplicationManager, ReplicatorError, scanAll, type Dialect, type EntitySchema, type Row } from '@mostajs/replicator'
 import { createMariaDBDatabase, mariadbAvailability, sqliteFile, startMariaDB, startPostgres } from '@mostajs/replicator-testkit'
 
 const { values: options } = parseArgs({ options: { rows: { type: 'string', default: '5000' }, keep: { type: 'boolean', default: false } } })
@@ -74,7 +75,8 @@ try {
   say('▸ starting an embedded PostgreSQL (logical WAL on)…')
   const postgresServer = await startPostgres()
   if (!options.keep) cleanups.push(() => postgresServer.stop())
-  const postgres = await connectDialect({ dialect: 'postgres', uri: await postgresServer.createDatabase('demo') })
+  const postgresUri = await postgresServer.createDatabase('demo')
+  const postgres = await connectDialect({ dialect: 'postgres', uri: postgresUri })
   cleanups.push(() => postgres.close())
   say(`  connected to ${postgres.maskedUri}   (the password never appears)`)
 
@@ -130,6 +132,40 @@ try {
     say(`  ${target.label.padEnd(10)} ${String(print.rows).padEnd(7)} ${print.sha256}`)
   }
   say(consistent ? '  ✓ every copy is equal: booleans, timestamps, decimals and JSON survived the trip' : '  ✗ copies differ')
+
+  // ---- the ReplicationManager: a managed SQLite slave fed by change capture, measured lag, a CDC rule
+  say('\n▸ ReplicationManager: project "shop" = this PostgreSQL (master) + a managed SQLite slave fed by log-based capture')
+  const replicaFile = sqliteFile('replica.db')
+  const analyticsFile = sqliteFile('analytics.db')
+  if (!options.keep) cleanups.push(async () => { replicaFile.cleanup(); analyticsFile.cleanup() })
+  const rm = new ReplicationManager(null, { heartbeatIntervalMs: 100 })
+  cleanups.push(() => rm.disconnectAll())
+  await rm.addReplica('shop', { name: 'primary', role: 'master', dialect: 'postgres', uri: postgresUri }, [Client])
+  await rm.addReplica('shop', { name: 'local', role: 'slave', dialect: 'sqlite', uri: replicaFile.uri, replication: 'managed', lagTolerance: 1000 })
+  rm.setReadRouting('shop', 'least-lag')
+  const deadline = Date.now() + 20_000
+  while (rm.getReplicaStatus('shop').some((replica) => replica.status !== 'healthy') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+  const session = rm.session('shop')
+  const fresh = await session.write().create('Client', { email: 'session@example.com', vip: true, balance: 1 })
+  const seen = await session.read().findById('Client', fresh.id)
+  say(`  read-your-writes: a session wrote ${fresh.email} and read it back at once (${seen ? 'found' : 'missing'})`)
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  const served = rm.resolveReadService('shop').dialect.maskedUri.startsWith('sqlite') ? 'the SQLite slave' : 'the master'
+  say(`  a plain read is now served by ${served}; status:`)
+  for (const replica of rm.getReplicaStatus('shop')) {
+    say(`    ${replica.name.padEnd(8)} ${replica.role.padEnd(6)} ${replica.status.padEnd(9)} lag ${String(replica.lag ?? '-').padStart(4)} ms  ${replica.uri}`)
+  }
+  await rm.addReplica('analytics', { name: 'main', role: 'master', dialect: 'sqlite', uri: analyticsFile.uri })
+  await rm.addReplicationRule({ name: 'clients-to-analytics', source: 'shop', target: 'analytics', mode: 'cdc', collections: ['clients'], conflictResolution: 'source-wins' })
+  const first = await rm.sync('clients-to-analytics')
+  const writes = rm.resolveWriteService('shop')
+  await writes.dialect.update('clients', { vip: true }, { $inc: { balance: 100 } })
+  await writes.dialect.delete('clients', { email: { $in: ['bulk1@example.com', 'bulk2@example.com'] } })
+  const second = await rm.sync('clients-to-analytics')
+  say(`▸ CDC rule clients-to-analytics (PostgreSQL → SQLite): snapshot of ${first.details[0]?.snapshotRows} rows, then ${second.updated} updates and ${second.deleted} deletes streamed from the WAL in ${second.duration} ms`)
+  const analyticsCount = await rm.resolveWriteService('analytics').count('clients')
+  say(`  analytics now holds ${analyticsCount} clients, the master ${await writes.count('Client')}`)
+  await rm.removeReplicationRule('clients-to-analytics')
 
   try {
     await connectDialect({ dialect: 'postgres', uri: `postgres://demo:not-my-password@127.0.0.1:${postgresServer.port}/demo`, connectTimeoutMs: 2000 })
