@@ -3,7 +3,7 @@ import '@mostajs/replicator-dialect-mysql'
 import '@mostajs/replicator-dialect-sqlite'
 import { readFile } from 'node:fs/promises'
 import { Command, CommanderError } from 'commander'
-import { maskSecretsInText, parseTree, ReplicationManager, ReplicatorError, runReplicatorService } from '@mostajs/replicator'
+import { maskSecretsInText, parseTree, ReplicationManager, ReplicatorError, runReplicatorService, scaffoldReplicatorService } from '@mostajs/replicator'
 
 /** Exit codes: 0 success; 1 the command failed (bad tree, unreachable, refused); 2 usage error. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const
@@ -45,6 +45,17 @@ export async function runCli(argv: string[], output: Output = { out: (text) => p
     .description('Run several databases as one: replication service, status, tree validation, rule sync, promotion.')
     .exitOverride()
     .configureOutput({ writeOut: output.out, writeErr: output.err })
+
+  program.command('scaffold')
+    .description('write services/replicator.mjs, a thin file that runs the replicator service')
+    .option('--dir <dir>', 'project directory', '.')
+    .option('--path <file>', 'file to write, relative to --dir', 'services/replicator.mjs')
+    .option('--force', 'overwrite an existing file')
+    .option('--dry-run', 'print the file instead of writing it')
+    .action(async (options: { dir: string; path: string; force?: boolean; dryRun?: boolean }) => {
+      const result = await scaffoldReplicatorService({ dir: options.dir, path: options.path, force: options.force === true, dryRun: options.dryRun === true })
+      output.out(result.written ? `wrote ${result.path}\nrun it with: node ${options.path}\n` : result.content)
+    })
 
   program.command('validate')
     .description('check a tree file; prints every problem with its JSON path (exit 1 when invalid)')

@@ -97,6 +97,40 @@ describe('mostajs-replicator CLI (spawned)', () => {
     expect(missingEnv.stderr).toContain('CLI_TEST_APP_URI')
   })
 
+  it('scaffold: writes a thin service file that runs the service, refuses to overwrite without --force', async () => {
+    // inside the repository, so the generated file resolves @mostajs/replicator like a project would
+    const project = fileURLToPath(new URL('../../../.scaffold-test/', import.meta.url))
+    rmSync(project, { recursive: true, force: true })
+    try {
+      const first = await run(['scaffold', '--dir', project])
+      expect(first.code).toBe(0)
+      const file = join(project, 'services', 'replicator.mjs')
+      expect(readFileSync(file, 'utf8')).toContain('runReplicatorService')
+      expect((await run(['scaffold', '--dir', project])).code).toBe(1)
+      expect((await run(['scaffold', '--dir', project, '--force'])).code).toBe(0)
+      const dry = await run(['scaffold', '--dir', project, '--path', 'other.mjs', '--dry-run'])
+      expect(dry.stdout).toContain("import { runReplicatorService } from '@mostajs/replicator'")
+      // the generated file runs the service and stops cleanly
+      const service = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
+        const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', file], {
+          cwd: project, env: { ...process.env, REPLICATOR_TREE: tree, CLI_TEST_APP_URI: appUri }, stdio: ['ignore', 'pipe', 'pipe'],
+        })
+        let stdout = ''
+        let signaled = false
+        child.stdout.on('data', (chunk) => {
+          stdout += chunk
+          if (!signaled && /running:/.test(stdout)) { signaled = true; child.kill('SIGTERM') }
+        })
+        child.on('error', reject)
+        child.on('close', (code) => resolve({ code, stdout }))
+      })
+      expect(service.stdout).toContain('stopped')
+      expect(service.code).toBe(0)
+    } finally {
+      rmSync(project, { recursive: true, force: true })
+    }
+  })
+
   it('run: streams the rule continuously and exits cleanly on SIGTERM', async () => {
     await app.upsertMany('users', [{ id: 3, email: 'c@example.com' }])
     const service = await run(['run', '--tree', tree], { env: { CLI_TEST_APP_URI: appUri, REPLICATOR_INTERVAL_MS: '50' }, untilOutput: /streaming rule users-copy[\s\S]*running:/ })
