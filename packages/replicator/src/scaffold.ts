@@ -29,10 +29,13 @@ for (const dialect of ['@mostajs/replicator-dialect-postgres', '@mostajs/replica
   await import(dialect).catch(() => undefined)
 }
 
+// Listen before starting, so a signal during start-up still ends in a clean stop.
+const stopRequested = new Promise((resolve) => {
+  for (const signal of ['SIGTERM', 'SIGINT']) process.once(signal, resolve)
+})
 const service = await runReplicatorService({ tree: process.env.REPLICATOR_TREE })
-for (const signal of ['SIGTERM', 'SIGINT']) {
-  process.once(signal, () => { service.stop().then(() => process.exit(0), () => process.exit(1)) })
-}
+await stopRequested
+await service.stop() // batches in flight finish; their offsets are stored in the targets
 `
 
 /**
