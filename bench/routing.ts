@@ -12,7 +12,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, hostname, platform, release, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
 import pg from 'pg'
-import { connectDialect, ReplicationManager, type Dialect, type EntityService } from '@mostajs/replicator'
+import { connectDialect, HEARTBEAT_COLLECTION, HEARTBEAT_SCHEMA, ReplicationManager, type Dialect, type EntityService } from '@mostajs/replicator'
 import { postgresAvailability, sqliteFile, startPostgres, startPostgresStandby, type TempSqliteFile } from '@mostajs/replicator-testkit'
 
 const { values: args } = parseArgs({ options: { calls: { type: 'string', default: '1000000' }, reads: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '8' } } })
@@ -25,10 +25,10 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 /** Feeds the master's heartbeat row into SQLite "managed" slaves, as the CDC engine would. */
 async function relayHeartbeats(master: Dialect, slaves: Dialect[], until: () => boolean): Promise<void> {
   while (!until()) {
-    const rows = await master.find('_replicator_heartbeat')
+    const rows = await master.find(HEARTBEAT_COLLECTION)
     for (const slave of slaves) {
-      await slave.ensureCollection({ name: '_replicator_heartbeat', columns: [{ name: 'source', type: 'string' }, { name: 'sequence', type: 'bigint' }, { name: 'at', type: 'timestamp' }], primaryKey: ['source'] })
-      if (rows.length) await slave.upsertMany('_replicator_heartbeat', rows)
+      await slave.ensureCollection(HEARTBEAT_SCHEMA)
+      if (rows.length) await slave.upsertMany(HEARTBEAT_COLLECTION, rows)
     }
     await sleep(20)
   }

@@ -12,7 +12,7 @@ import '@mostajs/replicator-dialect-mysql'
 import '@mostajs/replicator-dialect-sqlite'
 import { createHash } from 'node:crypto'
 import { parseArgs } from 'node:util'
-import { connectDialect, EntityService, ReplicationManager, ReplicatorError, scanAll, type Dialect, type EntitySchema, type Row } from '@mostajs/replicator'
+import { collectionSchemaOf, connectDialect, EntityService, ReplicationManager, ReplicatorError, scanAll, type Dialect, type EntitySchema, type Row } from '@mostajs/replicator'
 import { createMariaDBDatabase, mariadbAvailability, sqliteFile, startMariaDB, startPostgres } from '@mostajs/replicator-testkit'
 
 const { values: options } = parseArgs({ options: { rows: { type: 'string', default: '5000' }, keep: { type: 'boolean', default: false } } })
@@ -50,15 +50,7 @@ async function fingerprint(dialect: Dialect, collection: string): Promise<{ rows
 }
 
 async function copyCollection(source: Dialect, target: Dialect, collection: string): Promise<number> {
-  const described = await source.describeCollection(collection)
-  await target.ensureCollection({
-    name: collection,
-    primaryKey: described.primaryKey,
-    columns: described.columns.map((column) => {
-      if (column.type === 'unknown') throw new Error(`column ${column.name} has no portable type`)
-      return { name: column.name, type: column.type, length: column.length, precision: column.precision, scale: column.scale }
-    }),
-  })
+  await target.ensureCollection(collectionSchemaOf(await source.describeCollection(collection)))
   let copied = 0
   for await (const page of scanAll(source, collection, { pageSize: 1000 })) copied += await target.upsertMany(collection, page)
   return copied

@@ -1,5 +1,5 @@
 import {
-  describeKey, keyIdentity, keyOfRow, keyToObject, ReplicatorError, scanAll,
+  collectionSchemaOf, describeKey, keyIdentity, keyOfRow, keyToObject, ReplicatorError, scanAll,
   type ChangeEvent, type CollectionDescription, type Dialect, type DialectOperations, type Position, type Row,
 } from '@mostajs/replicator-core'
 
@@ -193,16 +193,7 @@ export class RuleRunner {
         details: { rule: this.config.name, problems },
       })
     }
-    for (const description of descriptions) {
-      await this.target.ensureCollection({
-        name: description.name,
-        primaryKey: description.primaryKey,
-        columns: description.columns.map((column) => ({
-          name: column.name, type: column.type as Exclude<typeof column.type, 'unknown'>,
-          nullable: column.nullable, length: column.length, precision: column.precision, scale: column.scale,
-        })),
-      })
-    }
+    for (const description of descriptions) await this.target.ensureCollection(collectionSchemaOf(description))
     await this.target.ensureCollection({ name: OFFSETS_COLLECTION, primaryKey: ['rule'], columns: [{ name: 'rule', type: 'string' }, { name: 'position', type: 'text' }, { name: 'snapshot_done', type: 'boolean' }, { name: 'updated_at', type: 'timestamp' }] })
     await this.target.ensureCollection({
       name: DEAD_LETTERS_COLLECTION, primaryKey: ['id'],

@@ -5,8 +5,8 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { connectDialect, type CollectionSchema, type Dialect, type Row } from '@mostajs/replicator-core'
 import { RuleRunner, DEAD_LETTERS_COLLECTION } from '@mostajs/replicator-cdc'
 import { ReplicationManager } from '@mostajs/replicator'
-import { expectReplicatorError, testBackends, type TestBackend } from '@mostajs/replicator-testkit/vitest'
-import { createMariaDBDatabase, mariadbAvailability, startMariaDB } from '@mostajs/replicator-testkit'
+import { expectReplicatorError, privateServer, testBackends, type TestBackend } from '@mostajs/replicator-testkit/vitest'
+import { createMariaDBDatabase, startMariaDB } from '@mostajs/replicator-testkit'
 
 const schema: CollectionSchema = {
   name: 'items',
@@ -93,7 +93,7 @@ describe('CDC: snapshot then streaming, every source × target pair', () => {
   }
 })
 
-describe.skipIf(!mariadbAvailability().available || Boolean(process.env.MYSQL_URL))('CDC on MariaDB', () => {
+describe.skipIf(!privateServer('mariadb').available)(`CDC on MariaDB${privateServer('mariadb').skipNote}`, () => {
   it('refuses to capture when binlog_format is not ROW, saying what to change', async () => {
     const server = await startMariaDB({ flags: ['--binlog-format=MIXED'] })
     try {

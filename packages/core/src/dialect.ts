@@ -110,6 +110,13 @@ export interface Heartbeat {
 /** The table heartbeats are written to on masters (and replicated to slaves). */
 export const HEARTBEAT_COLLECTION = '_replicator_heartbeat'
 
+/** Its portable definition: one row per writer (`source`), holding its last sequence and the master's clock. */
+export const HEARTBEAT_SCHEMA: CollectionSchema = {
+  name: HEARTBEAT_COLLECTION,
+  columns: [{ name: 'source', type: 'string' }, { name: 'sequence', type: 'bigint' }, { name: 'at', type: 'timestamp' }],
+  primaryKey: ['source'],
+}
+
 /** Native replication figures, where the database exposes them. */
 export interface NativeReplicationStatus {
   role: 'primary' | 'replica' | 'standalone'

@@ -151,3 +151,25 @@ function validateCollectionSchema(schema: CollectionSchema): void {
     if (!names.has(key)) throw new ReplicatorError('CONFIG_INVALID', `${where}: primary key column "${key}" is not among its columns.`)
   }
 }
+
+/**
+ * The portable table that reproduces an introspected one in another database (what a copy or
+ * a replication rule creates on its target). TYPE_UNSUPPORTED names every column that has no
+ * portable type.
+ */
+export function collectionSchemaOf(description: CollectionDescription): CollectionSchema {
+  const unknown = description.columns.filter((column) => column.type === 'unknown')
+  if (unknown.length) {
+    throw new ReplicatorError('TYPE_UNSUPPORTED', `Collection "${description.name}" cannot be carried: ${unknown.map((column) => `${description.name}.${column.name} (${column.nativeType})`).join('; ')} ${unknown.length > 1 ? 'have' : 'has'} no portable type.`, {
+      details: { collection: description.name, columns: unknown.map((column) => column.name) },
+    })
+  }
+  return {
+    name: description.name,
+    primaryKey: description.primaryKey,
+    columns: description.columns.map((column) => ({
+      name: column.name, type: column.type as PortableType, nullable: column.nullable,
+      length: column.length, precision: column.precision, scale: column.scale,
+    })),
+  }
+}

@@ -7,6 +7,7 @@ const flavor = {
   quoteIdentifier: (name: string) => `"${name.replaceAll('"', '""')}"`,
   placeholder: (index: number) => `$${index}`,
   encoderFor: () => null,
+  nullsOrdering: (descending: boolean) => (descending ? ' NULLS LAST' : ' NULLS FIRST'),
 } as unknown as SqlFlavor
 
 const table: CollectionDescription = {

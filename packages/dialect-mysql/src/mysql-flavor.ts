@@ -46,6 +46,8 @@ export function createMysqlFlavor(family: 'mysql' | 'mariadb'): SqlFlavor {
 
     placeholder: () => '?',
 
+    emptyInsertBody: '() VALUES ()',
+
     limitClause(limit, skip) {
       if (limit === undefined && !skip) return ''
       const count = limit === undefined ? NO_LIMIT : String(Math.max(0, Math.floor(limit)))

@@ -25,6 +25,9 @@ export const postgresFlavor: SqlFlavor = {
 
   placeholder: (index: number) => `$${index}`,
 
+  emptyInsertBody: 'DEFAULT VALUES',
+  nullsOrdering: (descending) => (descending ? ' NULLS LAST' : ' NULLS FIRST'),
+
   limitClause(limit, skip) {
     return `${limit !== undefined ? ` LIMIT ${Math.max(0, Math.floor(limit))}` : ''}${skip ? ` OFFSET ${Math.max(0, Math.floor(skip))}` : ''}`
   },

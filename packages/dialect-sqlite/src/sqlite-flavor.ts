@@ -50,6 +50,8 @@ export const sqliteFlavor: SqlFlavor = {
 
   placeholder: () => '?',
 
+  emptyInsertBody: 'DEFAULT VALUES',
+
   limitClause(limit, skip) {
     if (limit === undefined && !skip) return ''
     const count = limit === undefined ? -1 : Math.max(0, Math.floor(limit))
@@ -116,6 +118,11 @@ export const sqliteFlavor: SqlFlavor = {
       default:
         return (value) => (typeof value === 'bigint' && value <= MAX_SAFE && value >= MIN_SAFE ? Number(value) : value)
     }
+  },
+
+  needsExactIntegers(column: ColumnDescription): boolean {
+    // a decimal kept as text (DECIMAL_TEXT) never arrives as an integer
+    return column.type === 'bigint' || column.type === 'unknown' || (column.type === 'decimal' && !/TEXT/i.test(column.nativeType))
   },
 
   classifyError(error: unknown): SqlErrorKind {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { hostname } from 'node:os'
 import {
-  createDialect, EntityService, HEARTBEAT_COLLECTION, maskUri, ReplicatorError,
+  createDialect, EntityService, HEARTBEAT_COLLECTION, maskUri, ReplicatorError, withTimeout,
   type Dialect, type DialectConfig, type EntitySchema, type NativeReplicationStatus,
 } from '@mostajs/replicator-core'
 import { bidirectionalConfigs, RuleRunner, validateRule, type ReplicationRuleConfig, type SyncStats } from '@mostajs/replicator-cdc'
@@ -958,10 +958,4 @@ export class ReplicationSession {
   recordPosition(sequence: bigint): void {
     if (this.minSequence === undefined || sequence > this.minSequence) this.minSequence = sequence
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms) })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }

@@ -1,15 +1,13 @@
 import '@mostajs/replicator-dialect-mysql'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectDialect, ReplicationManager, type Dialect, type EntityService } from '@mostajs/replicator'
-import { createMariaDBDatabase, mariadbAvailability, requireBackends, startMariaDB, startMariaDBReplica, type RunningMariaDB } from '@mostajs/replicator-testkit'
-import { expectReplicatorError, waitFor } from '@mostajs/replicator-testkit/vitest'
+import { createMariaDBDatabase, startMariaDB, startMariaDBReplica, type RunningMariaDB } from '@mostajs/replicator-testkit'
+import { expectReplicatorError, privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
 
 
-const available = mariadbAvailability().available && !process.env.MYSQL_URL
-const reason = process.env.MYSQL_URL ? 'native replicas need private servers (MYSQL_URL is set)' : mariadbAvailability().reason
-if (!available && requireBackends && !process.env.MYSQL_URL) throw new Error(`MariaDB required: ${reason}`)
+const { available, skipNote } = privateServer('mariadb')
 
-describe.skipIf(!available)(`ReplicationManager on a real MariaDB master with 2 native replicas${available ? '' : ` (skipped: ${reason})`}`, () => {
+describe.skipIf(!available)(`ReplicationManager on a real MariaDB master with 2 native replicas${skipNote}`, () => {
   let master: RunningMariaDB
   const replicas: RunningMariaDB[] = []
   let masterUri = ''

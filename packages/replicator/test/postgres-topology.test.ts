@@ -5,15 +5,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectDialect, ReplicationManager, ReplicatorError, type Dialect, type EntityService } from '@mostajs/replicator'
-import { postgresAvailability, requireBackends, startPostgres, startPostgresStandby, type RunningPostgres } from '@mostajs/replicator-testkit'
-import { expectReplicatorError, waitFor } from '@mostajs/replicator-testkit/vitest'
+import { startPostgres, startPostgresStandby, type RunningPostgres } from '@mostajs/replicator-testkit'
+import { expectReplicatorError, privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
 
 
-const available = postgresAvailability().available && !process.env.PG_URL
-const reason = process.env.PG_URL ? 'native standbys need private clusters (PG_URL is set)' : postgresAvailability().reason
-if (!available && requireBackends && !process.env.PG_URL) throw new Error(`PostgreSQL required: ${reason}`)
+const { available, skipNote } = privateServer('postgres')
 
-describe.skipIf(!available)(`ReplicationManager on a real PostgreSQL master with 3 native standbys${available ? '' : ` (skipped: ${reason})`}`, () => {
+describe.skipIf(!available)(`ReplicationManager on a real PostgreSQL master with 3 native standbys${skipNote}`, () => {
   let master: RunningPostgres
   const standbys: RunningPostgres[] = []
   let masterUri = ''

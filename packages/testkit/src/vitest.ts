@@ -1,5 +1,6 @@
 import { inject } from 'vitest'
 import { createDialect } from '@mostajs/replicator-core'
+import { mariadbAvailability, postgresAvailability, requireBackends } from './backends.js'
 import type { DialectUnderTest } from './dialect-contract.js'
 import { createMariaDBDatabase } from './mariadb.js'
 import { createPostgresDatabase } from './postgres.js'
@@ -67,4 +68,17 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 25))
   }
+}
+
+/**
+ * Whether a test may start its own server of `kind` (native standbys and replicas, special
+ * flags): not when PG_URL / MYSQL_URL point at an external one. Missing while
+ * REPLICATOR_REQUIRE_BACKENDS=1 → throws. `skipNote` is '' or ` (skipped: …)` for titles.
+ */
+export function privateServer(kind: 'postgres' | 'mariadb'): { available: boolean; skipNote: string } {
+  const external = kind === 'postgres' ? process.env.PG_URL : process.env.MYSQL_URL
+  const availability = kind === 'postgres' ? postgresAvailability() : mariadbAvailability()
+  if (external) return { available: false, skipNote: ` (skipped: needs private servers, but ${kind === 'postgres' ? 'PG_URL' : 'MYSQL_URL'} is set)` }
+  if (!availability.available && requireBackends) throw new Error(`${kind} required (REPLICATOR_REQUIRE_BACKENDS=1): ${availability.reason}`)
+  return { available: availability.available, skipNote: availability.available ? '' : ` (skipped: ${availability.reason})` }
 }

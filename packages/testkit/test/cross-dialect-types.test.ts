@@ -2,7 +2,7 @@ import '@mostajs/replicator-dialect-postgres'
 import '@mostajs/replicator-dialect-mysql'
 import '@mostajs/replicator-dialect-sqlite'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createDialect, PORTABLE_TYPES, scanAll, type CollectionSchema, type Dialect, type Row } from '@mostajs/replicator-core'
+import { collectionSchemaOf, createDialect, PORTABLE_TYPES, scanAll, type CollectionSchema, type Dialect, type Row } from '@mostajs/replicator-core'
 import { testBackends } from '@mostajs/replicator-testkit/vitest'
 
 const schema: CollectionSchema = {
@@ -91,16 +91,8 @@ describe('portable types round-trip between every pair of dialects', () => {
         const { source } = connected.get(from.name)!
         const { target } = connected.get(to.name)!
         // The target table is created from the source's introspected columns.
-        const described = await source.describeCollection(schema.name)
         const collection = `from_${from.name}`
-        await target.ensureCollection({
-          name: collection,
-          primaryKey: described.primaryKey,
-          columns: described.columns.map((column) => {
-            if (column.type === 'unknown') throw new Error(`unknown type for ${column.name}`)
-            return { name: column.name, type: column.type, length: column.length, precision: column.precision, scale: column.scale }
-          }),
-        })
+        await target.ensureCollection({ ...collectionSchemaOf(await source.describeCollection(schema.name)), name: collection })
         for await (const page of scanAll(source, schema.name, { pageSize: 3 })) await target.upsertMany(collection, page)
         expect(await target.find(collection, {}, { sort: { id: 1 } })).toEqual(ROWS)
         // and back again, through the other direction's conversion

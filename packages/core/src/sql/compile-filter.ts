@@ -115,7 +115,7 @@ export function compileSort(sort: FindOptions['sort'], description: CollectionDe
       throw new ReplicatorError('FILTER_INVALID', `Sort direction of "${field}" must be 1, -1, 'asc' or 'desc'.`)
     }
     // NULL sorts as the smallest value everywhere (MySQL and SQLite do so natively).
-    const nulls = flavor.family === 'postgres' ? (descending ? ' NULLS LAST' : ' NULLS FIRST') : ''
+    const nulls = flavor.nullsOrdering?.(descending) ?? ''
     return `${flavor.quoteIdentifier(field)} ${descending ? 'DESC' : 'ASC'}${nulls}`
   })
   return terms.length ? ` ORDER BY ${terms.join(', ')}` : ''

@@ -1,7 +1,8 @@
-import { DEFAULT_CAPABILITIES, HEARTBEAT_COLLECTION, type Dialect, type DialectCapabilities, type DialectConfig, type DialectOperations, type Heartbeat, type ScanOptions, type ScanPage } from '../dialect.js'
+import { DEFAULT_CAPABILITIES, HEARTBEAT_COLLECTION, HEARTBEAT_SCHEMA, type Dialect, type DialectCapabilities, type DialectConfig, type DialectOperations, type Heartbeat, type ScanOptions, type ScanPage } from '../dialect.js'
 import { ReplicatorError, type ReplicatorErrorCode } from '../errors.js'
 import type { Filter, FindOptions, UpdateChanges } from '../filter.js'
 import { maskUri } from '../mask-uri.js'
+import { withTimeout } from '../with-timeout.js'
 import { toCollectionSchema, type CollectionDescription, type CollectionSchema, type ColumnDescription, type EntitySchema, type Row, type RowKey } from '../schema.js'
 import { columnDecoder, type SqlExecutor, type SqlFlavor } from './sql-flavor.js'
 import { SqlOperations } from './sql-operations.js'
@@ -64,18 +65,12 @@ export abstract class SqlDialect implements Dialect {
   async connect(): Promise<void> {
     if (this.poolOperations) return
     const timeoutMs = this.config.connectTimeoutMs ?? 5000
-    let timer: NodeJS.Timeout | undefined
     try {
-      const opened = (async () => {
-        const executor = await this.openDriver()
-        await executor.execute('SELECT 1', [])
-        return executor
-      })()
-      const timeout = new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
-      })
-      opened.catch(() => undefined) // a late failure after the timeout is already reported
-      const executor = await Promise.race([opened, timeout])
+      const executor = await withTimeout((async () => {
+        const opened = await this.openDriver()
+        await opened.execute('SELECT 1', [])
+        return opened
+      })(), timeoutMs)
       this.poolOperations = new SqlOperations(this, executor)
     } catch (error) {
       await this.closeDriver().catch(() => undefined)
@@ -84,8 +79,6 @@ export abstract class SqlDialect implements Dialect {
         `[replicator:${this.name}] Cannot connect to ${this.maskedUri}: ${this.redact(errorMessage(error))}. Check that the server is running and the URI (host, port, user, password, database) is right.`,
         { cause: error, details: { dialect: this.name, uri: this.maskedUri } },
       )
-    } finally {
-      clearTimeout(timer)
     }
   }
 
@@ -209,11 +202,7 @@ export abstract class SqlDialect implements Dialect {
   async writeHeartbeat(sequence: bigint, source = 'default'): Promise<Heartbeat> {
     const operations = this.operations()
     if (!this.heartbeatReady) {
-      await this.ensureCollection({
-        name: HEARTBEAT_COLLECTION,
-        columns: [{ name: 'source', type: 'string' }, { name: 'sequence', type: 'bigint' }, { name: 'at', type: 'timestamp' }],
-        primaryKey: ['source'],
-      })
+      await this.ensureCollection(HEARTBEAT_SCHEMA)
       this.heartbeatReady = true
     }
     const q = (name: string) => this.flavor.quoteIdentifier(name)
@@ -284,10 +273,8 @@ export abstract class SqlDialect implements Dialect {
   }
 
   private computeExactIntegers(description: CollectionDescription): boolean {
-    return description.columns.some((column) =>
-      column.type === 'bigint' || column.type === 'unknown' ||
-      // a decimal kept as text (SQLite's DECIMAL_TEXT) never arrives as an integer
-      (column.type === 'decimal' && !/TEXT/i.test(column.nativeType)))
+    const needs = this.flavor.needsExactIntegers
+    return needs ? description.columns.some((column) => needs(column)) : false
   }
 
   /** @internal The cached text of an upsert of `rowCount` rows with these columns. */

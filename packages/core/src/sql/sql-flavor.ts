@@ -44,6 +44,10 @@ export interface SqlFlavor {
   /** `(a, b) > (?, ?)` uses the index (else keyset conditions are expanded). */
   readonly rowValueComparison: boolean
   readonly maxParameters: number
+  /** Body of an INSERT that gives no column (`DEFAULT VALUES`, or MySQL's `() VALUES ()`). */
+  readonly emptyInsertBody: string
+  /** Optional suffix that makes NULL sort as the smallest value (PostgreSQL sorts it last by default). */
+  nullsOrdering?(descending: boolean): string
   /** `LIMIT/OFFSET` clause (may be empty). */
   limitClause(limit: number | undefined, skip: number | undefined): string
   /**
@@ -75,6 +79,11 @@ export interface SqlFlavor {
    * uuid). Filters then treat it as matching nothing instead of failing the query.
    */
   canMatch?(value: unknown, column: ColumnDescription): boolean
+  /**
+   * Optional: true when reading this column needs 64-bit exact integers from the driver
+   * (drivers that can return cheaper plain numbers otherwise, such as better-sqlite3).
+   */
+  needsExactIntegers?(column: ColumnDescription): boolean
   /** Classifies a driver error. */
   classifyError(error: unknown): SqlErrorKind
 }

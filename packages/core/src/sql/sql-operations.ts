@@ -118,7 +118,7 @@ export class SqlOperations implements DialectOperations {
     const values = names.map((name) => params.add(encodeValue(this.flavor, row[name], requireColumn(description, name))))
     const body = names.length
       ? `(${names.map((name) => this.q(name)).join(', ')}) VALUES (${values.join(', ')})`
-      : this.flavor.family === 'postgres' || this.flavor.family === 'sqlite' ? 'DEFAULT VALUES' : '() VALUES ()'
+      : this.flavor.emptyInsertBody
     const returning = this.flavor.supportsReturning ? ' RETURNING *' : ''
     let result: SqlResult
     try {
