@@ -72,6 +72,14 @@ export interface SyncStats {
   reverse?: SyncStats
 }
 
+/** Callbacks a runner calls as it works (monitoring, progress bars). They must not throw. */
+export interface RuleObserver {
+  /** After each committed target transaction of captured changes. */
+  batchApplied?(info: { rule: string; events: number; durationMs: number; lagMs: number }): void
+  /** During a snapshot, after each page written; `total` is the source's row count when the copy began. */
+  snapshotProgress?(info: { rule: string; collection: string; done: number; total: number }): void
+}
+
 /** Where a rule's progress is kept, in the target, in the same transaction as the rows. */
 export const OFFSETS_COLLECTION = '_replicator_offsets'
 /** Rows a target refused, with the event and the error. */
@@ -156,7 +164,7 @@ export class RuleRunner {
   private readonly stats: SyncStats
   private readonly perCollection = new Map<string, CollectionStats>()
 
-  constructor(readonly config: ReplicationRuleConfig, private readonly source: Dialect, private readonly target: Dialect) {
+  constructor(readonly config: ReplicationRuleConfig, private readonly source: Dialect, private readonly target: Dialect, private readonly observer: RuleObserver = {}) {
     validateRule(config)
     this.stats = { ruleName: config.name, lastSync: null, recordsSynced: 0, created: 0, updated: 0, deleted: 0, skipped: 0, errors: 0, deadLettered: 0, duration: 0, lagMs: 0, position: null, details: [] }
     const needed = config.mode !== 'snapshot' ? (['setupCapture', 'readChanges', 'confirmChanges', 'dropCapture'] as const) : []
@@ -241,8 +249,11 @@ export class RuleRunner {
       if (batch.events.length) {
         pendingSeen = true
         for (const slice of transactionSlices(batch.events, batchSize)) {
+          const sliceStarted = performance.now()
           await this.applyBatch(slice.events, slice.position)
           offset = { position: slice.position, snapshotDone: true }
+          const newestOfSlice = slice.events[slice.events.length - 1]!
+          this.observer.batchApplied?.({ rule: this.config.name, events: slice.events.length, durationMs: performance.now() - sliceStarted, lagMs: Math.max(0, Date.now() - newestOfSlice.source.ts) })
         }
         const newest = batch.events[batch.events.length - 1]!
         this.stats.lagMs = Math.max(0, Date.now() - newest.source.ts)
@@ -334,6 +345,9 @@ export class RuleRunner {
   private async copyCollection(collection: string): Promise<void> {
     const pageSize = this.config.batchSize ?? 1000
     const detail = this.perCollection.get(collection)!
+    const progress = this.observer.snapshotProgress
+    const total = progress ? await this.source.count(collection) : 0
+    let done = 0
     let page = await this.source.scan(collection, { limit: pageSize })
     for (;;) {
       const next = page.next === null ? null : this.source.scan(collection, { after: page.next, limit: pageSize })
@@ -342,6 +356,8 @@ export class RuleRunner {
         await this.target.upsertMany(collection, page.rows)
         detail.snapshotRows += page.rows.length
         this.stats.recordsSynced += page.rows.length
+        done += page.rows.length
+        progress?.({ rule: this.config.name, collection, done, total: Math.max(total, done) })
       }
       if (!next) return
       page = await next

@@ -117,6 +117,14 @@ export const HEARTBEAT_SCHEMA: CollectionSchema = {
   primaryKey: ['source'],
 }
 
+/** See `Dialect.captureBacklog`. */
+export interface CaptureBacklog {
+  /** Bytes of log retained for the capture (PostgreSQL WAL held by the slot). */
+  retainedBytes?: number
+  /** Captured changes not yet confirmed (SQLite changelog rows). */
+  pendingEvents?: number
+}
+
 /** Native replication figures, where the database exposes them. */
 export interface NativeReplicationStatus {
   role: 'primary' | 'replica' | 'standalone'
@@ -197,6 +205,11 @@ export interface Dialect extends DialectOperations {
   readChanges?(name: string, options: ReadChangesOptions): Promise<ChangeBatch>
   /** Lets the source forget changes up to `position` (they were applied). */
   confirmChanges?(name: string, position: Position): Promise<void>
+  /**
+   * What the source still holds for capture `name` (null when it does not exist): log bytes a
+   * slot keeps from being recycled, or changelog rows not yet confirmed. For monitoring.
+   */
+  captureBacklog?(name: string): Promise<CaptureBacklog | null>
   openChangeStream?(options: { from?: Position; collections?: string[] }): Promise<ChangeStream>
   currentPosition?(): Promise<Position>
   /** Writes heartbeat `sequence` of writer `source` (one row per writer) with the server clock. */

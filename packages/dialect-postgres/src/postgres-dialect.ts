@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import pg from 'pg'
 import {
   columnDecoder, keyIdentity, keyOfRow, registerDialect, ReplicatorError, runTransactionOn, SqlDialect,
-  type CaptureOptions, type ChangeBatch, type ChangeEvent, type CollectionDescription, type NativeReplicationStatus,
+  type CaptureBacklog, type CaptureOptions, type ChangeBatch, type ChangeEvent, type CollectionDescription, type NativeReplicationStatus,
   type Position, type ReadChangesOptions, type Row, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor,
 } from '@mostajs/replicator-core'
 import { postgresFlavor } from './postgres-flavor.js'
@@ -232,6 +232,12 @@ export class PostgresDialect extends SqlDialect {
     const { slot, publication } = this.captureObjects(name)
     await this.onSlot(slot, () => this.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot]))
     await this.query(`DROP PUBLICATION IF EXISTS ${this.flavor.quoteIdentifier(publication)}`)
+  }
+
+  async captureBacklog(name: string): Promise<CaptureBacklog | null> {
+    const { slot } = this.captureObjects(name)
+    const rows = await this.query<{ retained: string | null }>('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text AS retained FROM pg_replication_slots WHERE slot_name = $1', [slot])
+    return rows.length ? { retainedBytes: Number(rows[0]!.retained ?? 0) } : null
   }
 
   async readChanges(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3'
 import {
   columnDecoder, keyOfRow, registerDialect, ReplicatorError, SqlDialect,
-  type CaptureOptions, type ChangeBatch, type ChangeEvent, type CollectionDescription, type Position, type ReadChangesOptions, type Row, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecuteOptions, type SqlExecutor, type SqlResult,
+  type CaptureBacklog, type CaptureOptions, type ChangeBatch, type ChangeEvent, type CollectionDescription, type Position, type ReadChangesOptions, type Row, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecuteOptions, type SqlExecutor, type SqlResult,
 } from '@mostajs/replicator-core'
 import { sqliteFlavor } from './sqlite-flavor.js'
 
@@ -218,6 +218,13 @@ export class SqliteDialect extends SqlDialect {
       }
     }
     return row
+  }
+
+  async captureBacklog(name: string): Promise<CaptureBacklog | null> {
+    const exists = await this.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [this.changelogOf(name)])
+    if (!exists.length) return null
+    const [row] = await this.query<{ pending: number }>(`SELECT count(*) AS pending FROM ${this.flavor.quoteIdentifier(this.changelogOf(name))}`)
+    return { pendingEvents: Number(row?.pending ?? 0) }
   }
 
   async confirmChanges(name: string, position: Position): Promise<void> {

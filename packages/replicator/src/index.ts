@@ -6,3 +6,5 @@ export { READ_ROUTING_STRATEGIES, ReadRouter, type ReadRoutingStrategy, type Rou
 export { readTreeFile, writeTreeFile, parseTree, type ReplicatorTree } from '@mostajs/replicator-persistence'
 export { runReplicatorService, type ReplicatorService, type ReplicatorServiceOptions } from './replicator-service.js'
 export { scaffoldReplicatorService, SERVICE_TEMPLATE, type ScaffoldOptions } from './scaffold.js'
+export { startStatusServer, healthOf, rulesView, DEFAULT_STATUS_PORT, type StatusServer, type StatusServerOptions, type HealthReport } from './status-server.js'
+export { createReplicatorMetrics, type ReplicatorMetrics } from './metrics.js'

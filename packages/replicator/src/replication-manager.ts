@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { hostname } from 'node:os'
 import {
-  createDialect, EntityService, HEARTBEAT_COLLECTION, maskUri, ReplicatorError, withTimeout,
-  type Dialect, type DialectConfig, type EntitySchema, type NativeReplicationStatus,
+  createDialect, EntityService, HEARTBEAT_COLLECTION, maskSecretsInText, maskUri, ReplicatorError, withTimeout,
+  type CaptureBacklog, type Dialect, type DialectConfig, type EntitySchema, type NativeReplicationStatus,
 } from '@mostajs/replicator-core'
-import { bidirectionalConfigs, RuleRunner, validateRule, type ReplicationRuleConfig, type SyncStats } from '@mostajs/replicator-cdc'
+import { bidirectionalConfigs, RuleRunner, validateRule, type ReplicationRuleConfig, type RuleObserver, type SyncStats } from '@mostajs/replicator-cdc'
 import { fenceMaster, promoteNativeReplica, repointReplicas, waitForHeartbeat } from '@mostajs/replicator-failover'
 import { readTreeFile, resolveEnvReferences, writeTreeFile, type ReplicatorTree, type StoredRule } from '@mostajs/replicator-persistence'
 import { assertStrategy, ReadRouter, type ReadRoutingStrategy, type RoutingCandidate } from '@mostajs/replicator-routing'
@@ -58,6 +58,19 @@ export interface ReplicaStatus {
   native?: NativeReplicationStatus
   consecutiveFailures: number
   lastError?: string
+  /** Reads resolveReadService sent to this replica so far. */
+  readsRouted: number
+}
+
+/** Result of `getRoutingStatus`. */
+export interface RoutingStatus {
+  project: string
+  strategy: ReadRoutingStrategy
+  master: string | null
+  /** Slaves that may serve a plain read now (healthy, lag measured and within tolerance). */
+  eligible: string[]
+  /** Reads served per replica since it was added. */
+  readsRouted: Record<string, number>
 }
 
 /** Options of {@link ReplicationManager}. */
@@ -129,6 +142,8 @@ interface ReplicaEntry {
   lastError?: string
   state: ReplicaState
   readonly label: string
+  /** Reads resolveReadService sent here. */
+  readsRouted: number
 }
 
 interface ProjectState {
@@ -166,6 +181,20 @@ const familyOf = (dialect: string) => FAMILY[dialect.toLowerCase()] ?? dialect.t
  * await session.write().create('users', { id: 'u1', email: 'a@example.com' })
  * await session.read().findById('users', 'u1') // never stale
  */
+/** A continuous streaming loop (see `getStreamState`). */
+export interface StreamState {
+  /** Rule name (`<rule>.r` for the reverse direction, `managed.<project>.<replica>` for a managed feed). */
+  name: string
+  kind: 'rule' | 'managed'
+  /** Failed attempts since the last success (the loop backs off meanwhile). */
+  consecutiveFailures: number
+  /** Failed attempts since the loop started. */
+  totalFailures: number
+  /** Message of the last failure (URIs masked); null after a success. */
+  lastError: string | null
+  lastSuccessAt: Date | null
+}
+
 export class ReplicationManager extends EventEmitter {
   private readonly projects = new Map<string, ProjectState>()
   private readonly options: Required<ReplicationManagerOptions>
@@ -175,7 +204,12 @@ export class ReplicationManager extends EventEmitter {
   /** Target → source runners of bidirectional rules. */
   private readonly reverseRunners = new Map<string, RuleRunner>()
   /** Continuous streaming loops: rules started with startRule, and managed replicas. */
-  private readonly streams = new Map<string, { stop(): Promise<void> }>()
+  private readonly streams = new Map<string, { stop(): Promise<void>; state: StreamState }>()
+  /** Turns runner callbacks into manager events ('rule.batch', 'rule.progress'). */
+  private readonly observer: RuleObserver = {
+    batchApplied: (info) => { this.emit('rule.batch', info) },
+    snapshotProgress: (info) => { this.emit('rule.progress', info) },
+  }
   private autoPersistPath: string | undefined
   private persistQueue: Promise<void> = Promise.resolve()
 
@@ -214,7 +248,7 @@ export class ReplicationManager extends EventEmitter {
     const label = `${project}/${normalized.name}`
     const entry: ReplicaEntry = {
       project, config: normalized, dialect, connected: false, healthy: true, failures: 0, lagMs: normalized.role === 'master' ? 0 : null,
-      appliedSequence: null, lastHeartbeatAt: null, fenced, state: 'connecting', label,
+      appliedSequence: null, lastHeartbeatAt: null, fenced, state: 'connecting', label, readsRouted: 0,
       service: undefined as unknown as EntityService,
     }
     entry.service = new EntityService(guardDialect(dialect, entry), state.schemas)
@@ -309,8 +343,27 @@ export class ReplicationManager extends EventEmitter {
     }
     const minSequence = options.session?.minSequence
     const picked = state.router.pick(candidates, minSequence === undefined ? {} : { minSequence })
-    if (picked) return state.replicas.get(picked)!.service
-    return this.requireMaster(state, master).service
+    const chosen = picked ? state.replicas.get(picked)! : this.requireMaster(state, master)
+    chosen.readsRouted++
+    return chosen.service
+  }
+
+  /**
+   * How reads of a project are routed now: the strategy, the slaves that may serve a plain
+   * read at this moment, and the reads each replica served so far.
+   */
+  getRoutingStatus(project: string): RoutingStatus {
+    const state = this.requireProject(project)
+    const replicas = [...state.replicas.values()]
+    return {
+      project,
+      strategy: state.router.strategy,
+      master: this.masterOf(state)?.config.name ?? null,
+      eligible: replicas
+        .filter((entry) => entry.config.role === 'slave' && entry.connected && !entry.fenced && entry.healthy && entry.lagMs !== null && entry.lagMs <= entry.config.lagTolerance)
+        .map((entry) => entry.config.name),
+      readsRouted: Object.fromEntries(replicas.map((entry) => [entry.config.name, entry.readsRouted])),
+    }
   }
 
   /** The EntityService of the project's master. Fails with FENCED once that master is demoted. */
@@ -367,6 +420,7 @@ export class ReplicationManager extends EventEmitter {
       ...(entry.native ? { native: entry.native } : {}),
       consecutiveFailures: entry.failures,
       ...(entry.lastError ? { lastError: entry.lastError } : {}),
+      readsRouted: entry.readsRouted,
     }
   }
 
@@ -595,18 +649,64 @@ export class ReplicationManager extends EventEmitter {
     await this.stopStream(`rule:${name}.r`)
   }
 
+  /**
+   * How the continuous streaming of a rule (or of the feed of a managed replica, named
+   * `managed.<project>.<replica>`) is going; null when it is not streaming.
+   */
+  getStreamState(name: string): StreamState | null {
+    const stream = this.streams.get(`rule:${name}`) ?? [...this.streams.values()].find((candidate) => candidate.state.name === name)
+    return stream ? { ...stream.state } : null
+  }
+
+  /** Every streaming loop: rules (and their reverse direction) and managed replica feeds. */
+  listStreams(): StreamState[] {
+    return [...this.streams.values()].map((stream) => ({ ...stream.state }))
+  }
+
+  /**
+   * What each capture holds on its source (WAL retained by a PostgreSQL slot, unconfirmed
+   * SQLite changelog rows); captures whose source cannot tell are left out.
+   */
+  async captureBacklogs(): Promise<Array<{ capture: string; source: string } & CaptureBacklog>> {
+    const captures: Array<{ capture: string; project: string }> = []
+    for (const rule of this.rules) {
+      if (rule.mode === 'snapshot') continue
+      captures.push({ capture: rule.name, project: String(rule.source) })
+      if (rule.mode === 'bidirectional') captures.push({ capture: `${rule.name}.r`, project: String(rule.target) })
+    }
+    for (const state of this.projects.values()) {
+      for (const entry of state.replicas.values()) if (entry.config.replication === 'managed') captures.push({ capture: this.managedRuleName(state.name, entry.config.name), project: state.name })
+    }
+    const found: Array<{ capture: string; source: string } & CaptureBacklog> = []
+    for (const { capture, project } of captures) {
+      const state = this.projects.get(project)
+      const master = state && this.masterOf(state)
+      if (!master?.connected || !master.dialect.captureBacklog) continue
+      const backlog = await master.dialect.captureBacklog(capture).catch(() => null)
+      if (backlog) found.push({ capture, source: `${project}/${master.config.name}`, ...backlog })
+    }
+    return found
+  }
+
   private startStream(key: string, runner: RuleRunner, intervalMs: number): void {
     let stopped = false
     let timer: NodeJS.Timeout | undefined
     let running: Promise<void> = Promise.resolve()
     let delay = intervalMs
+    const state: StreamState = { name: runner.config.name, kind: key.startsWith('managed:') ? 'managed' : 'rule', consecutiveFailures: 0, totalFailures: 0, lastError: null, lastSuccessAt: null }
     const tick = async (): Promise<void> => {
       if (stopped) return
       try {
         await runner.sync()
         delay = intervalMs
+        state.consecutiveFailures = 0
+        state.lastError = null
+        state.lastSuccessAt = new Date()
       } catch (error) {
         this.report(error)
+        state.consecutiveFailures++
+        state.totalFailures++
+        state.lastError = maskSecretsInText((error as Error).message)
         delay = Math.min(Math.max(delay * 2, 100), 30_000) // target or source down: back off
       }
       if (stopped) return
@@ -615,6 +715,7 @@ export class ReplicationManager extends EventEmitter {
     }
     running = tick()
     this.streams.set(key, {
+      state,
       async stop() {
         stopped = true
         clearTimeout(timer)
@@ -643,7 +744,7 @@ export class ReplicationManager extends EventEmitter {
     const runner = new RuleRunner({
       name: this.managedRuleName(state.name, slave.config.name), source: `${state.name}/${master.config.name}`, target: `${state.name}/${slave.config.name}`,
       mode: 'cdc', collections: ['*'], alsoCarry: [HEARTBEAT_COLLECTION],
-    }, master.dialect, slave.dialect)
+    }, master.dialect, slave.dialect, this.observer)
     this.startStream(key, runner, Math.min(this.options.heartbeatIntervalMs, 200))
   }
 
@@ -666,7 +767,7 @@ export class ReplicationManager extends EventEmitter {
     const direction = config.mode === 'bidirectional' ? bidirectionalConfigs(config)[0] : config
     const source = this.requireMaster(this.requireProject(config.source), this.masterOf(this.requireProject(config.source)))
     const target = this.requireMaster(this.requireProject(config.target), this.masterOf(this.requireProject(config.target)))
-    return new RuleRunner(direction, source.dialect, target.dialect)
+    return new RuleRunner(direction, source.dialect, target.dialect, this.observer)
   }
 
   /** The target → source runner of a bidirectional rule (undefined for other modes). */
@@ -675,7 +776,7 @@ export class ReplicationManager extends EventEmitter {
     const [, reverse] = bidirectionalConfigs(config)
     const source = this.requireMaster(this.requireProject(reverse.source), this.masterOf(this.requireProject(reverse.source)))
     const target = this.requireMaster(this.requireProject(reverse.target), this.masterOf(this.requireProject(reverse.target)))
-    return new RuleRunner(reverse, source.dialect, target.dialect)
+    return new RuleRunner(reverse, source.dialect, target.dialect, this.observer)
   }
 
   private requireRule(name: string): StoredRule {

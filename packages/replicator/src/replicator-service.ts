@@ -1,4 +1,5 @@
 import { ReplicationManager, type ReplicationManagerOptions } from './replication-manager.js'
+import { startStatusServer, type StatusServer, type StatusServerOptions } from './status-server.js'
 
 /** Options of {@link runReplicatorService}. */
 export interface ReplicatorServiceOptions {
@@ -8,12 +9,30 @@ export interface ReplicatorServiceOptions {
   intervalMs?: number
   /** No progress lines on stdout (default `REPLICATOR_QUIET=1`). */
   quiet?: boolean
+  /**
+   * Status endpoint (/health, /metrics, /api/…). Default: on when `REPLICATOR_HTTP_PORT` is
+   * set (with `REPLICATOR_HTTP_HOST`, `REPLICATOR_HTTP_TOKEN`), else off. `false` turns it off.
+   */
+  http?: StatusServerOptions | false
   manager?: ReplicationManagerOptions
+}
+
+/** The status endpoint options the environment asks for, or undefined. */
+function httpFromEnv(): StatusServerOptions | undefined {
+  const port = process.env.REPLICATOR_HTTP_PORT
+  if (port === undefined || port === '') return undefined
+  return {
+    port: Number(port),
+    ...(process.env.REPLICATOR_HTTP_HOST ? { host: process.env.REPLICATOR_HTTP_HOST } : {}),
+    ...(process.env.REPLICATOR_HTTP_TOKEN ? { token: process.env.REPLICATOR_HTTP_TOKEN } : {}),
+  }
 }
 
 /** A running replicator service. */
 export interface ReplicatorService {
   manager: ReplicationManager
+  /** The status endpoint, when it runs. */
+  status: StatusServer | null
   /** Stops streaming after the batches in flight, then closes every connection. */
   stop(): Promise<void>
 }
@@ -41,15 +60,28 @@ export async function runReplicatorService(options: ReplicatorServiceOptions = {
     await manager.startRule(rule.name, { intervalMs })
     say(`streaming rule ${rule.name}`)
   }
+  const http = options.http === false ? undefined : options.http ?? httpFromEnv()
+  let status: StatusServer | null = null
+  if (http) {
+    try {
+      status = await startStatusServer(manager, http)
+    } catch (error) {
+      await manager.disconnectAll()
+      throw error
+    }
+    say(`status endpoint on ${status.url} (/health, /metrics, /api/replicas, /api/rules, /api/routing)`)
+  }
   // The manager's timers do not hold the process (a library must not); the service does, until stopped.
   const keepAlive = setInterval(() => undefined, 60_000)
   say(`running: ${manager.size} replicas in ${manager.listProjects().length} projects, ${manager.listRules().length} rules (tree ${tree})`)
   let stopping: Promise<void> | undefined
   return {
     manager,
+    status,
     stop() {
       stopping ??= (async () => {
         clearInterval(keepAlive)
+        await status?.close()
         for (const rule of manager.listRules()) await manager.stopRule(rule.name).catch(() => undefined)
         await manager.disconnectAll()
         say('stopped')

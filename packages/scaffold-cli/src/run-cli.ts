@@ -21,6 +21,24 @@ function table(rows: Array<Record<string, unknown>>): string {
   return [line(columns), line(widths.map((width) => '-'.repeat(width))), ...cells.map(line)].join('\n')
 }
 
+/**
+ * A snapshot progress bar on stderr: redrawn in place on a terminal, one line per tenth
+ * otherwise (logs, CI).
+ */
+function progressBar(write: (text: string) => void, interactive: boolean) {
+  const shown = new Map<string, number>()
+  return (info: { collection: string; done: number; total: number }) => {
+    const fraction = info.total > 0 ? Math.min(1, info.done / info.total) : 1
+    const tenth = Math.floor(fraction * 10)
+    if (!interactive && (shown.get(info.collection) ?? -1) >= tenth) return
+    shown.set(info.collection, tenth)
+    const width = 30
+    const filled = Math.round(fraction * width)
+    const line = `${info.collection.padEnd(20)} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(Math.round(fraction * 100)).padStart(3)}%  ${info.done}/${info.total} rows`
+    write(interactive ? `\r${line}${fraction >= 1 ? '\n' : ''}` : `${line}\n`)
+  }
+}
+
 /** Loads a tree into a manager, lets the monitors measure for `waitMs`, and hands it to `fn`. */
 async function withManager<T>(tree: string, waitMs: number, fn: (manager: ReplicationManager) => Promise<T>): Promise<T> {
   const manager = new ReplicationManager(null, { heartbeatIntervalMs: 100, healthCheckIntervalMs: 250, failureThreshold: 1, connectTimeoutMs: 3000 })
@@ -102,8 +120,10 @@ export async function runCli(argv: string[], output: Output = { out: (text) => p
     .argument('<rule>', 'rule name')
     .option('--tree <file>', 'tree file', DEFAULT_TREE())
     .option('--json', 'print JSON')
-    .action(async (rule: string, options: { tree: string; json?: boolean }) => {
+    .option('--no-progress', 'no snapshot progress bar on stderr')
+    .action(async (rule: string, options: { tree: string; json?: boolean; progress: boolean }) => {
       await withManager(options.tree, 0, async (manager) => {
+        if (options.progress) manager.on('rule.progress', progressBar(output.err, process.stderr.isTTY === true))
         const stats = await manager.sync(rule)
         output.out(options.json ? `${JSON.stringify(stats)}\n` : `${rule}: ${stats.recordsSynced} records (${stats.created} created, ${stats.updated} updated, ${stats.deleted} deleted, ${stats.deadLettered} dead-lettered) in ${stats.duration} ms\n`)
       })
@@ -126,13 +146,22 @@ export async function runCli(argv: string[], output: Output = { out: (text) => p
   program.command('run')
     .description('the long-running service: heartbeats, health checks, streaming of every enabled rule and managed replica')
     .option('--tree <file>', 'tree file', DEFAULT_TREE())
-    .action(async (options: { tree: string }) => {
+    .option('--http-port <port>', 'serve /health, /metrics and /api/* on this port (default REPLICATOR_HTTP_PORT; the token comes from REPLICATOR_HTTP_TOKEN)')
+    .option('--http-host <host>', 'interface of the status endpoint (default 127.0.0.1; another one needs REPLICATOR_HTTP_TOKEN)')
+    .action(async (options: { tree: string; httpPort?: string; httpHost?: string }) => {
       // Listen before starting, so a signal during start-up still ends in a clean stop.
       const signaled = new Promise<void>((resolve) => {
         process.once('SIGTERM', () => resolve())
         process.once('SIGINT', () => resolve())
       })
-      const service = await runReplicatorService({ tree: options.tree })
+      const port = options.httpPort ?? process.env.REPLICATOR_HTTP_PORT
+      if (port !== undefined && !/^\d+$/.test(port)) throw new ReplicatorError('CONFIG_INVALID', `--http-port ${JSON.stringify(port)} is not a port number.`)
+      const http = port === undefined ? false : {
+        port: Number(port),
+        ...(options.httpHost ?? process.env.REPLICATOR_HTTP_HOST ? { host: options.httpHost ?? process.env.REPLICATOR_HTTP_HOST } : {}),
+        ...(process.env.REPLICATOR_HTTP_TOKEN ? { token: process.env.REPLICATOR_HTTP_TOKEN } : {}),
+      }
+      const service = await runReplicatorService({ tree: options.tree, http })
       await signaled
       await service.stop() // the batches in flight finish and their offsets are stored
     })

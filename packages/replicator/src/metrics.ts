@@ -1,0 +1,148 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { ReplicationManager } from './replication-manager.js'
+
+/** A Prometheus registry reading a manager's state at each scrape. */
+export interface ReplicatorMetrics {
+  registry: Registry
+  /** Prometheus text exposition of every metric. */
+  text(): Promise<string>
+  /** Stops listening to the manager. */
+  detach(): void
+}
+
+/** Sets a counter to a total we keep ourselves (prom-client counters only add; collect() resets first). */
+function setCounter(counter: Counter<string>, labels: Record<string, string>, total: number): void {
+  counter.inc(labels, total)
+}
+
+/**
+ * Metrics of a ReplicationManager: measured lag and health per replica, reads routed, events
+ * applied per rule and operation, apply latency, errors, dead letters, rule lag, and what each
+ * capture retains on its source (PostgreSQL slot WAL, SQLite changelog rows). Process metrics
+ * (memory, CPU, event loop) come with them. Names start with `replicator_`.
+ */
+export function createReplicatorMetrics(manager: ReplicationManager): ReplicatorMetrics {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  const replicas = () => manager.listProjects().flatMap((project) => manager.getReplicaStatus(project))
+
+  new Gauge({
+    name: 'replicator_replica_lag_seconds', help: 'Measured replication lag (heartbeat) of each replica; absent until measured', registers: [registry],
+    labelNames: ['project', 'replica', 'role', 'dialect'],
+    collect() {
+      this.reset()
+      for (const r of replicas()) if (r.lag !== null) this.set({ project: r.project, replica: r.name, role: r.role, dialect: r.dialect }, r.lag / 1000)
+    },
+  })
+  new Gauge({
+    name: 'replicator_replica_lag_tolerance_seconds', help: 'Largest lag at which a slave serves reads', registers: [registry],
+    labelNames: ['project', 'replica'],
+    collect() {
+      this.reset()
+      for (const r of replicas()) if (r.role === 'slave') this.set({ project: r.project, replica: r.name }, r.lagTolerance / 1000)
+    },
+  })
+  new Gauge({
+    name: 'replicator_replica_healthy', help: '1 when the replica answers and is not fenced, else 0', registers: [registry],
+    labelNames: ['project', 'replica', 'role', 'state'],
+    collect() {
+      this.reset()
+      for (const r of replicas()) this.set({ project: r.project, replica: r.name, role: r.role, state: r.status }, r.healthy ? 1 : 0)
+    },
+  })
+  new Counter({
+    name: 'replicator_replica_reads_routed_total', help: 'Reads resolveReadService sent to each replica', registers: [registry],
+    labelNames: ['project', 'replica'],
+    collect() {
+      this.reset()
+      for (const r of replicas()) setCounter(this, { project: r.project, replica: r.name }, r.readsRouted)
+    },
+  })
+
+  const ruleStats = () => manager.listRules().flatMap((rule) => {
+    const stats = manager.getSyncStats(rule.name)
+    return stats.reverse ? [stats, stats.reverse] : [stats]
+  })
+  new Counter({
+    name: 'replicator_rule_events_applied_total', help: 'Changes applied to the target per rule and operation (snapshot rows as create)', registers: [registry],
+    labelNames: ['rule', 'op'],
+    collect() {
+      this.reset()
+      for (const stats of ruleStats()) {
+        const snapshotRows = stats.details.reduce((sum, detail) => sum + detail.snapshotRows, 0)
+        setCounter(this, { rule: stats.ruleName, op: 'create' }, stats.created + snapshotRows)
+        setCounter(this, { rule: stats.ruleName, op: 'update' }, stats.updated)
+        setCounter(this, { rule: stats.ruleName, op: 'delete' }, stats.deleted)
+      }
+    },
+  })
+  new Counter({
+    name: 'replicator_rule_skipped_total', help: 'Changes the conflict resolution refused', registers: [registry], labelNames: ['rule'],
+    collect() {
+      this.reset()
+      for (const stats of ruleStats()) setCounter(this, { rule: stats.ruleName }, stats.skipped)
+    },
+  })
+  new Counter({
+    name: 'replicator_rule_dead_letters_total', help: 'Rows the target rejected (kept in _replicator_dead_letters)', registers: [registry], labelNames: ['rule'],
+    collect() {
+      this.reset()
+      for (const stats of ruleStats()) setCounter(this, { rule: stats.ruleName }, stats.deadLettered)
+    },
+  })
+  new Counter({
+    name: 'replicator_stream_failures_total', help: 'Failed streaming attempts (source or target unreachable…); retried with backoff', registers: [registry], labelNames: ['stream', 'kind'],
+    collect() {
+      this.reset()
+      for (const stream of manager.listStreams()) setCounter(this, { stream: stream.name, kind: stream.kind }, stream.totalFailures)
+    },
+  })
+  new Gauge({
+    name: 'replicator_stream_consecutive_failures', help: 'Failed attempts since the last success of each streaming loop', registers: [registry], labelNames: ['stream', 'kind'],
+    collect() {
+      this.reset()
+      for (const stream of manager.listStreams()) this.set({ stream: stream.name, kind: stream.kind }, stream.consecutiveFailures)
+    },
+  })
+  new Gauge({
+    name: 'replicator_rule_lag_seconds', help: 'Age of the newest change when the rule applied it (0 when nothing was pending)', registers: [registry], labelNames: ['rule'],
+    collect() {
+      this.reset()
+      for (const stats of ruleStats()) this.set({ rule: stats.ruleName }, stats.lagMs / 1000)
+    },
+  })
+  new Gauge({
+    name: 'replicator_capture_retained_bytes', help: 'Log bytes a capture keeps on its source (PostgreSQL replication slot WAL)', registers: [registry], labelNames: ['capture', 'source'],
+    async collect() {
+      this.reset()
+      for (const backlog of await manager.captureBacklogs()) if (backlog.retainedBytes !== undefined) this.set({ capture: backlog.capture, source: backlog.source }, backlog.retainedBytes)
+    },
+  })
+  new Gauge({
+    name: 'replicator_capture_pending_events', help: 'Captured changes not yet confirmed (SQLite changelog rows)', registers: [registry], labelNames: ['capture', 'source'],
+    async collect() {
+      this.reset()
+      for (const backlog of await manager.captureBacklogs()) if (backlog.pendingEvents !== undefined) this.set({ capture: backlog.capture, source: backlog.source }, backlog.pendingEvents)
+    },
+  })
+
+  const applyDuration = new Histogram({
+    name: 'replicator_apply_duration_seconds', help: 'Time to apply one target transaction of captured changes (rows + offset)', registers: [registry],
+    labelNames: ['rule'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+  })
+  const applyLag = new Histogram({
+    name: 'replicator_apply_lag_seconds', help: 'Source commit to target commit of the newest change of each applied transaction', registers: [registry],
+    labelNames: ['rule'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  })
+  const onBatch = (info: { rule: string; durationMs: number; lagMs: number }) => {
+    applyDuration.observe({ rule: info.rule }, info.durationMs / 1000)
+    applyLag.observe({ rule: info.rule }, info.lagMs / 1000)
+  }
+  manager.on('rule.batch', onBatch)
+
+  return {
+    registry,
+    text: () => registry.metrics(),
+    detach: () => { manager.off('rule.batch', onBatch) },
+  }
+}
