@@ -105,13 +105,13 @@ export async function runCli(argv: string[], output: Output = { out: (text) => p
           const stored = rule as Record<string, unknown>
           return { ...stored, name: rule.name, mode: stored.mode, source: stored.source, target: stored.target, stats: manager.getSyncStats(rule.name) }
         })
+        if (replicas.some((replica) => !replica.healthy)) exitCode = EXIT.failed
         if (options.json) {
           output.out(`${JSON.stringify({ replicas, rules })}\n`)
           return
         }
         output.out(`${table(replicas.map((r) => ({ project: r.project, replica: r.name, role: r.role, state: r.status, 'lag ms': r.lag, tolerance: r.lagTolerance, healthy: r.healthy, uri: r.uri })))}\n\n`)
         output.out(`${table(rules.map((r) => ({ rule: r.name, mode: r.mode, source: r.source, target: r.target, 'last sync': r.stats.lastSync?.toISOString() ?? null, synced: r.stats.recordsSynced, 'dead letters': r.stats.deadLettered })))}\n`)
-        if (replicas.some((replica) => !replica.healthy)) exitCode = EXIT.failed
       })
     })
 

@@ -78,10 +78,13 @@ describe('mostajs-replicator CLI (spawned)', () => {
   it('sync and status: the rule copies the rows; status shows replicas with masked URIs and rule counts', async () => {
     const env = { CLI_TEST_APP_URI: appUri }
     const synced = await run(['sync', 'users-copy', '--tree', tree, '--json'], { env })
-    expect(synced.stderr).toBe('')
+    expect(synced.stderr).toMatch(/^users\s+\[#{30}\] 100%  2\/2 rows$/m) // the snapshot progress bar
     expect(synced.code).toBe(0)
     expect(JSON.parse(synced.stdout)).toMatchObject({ ruleName: 'users-copy', recordsSynced: 2 })
     expect(await copy.find('users', {}, { sort: { id: 1 } })).toEqual([{ id: 1, email: 'a@example.com' }, { id: 2, email: 'b@example.com' }])
+    const quiet = await run(['sync', 'users-copy', '--tree', tree, '--no-progress'], { env })
+    expect(quiet.stderr).toBe('')
+    expect(quiet.stdout).toMatch(/^users-copy: \d+ records/)
     const status = await run(['status', '--tree', tree, '--json', '--wait', '300'], { env })
     expect(status.code).toBe(0)
     const parsed = JSON.parse(status.stdout) as { replicas: Array<{ project: string; role: string; healthy: boolean }>; rules: Array<{ name: string }> }
