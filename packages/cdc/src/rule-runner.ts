@@ -38,6 +38,14 @@ export interface ReplicationRuleConfig {
   suppressNoOps?: boolean
   /** Internal (the reverse direction of a bidirectional rule): start streaming without a snapshot. */
   skipSnapshot?: boolean
+  /**
+   * Identity of the source server (the manager passes `project/replica` of the master). When
+   * it differs from the one stored with the offset, the source master changed (a promotion):
+   * log positions of the old server mean nothing on the new one, so the runner re-seeds the
+   * target by a mirror pass (copy, and delete rows the source no longer has) and streams from
+   * the new server's capture. Bidirectional rules restart from the new capture without it.
+   */
+  origin?: string
 }
 
 /** Per-collection counters of a rule. */
@@ -61,6 +69,8 @@ export interface SyncStats {
   skipped: number
   errors: number
   deadLettered: number
+  /** Times the target was re-seeded because the source master changed (promotion). */
+  reseeds: number
   /** Duration of the last sync() in ms. */
   duration: number
   /** Age of the newest applied change when it was applied (ms); 0 when nothing was pending. */
@@ -138,7 +148,7 @@ function transactionSlices(events: ChangeEvent[], size: number): Array<{ events:
   return slices
 }
 
-interface StoredOffset { position: Position | null; snapshotDone: boolean }
+interface StoredOffset { position: Position | null; snapshotDone: boolean; origin?: string | null }
 
 /** JSON of an event that keeps bigint, Buffer and Date readable. */
 function eventJson(event: ChangeEvent): string {
@@ -166,7 +176,7 @@ export class RuleRunner {
 
   constructor(readonly config: ReplicationRuleConfig, private readonly source: Dialect, private readonly target: Dialect, private readonly observer: RuleObserver = {}) {
     validateRule(config)
-    this.stats = { ruleName: config.name, lastSync: null, recordsSynced: 0, created: 0, updated: 0, deleted: 0, skipped: 0, errors: 0, deadLettered: 0, duration: 0, lagMs: 0, position: null, details: [] }
+    this.stats = { ruleName: config.name, lastSync: null, recordsSynced: 0, created: 0, updated: 0, deleted: 0, skipped: 0, errors: 0, deadLettered: 0, reseeds: 0, duration: 0, lagMs: 0, position: null, details: [] }
     const needed = config.mode !== 'snapshot' ? (['setupCapture', 'readChanges', 'confirmChanges', 'dropCapture'] as const) : []
     for (const capability of needed) {
       if (typeof source[capability] !== 'function') {
@@ -202,7 +212,7 @@ export class RuleRunner {
       })
     }
     for (const description of descriptions) await this.target.ensureCollection(collectionSchemaOf(description))
-    await this.target.ensureCollection({ name: OFFSETS_COLLECTION, primaryKey: ['rule'], columns: [{ name: 'rule', type: 'string' }, { name: 'position', type: 'text' }, { name: 'snapshot_done', type: 'boolean' }, { name: 'updated_at', type: 'timestamp' }] })
+    await this.target.ensureCollection({ name: OFFSETS_COLLECTION, primaryKey: ['rule'], columns: [{ name: 'rule', type: 'string' }, { name: 'position', type: 'text' }, { name: 'snapshot_done', type: 'boolean' }, { name: 'origin', type: 'string' }, { name: 'updated_at', type: 'timestamp' }] })
     await this.target.ensureCollection({
       name: DEAD_LETTERS_COLLECTION, primaryKey: ['id'],
       columns: [{ name: 'id', type: 'string', length: 255 }, { name: 'rule', type: 'string' }, { name: 'collection', type: 'string' }, { name: 'row_key', type: 'text' }, { name: 'event', type: 'text' }, { name: 'error', type: 'text' }, { name: 'at', type: 'timestamp' }],
@@ -230,8 +240,15 @@ export class RuleRunner {
     let offset = await this.readOffset()
     if (!offset.snapshotDone) {
       if (!this.config.skipSnapshot) await this.snapshot()
-      await this.target.upsertMany(OFFSETS_COLLECTION, [{ rule: this.config.name, position: offset.position ? JSON.stringify(offset.position) : null, snapshot_done: true, updated_at: new Date() }])
+      await this.target.upsertMany(OFFSETS_COLLECTION, [this.offsetRow(offset.position)])
       offset = { ...offset, snapshotDone: true }
+    } else if (this.config.origin && offset.origin && offset.origin !== this.config.origin) {
+      // A new source master: its capture (created by prepare) holds every change from now on;
+      // a mirror pass carries what happened before, including deletes.
+      if (this.config.mode === 'cdc') for (const collection of this.collections) await this.mirrorCollection(collection)
+      await this.target.upsertMany(OFFSETS_COLLECTION, [this.offsetRow(null)])
+      offset = { position: null, snapshotDone: true, origin: this.config.origin }
+      this.stats.reseeds++
     }
     if (offset.position && !this.resumed) {
       // After a restart: let the source forget what the target already committed (a crash may
@@ -294,33 +311,36 @@ export class RuleRunner {
   private async mirror(): Promise<SyncStats> {
     const started = performance.now()
     await this.prepare()
-    const pageSize = this.config.batchSize ?? 1000
-    for (const collection of this.collections) {
-      const detail = this.perCollection.get(collection)!
-      await this.copyCollection(collection)
-      const { primaryKey } = await this.target.describeCollection(collection)
-      for await (const page of scanAll(this.target, collection, { pageSize })) {
-        const keys = page.map((row) => keyOfRow(row, primaryKey))
-        const present = new Set<string>()
-        if (primaryKey.length === 1) {
-          for (const row of await this.source.find(collection, { [primaryKey[0]!]: { $in: keys } }, { select: primaryKey })) present.add(keyIdentity(row, primaryKey))
-        } else {
-          for (const key of keys) {
-            const found = await this.source.findOne(collection, keyToObject(key, primaryKey, collection), { select: primaryKey })
-            if (found) present.add(keyIdentity(found, primaryKey))
-          }
-        }
-        const absent = page.filter((row) => !present.has(keyIdentity(row, primaryKey))).map((row) => keyOfRow(row, primaryKey))
-        if (absent.length) {
-          await this.target.deleteMany(collection, absent)
-          detail.deleted += absent.length
-          this.stats.deleted += absent.length
-        }
-      }
-    }
+    for (const collection of this.collections) await this.mirrorCollection(collection)
     this.stats.lastSync = new Date()
     this.stats.duration = Math.round(performance.now() - started)
     return this.getStats()
+  }
+
+  /** Copies a collection, then deletes the target rows whose keys the source no longer has. */
+  private async mirrorCollection(collection: string): Promise<void> {
+    const pageSize = this.config.batchSize ?? 1000
+    const detail = this.perCollection.get(collection)!
+    await this.copyCollection(collection)
+    const { primaryKey } = await this.target.describeCollection(collection)
+    for await (const page of scanAll(this.target, collection, { pageSize })) {
+      const keys = page.map((row) => keyOfRow(row, primaryKey))
+      const present = new Set<string>()
+      if (primaryKey.length === 1) {
+        for (const row of await this.source.find(collection, { [primaryKey[0]!]: { $in: keys } }, { select: primaryKey })) present.add(keyIdentity(row, primaryKey))
+      } else {
+        for (const key of keys) {
+          const found = await this.source.findOne(collection, keyToObject(key, primaryKey, collection), { select: primaryKey })
+          if (found) present.add(keyIdentity(found, primaryKey))
+        }
+      }
+      const absent = page.filter((row) => !present.has(keyIdentity(row, primaryKey))).map((row) => keyOfRow(row, primaryKey))
+      if (absent.length) {
+        await this.target.deleteMany(collection, absent)
+        detail.deleted += absent.length
+        this.stats.deleted += absent.length
+      }
+    }
   }
 
   getStats(): SyncStats {
@@ -330,7 +350,11 @@ export class RuleRunner {
   private async readOffset(): Promise<StoredOffset> {
     const row = await this.target.findOne(OFFSETS_COLLECTION, { rule: this.config.name })
     if (!row) return { position: null, snapshotDone: false }
-    return { position: row.position ? JSON.parse(String(row.position)) as Position : null, snapshotDone: row.snapshot_done === true }
+    return { position: row.position ? JSON.parse(String(row.position)) as Position : null, snapshotDone: row.snapshot_done === true, origin: typeof row.origin === 'string' ? row.origin : null }
+  }
+
+  private offsetRow(position: Position | null): Row {
+    return { rule: this.config.name, position: position ? JSON.stringify(position) : null, snapshot_done: true, origin: this.config.origin ?? null, updated_at: new Date() }
   }
 
   /** Copies every collection by keyset pages. */
@@ -415,7 +439,7 @@ export class RuleRunner {
         if (changes.deletes.size) await tx.deleteMany(collection, [...changes.deletes.values()].map((event) => event.key))
       }
       if (deadLetters.length) await tx.upsertMany(DEAD_LETTERS_COLLECTION, deadLetters)
-      await tx.upsertMany(OFFSETS_COLLECTION, [{ rule: this.config.name, position: JSON.stringify(position), snapshot_done: true, updated_at: new Date() }])
+      await tx.upsertMany(OFFSETS_COLLECTION, [this.offsetRow(position)])
     })
     const dead = new Set(deadLetters.map((letter) => letter.id))
     for (const event of events) {

@@ -205,6 +205,8 @@ export class ReplicationManager extends EventEmitter {
   private readonly reverseRunners = new Map<string, RuleRunner>()
   /** Continuous streaming loops: rules started with startRule, and managed replicas. */
   private readonly streams = new Map<string, { stop(): Promise<void>; state: StreamState }>()
+  /** Streaming period each rule was started with (kept when a promotion restarts it). */
+  private readonly ruleIntervals = new Map<string, number>()
   /** Turns runner callbacks into manager events ('rule.batch', 'rule.progress'). */
   private readonly observer: RuleObserver = {
     batchApplied: (info) => { this.emit('rule.batch', info) },
@@ -498,6 +500,10 @@ export class ReplicationManager extends EventEmitter {
       const { repointed, needsReattachment } = native
         ? await repointReplicas(others.map((entry) => ({ name: entry.config.name, dialect: entry.dialect })), this.resolveUri(project, candidate.config))
         : { repointed: [], needsReattachment: others.map((entry) => ({ name: entry.config.name, reason: 'its old master was promoted by the replicator (managed); re-attach it to the new master' })) }
+      // Managed slaves and rules follow the new master: a capture there, and a re-seed of each
+      // target (the old server's log positions mean nothing on the new one).
+      for (const entry of state.replicas.values()) if (entry.config.role === 'slave' && entry.config.replication === 'managed' && !entry.fenced) this.startManaged(state, entry)
+      await this.followNewMaster(project, previous)
       const result: PromotionResult = {
         project, promoted: name, previousMaster: previous?.config.name ?? null, epoch: state.epoch, previousMasterReadOnly,
         forced: force, lagAtPromotionMs, possibleDataLoss, repointed, needsReattachment,
@@ -633,7 +639,8 @@ export class ReplicationManager extends EventEmitter {
       runner = this.runnerFor(rule as unknown as ReplicationRuleConfig)
       this.runners.set(name, runner)
     }
-    const intervalMs = options.intervalMs ?? (Number(process.env.REPLICATOR_INTERVAL_MS) || 200)
+    const intervalMs = options.intervalMs ?? this.ruleIntervals.get(name) ?? (Number(process.env.REPLICATOR_INTERVAL_MS) || 200)
+    this.ruleIntervals.set(name, intervalMs)
     this.startStream(`rule:${name}`, runner, intervalMs)
     if (rule.mode === 'bidirectional') {
       let reverse = this.reverseRunners.get(name)
@@ -743,7 +750,7 @@ export class ReplicationManager extends EventEmitter {
     if (this.streams.has(key)) return
     const runner = new RuleRunner({
       name: this.managedRuleName(state.name, slave.config.name), source: `${state.name}/${master.config.name}`, target: `${state.name}/${slave.config.name}`,
-      mode: 'cdc', collections: ['*'], alsoCarry: [HEARTBEAT_COLLECTION],
+      mode: 'cdc', collections: ['*'], alsoCarry: [HEARTBEAT_COLLECTION], origin: master.label,
     }, master.dialect, slave.dialect, this.observer)
     this.startStream(key, runner, Math.min(this.options.heartbeatIntervalMs, 200))
   }
@@ -760,14 +767,14 @@ export class ReplicationManager extends EventEmitter {
     const runner = this.runners.get(name)
     const reverse = this.reverseRunners.get(name)
     if (runner) return reverse ? { ...runner.getStats(), reverse: reverse.getStats() } : runner.getStats()
-    return { ruleName: rule.name, lastSync: null, recordsSynced: 0, created: 0, updated: 0, deleted: 0, skipped: 0, errors: 0, deadLettered: 0, duration: 0, lagMs: 0, position: null, details: [] }
+    return { ruleName: rule.name, lastSync: null, recordsSynced: 0, created: 0, updated: 0, deleted: 0, skipped: 0, errors: 0, deadLettered: 0, reseeds: 0, duration: 0, lagMs: 0, position: null, details: [] }
   }
 
   private runnerFor(config: ReplicationRuleConfig): RuleRunner {
     const direction = config.mode === 'bidirectional' ? bidirectionalConfigs(config)[0] : config
     const source = this.requireMaster(this.requireProject(config.source), this.masterOf(this.requireProject(config.source)))
     const target = this.requireMaster(this.requireProject(config.target), this.masterOf(this.requireProject(config.target)))
-    return new RuleRunner(direction, source.dialect, target.dialect, this.observer)
+    return new RuleRunner({ ...direction, origin: source.label }, source.dialect, target.dialect, this.observer)
   }
 
   /** The target → source runner of a bidirectional rule (undefined for other modes). */
@@ -776,7 +783,28 @@ export class ReplicationManager extends EventEmitter {
     const [, reverse] = bidirectionalConfigs(config)
     const source = this.requireMaster(this.requireProject(reverse.source), this.masterOf(this.requireProject(reverse.source)))
     const target = this.requireMaster(this.requireProject(reverse.target), this.masterOf(this.requireProject(reverse.target)))
-    return new RuleRunner(reverse, source.dialect, target.dialect, this.observer)
+    return new RuleRunner({ ...reverse, origin: source.label }, source.dialect, target.dialect, this.observer)
+  }
+
+  /**
+   * After a promotion in `project`: every rule reading or writing it gets runners on the new
+   * master (streams restarted where they ran), and the captures the old master held for them
+   * are dropped when it can still be reached.
+   */
+  private async followNewMaster(project: string, previous: ReplicaEntry | undefined): Promise<void> {
+    for (const rule of this.rules) {
+      if (rule.source !== project && rule.target !== project) continue
+      const streaming = this.streams.has(`rule:${rule.name}`)
+      await this.stopStream(`rule:${rule.name}`)
+      await this.stopStream(`rule:${rule.name}.r`)
+      this.runners.delete(rule.name)
+      this.reverseRunners.delete(rule.name)
+      if (previous?.connected && rule.mode !== 'snapshot') {
+        const oldCapture = rule.source === project ? rule.name : rule.mode === 'bidirectional' ? `${rule.name}.r` : null
+        if (oldCapture) await previous.dialect.dropCapture?.(oldCapture).catch((error) => this.report(error))
+      }
+      if (streaming) await this.startRule(rule.name).catch((error) => this.report(error))
+    }
   }
 
   private requireRule(name: string): StoredRule {

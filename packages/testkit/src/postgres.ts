@@ -157,7 +157,9 @@ export async function startPostgresStandby(master: RunningPostgres): Promise<Run
   const dataDir = join(root, 'data')
   const port = await freePort()
   try {
-    await cp(files.dataDir, dataDir, { recursive: true, preserveTimestamps: true })
+    // as pg_basebackup does: the master's replication slots are not the standby's
+    const slots = join(files.dataDir, 'pg_replslot')
+    await cp(files.dataDir, dataDir, { recursive: true, preserveTimestamps: true, filter: (source) => !source.startsWith(`${slots}/`) })
     for (const stale of ['postmaster.pid', 'postmaster.opts']) await rm(join(dataDir, stale), { force: true })
     await appendFile(join(dataDir, 'postgresql.conf'), `\n# standby\nport = ${port}\nunix_socket_directories = '${dataDir}'\n`)
     await writeFile(join(dataDir, 'postgresql.auto.conf'), `primary_conninfo = 'host=127.0.0.1 port=${files.port} user=postgres password=${files.password} application_name=standby_${port}'\n`)
