@@ -343,6 +343,13 @@ export class RuleRunner {
     }
   }
 
+  /** Continues the counters of an earlier runner of the same rule (a new one is made when a master changes). */
+  carryStatsFrom(previous: SyncStats): void {
+    const { details, reverse: _reverse, ...totals } = previous
+    Object.assign(this.stats, totals, { ruleName: this.config.name })
+    for (const detail of details) this.perCollection.set(detail.collection, { ...detail })
+  }
+
   getStats(): SyncStats {
     return { ...this.stats, details: [...this.perCollection.values()].map((detail) => ({ ...detail })) }
   }

@@ -797,8 +797,20 @@ export class ReplicationManager extends EventEmitter {
       const streaming = this.streams.has(`rule:${rule.name}`)
       await this.stopStream(`rule:${rule.name}`)
       await this.stopStream(`rule:${rule.name}.r`)
+      const before = this.runners.get(rule.name)?.getStats()
+      const reverseBefore = this.reverseRunners.get(rule.name)?.getStats()
       this.runners.delete(rule.name)
       this.reverseRunners.delete(rule.name)
+      if (before) {
+        const runner = this.runnerFor(rule as unknown as ReplicationRuleConfig)
+        runner.carryStatsFrom(before)
+        this.runners.set(rule.name, runner)
+      }
+      if (reverseBefore) {
+        const reverse = this.reverseRunnerFor(rule as unknown as ReplicationRuleConfig)!
+        reverse.carryStatsFrom(reverseBefore)
+        this.reverseRunners.set(rule.name, reverse)
+      }
       if (previous?.connected && rule.mode !== 'snapshot') {
         const oldCapture = rule.source === project ? rule.name : rule.mode === 'bidirectional' ? `${rule.name}.r` : null
         if (oldCapture) await previous.dialect.dropCapture?.(oldCapture).catch((error) => this.report(error))

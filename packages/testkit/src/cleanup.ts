@@ -1,6 +1,7 @@
 import { rmSync } from 'node:fs'
 
-interface Tracked { pid?: number; signal: NodeJS.Signals; dirs: string[] }
+/** A process and its dirs to remove at exit; `pid` may be updated when the process restarts. */
+export interface Tracked { pid?: number; signal: NodeJS.Signals; dirs: string[] }
 
 const tracked = new Set<Tracked>()
 let hooked = false

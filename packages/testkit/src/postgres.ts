@@ -84,11 +84,17 @@ async function startCluster(files: ClusterFiles): Promise<RunningPostgres> {
     throw new Error(`PostgreSQL did not start: ${error instanceof Error ? error.message : String(error)}\n${log.split('\n').slice(-20).join('\n')}`)
   }
   untrack()
-  const pid = Number((await readFile(join(files.dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0])
-  const forget = trackForExit({ pid, signal: 'SIGQUIT', dirs: [files.root] })
+  const postmasterPid = async () => Number((await readFile(join(files.dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0])
+  const exitEntry = { pid: await postmasterPid(), signal: 'SIGQUIT' as const, dirs: [files.root] }
+  const forget = trackForExit(exitEntry)
+  // A restart (resume, or the copy that makes a standby) gives the server a new pid: track that one.
+  const restart = async () => {
+    await pgCtl(['-D', files.dataDir, '-l', logFile, '-w', '-t', '60', 'start'])
+    exitEntry.pid = await postmasterPid()
+  }
   const url = `postgres://postgres:${files.password}@127.0.0.1:${files.port}/postgres`
   let stopped = false
-  const server: RunningPostgres & { files: ClusterFiles } = {
+  const server: RunningPostgres & { files: ClusterFiles; restart(): Promise<void> } = {
     url,
     port: files.port,
     dataDir: files.dataDir,
@@ -96,7 +102,8 @@ async function startCluster(files: ClusterFiles): Promise<RunningPostgres> {
     files,
     createDatabase: (name) => createPostgresDatabase(url, name),
     halt: async () => { await pgCtl(['-D', files.dataDir, '-m', 'fast', '-w', '-t', '60', 'stop']) },
-    resume: async () => { await pgCtl(['-D', files.dataDir, '-l', logFile, '-w', '-t', '60', 'start']) },
+    resume: restart,
+    restart,
     async stop() {
       if (stopped) return
       stopped = true
@@ -149,8 +156,8 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
  * The standby is read-only and replays the master's WAL.
  */
 export async function startPostgresStandby(master: RunningPostgres): Promise<RunningPostgres> {
-  const files = (master as RunningPostgres & { files?: ClusterFiles }).files
-  if (!files) throw new Error('startPostgresStandby needs a master started by startPostgres() (not PG_URL)')
+  const { files, restart } = master as RunningPostgres & { files?: ClusterFiles; restart?: () => Promise<void> }
+  if (!files || !restart) throw new Error('startPostgresStandby needs a master started by startPostgres() (not PG_URL)')
   await pgCtl(['-D', files.dataDir, '-m', 'fast', '-w', '-t', '60', 'stop'])
   const root = await mkdtemp(join(tmpdir(), 'replicator-pg-standby-'))
   await chmod(root, 0o755)
@@ -167,7 +174,7 @@ export async function startPostgresStandby(master: RunningPostgres): Promise<Run
     await chmod(dataDir, 0o700)
     if (runAsPostgresUser) await chownRecursive(root)
   } finally {
-    await pgCtl(['-D', files.dataDir, '-l', join(files.root, 'server.log'), '-w', '-t', '60', 'start'])
+    await restart()
   }
   return startCluster({ root, dataDir, port, password: files.password })
 }
