@@ -1,4 +1,4 @@
-import { copyFile, open, readFile, rename, rm } from 'node:fs/promises'
+import { copyFile, mkdir, open, readFile, rename, rm } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
 import { z } from 'zod'
 import { ReplicatorError } from '@mostajs/replicator-core'
@@ -120,6 +120,7 @@ export async function readTreeFile(path: string): Promise<ReplicatorTree> {
  */
 export async function writeTreeFile(path: string, tree: ReplicatorTree): Promise<void> {
   const valid = parseTree(tree, 'The tree to save')
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 }) // `.mostajs/` on a first save
   const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`)
   const handle = await open(temp, 'w', 0o600)
   try {

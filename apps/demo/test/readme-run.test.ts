@@ -1,0 +1,134 @@
+import '@mostajs/replicator-dialect-postgres'
+import '@mostajs/replicator-dialect-sqlite'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { connectDialect } from '@mostajs/replicator'
+import { startPostgres, startPostgresStandby, type RunningPostgres } from '@mostajs/replicator-testkit'
+import { privateServer, testBackends } from '@mostajs/replicator-testkit/vitest'
+
+// Every TypeScript block of the README runs here, as a user would run it (its own node
+// process, the packages resolved like an install), against real databases given through the
+// environment variables the block reads. readme-code.test.ts type-checks them as well.
+const app = fileURLToPath(new URL('..', import.meta.url))
+const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8')
+const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((match) => match[1]!)
+const { available, skipNote } = privateServer('postgres')
+
+/** The block whose text contains `marker` (so reordering the README does not break the test). */
+function block(marker: string): string {
+  const found = blocks.filter((code) => code.includes(marker))
+  if (found.length !== 1) throw new Error(`expected one README block containing ${JSON.stringify(marker)}, found ${found.length}`)
+  return found[0]!
+}
+
+describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
+  let master: RunningPostgres
+  let standby: RunningPostgres
+  const urls: Record<string, string> = {}
+  const cleanups: Array<() => Promise<void>> = []
+  // inside the demo app, so the blocks resolve the workspace packages as a project would
+  const dir = mkdtempSync(join(app, '.readme-run-'))
+
+  function run(code: string, env: Record<string, string>, name: string): Promise<{ code: number | null; output: string }> {
+    writeFileSync(join(dir, `${name}.mts`), code)
+    writeFileSync(join(dir, `${name}.run.mts`), `await import('./${name}.mts')\nprocess.exit(0) // the block leaves pools open, as a snippet may\n`)
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', `${name}.run.mts`], { cwd: dir, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+      let output = ''
+      child.stdout.on('data', (chunk) => { output += chunk })
+      child.stderr.on('data', (chunk) => { output += chunk })
+      child.on('error', reject)
+      child.on('close', (exit) => resolve({ code: exit, output }))
+    })
+  }
+
+  beforeAll(async () => {
+    master = await startPostgres()
+    urls.quick = await master.createDatabase('quick')
+    urls.shop = await master.createDatabase('shop')
+    // on another server: the routing block fences (read-only) the whole master cluster
+    const cdcDatabase = await testBackends().postgres.freshDatabase()
+    cleanups.push(cdcDatabase.cleanup)
+    urls.cdc = cdcDatabase.uri
+    const shop = await connectDialect({ dialect: 'postgres', uri: urls.shop })
+    await shop.ensureCollection({ name: 'products', columns: [{ name: 'id', type: 'string' }, { name: 'active', type: 'boolean' }], primaryKey: ['id'] })
+    await shop.ensureCollection({ name: 'orders', columns: [{ name: 'id', type: 'string' }, { name: 'total', type: 'decimal' }], primaryKey: ['id'] })
+    await shop.ensureCollection({ name: 'carts', columns: [{ name: 'id', type: 'string' }, { name: 'items', type: 'integer' }], primaryKey: ['id'] })
+    await shop.upsertMany('products', [{ id: 'p-1', active: true }])
+    await shop.upsertMany('carts', [{ id: 'c-1', items: 1 }])
+    await shop.close()
+    const cdc = await connectDialect({ dialect: 'postgres', uri: urls.cdc })
+    await cdc.ensureCollection({ name: 'users', columns: [{ name: 'id', type: 'string' }, { name: 'email', type: 'string' }], primaryKey: ['id'] })
+    await cdc.ensureCollection({ name: 'orders', columns: [{ name: 'id', type: 'string' }, { name: 'total', type: 'decimal' }], primaryKey: ['id'] })
+    await cdc.upsertMany('users', [{ id: 'u-1', email: 'ada@example.com' }])
+    await cdc.close()
+    standby = await startPostgresStandby(master)
+    urls.replica = Object.assign(new URL(urls.shop), { port: String(standby.port) }).toString()
+  })
+
+  afterAll(async () => {
+    await standby?.stop()
+    await master?.stop()
+    for (const cleanup of cleanups) await cleanup()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('has the blocks this test runs, and no other', () => {
+    expect(blocks.length).toBe(4)
+  })
+
+  it('Quick start', async () => {
+    const result = await run(block('scanAll(db'), { DATABASE_URL: urls.quick! }, 'quick-start')
+    expect(result.output).toContain('User') // the entity.created listener printed
+    expect(result.code).toBe(0)
+    const db = await connectDialect({ dialect: 'postgres', uri: urls.quick! })
+    try {
+      expect(await db.find('accounts', {}, { sort: { id: 1 }, select: ['id', 'balance'] })).toEqual([{ id: 'a', balance: 50 }, { id: 'b', balance: 50 }])
+    } finally {
+      await db.close()
+    }
+  })
+
+  it('Master/slave routing and promotion', async () => {
+    const result = await run(block("promoteToMaster('shop', 'r1')"), { PRIMARY_URL: urls.shop!, REPLICA_URL: urls.replica! }, 'routing')
+    expect(result.output).not.toMatch(/Error|password/)
+    expect(result.code).toBe(0)
+    expect(readFileSync(join(dir, '.mostajs', 'replicator-tree.json'), 'utf8')).toContain('${REPLICA_URL}')
+    const promoted = await connectDialect({ dialect: 'postgres', uri: urls.replica! })
+    try {
+      expect(await promoted.findOne('orders', { id: 'o-1' })).toEqual({ id: 'o-1', total: '19.9' }) // portable decimals are canonical text
+      expect(await promoted.findOne('carts', { id: 'c-1' })).toEqual({ id: 'c-1', items: 3 })
+      await promoted.upsertMany('carts', [{ id: 'c-2', items: 0 }]) // it is a writable master now
+    } finally {
+      await promoted.close()
+    }
+  })
+
+  it('Change data capture', async () => {
+    const result = await run(block('addReplicationRule'), { PRIMARY_URL: urls.cdc! }, 'cdc')
+    expect(result.output).toContain('recordsSynced')
+    expect(result.code).toBe(0)
+    const analytics = await connectDialect({ dialect: 'sqlite', uri: `sqlite:${join(dir, 'analytics.db')}` })
+    try {
+      expect(await analytics.find('users')).toEqual([{ id: 'u-1', email: 'ada@example.com' }])
+    } finally {
+      await analytics.close()
+    }
+    const source = await connectDialect({ dialect: 'postgres', uri: urls.cdc! })
+    try {
+      const slots = await source.query<{ slot_name: string }>('SELECT slot_name FROM pg_replication_slots')
+      expect(slots.filter((slot) => slot.slot_name.includes('users_to_analytics'))).toEqual([]) // removed with the rule
+    } finally {
+      await source.close()
+    }
+  })
+
+  it('Status endpoint', async () => {
+    const result = await run(block('startStatusServer'), {}, 'status')
+    expect(result.output).toMatch(/^http:\/\/127\.0\.0\.1:9470\/metrics$/m)
+    expect(result.code).toBe(0)
+  })
+})
