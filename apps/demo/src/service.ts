@@ -73,6 +73,8 @@ try {
   })
   const base = `http://127.0.0.1:${port}`
   await waitFor(async () => (await fetch(`${base}/health`)).status === 200, 'the service to be healthy')
+  // its first sync (the snapshot of the empty table) is done: what follows is streamed from the WAL
+  await waitFor(async () => ((await (await fetch(`${base}/api/rules`)).json()) as Array<{ stats: { lastSync: string | null } }>)[0]?.stats.lastSync != null, 'the first sync')
 
   const rows = Array.from({ length: 500 }, (_, index) => ({ id: index + 1, total: `${(index * 3.5).toFixed(2)}`, placedAt: new Date() }))
   await shop.upsertMany('orders', rows)
