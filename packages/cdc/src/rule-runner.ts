@@ -378,6 +378,7 @@ export class RuleRunner {
     const detail = this.perCollection.get(collection)!
     const progress = this.observer.snapshotProgress
     const total = progress ? await this.source.count(collection) : 0
+    if (await this.bulkCopy(collection, total)) return
     let done = 0
     let page = await this.source.scan(collection, { limit: pageSize })
     for (;;) {
@@ -393,6 +394,35 @@ export class RuleRunner {
       if (!next) return
       page = await next
     }
+  }
+
+  /**
+   * The fast path of a snapshot: when both databases speak the same bulk format (PostgreSQL →
+   * PostgreSQL: COPY text) and the target table is empty, the rows stream from one COPY into
+   * the other without being decoded. Returns false when it does not apply; a load the target
+   * refuses (a pre-existing table of other types) also falls back to the row-by-row path,
+   * which reports such rows precisely. Nothing is half-loaded: COPY is one statement.
+   */
+  private async bulkCopy(collection: string, total: number): Promise<boolean> {
+    const { source, target } = this
+    if (!source.bulkExport || !target.bulkImport || !source.bulkFormat || source.bulkFormat !== target.bulkFormat) return false
+    const columns = (await source.describeCollection(collection)).columns.map((column) => column.name)
+    const targetColumns = new Set((await target.describeCollection(collection)).columns.map((column) => column.name))
+    if (!columns.every((column) => targetColumns.has(column))) return false
+    if ((await target.scan(collection, { limit: 1 })).rows.length) return false
+    const detail = this.perCollection.get(collection)!
+    const progress = this.observer.snapshotProgress
+    let rows: number
+    try {
+      const data = await source.bulkExport(collection, columns)
+      rows = await target.bulkImport(collection, columns, data, progress && ((done) => progress({ rule: this.config.name, collection, done, total: Math.max(total, done) })))
+    } catch (error) {
+      if (ReplicatorError.isInstance(error) && (error.code === 'CONNECTION_FAILED' || error.code === 'NOT_CONNECTED')) throw error
+      return false
+    }
+    detail.snapshotRows += rows
+    this.stats.recordsSynced += rows
+    return true
   }
 
   /**

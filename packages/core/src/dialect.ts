@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream'
 import type { Filter, FindOptions, UpdateChanges } from './filter.js'
 import type { CollectionDescription, CollectionSchema, EntitySchema, Row, RowKey } from './schema.js'
 
@@ -210,6 +211,15 @@ export interface Dialect extends DialectOperations {
    * slot keeps from being recycled, or changelog rows not yet confirmed. For monitoring.
    */
   captureBacklog?(name: string): Promise<CaptureBacklog | null>
+
+  // Bulk copy (snapshots into an empty table). Export and import pair only when both sides
+  // name the same `bulkFormat` (PostgreSQL: `postgres-copy-text`): the rows then pass through
+  // without being decoded, as `COPY … TO STDOUT | COPY … FROM STDIN` would carry them.
+  readonly bulkFormat?: string
+  /** The whole table's `columns` in `bulkFormat`, as a stream (one consistent read). */
+  bulkExport?(collection: string, columns: string[]): Promise<Readable>
+  /** Loads a `bulkFormat` stream into `collection` in one statement; resolves with the row count. */
+  bulkImport?(collection: string, columns: string[], data: Readable, onRows?: (rowsSoFar: number) => void): Promise<number>
   openChangeStream?(options: { from?: Position; collections?: string[] }): Promise<ChangeStream>
   currentPosition?(): Promise<Position>
   /** Writes heartbeat `sequence` of writer `source` (one row per writer) with the server clock. */

@@ -1,5 +1,8 @@
 import { createHash } from 'node:crypto'
+import { Transform, type Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import pg from 'pg'
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams'
 import {
   columnDecoder, keyIdentity, keyOfRow, registerDialect, ReplicatorError, runTransactionOn, SqlDialect,
   type CaptureBacklog, type CaptureOptions, type ChangeBatch, type ChangeEvent, type CollectionDescription, type NativeReplicationStatus,
@@ -119,6 +122,62 @@ export class PostgresDialect extends SqlDialect {
     if (!this.pool) throw new Error('not connected')
     const client = await this.pool.connect()
     return runTransactionOn({ executor: executorOf(client, true), release: (broken) => client.release(broken) }, 'BEGIN', fn)
+  }
+
+  // ---- bulk copy (COPY text format) ----
+
+  readonly bulkFormat = 'postgres-copy-text'
+
+  /** A session for COPY: ISO dates and exact floats, so the text means the same on the other side. */
+  private async copySession(): Promise<pg.PoolClient> {
+    if (!this.pool) throw new ReplicatorError('NOT_CONNECTED', `[replicator:postgres] ${this.maskedUri} is not connected; call connect() first.`)
+    const client = await this.pool.connect()
+    try {
+      await client.query("SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; SET bytea_output = 'hex'")
+    } catch (error) {
+      client.release(true)
+      throw this.toReplicatorError(error)
+    }
+    return client
+  }
+
+  async bulkExport(collection: string, columns: string[]): Promise<Readable> {
+    const q = (identifier: string) => this.flavor.quoteIdentifier(identifier)
+    const client = await this.copySession()
+    let released = false
+    const release = (broken: boolean) => { if (!released) { released = true; client.release(broken) } }
+    const stream = client.query(copyTo(`COPY ${q(collection)} (${columns.map(q).join(', ')}) TO STDOUT`))
+    stream.once('end', () => release(false))
+    stream.once('error', () => release(true))
+    stream.once('close', () => release(!stream.readableEnded))
+    return stream
+  }
+
+  async bulkImport(collection: string, columns: string[], data: Readable, onRows?: (rowsSoFar: number) => void): Promise<number> {
+    const q = (identifier: string) => this.flavor.quoteIdentifier(identifier)
+    const client = await this.copySession()
+    let broken = false
+    try {
+      const sink = client.query(copyFrom(`COPY ${q(collection)} (${columns.map(q).join(', ')}) FROM STDIN`))
+      let rows = 0
+      let reported = 0
+      // In the text format every row ends with a newline (newlines inside values are escaped).
+      const counter = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          for (let index = chunk.indexOf(10); index !== -1; index = chunk.indexOf(10, index + 1)) rows++
+          if (onRows && rows - reported >= 10_000) { reported = rows; onRows(rows) }
+          callback(null, chunk)
+        },
+      })
+      await pipeline(data, counter, sink)
+      onRows?.(rows)
+      return Number(sink.rowCount ?? rows)
+    } catch (error) {
+      broken = true
+      throw this.toReplicatorError(error, collection)
+    } finally {
+      client.release(broken)
+    }
   }
 
   // ---- native replication ----
