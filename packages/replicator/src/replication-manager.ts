@@ -5,7 +5,7 @@ import {
   createDialect, EntityService, HEARTBEAT_COLLECTION, maskSecretsInText, maskUri, ReplicatorError, withTimeout,
   type CaptureBacklog, type Dialect, type DialectConfig, type EntitySchema, type NativeReplicationStatus,
 } from '@mostajs/replicator-core'
-import { bidirectionalConfigs, RuleRunner, validateRule, type ReplicationRuleConfig, type RuleObserver, type SyncStats } from '@mostajs/replicator-cdc'
+import { bidirectionalConfigs, DEAD_LETTERS_COLLECTION, OFFSETS_COLLECTION, RuleRunner, validateRule, type ReplicationRuleConfig, type RuleObserver, type SyncStats } from '@mostajs/replicator-cdc'
 import { fenceMaster, promoteNativeReplica, repointReplicas, waitForHeartbeat } from '@mostajs/replicator-failover'
 import { readTreeFile, resolveEnvReferences, writeTreeFile, type ReplicatorTree, type StoredRule } from '@mostajs/replicator-persistence'
 import { assertStrategy, ReadRouter, type ReadRoutingStrategy, type RoutingCandidate } from '@mostajs/replicator-routing'
@@ -181,6 +181,16 @@ const familyOf = (dialect: string) => FAMILY[dialect.toLowerCase()] ?? dialect.t
  * await session.write().create('users', { id: 'u1', email: 'a@example.com' })
  * await session.read().findById('users', 'u1') // never stale
  */
+/** Result of `getRuleProgress`. */
+export interface RuleProgress {
+  rule: string
+  /** Source position applied last, as stored in the target with the rows (null before any change). */
+  position: SyncStats['position']
+  appliedAt: Date | null
+  /** Rows kept in `_replicator_dead_letters` for this rule. */
+  deadLetters: number
+}
+
 /** A continuous streaming loop (see `getStreamState`). */
 export interface StreamState {
   /** Rule name (`<rule>.r` for the reverse direction, `managed.<project>.<replica>` for a managed feed). */
@@ -759,6 +769,27 @@ export class ReplicationManager extends EventEmitter {
     await this.stopStream(`managed:${state.name}:${slave.config.name}`)
     const master = this.masterOf(state)
     if (dropCapture && master?.dialect.dropCapture) await master.dialect.dropCapture(this.managedRuleName(state.name, slave.config.name)).catch((error) => this.report(error))
+  }
+
+  /**
+   * What a rule's target has stored, so it survives restarts (unlike the counters of
+   * `getSyncStats`): the source position applied last, when, and the dead letters kept.
+   */
+  async getRuleProgress(name: string): Promise<RuleProgress> {
+    const rule = this.requireRule(name)
+    const target = this.requireMaster(this.requireProject(String(rule.target)), this.masterOf(this.requireProject(String(rule.target))))
+    const missingTable = (error: unknown) => {
+      if (ReplicatorError.isInstance(error) && error.code === 'COLLECTION_NOT_FOUND') return null // no sync yet
+      throw error
+    }
+    const offset = await target.dialect.findOne(OFFSETS_COLLECTION, { rule: name }).catch(missingTable)
+    const deadLetters = await target.dialect.count(DEAD_LETTERS_COLLECTION, { rule: name }).catch(missingTable)
+    return {
+      rule: name,
+      position: offset?.position ? JSON.parse(String(offset.position)) as RuleProgress['position'] : null,
+      appliedAt: offset?.updated_at instanceof Date ? offset.updated_at : null,
+      deadLetters: deadLetters ?? 0,
+    }
   }
 
   /** Counters of a rule (zeros before its first sync). */

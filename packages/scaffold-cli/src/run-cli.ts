@@ -94,24 +94,31 @@ export async function runCli(argv: string[], output: Output = { out: (text) => p
     })
 
   program.command('status')
-    .description('replicas (role, state, measured lag, tolerance, health, masked URI) and rules')
+    .description('replicas (role, state, measured lag, tolerance, health, masked URI) and rules (position applied, when, dead letters)')
     .option('--tree <file>', 'tree file', DEFAULT_TREE())
     .option('--wait <ms>', 'measure for this long before printing', '1000')
     .option('--json', 'print JSON')
     .action(async (options: { tree: string; wait: string; json?: boolean }) => {
       await withManager(options.tree, Number(options.wait), async (manager) => {
         const replicas = manager.listProjects().flatMap((project) => manager.getReplicaStatus(project))
-        const rules = manager.listRules().map((rule) => {
+        // A separate process: what the rules did is read from their targets (offsets, dead letters).
+        const rules = await Promise.all(manager.listRules().map(async (rule) => {
           const stored = rule as Record<string, unknown>
-          return { ...stored, name: rule.name, mode: stored.mode, source: stored.source, target: stored.target, stats: manager.getSyncStats(rule.name) }
-        })
+          const progress = await manager.getRuleProgress(rule.name).catch((error: Error) => ({ error: maskSecretsInText(error.message) }))
+          return { ...stored, name: rule.name, mode: stored.mode, source: stored.source, target: stored.target, progress }
+        }))
         if (replicas.some((replica) => !replica.healthy)) exitCode = EXIT.failed
         if (options.json) {
           output.out(`${JSON.stringify({ replicas, rules })}\n`)
           return
         }
         output.out(`${table(replicas.map((r) => ({ project: r.project, replica: r.name, role: r.role, state: r.status, 'lag ms': r.lag, tolerance: r.lagTolerance, healthy: r.healthy, uri: r.uri })))}\n\n`)
-        output.out(`${table(rules.map((r) => ({ rule: r.name, mode: r.mode, source: r.source, target: r.target, 'last sync': r.stats.lastSync?.toISOString() ?? null, synced: r.stats.recordsSynced, 'dead letters': r.stats.deadLettered })))}\n`)
+        output.out(`${table(rules.map((r) => ('error' in r.progress
+          ? { rule: r.name, mode: r.mode, source: r.source, target: r.target, position: `unreadable: ${r.progress.error}`, applied: null, 'dead letters': null }
+          : {
+              rule: r.name, mode: r.mode, source: r.source, target: r.target, position: r.progress.position ? JSON.stringify(r.progress.position.value) : null,
+              applied: r.progress.appliedAt?.toISOString() ?? null, 'dead letters': r.progress.deadLetters,
+            })))}\n`)
       })
     })
 

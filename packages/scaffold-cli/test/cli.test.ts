@@ -90,8 +90,12 @@ describe('mostajs-replicator CLI (spawned)', () => {
     const parsed = JSON.parse(status.stdout) as { replicas: Array<{ project: string; role: string; healthy: boolean }>; rules: Array<{ name: string }> }
     expect(parsed.replicas.map((replica) => [replica.project, replica.role, replica.healthy])).toEqual([['app', 'master', true], ['copy', 'master', true]])
     expect(parsed.rules.map((rule) => rule.name)).toEqual(['users-copy'])
+    const [progress] = (parsed.rules as unknown as Array<{ progress: { deadLetters: number; appliedAt: string | null } }>).map((rule) => rule.progress)
+    expect(progress).toMatchObject({ deadLetters: 0 }) // read from the target: this process never synced
+    expect(progress!.appliedAt).not.toBeNull()
     const text = await run(['status', '--tree', tree, '--wait', '0'], { env })
     expect(text.stdout).toMatch(/project\s+replica\s+role/)
+    expect(text.stdout).toMatch(/rule\s+mode\s+source\s+target\s+position\s+applied\s+dead letters/)
     const unknownRule = await run(['sync', 'nope', '--tree', tree], { env })
     expect(unknownRule.code).toBe(1)
     expect(unknownRule.stderr).toContain('CONFIG_INVALID')

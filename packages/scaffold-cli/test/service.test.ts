@@ -1,13 +1,13 @@
 import '@mostajs/replicator-dialect-postgres'
 import '@mostajs/replicator-dialect-sqlite'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectDialect, type Dialect, type Row } from '@mostajs/replicator'
-import { freePort, startPostgres, type RunningPostgres } from '@mostajs/replicator-testkit'
+import { freePort, startPostgres, startPostgresStandby, type RunningPostgres } from '@mostajs/replicator-testkit'
 import { privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
 
 const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
@@ -135,5 +135,67 @@ describe.skipIf(!available)(`the replicator service (spawned) on a PostgreSQL so
       expect(await service.exited).toBe(0)
     }
     expect(service.output()).not.toContain('password')
+  })
+})
+
+describe.skipIf(!available)(`mostajs-replicator promote on a PostgreSQL master and a native standby${skipNote}`, () => {
+  let master: RunningPostgres
+  let standby: RunningPostgres
+  let standbyAdmin: Dialect
+  const dir = mkdtempSync(join(tmpdir(), 'replicator-promote-'))
+  const tree = join(dir, 'tree.json')
+
+  function command(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', cli, ...args], { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] })
+      let stdout = ''
+      let stderr = ''
+      child.stdout.on('data', (chunk) => { stdout += chunk })
+      child.stderr.on('data', (chunk) => { stderr += chunk })
+      child.on('error', reject)
+      child.on('close', (code) => resolve({ code, stdout, stderr }))
+    })
+  }
+
+  beforeAll(async () => {
+    master = await startPostgres()
+    const masterUri = await master.createDatabase('shop')
+    standby = await startPostgresStandby(master)
+    const standbyUri = Object.assign(new URL(masterUri), { port: String(standby.port) }).toString()
+    standbyAdmin = await connectDialect({ dialect: 'postgres', uri: standbyUri })
+    writeFileSync(tree, JSON.stringify({
+      version: 1,
+      replicas: { shop: [
+        { name: 'primary', role: 'master', dialect: 'postgres', uri: masterUri },
+        { name: 'standby', role: 'slave', dialect: 'postgres', uri: standbyUri, lagTolerance: 300 },
+      ] },
+    }, null, 2))
+  })
+
+  afterAll(async () => {
+    await standbyAdmin?.close()
+    await standby?.stop()
+    await master?.stop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('refuses (exit 1, LAG_TOO_HIGH) while the standby lags and leaves the tree as it was; promotes once it caught up', async () => {
+    await standbyAdmin.query('SELECT pg_wal_replay_pause()')
+    const before = readFileSync(tree, 'utf8')
+    try {
+      const refused = await command(['promote', 'shop', 'standby', '--tree', tree])
+      expect(refused.code).toBe(1)
+      expect(refused.stderr).toMatch(/LAG_TOO_HIGH: shop\/standby is/)
+      expect(refused.stderr).not.toContain(new URL(JSON.parse(before).replicas.shop[0].uri).password)
+      expect(readFileSync(tree, 'utf8')).toBe(before)
+    } finally {
+      await standbyAdmin.query('SELECT pg_wal_replay_resume()')
+    }
+    const promoted = await command(['promote', 'shop', 'standby', '--tree', tree, '--json'])
+    expect(promoted.stderr).toBe('')
+    expect(promoted.code).toBe(0)
+    expect(JSON.parse(promoted.stdout)).toMatchObject({ project: 'shop', promoted: 'standby', previousMaster: 'primary', forced: false, possibleDataLoss: null })
+    const saved = JSON.parse(readFileSync(tree, 'utf8')) as { replicas: { shop: Array<{ name: string; role: string; fenced?: boolean }> } }
+    expect(saved.replicas.shop.map((replica) => [replica.name, replica.role, replica.fenced ?? false])).toEqual([['primary', 'slave', true], ['standby', 'master', false]])
   })
 })
