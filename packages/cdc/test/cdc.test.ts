@@ -37,6 +37,7 @@ async function open(backend: TestBackend): Promise<Dialect> {
   return dialect
 }
 
+const parseLsnText = (text: string): bigint => { const [high = '0', low = '0'] = text.split('/'); return (BigInt(`0x${high}`) << 32n) | BigInt(`0x${low}`) }
 const byId = (rows: Row[]) => [...rows].sort((a, b) => Number(a.id) - Number(b.id))
 
 // Sources: PostgreSQL (logical decoding), MariaDB (ROW binlog), SQLite (triggers).
@@ -270,6 +271,42 @@ describe.skipIf(!backends.postgres.serverUrl)('PostgreSQL specifics', () => {
     await runner.sync()
     expect(await target.findOne('docs', { id: 1 })).toEqual({ id: 1, title: 'renamed', body })
     await runner.teardown()
+  })
+
+  it('the replication stream reports only confirmed positions as flushed: changes handed out but not applied stay in the slot', async () => {
+    const database = await backends.postgres.freshDatabase()
+    const connect = () => connectDialect({ dialect: 'postgres', uri: database.uri })
+    let source = await connect()
+    await source.ensureCollection({ name: 'notes', columns: [{ name: 'id', type: 'integer' }, { name: 'text', type: 'string' }], primaryKey: ['id'] })
+    await source.setupCapture!({ name: 'acks', collections: ['notes'] })
+    const confirmedFlush = async () => {
+      const [row] = await source.query<{ lsn: string }>(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name LIKE 'replicator_acks_%'`)
+      return parseLsnText(row!.lsn)
+    }
+    try {
+      const before = await confirmedFlush()
+      for (let id = 1; id <= 3; id++) await source.insert('notes', { id, text: `n${id}` }) // three transactions
+      const first = await source.readChanges!('acks', { after: null, maxEvents: 1 })
+      expect(first.events.map((event) => event.key)).toEqual([1])
+      const pending = await source.readChanges!('acks', { after: null, maxEvents: 100 }) // not confirmed: handed out again
+      expect(pending.events.map((event) => event.key)).toEqual([1, 2, 3])
+      await new Promise((resolve) => setTimeout(resolve, 300)) // keepalive pings went back and forth meanwhile
+      expect(await confirmedFlush()).toBe(before)
+      const firstOnly = first.events[0]!.source.position
+      await source.confirmChanges!('acks', firstOnly)
+      const firstLsn = parseLsnText(String(firstOnly.value))
+      const deadline = Date.now() + 10_000
+      while ((await confirmedFlush()) < firstLsn && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+      expect(await confirmedFlush()).toBe(firstLsn)
+      // a new session (a restarted process) gets exactly what was not confirmed
+      await source.close()
+      source = await connect()
+      const again = await source.readChanges!('acks', { after: null, maxEvents: 100 })
+      expect(again.events.map((event) => event.key)).toEqual([2, 3])
+    } finally {
+      await source.dropCapture!('acks')
+      await source.close()
+    }
   })
 
   it('a snapshot into an empty PostgreSQL table streams COPY into COPY: every type, escapes and NULLs arrive exactly', async () => {

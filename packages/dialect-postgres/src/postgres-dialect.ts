@@ -10,6 +10,7 @@ import {
 } from '@mostajs/replicator-core'
 import { postgresFlavor } from './postgres-flavor.js'
 import { formatLsn, parseLsn, parsePgOutput, UNCHANGED_TOAST, type PgOutputMessage, type Relation, type TupleValue } from './pgoutput.js'
+import { ReplicationStream } from './replication-stream.js'
 
 /** Converts the tuples of one relation. */
 interface RelationConverter {
@@ -113,6 +114,8 @@ export class PostgresDialect extends SqlDialect {
   }
 
   protected async closeDriver(): Promise<void> {
+    for (const { stream } of this.streams.values()) await stream.close()
+    this.streams.clear()
     const pool = this.pool
     this.pool = undefined
     await pool?.end()
@@ -288,6 +291,8 @@ export class PostgresDialect extends SqlDialect {
   }
 
   async dropCapture(name: string): Promise<void> {
+    await this.streams.get(name)?.stream.close()
+    this.streams.delete(name)
     const { slot, publication } = this.captureObjects(name)
     await this.onSlot(slot, () => this.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot]))
     await this.query(`DROP PUBLICATION IF EXISTS ${this.flavor.quoteIdentifier(publication)}`)
@@ -300,20 +305,90 @@ export class PostgresDialect extends SqlDialect {
   }
 
   async readChanges(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
+    if (!this.sqlCaptureOnly.has(name)) {
+      try {
+        return await this.readFromStream(name, options)
+      } catch (error) {
+        // No replication connection allowed (pg_hba, REPLICATION privilege): the SQL functions
+        // read the same slot, only slower.
+        const code = (error as { code?: string }).code
+        if (code !== '28000' && code !== '42501' && code !== '28P01') throw this.toReplicatorError(error)
+        this.sqlCaptureOnly.add(name)
+      }
+    }
+    return this.readWithSqlFunctions(name, options)
+  }
+
+  /** Captures read over the streaming replication protocol, by capture name. */
+  private readonly streams = new Map<string, { stream: ReplicationStream; handedOut: bigint; confirmed: bigint; relations: Map<number, Relation>; converters: Map<number, RelationConverter> }>()
+  /** Captures whose replication connection the server refused: read with the SQL functions. */
+  private readonly sqlCaptureOnly = new Set<string>()
+
+  /**
+   * Reads from the capture's replication stream (opened on first use). The stream keeps
+   * receiving while the caller applies; when the caller asks again without having confirmed
+   * what it was handed (its apply failed), the stream is reopened from the slot's confirmed
+   * position so nothing is skipped.
+   */
+  private async readFromStream(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
+    const { slot, publication } = this.captureObjects(name)
+    const after = options.after ? parseLsn(String(options.after.value)) : 0n
+    let state = this.streams.get(name)
+    // What was handed out last time was never confirmed: the caller's apply failed. Read again
+    // from the slot's confirmed position (the caller skips what it already has).
+    if (state && (state.stream.error || state.handedOut > state.confirmed)) {
+      await state.stream.close()
+      this.streams.delete(name)
+      state = undefined
+    }
+    if (!state) {
+      const [row] = await this.query<{ confirmed: string | null }>('SELECT confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1', [slot])
+      if (!row) throw new ReplicatorError('QUERY_FAILED', `[replicator:postgres] Capture "${name}" has no replication slot on ${this.maskedUri}; add the rule again (setupCapture).`, { details: { capture: name } })
+      const slotConfirmed = row.confirmed ? parseLsn(row.confirmed) : 0n
+      const from = after > slotConfirmed ? after : slotConfirmed
+      const stream = await this.openStream(slot, publication, from)
+      state = { stream, handedOut: from, confirmed: from, relations: new Map(), converters: new Map() }
+      this.streams.set(name, state)
+    }
+    const [{ lsn }] = await this.query<{ lsn: string }>('SELECT pg_current_wal_flush_lsn()::text AS lsn') as [{ lsn: string }]
+    const transactions = await state.stream.take(Math.max(1, options.maxEvents), parseLsn(lsn), 10_000)
+    if (!transactions.length) return { events: [], position: null }
+    state.handedOut = transactions[transactions.length - 1]!.commitEnd
+    return this.decodeMessages(name, transactions.flatMap((transaction) => transaction.messages), after, state.relations, state.converters)
+  }
+
+  /** Opens a replication stream, waiting while a dying session of an earlier run still holds the slot. */
+  private async openStream(slot: string, publication: string, from: bigint): Promise<ReplicationStream> {
+    const deadline = Date.now() + SLOT_BUSY_WAIT_MS
+    for (;;) {
+      try {
+        return await ReplicationStream.open(this.config.uri, slot, publication, from, this.config.connectTimeoutMs ?? 5000)
+      } catch (error) {
+        if ((error as { code?: string }).code !== '55006' || Date.now() > deadline) throw error
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+    }
+  }
+
+  /** The same slot read with `pg_logical_slot_peek_binary_changes` (re-decoded from its restart point on each call). */
+  private async readWithSqlFunctions(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
     const { slot, publication } = this.captureObjects(name)
     const after = options.after ? parseLsn(String(options.after.value)) : 0n
     const rows = await this.onSlot(slot, () => this.query<{ data: Buffer }>(
       `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)`,
       [slot, Math.max(1, options.maxEvents), publication],
     ))
-    const relations = new Map<number, Relation>()
-    const converters = new Map<number, RelationConverter>()
+    return this.decodeMessages(name, rows.map((row) => row.data), after, new Map(), new Map())
+  }
+
+  /** pgoutput messages → change events of the transactions committed after `after`, in commit order. */
+  private async decodeMessages(name: string, messages: Buffer[], after: bigint, relations: Map<number, Relation>, converters: Map<number, RelationConverter>): Promise<ChangeBatch> {
     const events: ChangeEvent[] = []
     let pending: ChangeEvent[] = []
     let xid = 0
     let last: bigint | null = null
     const database = decodeURIComponent(new URL(this.config.uri).pathname.slice(1))
-    for (const { data } of rows) {
+    for (const data of messages) {
       const message = parsePgOutput(data)
       switch (message.tag) {
         case 'begin': pending = []; xid = message.xid; break
@@ -397,6 +472,18 @@ export class PostgresDialect extends SqlDialect {
   }
 
   async confirmChanges(name: string, position: Position): Promise<void> {
+    const state = this.streams.get(name)
+    if (state && !state.stream.error) {
+      // The stream holds the slot: the position goes back as its flush position.
+      const lsn = parseLsn(String(position.value))
+      if (lsn > state.confirmed) state.confirmed = lsn
+      state.stream.confirm(state.confirmed)
+      return
+    }
+    if (state) {
+      await state.stream.close()
+      this.streams.delete(name)
+    }
     const { slot } = this.captureObjects(name)
     await this.onSlot(slot, () => this.query('SELECT pg_replication_slot_advance($1, $2::pg_lsn)', [slot, String(position.value)]))
     await this.logRunningTransactions()

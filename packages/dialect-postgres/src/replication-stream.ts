@@ -1,0 +1,181 @@
+import type { Duplex } from 'node:stream'
+import pg from 'pg'
+import * as copyStreams from 'pg-copy-streams'
+import { formatLsn } from './pgoutput.js'
+
+/** `both` of pg-copy-streams (CopyBoth mode), which its type declarations leave out. */
+const copyBoth = (copyStreams as unknown as { both(text: string, options: { alignOnCopyDataFrame: boolean }): Duplex & pg.Submittable }).both
+
+/** Microseconds between the Unix epoch and PostgreSQL's (2000-01-01). */
+const PG_EPOCH_MICROS = 946_684_800_000_000n
+
+/** One source transaction as the walsender sent it: its pgoutput messages, begin to commit. */
+export interface StreamedTransaction {
+  messages: Buffer[]
+  /** End LSN of the commit (from its message), the transaction's position. */
+  commitEnd: bigint
+}
+
+/**
+ * A logical replication connection on one slot (the streaming replication protocol): the
+ * server decodes the WAL once and pushes pgoutput messages as they commit, while the
+ * transactions received earlier are being applied. Only positions the caller confirms are
+ * ever reported back as flushed — a keepalive never acknowledges what was merely received —
+ * so the slot keeps every change that is not applied yet.
+ */
+export class ReplicationStream {
+  private readonly client: pg.Client
+  private duplex: Duplex | undefined
+  private current: Buffer[] | null = null
+  private readonly ready: StreamedTransaction[] = []
+  private readyMessages = 0
+  private confirmed: bigint
+  /** Highest WAL position the server said it has sent (keepalives and data). */
+  private serverSent = 0n
+  private failure: Error | undefined
+  private closed = false
+  private waiters: Array<() => void> = []
+
+  /** Pause reading the socket above this many buffered messages (memory stays bounded). */
+  static readonly HIGH_WATER_MESSAGES = 60_000
+
+  private constructor(uri: string, private readonly slot: string, private readonly publication: string, from: bigint, connectTimeoutMs: number) {
+    this.client = new pg.Client({ connectionString: uri, replication: 'database', connectionTimeoutMillis: connectTimeoutMs, application_name: 'mostajs-replicator' } as pg.ClientConfig)
+    this.confirmed = from
+  }
+
+  /** Opens the connection and starts streaming the slot from `from` (0: from its confirmed position). */
+  static async open(uri: string, slot: string, publication: string, from: bigint, connectTimeoutMs: number): Promise<ReplicationStream> {
+    const stream = new ReplicationStream(uri, slot, publication, from, connectTimeoutMs)
+    try {
+      await stream.start()
+    } catch (error) {
+      await stream.close()
+      throw error
+    }
+    return stream
+  }
+
+  private async start(): Promise<void> {
+    this.client.on('error', (error) => this.fail(error))
+    await this.client.connect()
+    const quotedPublication = `"${this.publication.replaceAll('"', '""')}"`
+    const duplex = copyBoth(
+      `START_REPLICATION SLOT "${this.slot}" LOGICAL ${formatLsn(this.confirmed)} (proto_version '1', publication_names '${quotedPublication.replaceAll("'", "''")}')`,
+      { alignOnCopyDataFrame: true },
+    )
+    this.duplex = duplex
+    // START_REPLICATION either streams or fails at once (slot in use, missing publication…).
+    await new Promise<void>((resolve, reject) => {
+      const started = () => { duplex.off('error', refused); resolve() }
+      const refused = (error: Error) => { duplex.off('data', firstData); reject(error) }
+      const firstData = (chunk: Buffer) => { this.receive(chunk); started() }
+      duplex.once('error', refused)
+      duplex.once('data', firstData)
+      this.client.query(duplex)
+      // An idle slot sends nothing: ask for a keepalive, which also proves the stream is up.
+      this.sendStatus(true)
+    })
+    duplex.on('data', (chunk: Buffer) => this.receive(chunk))
+    duplex.on('error', (error: Error) => this.fail(error))
+    duplex.on('end', () => this.fail(new Error('the server ended the replication stream')))
+  }
+
+  private receive(chunk: Buffer): void {
+    const kind = chunk[0]
+    if (kind === 0x77 /* 'w' XLogData */) {
+      const walEnd = chunk.readBigUInt64BE(9)
+      if (walEnd > this.serverSent) this.serverSent = walEnd
+      const message = chunk.subarray(25)
+      const tag = message[0]
+      if (tag === 0x42 /* 'B' begin */) this.current = [message]
+      else if (this.current) {
+        this.current.push(message)
+        if (tag === 0x43 /* 'C' commit */) {
+          // Commit: flags (1), commit LSN (8), end LSN (8), time (8).
+          this.ready.push({ messages: this.current, commitEnd: message.readBigUInt64BE(10) })
+          this.readyMessages += this.current.length
+          this.current = null
+          if (this.readyMessages > ReplicationStream.HIGH_WATER_MESSAGES) this.duplex?.pause()
+        }
+      }
+    } else if (kind === 0x6b /* 'k' keepalive */) {
+      const walEnd = chunk.readBigUInt64BE(1)
+      if (walEnd > this.serverSent) this.serverSent = walEnd
+      if (chunk[17] === 1) this.sendStatus(false)
+    }
+    this.wake()
+  }
+
+  /** Tells the server what is applied (write = flush = apply = the last confirmed position). */
+  private sendStatus(replyRequested: boolean): void {
+    if (!this.duplex || this.closed) return
+    const message = Buffer.alloc(34)
+    message[0] = 0x72 // 'r'
+    message.writeBigUInt64BE(this.confirmed, 1)
+    message.writeBigUInt64BE(this.confirmed, 9)
+    message.writeBigUInt64BE(this.confirmed, 17)
+    message.writeBigInt64BE(BigInt(Date.now()) * 1000n - PG_EPOCH_MICROS, 25)
+    message[33] = replyRequested ? 1 : 0
+    this.duplex.write(message)
+  }
+
+  private fail(error: Error): void {
+    if (this.closed) return
+    this.failure ??= error
+    this.wake()
+  }
+
+  private wake(): void {
+    const waiters = this.waiters
+    this.waiters = []
+    for (const wake of waiters) wake()
+  }
+
+  /** Why the stream stopped, if it did (the caller reopens it from the confirmed position). */
+  get error(): Error | undefined {
+    return this.failure
+  }
+
+  /**
+   * Takes the complete transactions received so far (at least `maxMessages` worth when
+   * available). When none is buffered, waits until one arrives or the server reports having
+   * sent everything up to `upTo` (then resolves with none: caught up), at most `timeoutMs`.
+   */
+  async take(maxMessages: number, upTo: bigint, timeoutMs: number): Promise<StreamedTransaction[]> {
+    const deadline = Date.now() + timeoutMs
+    while (!this.ready.length && !this.failure && this.serverSent < upTo && Date.now() < deadline) {
+      this.sendStatus(true) // a keepalive answer tells how far the server has sent
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 50)
+        this.waiters.push(() => { clearTimeout(timer); resolve() })
+      })
+    }
+    if (this.failure && !this.ready.length) throw this.failure
+    const taken: StreamedTransaction[] = []
+    let messages = 0
+    while (this.ready.length && (messages < maxMessages || !taken.length)) {
+      const transaction = this.ready.shift()!
+      taken.push(transaction)
+      messages += transaction.messages.length
+    }
+    this.readyMessages -= messages
+    if (this.readyMessages <= ReplicationStream.HIGH_WATER_MESSAGES / 2) this.duplex?.resume()
+    return taken
+  }
+
+  /** Reports `lsn` as applied: the slot may now forget everything up to it. */
+  confirm(lsn: bigint): void {
+    if (lsn <= this.confirmed) return
+    this.confirmed = lsn
+    this.sendStatus(false)
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    this.wake()
+    this.duplex?.destroy()
+    await this.client.end().catch(() => undefined)
+  }
+}
