@@ -66,19 +66,24 @@ export class ReplicationStream {
     )
     this.duplex = duplex
     // START_REPLICATION either streams or fails at once (slot in use, missing publication…).
+    // The data listener goes on first and stays: chunks come in bursts, none may be missed.
     await new Promise<void>((resolve, reject) => {
-      const started = () => { duplex.off('error', refused); resolve() }
-      const refused = (error: Error) => { duplex.off('data', firstData); reject(error) }
-      const firstData = (chunk: Buffer) => { this.receive(chunk); started() }
-      duplex.once('error', refused)
-      duplex.once('data', firstData)
+      let started = false
+      duplex.on('data', (chunk: Buffer) => {
+        this.receive(chunk)
+        if (!started) { started = true; resolve() }
+      })
+      duplex.on('error', (error: Error) => {
+        if (!started) { started = true; reject(error) } else this.fail(error)
+      })
+      duplex.on('end', () => {
+        const error = new Error('the server ended the replication stream')
+        if (!started) { started = true; reject(error) } else this.fail(error)
+      })
       this.client.query(duplex)
       // An idle slot sends nothing: ask for a keepalive, which also proves the stream is up.
       this.sendStatus(true)
     })
-    duplex.on('data', (chunk: Buffer) => this.receive(chunk))
-    duplex.on('error', (error: Error) => this.fail(error))
-    duplex.on('end', () => this.fail(new Error('the server ended the replication stream')))
   }
 
   private receive(chunk: Buffer): void {
@@ -107,14 +112,20 @@ export class ReplicationStream {
     this.wake()
   }
 
-  /** Tells the server what is applied (write = flush = apply = the last confirmed position). */
-  private sendStatus(replyRequested: boolean): void {
+  /**
+   * Status update. `write` = what was received. `flush`/`apply` = the confirmed position, sent
+   * only with a confirmation (`withFlush`): the slot advances to `flush` alone, and a server
+   * shutting down waits for `flush` to reach the end of its WAL when one is reported — so the
+   * pings and keepalive answers report none (invalid), which lets it stop while changes that
+   * are not applied yet stay in the slot.
+   */
+  private sendStatus(replyRequested: boolean, withFlush = false): void {
     if (!this.duplex || this.closed) return
-    const message = Buffer.alloc(34)
-    message[0] = 0x72 // 'r'
-    message.writeBigUInt64BE(this.confirmed, 1)
-    message.writeBigUInt64BE(this.confirmed, 9)
-    message.writeBigUInt64BE(this.confirmed, 17)
+    const message = Buffer.alloc(34) // 'r', write, flush, apply, clock, reply requested
+    message[0] = 0x72
+    message.writeBigUInt64BE(this.serverSent > this.confirmed ? this.serverSent : this.confirmed, 1)
+    message.writeBigUInt64BE(withFlush ? this.confirmed : 0n, 9)
+    message.writeBigUInt64BE(withFlush ? this.confirmed : 0n, 17)
     message.writeBigInt64BE(BigInt(Date.now()) * 1000n - PG_EPOCH_MICROS, 25)
     message[33] = replyRequested ? 1 : 0
     this.duplex.write(message)
@@ -168,7 +179,7 @@ export class ReplicationStream {
   confirm(lsn: bigint): void {
     if (lsn <= this.confirmed) return
     this.confirmed = lsn
-    this.sendStatus(false)
+    this.sendStatus(false, true)
   }
 
   async close(): Promise<void> {
