@@ -149,13 +149,16 @@ export class ReplicationStream {
   }
 
   /**
-   * Takes the complete transactions received so far (at least `maxMessages` worth when
-   * available). When none is buffered, waits until one arrives or the server reports having
-   * sent everything up to `upTo` (then resolves with none: caught up), at most `timeoutMs`.
+   * Takes complete transactions, about `maxMessages` worth. Waits until that many are
+   * buffered or the server reports having sent everything up to `upTo` (the WAL end when the
+   * caller asked): at most 200 ms once something is buffered, `timeoutMs` otherwise (then
+   * resolves with none).
    */
   async take(maxMessages: number, upTo: bigint, timeoutMs: number): Promise<StreamedTransaction[]> {
-    const deadline = Date.now() + timeoutMs
-    while (!this.ready.length && !this.failure && this.serverSent < upTo && Date.now() < deadline) {
+    const started = Date.now()
+    for (;;) {
+      if (this.failure || this.serverSent >= upTo || this.readyMessages >= maxMessages) break
+      if (Date.now() - started >= (this.ready.length ? 200 : timeoutMs)) break
       this.sendStatus(true) // a keepalive answer tells how far the server has sent
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 50)

