@@ -164,23 +164,6 @@ interface ProjectState {
 const FAMILY: Record<string, string> = { postgres: 'postgres', postgresql: 'postgres', mysql: 'mysql', mariadb: 'mysql', sqlite: 'sqlite' }
 const familyOf = (dialect: string) => FAMILY[dialect.toLowerCase()] ?? dialect.toLowerCase()
 
-/**
- * Runs several databases as one: a master and slaves per project, reads routed to slaves
- * whose **measured** lag is within tolerance, read-your-writes sessions, promotion that
- * fences the old master, and a tree file that reloads and reconnects everything.
- *
- * Events: `replica.added`, `replica.removed`, `replica.state`, `replica.promoted`, `error`.
- *
- * @example
- * const rm = new ReplicationManager()
- * await rm.addReplica('shop', { name: 'primary', role: 'master', dialect: 'postgres', uri: process.env.PRIMARY_URL! })
- * await rm.addReplica('shop', { name: 'r1', role: 'slave', dialect: 'postgres', uri: process.env.REPLICA_URL!, lagTolerance: 500 })
- * rm.setReadRouting('shop', 'least-lag')
- * const users = await rm.resolveReadService('shop').findAll('users', { active: true })
- * const session = rm.session('shop')
- * await session.write().create('users', { id: 'u1', email: 'a@example.com' })
- * await session.read().findById('users', 'u1') // never stale
- */
 /** Result of `getRuleProgress`. */
 export interface RuleProgress {
   rule: string
@@ -205,6 +188,23 @@ export interface StreamState {
   lastSuccessAt: Date | null
 }
 
+/**
+ * Runs several databases as one: a master and slaves per project, reads routed to slaves
+ * whose **measured** lag is within tolerance, read-your-writes sessions, promotion that
+ * fences the old master, and a tree file that reloads and reconnects everything.
+ *
+ * Events: `replica.added`, `replica.removed`, `replica.state`, `replica.promoted`, `rule.batch`, `rule.progress`, `error`.
+ *
+ * @example
+ * const rm = new ReplicationManager()
+ * await rm.addReplica('shop', { name: 'primary', role: 'master', dialect: 'postgres', uri: process.env.PRIMARY_URL! })
+ * await rm.addReplica('shop', { name: 'r1', role: 'slave', dialect: 'postgres', uri: process.env.REPLICA_URL!, lagTolerance: 500 })
+ * rm.setReadRouting('shop', 'least-lag')
+ * const users = await rm.resolveReadService('shop').findAll('users', { active: true })
+ * const session = rm.session('shop')
+ * await session.write().create('users', { id: 'u1', email: 'a@example.com' })
+ * await session.read().findById('users', 'u1') // never stale
+ */
 export class ReplicationManager extends EventEmitter {
   private readonly projects = new Map<string, ProjectState>()
   private readonly options: Required<ReplicationManagerOptions>
