@@ -39,6 +39,17 @@ function progressBar(write: (text: string) => void, interactive: boolean) {
   }
 }
 
+/** The rules as the running service reports them (`/api/rules`), or null when it does not answer. */
+async function serviceRules(base: string): Promise<Array<{ name: string; streaming: boolean; lastError: string | null; stats: { lagMs: number; recordsSynced: number; errors: number } }> | null> {
+  const token = process.env.REPLICATOR_HTTP_TOKEN
+  try {
+    const response = await fetch(`${base.replace(/\/$/, '')}/api/rules`, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(2000) })
+    return response.ok ? await response.json() as never : null
+  } catch {
+    return null
+  }
+}
+
 /** Loads a tree into a manager, lets the monitors measure for `waitMs`, and hands it to `fn`. */
 async function withManager<T>(tree: string, waitMs: number, fn: (manager: ReplicationManager) => Promise<T>): Promise<T> {
   const manager = new ReplicationManager(null, { heartbeatIntervalMs: 100, healthCheckIntervalMs: 250, failureThreshold: 1, connectTimeoutMs: 3000 })
@@ -98,14 +109,19 @@ export async function runCli(argv: string[], output: Output = { out: (text) => p
     .option('--tree <file>', 'tree file', DEFAULT_TREE())
     .option('--wait <ms>', 'measure for this long before printing', '1000')
     .option('--json', 'print JSON')
-    .action(async (options: { tree: string; wait: string; json?: boolean }) => {
+    .option('--service <url>', 'status endpoint of the running service, for its rule counters and lag (default http://127.0.0.1:$REPLICATOR_HTTP_PORT when set)')
+    .action(async (options: { tree: string; wait: string; json?: boolean; service?: string }) => {
+      const service = options.service ?? (process.env.REPLICATOR_HTTP_PORT ? `http://127.0.0.1:${process.env.REPLICATOR_HTTP_PORT}` : undefined)
+      const running = service ? await serviceRules(service) : null
       await withManager(options.tree, Number(options.wait), async (manager) => {
         const replicas = manager.listProjects().flatMap((project) => manager.getReplicaStatus(project))
-        // A separate process: what the rules did is read from their targets (offsets, dead letters).
+        // A separate process: what the rules did is read from their targets (offsets, dead
+        // letters), and their counters and lag from the running service when it answers.
         const rules = await Promise.all(manager.listRules().map(async (rule) => {
           const stored = rule as Record<string, unknown>
           const progress = await manager.getRuleProgress(rule.name).catch((error: Error) => ({ error: maskSecretsInText(error.message) }))
-          return { ...stored, name: rule.name, mode: stored.mode, source: stored.source, target: stored.target, progress }
+          const live = running?.find((candidate) => candidate.name === rule.name)
+          return { ...stored, name: rule.name, mode: stored.mode, source: stored.source, target: stored.target, progress, ...(live ? { stats: live.stats, streaming: live.streaming, lastError: live.lastError } : {}) }
         }))
         if (replicas.some((replica) => !replica.healthy)) exitCode = EXIT.failed
         if (options.json) {
@@ -118,7 +134,9 @@ export async function runCli(argv: string[], output: Output = { out: (text) => p
           : {
               rule: r.name, mode: r.mode, source: r.source, target: r.target, position: r.progress.position ? JSON.stringify(r.progress.position.value) : null,
               applied: r.progress.appliedAt?.toISOString() ?? null, 'dead letters': r.progress.deadLetters,
+              ...(r.stats ? { 'lag ms': r.stats.lagMs, synced: r.stats.recordsSynced, errors: r.stats.errors } : {}),
             })))}\n`)
+        if (service && !running) output.out(`(no service answered at ${service}: rule counters and lag are only known to the running service)\n`)
       })
     })
 

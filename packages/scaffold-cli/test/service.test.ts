@@ -130,6 +130,16 @@ describe.skipIf(!available)(`the replicator service (spawned) on a PostgreSQL so
       await waitFor(async () => (await health()) === 200, 60_000, '/health 200 once the master is back')
       await source.upsertMany('orders', [{ id: 9999, qty: 1, note: 'after the outage' }])
       await waitFor(async () => (await target.findOne('orders', { id: 9999 }))?.note === 'after the outage', 60_000, 'a change made after the outage arrives')
+      // `status` adds the running service's counters to what it reads from the targets
+      const withService = await new Promise<string>((resolve) => {
+        const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', cli, 'status', '--tree', tree, '--json', '--wait', '0', '--service', url], { env: process.env, stdio: ['ignore', 'pipe', 'ignore'] })
+        let stdout = ''
+        child.stdout.on('data', (chunk) => { stdout += chunk })
+        child.on('close', () => resolve(stdout))
+      })
+      const [rule] = (JSON.parse(withService) as { rules: Array<{ name: string; streaming: boolean; stats: { recordsSynced: number }; progress: { deadLetters: number } }> }).rules
+      expect(rule).toMatchObject({ name: 'orders-cdc', streaming: true, progress: { deadLetters: 0 } })
+      expect(rule!.stats.recordsSynced).toBeGreaterThan(0)
     } finally {
       service.child.kill('SIGTERM')
       expect(await service.exited).toBe(0)
