@@ -33,11 +33,14 @@ describe.skipIf(!available)(`the replicator service (spawned) on a PostgreSQL so
   let server: RunningPostgres
   let source: Dialect
   let target: Dialect
-  const dir = mkdtempSync(join(tmpdir(), 'replicator-service-'))
-  const tree = join(dir, 'tree.json')
-  const targetUri = `sqlite:${join(dir, 'analytics.db')}`
+  let dir = ''
+  let tree = ''
+  let targetUri = ''
 
   beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'replicator-service-')) // here, not at collection: a filtered run skips afterAll
+    tree = join(dir, 'tree.json')
+    targetUri = `sqlite:${join(dir, 'analytics.db')}`
     server = await startPostgres()
     const sourceUri = await server.createDatabase('shop')
     source = await connectDialect({ dialect: 'postgres', uri: sourceUri })
@@ -60,7 +63,7 @@ describe.skipIf(!available)(`the replicator service (spawned) on a PostgreSQL so
     await target?.close()
     await source?.close()
     await server?.stop()
-    rmSync(dir, { recursive: true, force: true })
+    if (dir) rmSync(dir, { recursive: true, force: true })
   })
 
   it('killed with SIGKILL mid-stream and restarted, 5 times under a write load: the target ends equal to the source', async () => {
@@ -152,8 +155,8 @@ describe.skipIf(!available)(`mostajs-replicator promote on a PostgreSQL master a
   let master: RunningPostgres
   let standby: RunningPostgres
   let standbyAdmin: Dialect
-  const dir = mkdtempSync(join(tmpdir(), 'replicator-promote-'))
-  const tree = join(dir, 'tree.json')
+  let dir = ''
+  let tree = ''
 
   function command(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
     return new Promise((resolve, reject) => {
@@ -168,6 +171,8 @@ describe.skipIf(!available)(`mostajs-replicator promote on a PostgreSQL master a
   }
 
   beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'replicator-promote-'))
+    tree = join(dir, 'tree.json')
     master = await startPostgres()
     const masterUri = await master.createDatabase('shop')
     standby = await startPostgresStandby(master)
@@ -186,7 +191,7 @@ describe.skipIf(!available)(`mostajs-replicator promote on a PostgreSQL master a
     await standbyAdmin?.close()
     await standby?.stop()
     await master?.stop()
-    rmSync(dir, { recursive: true, force: true })
+    if (dir) rmSync(dir, { recursive: true, force: true })
   })
 
   it('refuses (exit 1, LAG_TOO_HIGH) while the standby lags and leaves the tree as it was; promotes once it caught up', async () => {
