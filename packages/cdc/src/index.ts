@@ -1,1 +1,2 @@
 export * from './rule-runner.js'
+export * from './change-stream.js'

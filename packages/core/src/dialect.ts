@@ -19,7 +19,7 @@ export interface DialectCapabilities {
   supportsReturning: boolean
   /** The database replicates by itself (streaming standby, binlog replica). */
   nativeReplication: boolean
-  /** `openChangeStream` is implemented (log-based change capture). */
+  /** Log-based change capture: setupCapture / readChanges / confirmChanges / dropCapture (used by rules and `openChangeStream`). */
   changeCapture: boolean
   /** DDL inside a transaction rolls back with it. */
   transactionalDdl: boolean
@@ -96,7 +96,7 @@ export interface ChangeBatch {
   position: Position | null
 }
 
-/** A stream of captured changes (filled in by the capture layer). */
+/** Captured changes as an async iterable (see `openChangeStream` in @mostajs/replicator-cdc). */
 export interface ChangeStream extends AsyncIterable<ChangeEvent> {
   close(): Promise<void>
 }
@@ -220,7 +220,6 @@ export interface Dialect extends DialectOperations {
   bulkExport?(collection: string, columns: string[]): Promise<Readable>
   /** Loads a `bulkFormat` stream into `collection` in one statement; resolves with the row count. */
   bulkImport?(collection: string, columns: string[], data: Readable, onRows?: (rowsSoFar: number) => void): Promise<number>
-  openChangeStream?(options: { from?: Position; collections?: string[] }): Promise<ChangeStream>
   currentPosition?(): Promise<Position>
   /** Writes heartbeat `sequence` of writer `source` (one row per writer) with the server clock. */
   writeHeartbeat?(sequence: bigint, source?: string): Promise<Heartbeat>

@@ -79,13 +79,19 @@ export class BinlogReader {
 
   private queue: Promise<void> = Promise.resolve()
 
-  /** Events are handled one at a time, in binlog order (describe() may wait on the server). */
+  /**
+   * Events are handled one at a time, in binlog order (describe() may wait on the server).
+   * A commit's position is read when its event arrives: by the time the queue reaches it,
+   * ZongJi may already have read the next transaction's GTID, and a position that includes a
+   * transaction not yet applied would skip it after a restart.
+   */
   private handle(event: ZongJiEvent): Promise<void> {
-    this.queue = this.queue.then(() => this.process(event)).catch((error: Error) => { this.failure = error })
+    const commitPosition = event.getTypeName().toLowerCase() === 'xid' ? this.position() : undefined
+    this.queue = this.queue.then(() => this.process(event, commitPosition)).catch((error: Error) => { this.failure = error })
     return this.queue
   }
 
-  private async process(event: ZongJiEvent): Promise<void> {
+  private async process(event: ZongJiEvent, commitPosition: BinlogPosition | undefined): Promise<void> {
     const type = event.getTypeName().toLowerCase()
     if (type === 'writerows' || type === 'updaterows' || type === 'deleterows') {
       const table = event.tableMap?.[event.tableId!]
@@ -111,11 +117,10 @@ export class BinlogReader {
       }
       return
     }
-    if (type === 'xid') this.commit()
+    if (type === 'xid') this.commit(commitPosition ?? this.position())
   }
 
-  private commit(): void {
-    const position = this.position()
+  private commit(position: BinlogPosition): void {
     if (this.pending.length) {
       for (const event of this.pending) event.source.position = { dialect: this.dialectName, value: { ...position } }
       this.transactions.push({ position, events: this.pending })

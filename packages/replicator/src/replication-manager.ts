@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { hostname } from 'node:os'
 import {
-  createDialect, EntityService, HEARTBEAT_COLLECTION, maskSecretsInText, maskUri, ReplicatorError, withTimeout,
+  type ChangeStream, createDialect, EntityService, HEARTBEAT_COLLECTION, maskSecretsInText, maskUri, ReplicatorError, withTimeout,
   type CaptureBacklog, type Dialect, type DialectConfig, type EntitySchema, type NativeReplicationStatus,
 } from '@mostajs/replicator-core'
-import { bidirectionalConfigs, DEAD_LETTERS_COLLECTION, OFFSETS_COLLECTION, RuleRunner, validateRule, type ReplicationRuleConfig, type RuleObserver, type SyncStats } from '@mostajs/replicator-cdc'
+import { bidirectionalConfigs, DEAD_LETTERS_COLLECTION, OFFSETS_COLLECTION, openChangeStream, RuleRunner, validateRule, type OpenChangeStreamOptions, type ReplicationRuleConfig, type RuleObserver, type SyncStats } from '@mostajs/replicator-cdc'
 import { fenceMaster, promoteNativeReplica, repointReplicas, waitForHeartbeat } from '@mostajs/replicator-failover'
 import { readTreeFile, resolveEnvReferences, writeTreeFile, type ReplicatorTree, type StoredRule } from '@mostajs/replicator-persistence'
 import { assertStrategy, ReadRouter, type ReadRoutingStrategy, type RoutingCandidate } from '@mostajs/replicator-routing'
@@ -790,6 +790,18 @@ export class ReplicationManager extends EventEmitter {
       appliedAt: offset?.updated_at instanceof Date ? offset.updated_at : null,
       deadLetters: deadLetters ?? 0,
     }
+  }
+
+  /**
+   * The captured changes of a project's master as an async iterable (at least once: a batch
+   * is confirmed when the loop has gone past it). See `openChangeStream`.
+   *
+   * @example
+   * for await (const event of await rm.openChangeStream('shop', { name: 'audit', collections: ['orders'] })) console.log(event)
+   */
+  async openChangeStream(project: string, options: OpenChangeStreamOptions): Promise<ChangeStream> {
+    const state = this.requireProject(project)
+    return openChangeStream(this.requireMaster(state, this.masterOf(state)).dialect, options)
   }
 
   /** Counters of a rule (zeros before its first sync). */

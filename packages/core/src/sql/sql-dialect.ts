@@ -44,7 +44,8 @@ export abstract class SqlDialect implements Dialect {
   constructor(config: DialectConfig, readonly flavor: SqlFlavor, capabilities: Partial<DialectCapabilities> = {}) {
     this.config = config
     this.maskedUri = maskUri(config.uri)
-    this.capabilities = { ...DEFAULT_CAPABILITIES, sql: true, supportsReturning: flavor.supportsReturning, maxParameters: flavor.maxParameters, ...capabilities }
+    const capturing = typeof (this as unknown as Dialect).setupCapture === 'function' && typeof (this as unknown as Dialect).readChanges === 'function'
+    this.capabilities = { ...DEFAULT_CAPABILITIES, sql: true, supportsReturning: flavor.supportsReturning, maxParameters: flavor.maxParameters, changeCapture: capturing, ...capabilities }
   }
 
   // ---- driver adapter, provided by each dialect package ----
