@@ -32,7 +32,7 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
   // inside the demo app, so the blocks resolve the workspace packages as a project would
   const dir = mkdtempSync(join(app, '.readme-run-'))
 
-  function run(code: string, env: Record<string, string>, name: string): Promise<{ code: number | null; output: string }> {
+  function run(code: string, env: Record<string, string>, name: string, during?: () => Promise<void>): Promise<{ code: number | null; output: string }> {
     writeFileSync(join(dir, `${name}.mts`), code)
     writeFileSync(join(dir, `${name}.run.mts`), `await import('./${name}.mts')\nprocess.exit(0) // the block leaves pools open, as a snippet may\n`)
     return new Promise((resolve, reject) => {
@@ -41,7 +41,11 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
       child.stdout.on('data', (chunk) => { output += chunk })
       child.stderr.on('data', (chunk) => { output += chunk })
       child.on('error', reject)
-      child.on('close', (exit) => resolve({ code: exit, output }))
+      const exited = new Promise<number | null>((done) => child.on('close', done))
+      void (async () => {
+        await during?.()
+        resolve({ code: await exited, output })
+      })().catch(reject)
     })
   }
 
@@ -77,7 +81,7 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
   })
 
   it('has the blocks this test runs, and no other', () => {
-    expect(blocks.length).toBe(4)
+    expect(blocks.length).toBe(5)
   })
 
   it('Quick start', async () => {
@@ -123,6 +127,31 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
       expect(slots.filter((slot) => slot.slot_name.includes('users_to_analytics'))).toEqual([]) // removed with the rule
     } finally {
       await source.close()
+    }
+  })
+
+  it('openChangeStream', async () => {
+    const database = await testBackends().postgres.freshDatabase()
+    cleanups.push(database.cleanup)
+    const db = await connectDialect({ dialect: 'postgres', uri: database.uri })
+    try {
+      await db.ensureCollection({ name: 'users', columns: [{ name: 'id', type: 'integer' }, { name: 'email', type: 'string' }], primaryKey: ['id'] })
+      const result = await run(block('openChangeStream(db'), { DATABASE_URL: database.uri }, 'change-stream', async () => {
+        // once the block's capture exists, make the changes it waits for
+        const deadline = Date.now() + 30_000
+        while (!(await db.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'replicator_audit_%'`)).length) {
+          if (Date.now() > deadline) throw new Error('the block never created its capture')
+          await new Promise((resolve) => setTimeout(resolve, 50))
+        }
+        await db.insert('users', { id: 1, email: 'ada@example.com' })
+        await db.delete('users', { id: 1 })
+      })
+      expect(result.output).toMatch(/^c users 1 \{ id: 1, email: 'ada@example.com' \}$/m)
+      expect(result.output).toMatch(/^d users 1 null$/m)
+      expect(result.code).toBe(0)
+    } finally {
+      await db.dropCapture!('audit').catch(() => undefined)
+      await db.close()
     }
   })
 
