@@ -309,6 +309,29 @@ describe.skipIf(!backends.postgres.serverUrl)('PostgreSQL specifics', () => {
     }
   })
 
+  it('a source transaction too large to hold stops the capture with a clear error and loses nothing', async () => {
+    const database = await backends.postgres.freshDatabase()
+    const source = await connectDialect({ dialect: 'postgres', uri: database.uri })
+    await source.ensureCollection({ name: 'bulk', columns: [{ name: 'id', type: 'integer' }], primaryKey: ['id'] })
+    await source.setupCapture!({ name: 'huge', collections: ['bulk'] })
+    process.env.REPLICATOR_MAX_TRANSACTION_CHANGES = '50'
+    try {
+      await source.upsertMany('bulk', Array.from({ length: 100 }, (_, index) => ({ id: index })))
+      const error = await expectReplicatorError(source.readChanges!('huge', { after: null, maxEvents: 1000 }), 'QUERY_FAILED')
+      expect(error.message).toMatch(/more than 50 changes; transactions are applied whole/)
+    } finally {
+      delete process.env.REPLICATOR_MAX_TRANSACTION_CHANGES
+    }
+    await source.close()
+    const again = await connectDialect({ dialect: 'postgres', uri: database.uri }) // a new session, default limit
+    try {
+      expect((await again.readChanges!('huge', { after: null, maxEvents: 1000 })).events).toHaveLength(100)
+    } finally {
+      await again.dropCapture!('huge')
+      await again.close()
+    }
+  })
+
   it('a snapshot into an empty PostgreSQL table streams COPY into COPY: every type, escapes and NULLs arrive exactly', async () => {
     const source = await open(backends.postgres)
     const target = await open(backends.postgres)

@@ -38,6 +38,8 @@ export class ReplicationStream {
 
   /** Pause reading the socket above this many buffered messages (memory stays bounded). */
   static readonly HIGH_WATER_MESSAGES = 60_000
+  /** Largest transaction held in memory (about 300 bytes per change; `REPLICATOR_MAX_TRANSACTION_CHANGES`). */
+  private readonly maxTransactionMessages = Number(process.env.REPLICATOR_MAX_TRANSACTION_CHANGES) || 2_000_000
 
   private constructor(uri: string, private readonly slot: string, private readonly publication: string, from: bigint, connectTimeoutMs: number) {
     this.client = new pg.Client({ connectionString: uri, replication: 'database', connectionTimeoutMillis: connectTimeoutMs, application_name: 'mostajs-replicator' } as pg.ClientConfig)
@@ -96,6 +98,14 @@ export class ReplicationStream {
       if (tag === 0x42 /* 'B' begin */) this.current = [message]
       else if (this.current) {
         this.current.push(message)
+        if (this.current.length > this.maxTransactionMessages) {
+          // A whole transaction is applied as one target transaction, so it is held in memory:
+          // stop with a clear error rather than exhaust it (nothing is confirmed, nothing lost).
+          this.fail(new Error(`a source transaction has more than ${this.maxTransactionMessages} changes; transactions are applied whole and this one does not fit (set REPLICATOR_MAX_TRANSACTION_CHANGES to allow more, memory permitting)`))
+          this.current = null
+          this.duplex?.pause()
+          return
+        }
         if (tag === 0x43 /* 'C' commit */) {
           // Commit: flags (1), commit LSN (8), end LSN (8), time (8).
           this.ready.push({ messages: this.current, commitEnd: message.readBigUInt64BE(10) })
