@@ -111,20 +111,24 @@ export function createReplicatorMetrics(manager: ReplicationManager): Replicator
       for (const stats of ruleStats()) this.set({ rule: stats.ruleName }, stats.lagMs / 1000)
     },
   })
+  // Both capture gauges come from one round of queries per scrape (the first one's collect,
+  // which runs first, fills the second).
+  const pendingEvents = new Gauge({
+    name: 'replicator_capture_pending_events', help: 'Captured changes not yet confirmed (SQLite changelog rows)', labelNames: ['capture', 'source'], registers: [],
+  })
   new Gauge({
     name: 'replicator_capture_retained_bytes', help: 'Log bytes a capture keeps on its source (PostgreSQL replication slot WAL)', registers: [registry], labelNames: ['capture', 'source'],
     async collect() {
       this.reset()
-      for (const backlog of await manager.captureBacklogs()) if (backlog.retainedBytes !== undefined) this.set({ capture: backlog.capture, source: backlog.source }, backlog.retainedBytes)
+      pendingEvents.reset()
+      for (const backlog of await manager.captureBacklogs()) {
+        const labels = { capture: backlog.capture, source: backlog.source }
+        if (backlog.retainedBytes !== undefined) this.set(labels, backlog.retainedBytes)
+        if (backlog.pendingEvents !== undefined) pendingEvents.set(labels, backlog.pendingEvents)
+      }
     },
   })
-  new Gauge({
-    name: 'replicator_capture_pending_events', help: 'Captured changes not yet confirmed (SQLite changelog rows)', registers: [registry], labelNames: ['capture', 'source'],
-    async collect() {
-      this.reset()
-      for (const backlog of await manager.captureBacklogs()) if (backlog.pendingEvents !== undefined) this.set({ capture: backlog.capture, source: backlog.source }, backlog.pendingEvents)
-    },
-  })
+  registry.registerMetric(pendingEvents)
 
   const applyDuration = new Histogram({
     name: 'replicator_apply_duration_seconds', help: 'Time to apply one target transaction of captured changes (rows + offset)', registers: [registry],

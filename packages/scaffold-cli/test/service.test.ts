@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectDialect, type Dialect, type Row } from '@mostajs/replicator'
 import { freePort, startPostgres, startPostgresStandby, type RunningPostgres } from '@mostajs/replicator-testkit'
-import { privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
+import { privateServer, runScript, waitFor } from '@mostajs/replicator-testkit/vitest'
 
 const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
 const { available, skipNote } = privateServer('postgres')
@@ -117,12 +117,7 @@ describe.skipIf(!available)(`the replicator service (spawned) on a PostgreSQL so
         await waitFor(async () => (await shopState()) === 'down', 30_000, 'the master shown down (after failed health checks)')
         const report = await (await fetch(`${url}/health`)).json() as { reasons: string[] }
         expect(report.reasons.join('\n')).toMatch(/master primary is unhealthy/)
-        const status = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
-          const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', cli, 'status', '--tree', tree, '--json', '--wait', '1500'], { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] })
-          let stdout = ''
-          child.stdout.on('data', (chunk) => { stdout += chunk })
-          child.on('close', (code) => resolve({ code, stdout }))
-        })
+        const status = await runScript(cli, ['status', '--tree', tree, '--json', '--wait', '1500'])
         expect(status.code).toBe(1)
         const shown = JSON.parse(status.stdout) as { replicas: Array<{ project: string; healthy: boolean; uri: string }> }
         expect(shown.replicas.find((replica) => replica.project === 'shop')).toMatchObject({ healthy: false })
@@ -134,12 +129,7 @@ describe.skipIf(!available)(`the replicator service (spawned) on a PostgreSQL so
       await source.upsertMany('orders', [{ id: 9999, qty: 1, note: 'after the outage' }])
       await waitFor(async () => (await target.findOne('orders', { id: 9999 }))?.note === 'after the outage', 60_000, 'a change made after the outage arrives')
       // `status` adds the running service's counters to what it reads from the targets
-      const withService = await new Promise<string>((resolve) => {
-        const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', cli, 'status', '--tree', tree, '--json', '--wait', '0', '--service', url], { env: process.env, stdio: ['ignore', 'pipe', 'ignore'] })
-        let stdout = ''
-        child.stdout.on('data', (chunk) => { stdout += chunk })
-        child.on('close', () => resolve(stdout))
-      })
+      const withService = (await runScript(cli, ['status', '--tree', tree, '--json', '--wait', '0', '--service', url])).stdout
       const [rule] = (JSON.parse(withService) as { rules: Array<{ name: string; streaming: boolean; stats: { recordsSynced: number }; progress: { deadLetters: number } }> }).rules
       expect(rule).toMatchObject({ name: 'orders-cdc', streaming: true, progress: { deadLetters: 0 } })
       expect(rule!.stats.recordsSynced).toBeGreaterThan(0)
@@ -157,18 +147,6 @@ describe.skipIf(!available)(`mostajs-replicator promote on a PostgreSQL master a
   let standbyAdmin: Dialect
   let dir = ''
   let tree = ''
-
-  function command(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', cli, ...args], { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] })
-      let stdout = ''
-      let stderr = ''
-      child.stdout.on('data', (chunk) => { stdout += chunk })
-      child.stderr.on('data', (chunk) => { stderr += chunk })
-      child.on('error', reject)
-      child.on('close', (code) => resolve({ code, stdout, stderr }))
-    })
-  }
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'replicator-promote-'))
@@ -198,7 +176,7 @@ describe.skipIf(!available)(`mostajs-replicator promote on a PostgreSQL master a
     await standbyAdmin.query('SELECT pg_wal_replay_pause()')
     const before = readFileSync(tree, 'utf8')
     try {
-      const refused = await command(['promote', 'shop', 'standby', '--tree', tree])
+      const refused = await runScript(cli, ['promote', 'shop', 'standby', '--tree', tree])
       expect(refused.code).toBe(1)
       expect(refused.stderr).toMatch(/LAG_TOO_HIGH: shop\/standby is/)
       expect(refused.stderr).not.toContain(new URL(JSON.parse(before).replicas.shop[0].uri).password)
@@ -206,7 +184,7 @@ describe.skipIf(!available)(`mostajs-replicator promote on a PostgreSQL master a
     } finally {
       await standbyAdmin.query('SELECT pg_wal_replay_resume()')
     }
-    const promoted = await command(['promote', 'shop', 'standby', '--tree', tree, '--json'])
+    const promoted = await runScript(cli, ['promote', 'shop', 'standby', '--tree', tree, '--json'])
     expect(promoted.stderr).toBe('')
     expect(promoted.code).toBe(0)
     expect(JSON.parse(promoted.stdout)).toMatchObject({ project: 'shop', promoted: 'standby', previousMaster: 'primary', forced: false, possibleDataLoss: null })

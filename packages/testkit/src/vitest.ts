@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import { inject } from 'vitest'
 import { createDialect } from '@mostajs/replicator-core'
 import { mariadbAvailability, postgresAvailability, requireBackends } from './backends.js'
@@ -81,4 +82,20 @@ export function privateServer(kind: 'postgres' | 'mariadb'): { available: boolea
   if (external) return { available: false, skipNote: ` (skipped: needs private servers, but ${kind === 'postgres' ? 'PG_URL' : 'MYSQL_URL'} is set)` }
   if (!availability.available && requireBackends) throw new Error(`${kind} required (REPLICATOR_REQUIRE_BACKENDS=1): ${availability.reason}`)
   return { available: availability.available, skipNote: availability.available ? '' : ` (skipped: ${availability.reason})` }
+}
+
+/**
+ * Runs a TypeScript entry point as a user runs one (its own node process, the workspace
+ * sources through tsx) and resolves with its exit code and output.
+ */
+export function runScript(script: string, args: string[] = [], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', script, ...args], { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk) => { stdout += chunk })
+    child.stderr.on('data', (chunk) => { stderr += chunk })
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code, stdout, stderr }))
+  })
 }
