@@ -1,13 +1,12 @@
 import '@mostajs/replicator-dialect-postgres'
 import '@mostajs/replicator-dialect-sqlite'
-import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectDialect } from '@mostajs/replicator'
 import { startPostgres, startPostgresStandby, type RunningPostgres } from '@mostajs/replicator-testkit'
-import { privateServer, testBackends } from '@mostajs/replicator-testkit/vitest'
+import { privateServer, runScript, testBackends } from '@mostajs/replicator-testkit/vitest'
 
 // Every TypeScript block of the README runs here, as a user would run it (its own node
 // process, the packages resolved like an install), against real databases given through the
@@ -32,21 +31,14 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
   // inside the demo app, so the blocks resolve the workspace packages as a project would
   const dir = mkdtempSync(join(app, '.readme-run-'))
 
-  function run(code: string, env: Record<string, string>, name: string, during?: () => Promise<void>): Promise<{ code: number | null; output: string }> {
+  /** Writes a block beside a runner that exits once it is done, runs it, and meanwhile does `during`. */
+  async function run(code: string, env: Record<string, string>, name: string, during?: () => Promise<void>): Promise<{ code: number | null; output: string }> {
     writeFileSync(join(dir, `${name}.mts`), code)
     writeFileSync(join(dir, `${name}.run.mts`), `await import('./${name}.mts')\nprocess.exit(0) // the block leaves pools open, as a snippet may\n`)
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', `${name}.run.mts`], { cwd: dir, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-      let output = ''
-      child.stdout.on('data', (chunk) => { output += chunk })
-      child.stderr.on('data', (chunk) => { output += chunk })
-      child.on('error', reject)
-      const exited = new Promise<number | null>((done) => child.on('close', done))
-      void (async () => {
-        await during?.()
-        resolve({ code: await exited, output })
-      })().catch(reject)
-    })
+    const running = runScript(`${name}.run.mts`, [], { cwd: dir, env: { ...process.env, ...env } })
+    await during?.()
+    const { code: exit, stdout, stderr } = await running
+    return { code: exit, output: stdout + stderr }
   }
 
   beforeAll(async () => {

@@ -133,8 +133,8 @@ export class PostgresDialect extends SqlDialect {
 
   /** A session for COPY: ISO dates and exact floats, so the text means the same on the other side. */
   private async copySession(): Promise<pg.PoolClient> {
-    if (!this.pool) throw new ReplicatorError('NOT_CONNECTED', `[replicator:postgres] ${this.maskedUri} is not connected; call connect() first.`)
-    const client = await this.pool.connect()
+    this.operations() // NOT_CONNECTED before connect()
+    const client = await this.pool!.connect()
     try {
       await client.query("SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; SET bytea_output = 'hex'")
     } catch (error) {
@@ -280,7 +280,9 @@ export class PostgresDialect extends SqlDialect {
       try {
         return await run()
       } catch (error) {
-        const busy = ReplicatorError.isInstance(error) && (error.details.driverCode === '55006')
+        // 55006 object_in_use: from a query (wrapped) or from START_REPLICATION (raw driver error)
+        const code = ReplicatorError.isInstance(error) ? error.details.driverCode : (error as { code?: string }).code
+        const busy = code === '55006'
         if (!busy || Date.now() > deadline) {
           if (busy) throw new ReplicatorError('QUERY_FAILED', `[replicator:postgres] Replication slot "${slot}" stayed in use by another session for ${SLOT_BUSY_WAIT_MS / 1000} s: is another process running the same rule?`, { cause: error })
           throw error
@@ -346,7 +348,8 @@ export class PostgresDialect extends SqlDialect {
       if (!row) throw new ReplicatorError('QUERY_FAILED', `[replicator:postgres] Capture "${name}" has no replication slot on ${this.maskedUri}; add the rule again (setupCapture).`, { details: { capture: name } })
       const slotConfirmed = row.confirmed ? parseLsn(row.confirmed) : 0n
       const from = after > slotConfirmed ? after : slotConfirmed
-      const stream = await this.openStream(slot, publication, from)
+      // waits while a dying session of an earlier run still holds the slot
+      const stream = await this.onSlot(slot, () => ReplicationStream.open(this.config.uri, slot, publication, from, this.config.connectTimeoutMs ?? 5000))
       state = { stream, handedOut: from, confirmed: from, relations: new Map(), converters: new Map() }
       this.streams.set(name, state)
     }
@@ -355,19 +358,6 @@ export class PostgresDialect extends SqlDialect {
     if (!transactions.length) return { events: [], position: null }
     state.handedOut = transactions[transactions.length - 1]!.commitEnd
     return this.decodeMessages(name, transactions.flatMap((transaction) => transaction.messages), after, state.relations, state.converters)
-  }
-
-  /** Opens a replication stream, waiting while a dying session of an earlier run still holds the slot. */
-  private async openStream(slot: string, publication: string, from: bigint): Promise<ReplicationStream> {
-    const deadline = Date.now() + SLOT_BUSY_WAIT_MS
-    for (;;) {
-      try {
-        return await ReplicationStream.open(this.config.uri, slot, publication, from, this.config.connectTimeoutMs ?? 5000)
-      } catch (error) {
-        if ((error as { code?: string }).code !== '55006' || Date.now() > deadline) throw error
-        await new Promise((resolve) => setTimeout(resolve, 100))
-      }
-    }
   }
 
   /** The same slot read with `pg_logical_slot_peek_binary_changes` (re-decoded from its restart point on each call). */

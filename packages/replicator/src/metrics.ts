@@ -10,11 +10,6 @@ export interface ReplicatorMetrics {
   detach(): void
 }
 
-/** Sets a counter to a total we keep ourselves (prom-client counters only add; collect() resets first). */
-function setCounter(counter: Counter<string>, labels: Record<string, string>, total: number): void {
-  counter.inc(labels, total)
-}
-
 /**
  * Metrics of a ReplicationManager: measured lag and health per replica, reads routed, events
  * applied per rule and operation, apply latency, errors, dead letters, rule lag, and what each
@@ -23,6 +18,7 @@ function setCounter(counter: Counter<string>, labels: Record<string, string>, to
  */
 export function createReplicatorMetrics(manager: ReplicationManager): ReplicatorMetrics {
   const registry = new Registry()
+  // Counters below report totals the manager keeps: each collect() resets, then adds the total.
   collectDefaultMetrics({ register: registry })
   const replicas = () => manager.listProjects().flatMap((project) => manager.getReplicaStatus(project))
 
@@ -55,7 +51,7 @@ export function createReplicatorMetrics(manager: ReplicationManager): Replicator
     labelNames: ['project', 'replica'],
     collect() {
       this.reset()
-      for (const r of replicas()) setCounter(this, { project: r.project, replica: r.name }, r.readsRouted)
+      for (const r of replicas()) this.inc({ project: r.project, replica: r.name }, r.readsRouted)
     },
   })
 
@@ -70,9 +66,9 @@ export function createReplicatorMetrics(manager: ReplicationManager): Replicator
       this.reset()
       for (const stats of ruleStats()) {
         const snapshotRows = stats.details.reduce((sum, detail) => sum + detail.snapshotRows, 0)
-        setCounter(this, { rule: stats.ruleName, op: 'create' }, stats.created + snapshotRows)
-        setCounter(this, { rule: stats.ruleName, op: 'update' }, stats.updated)
-        setCounter(this, { rule: stats.ruleName, op: 'delete' }, stats.deleted)
+        this.inc({ rule: stats.ruleName, op: 'create' }, stats.created + snapshotRows)
+        this.inc({ rule: stats.ruleName, op: 'update' }, stats.updated)
+        this.inc({ rule: stats.ruleName, op: 'delete' }, stats.deleted)
       }
     },
   })
@@ -80,21 +76,21 @@ export function createReplicatorMetrics(manager: ReplicationManager): Replicator
     name: 'replicator_rule_skipped_total', help: 'Changes the conflict resolution refused', registers: [registry], labelNames: ['rule'],
     collect() {
       this.reset()
-      for (const stats of ruleStats()) setCounter(this, { rule: stats.ruleName }, stats.skipped)
+      for (const stats of ruleStats()) this.inc({ rule: stats.ruleName }, stats.skipped)
     },
   })
   new Counter({
     name: 'replicator_rule_dead_letters_total', help: 'Rows the target rejected (kept in _replicator_dead_letters)', registers: [registry], labelNames: ['rule'],
     collect() {
       this.reset()
-      for (const stats of ruleStats()) setCounter(this, { rule: stats.ruleName }, stats.deadLettered)
+      for (const stats of ruleStats()) this.inc({ rule: stats.ruleName }, stats.deadLettered)
     },
   })
   new Counter({
     name: 'replicator_stream_failures_total', help: 'Failed streaming attempts (source or target unreachable…); retried with backoff', registers: [registry], labelNames: ['stream', 'kind'],
     collect() {
       this.reset()
-      for (const stream of manager.listStreams()) setCounter(this, { stream: stream.name, kind: stream.kind }, stream.totalFailures)
+      for (const stream of manager.listStreams()) this.inc({ stream: stream.name, kind: stream.kind }, stream.totalFailures)
     },
   })
   new Gauge({

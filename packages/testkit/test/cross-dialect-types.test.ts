@@ -5,23 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { collectionSchemaOf, createDialect, PORTABLE_TYPES, scanAll, type CollectionSchema, type Dialect, type Row } from '@mostajs/replicator-core'
 import { testBackends } from '@mostajs/replicator-testkit/vitest'
 
+// one column per portable type, c_<type>
 const schema: CollectionSchema = {
   name: 'all_types',
-  columns: [
-    { name: 'id', type: 'integer' },
-    { name: 'c_boolean', type: 'boolean' },
-    { name: 'c_integer', type: 'integer' },
-    { name: 'c_bigint', type: 'bigint' },
-    { name: 'c_decimal', type: 'decimal' },
-    { name: 'c_double', type: 'double' },
-    { name: 'c_string', type: 'string' },
-    { name: 'c_text', type: 'text' },
-    { name: 'c_json', type: 'json' },
-    { name: 'c_timestamp', type: 'timestamp' },
-    { name: 'c_date', type: 'date' },
-    { name: 'c_binary', type: 'binary' },
-    { name: 'c_uuid', type: 'uuid' },
-  ],
+  columns: [{ name: 'id', type: 'integer' }, ...PORTABLE_TYPES.map((type) => ({ name: `c_${type}`, type }))],
   primaryKey: ['id'],
 }
 
