@@ -62,6 +62,7 @@ export interface CollectionStats {
 export interface SyncStats {
   ruleName: string
   lastSync: Date | null
+  /** Rows written and rows deleted on the target (snapshot copies, streamed changes, mirror deletes). */
   recordsSynced: number
   created: number
   updated: number
@@ -339,6 +340,7 @@ export class RuleRunner {
         await this.target.deleteMany(collection, absent)
         detail.deleted += absent.length
         this.stats.deleted += absent.length
+        this.stats.recordsSynced += absent.length
       }
     }
   }
