@@ -199,6 +199,42 @@ export function testDialectContract(subject: DialectUnderTest): void {
       expect(await dialect.upsertMany('upserts', [])).toBe(0)
     })
 
+    it('upsertMany carries awkward values unchanged, in a batch and row by row', async () => {
+      await dialect.ensureCollection({
+        name: 'awkward',
+        columns: [{ name: 'id', type: 'integer' }, { name: 's', type: 'string', length: 200 }, { name: 't', type: 'text' }, { name: 'j', type: 'json' }, { name: 'd', type: 'double' }, { name: 'b', type: 'boolean' }, { name: 'n', type: 'bigint' }],
+        primaryKey: ['id'],
+      })
+      const strings = ['', 'NULL', 'null', '"', '\\', '\\"', 'a,b', '{x}', '{"a":1}', ' lead and trail ', 'tab\tnew\nline', 'ünï©ødé ✓ 𝄞', "it's", '\\N']
+      const rows: Row[] = strings.map((text, index) => ({
+        id: index + 1, s: text, t: `${text}|${text}`, j: { text, list: [text, null, 1.5], nested: { q: '"\\' } },
+        d: [0, -1.5, 1e-300, 1.7976931348623157e308, -0.25][index % 5]!, b: index % 3 === 0 ? null : index % 2 === 0, n: BigInt(index) * -9_007_199_254_740_993n,
+      }))
+      await dialect.upsertMany('awkward', rows) // one batch
+      expect(await dialect.find('awkward', {}, { sort: { id: 1 } })).toEqual(rows)
+      await dialect.deleteMany('awkward', rows.map((row) => row.id as number))
+      for (const row of rows) await dialect.upsertMany('awkward', [row]) // one row per statement
+      expect(await dialect.find('awkward', {}, { sort: { id: 1 } })).toEqual(rows)
+    })
+
+    it('timestamps keep their instant whatever the Node process time zone', async () => {
+      const zone = process.env.TZ
+      process.env.TZ = 'America/New_York'
+      try {
+        expect(new Date('2024-05-01T10:00:00.000Z').getHours()).toBe(6) // the zone is in effect
+        await dialect.ensureCollection({ name: 'instants', columns: [{ name: 'id', type: 'integer' }, { name: 'at', type: 'timestamp' }], primaryKey: ['id'] })
+        const at = new Date('2024-05-01T10:00:00.123Z')
+        const rows: Row[] = [{ id: 1, at }, { id: 2, at: new Date('1999-12-31T23:59:59.999Z') }, { id: 3, at: null }]
+        await dialect.upsertMany('instants', rows.slice(0, 1))
+        await dialect.upsertMany('instants', rows.slice(1))
+        expect(await dialect.find('instants', {}, { sort: { id: 1 } })).toEqual(rows)
+        expect(ids(await dialect.find('instants', { at }))).toEqual([1])
+      } finally {
+        if (zone === undefined) delete process.env.TZ
+        else process.env.TZ = zone
+      }
+    })
+
     it('deleteMany deletes by key, composite keys too', async () => {
       await dialect.ensureCollection({ name: 'pairs', columns: [{ name: 'a', type: 'string' }, { name: 'b', type: 'integer' }, { name: 'v', type: 'double' }], primaryKey: ['a', 'b'] })
       const rows = Array.from({ length: 50 }, (_, i) => ({ a: `k${i % 5}`, b: i, v: i / 2 }))

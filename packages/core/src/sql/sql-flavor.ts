@@ -61,6 +61,11 @@ export interface SqlFlavor {
    * `arrayTypes` are the native column types to cast each array to.
    */
   bulkUpsertSql?(table: string, columns: string[], key: string[], arrayTypes: string[]): string
+  /**
+   * Optional, with `bulkUpsertSql`: one column's encoded values as the driver's array
+   * parameter (e.g. PostgreSQL array text built in one pass). Default: the JS array as is.
+   */
+  arrayParameter?(values: unknown[]): unknown
   /** Column definition for CREATE TABLE. */
   columnDefinition(column: ColumnSchema, isKey: boolean): string
   /** SQL expression of the server's current time as a portable timestamp (for heartbeats). */

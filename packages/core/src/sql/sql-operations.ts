@@ -442,7 +442,7 @@ function encodeColumns(rows: Row[], columns: ColumnDescription[], flavor: SqlFla
       const value = rows[index]![column.name]
       values[index] = value === null || value === undefined ? null : encoder ? encoder(value) : value
     }
-    return values
+    return flavor.arrayParameter ? flavor.arrayParameter(values) : values
   })
 }
 
