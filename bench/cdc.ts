@@ -9,20 +9,25 @@
  *  4. PostgreSQL → SQLite and MariaDB → PostgreSQL streaming rows/s (reported).
  * Writes bench/results/cdc.json.
  *
- *   pnpm bench:cdc [--rows 100000] [--snapshot-rows 1000000] [--lag-seconds 10]
+ *   pnpm bench:cdc [--rows 100000] [--snapshot-rows 1000000] [--lag-seconds 10] [--only streaming,lag,snapshot,cross]
+ * A run of some sections only updates theirs in the results file.
  */
 import '@mostajs/replicator-dialect-postgres'
 import '@mostajs/replicator-dialect-mysql'
 import '@mostajs/replicator-dialect-sqlite'
 import { spawn } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, hostname, platform, release, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
 import { connectDialect, type CollectionSchema, type Dialect } from '@mostajs/replicator-core'
 import { RuleRunner } from '@mostajs/replicator-cdc'
 import { createMariaDBDatabase, findExecutable, mariadbAvailability, sqliteFile, startMariaDB, startPostgres } from '@mostajs/replicator-testkit'
 
-const { values: args } = parseArgs({ options: { rows: { type: 'string', default: '100000' }, 'snapshot-rows': { type: 'string', default: '1000000' }, 'lag-seconds': { type: 'string', default: '10' } } })
+const { values: args } = parseArgs({ options: { rows: { type: 'string', default: '100000' }, 'snapshot-rows': { type: 'string', default: '1000000' }, 'lag-seconds': { type: 'string', default: '10' }, only: { type: 'string' } } })
+const SECTIONS = ['streaming', 'lag', 'snapshot', 'cross'] as const
+const only = args.only ? args.only.split(',').map((name) => name.trim()) : [...SECTIONS]
+for (const name of only) if (!(SECTIONS as readonly string[]).includes(name)) throw new Error(`--only: unknown section "${name}" (one of ${SECTIONS.join(', ')})`)
+const wanted = (section: (typeof SECTIONS)[number]) => only.includes(section)
 const ROWS = Number(args.rows)
 const SNAPSHOT_ROWS = Number(args['snapshot-rows'])
 const LAG_SECONDS = Number(args['lag-seconds'])
@@ -77,85 +82,91 @@ try {
   const target = await connectDialect({ dialect: 'postgres', uri: targetUri })
   stops.push(async () => { await source.close(); await target.close() })
 
-  // 1. streaming catch-up vs native logical replication
-  for (const name of ['native_t', 'ours_t']) { await source.ensureCollection(table(name)); await target.ensureCollection(table(name)) }
-  const batches = async (name: string) => { for (let from = 1; from <= ROWS; from += 1000) await source.query(generateSql(name, from, Math.min(1000, ROWS - from + 1))) }
-  await source.query(`CREATE PUBLICATION native_pub FOR TABLE native_t`)
-  const sourceUrl = new URL(sourceUri)
-  await target.query(`CREATE SUBSCRIPTION native_sub CONNECTION 'host=127.0.0.1 port=${sourceUrl.port} dbname=source user=postgres password=${decodeURIComponent(sourceUrl.password)}' PUBLICATION native_pub WITH (copy_data = false, enabled = false)`)
-  await batches('native_t')
-  let started = performance.now()
-  await target.query('ALTER SUBSCRIPTION native_sub ENABLE')
-  await waitForCount(target, 'native_t', ROWS)
-  const nativeRate = ROWS / ((performance.now() - started) / 1000)
-  await target.query('ALTER SUBSCRIPTION native_sub DISABLE')
-  await target.query('ALTER SUBSCRIPTION native_sub SET (slot_name = NONE)')
-  await target.query('DROP SUBSCRIPTION native_sub')
-  await source.query(`SELECT pg_drop_replication_slot('native_sub')`).catch(() => undefined)
-  const oursRate = await oursCatchUp(source, target, 'ours_t', () => batches('ours_t'))
-  results.streaming = { rows: ROWS, transactionsOf: 1000, oursRowsPerSecond: Math.round(oursRate), nativeRowsPerSecond: Math.round(nativeRate), ratio: Number((oursRate / nativeRate).toFixed(3)), target: '≥ 0.5' }
+  if (wanted('streaming')) {
+    // 1. streaming catch-up vs native logical replication
+    for (const name of ['native_t', 'ours_t']) { await source.ensureCollection(table(name)); await target.ensureCollection(table(name)) }
+    const batches = async (name: string) => { for (let from = 1; from <= ROWS; from += 1000) await source.query(generateSql(name, from, Math.min(1000, ROWS - from + 1))) }
+    await source.query(`CREATE PUBLICATION native_pub FOR TABLE native_t`)
+    const sourceUrl = new URL(sourceUri)
+    await target.query(`CREATE SUBSCRIPTION native_sub CONNECTION 'host=127.0.0.1 port=${sourceUrl.port} dbname=source user=postgres password=${decodeURIComponent(sourceUrl.password)}' PUBLICATION native_pub WITH (copy_data = false, enabled = false)`)
+    await batches('native_t')
+    const started = performance.now()
+    await target.query('ALTER SUBSCRIPTION native_sub ENABLE')
+    await waitForCount(target, 'native_t', ROWS)
+    const nativeRate = ROWS / ((performance.now() - started) / 1000)
+    await target.query('ALTER SUBSCRIPTION native_sub DISABLE')
+    await target.query('ALTER SUBSCRIPTION native_sub SET (slot_name = NONE)')
+    await target.query('DROP SUBSCRIPTION native_sub')
+    await source.query(`SELECT pg_drop_replication_slot('native_sub')`).catch(() => undefined)
+    const oursRate = await oursCatchUp(source, target, 'ours_t', () => batches('ours_t'))
+    results.streaming = { rows: ROWS, transactionsOf: 1000, oursRowsPerSecond: Math.round(oursRate), nativeRowsPerSecond: Math.round(nativeRate), ratio: Number((oursRate / nativeRate).toFixed(3)), target: '≥ 0.5' }
+  }
 
-  // 2. end-to-end lag at a steady 2,000 rows/s
-  await source.ensureCollection(table('lag_t'))
-  const runner = new RuleRunner({ name: 'bench_lag', source: 's', target: 't', mode: 'cdc', collections: ['lag_t'], batchSize: 1000 }, source, target)
-  await runner.prepare()
-  await runner.sync()
-  let streaming = true
-  const streamer = (async () => { while (streaming) { await runner.sync(); await sleep(2) } })()
-  const committedAt = new Map<number, number>()
-  const lags: number[] = []
-  let writing = true
-  const writer = (async () => {
-    let id = 1
-    const begin = performance.now()
-    while (writing) {
-      // 20 rows every 10 ms = 2,000 rows/s, one transaction each
-      await source.query(generateSql('lag_t', id, 20))
-      const now = performance.now()
-      for (let i = 0; i < 20; i++) committedAt.set(id + i, now)
-      id += 20
-      const due = begin + ((id - 1) / 2000) * 1000
-      await sleep(Math.max(0, due - performance.now()))
-    }
-    return id - 1
-  })()
-  const reader = (async () => {
-    let seen = 0
-    while (writing || seen < committedAt.size) {
-      const [row] = await target.query<{ max: number | null }>('SELECT max(id) AS max FROM lag_t')
-      const now = performance.now()
-      const max = Number(row?.max ?? 0)
-      for (let id = seen + 1; id <= max; id++) { const at = committedAt.get(id); if (at !== undefined) lags.push(now - at) }
-      seen = Math.max(seen, max)
-      await sleep(2)
-    }
-  })()
-  await sleep(LAG_SECONDS * 1000)
-  writing = false
-  const written = await writer
-  await reader
-  streaming = false
-  await streamer
-  await runner.teardown()
-  lags.sort((a, b) => a - b)
-  const percentile = (p: number) => Math.round(lags[Math.min(lags.length - 1, Math.floor(lags.length * p))]!)
-  results.lag = { rowsPerSecond: 2000, seconds: LAG_SECONDS, rows: written, measured: lags.length, p50Ms: percentile(0.5), p99Ms: percentile(0.99), maxMs: Math.round(lags[lags.length - 1]!), target: 'p99 < 250 ms' }
+  if (wanted('lag')) {
+    // 2. end-to-end lag at a steady 2,000 rows/s
+    await source.ensureCollection(table('lag_t'))
+    const runner = new RuleRunner({ name: 'bench_lag', source: 's', target: 't', mode: 'cdc', collections: ['lag_t'], batchSize: 1000 }, source, target)
+    await runner.prepare()
+    await runner.sync()
+    let streaming = true
+    const streamer = (async () => { while (streaming) { await runner.sync(); await sleep(2) } })()
+    const committedAt = new Map<number, number>()
+    const lags: number[] = []
+    let writing = true
+    const writer = (async () => {
+      let id = 1
+      const begin = performance.now()
+      while (writing) {
+        // 20 rows every 10 ms = 2,000 rows/s, one transaction each
+        await source.query(generateSql('lag_t', id, 20))
+        const now = performance.now()
+        for (let i = 0; i < 20; i++) committedAt.set(id + i, now)
+        id += 20
+        const due = begin + ((id - 1) / 2000) * 1000
+        await sleep(Math.max(0, due - performance.now()))
+      }
+      return id - 1
+    })()
+    const reader = (async () => {
+      let seen = 0
+      while (writing || seen < committedAt.size) {
+        const [row] = await target.query<{ max: number | null }>('SELECT max(id) AS max FROM lag_t')
+        const now = performance.now()
+        const max = Number(row?.max ?? 0)
+        for (let id = seen + 1; id <= max; id++) { const at = committedAt.get(id); if (at !== undefined) lags.push(now - at) }
+        seen = Math.max(seen, max)
+        await sleep(2)
+      }
+    })()
+    await sleep(LAG_SECONDS * 1000)
+    writing = false
+    const written = await writer
+    await reader
+    streaming = false
+    await streamer
+    await runner.teardown()
+    lags.sort((a, b) => a - b)
+    const percentile = (p: number) => Math.round(lags[Math.min(lags.length - 1, Math.floor(lags.length * p))]!)
+    results.lag = { rowsPerSecond: 2000, seconds: LAG_SECONDS, rows: written, measured: lags.length, p50Ms: percentile(0.5), p99Ms: percentile(0.99), maxMs: Math.round(lags[lags.length - 1]!), target: 'p99 < 250 ms' }
+  }
 
-  // 3. snapshot of SNAPSHOT_ROWS rows vs COPY | COPY
-  await source.ensureCollection(table('snap_t'))
-  for (let from = 1; from <= SNAPSHOT_ROWS; from += 100_000) await source.query(generateSql('snap_t', from, Math.min(100_000, SNAPSHOT_ROWS - from + 1)))
-  await target.ensureCollection(table('snap_copy'))
-  const psql = findExecutable('psql')
-  let copyMs: number | null = null
-  if (psql) {
-    const targetCopyUri = targetUri
-    started = performance.now()
-    await new Promise<void>((resolve, reject) => {
-      const pipe = spawn('bash', ['-c', `"${psql}" "${sourceUri}" -qc "COPY snap_t TO STDOUT" | "${psql}" "${targetCopyUri}" -qc "COPY snap_copy FROM STDIN"`], { stdio: 'inherit' })
-      pipe.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`COPY pipe exited with ${code}`))))
-    })
-    copyMs = performance.now() - started
-    if ((await target.count('snap_copy')) !== SNAPSHOT_ROWS) throw new Error('COPY lost rows')
+  if (wanted('snapshot')) {
+    // 3. snapshot of SNAPSHOT_ROWS rows vs COPY | COPY
+    await source.ensureCollection(table('snap_t'))
+    for (let from = 1; from <= SNAPSHOT_ROWS; from += 100_000) await source.query(generateSql('snap_t', from, Math.min(100_000, SNAPSHOT_ROWS - from + 1)))
+    await target.ensureCollection(table('snap_copy'))
+    const psql = findExecutable('psql')
+    let copyMs: number | null = null
+    let started: number
+    if (psql) {
+      const targetCopyUri = targetUri
+      started = performance.now()
+      await new Promise<void>((resolve, reject) => {
+        const pipe = spawn('bash', ['-c', `"${psql}" "${sourceUri}" -qc "COPY snap_t TO STDOUT" | "${psql}" "${targetCopyUri}" -qc "COPY snap_copy FROM STDIN"`], { stdio: 'inherit' })
+        pipe.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`COPY pipe exited with ${code}`))))
+      })
+      copyMs = performance.now() - started
+      if ((await target.count('snap_copy')) !== SNAPSHOT_ROWS) throw new Error('COPY lost rows')
   }
   let peakRss = process.memoryUsage().rss
   const sampler = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage().rss) }, 50)
@@ -171,41 +182,46 @@ try {
     rows: SNAPSHOT_ROWS, oursMs: Math.round(oursSnapshotMs), copyPipeMs: copyMs === null ? null : Math.round(copyMs),
     ratio: copyMs === null ? null : Number((oursSnapshotMs / copyMs).toFixed(2)), peakRssMB: Math.round(peakRss / 2 ** 20), target: '≤ 1.5× COPY, peak RSS < 300 MB',
   }
+  }
 
-  // 4. cross-dialect streaming rates
-  const file = sqliteFile('bench-cdc.db')
-  stops.push(async () => file.cleanup())
-  const sqlite = await connectDialect({ dialect: 'sqlite', uri: file.uri })
-  stops.push(() => sqlite.close())
-  await source.ensureCollection(table('to_sqlite'))
-  const toSqlite = await oursCatchUp(source, sqlite, 'to_sqlite', async () => { for (let from = 1; from <= ROWS; from += 1000) await source.query(generateSql('to_sqlite', from, Math.min(1000, ROWS - from + 1))) })
-  const cross: Record<string, number> = { 'postgres → sqlite rows/s': Math.round(toSqlite) }
-  if (mariadbAvailability().available) {
-    const mariadbServer = await startMariaDB()
-    stops.push(() => mariadbServer.stop())
-    const mariadb = await connectDialect({ dialect: 'mariadb', uri: (await createMariaDBDatabase(mariadbServer.url, 'bench')).replace(/^mysql:/, 'mariadb:') })
-    stops.push(() => mariadb.close())
-    await mariadb.ensureCollection(table('from_mariadb'))
-    const rows = Array.from({ length: 1000 }, (_, i) => i)
-    const fromMariadb = await oursCatchUp(mariadb, target, 'from_mariadb', async () => {
-      for (let from = 1; from <= ROWS; from += 1000) {
-        await mariadb.upsertMany('from_mariadb', rows.slice(0, Math.min(1000, ROWS - from + 1)).map((i) => ({
-          id: from + i, name: `user-${from + i}`, amount: '1.25', score: i / 7, active: i % 3 === 0, created: new Date(), tags: { g: i % 10 }, note: 'n'.repeat(40),
-        })))
-      }
-    })
-    cross['mariadb → postgres rows/s'] = Math.round(fromMariadb)
+  if (wanted('cross')) {
+    // 4. cross-dialect streaming rates
+    const file = sqliteFile('bench-cdc.db')
+    stops.push(async () => file.cleanup())
+    const sqlite = await connectDialect({ dialect: 'sqlite', uri: file.uri })
+    stops.push(() => sqlite.close())
+    await source.ensureCollection(table('to_sqlite'))
+    const toSqlite = await oursCatchUp(source, sqlite, 'to_sqlite', async () => { for (let from = 1; from <= ROWS; from += 1000) await source.query(generateSql('to_sqlite', from, Math.min(1000, ROWS - from + 1))) })
+    const cross: Record<string, number> = { 'postgres → sqlite rows/s': Math.round(toSqlite) }
+    if (mariadbAvailability().available) {
+      const mariadbServer = await startMariaDB()
+      stops.push(() => mariadbServer.stop())
+      const mariadb = await connectDialect({ dialect: 'mariadb', uri: (await createMariaDBDatabase(mariadbServer.url, 'bench')).replace(/^mysql:/, 'mariadb:') })
+      stops.push(() => mariadb.close())
+      await mariadb.ensureCollection(table('from_mariadb'))
+      const rows = Array.from({ length: 1000 }, (_, i) => i)
+      const fromMariadb = await oursCatchUp(mariadb, target, 'from_mariadb', async () => {
+        for (let from = 1; from <= ROWS; from += 1000) {
+          await mariadb.upsertMany('from_mariadb', rows.slice(0, Math.min(1000, ROWS - from + 1)).map((i) => ({
+            id: from + i, name: `user-${from + i}`, amount: '1.25', score: i / 7, active: i % 3 === 0, created: new Date(), tags: { g: i % 10 }, note: 'n'.repeat(40),
+          })))
+        }
+      })
+      cross['mariadb → postgres rows/s'] = Math.round(fromMariadb)
   }
   results.crossDialect = cross
+  }
 } finally {
   for (const stop of stops.reverse()) await stop().catch(() => undefined)
 }
 
 const machine = { hostname: hostname(), cpu: cpus()[0]?.model, cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), platform: `${platform()} ${release()}`, node: process.version }
 console.log(`\nbench:cdc — machine: ${machine.cpu} × ${machine.cores}, node ${machine.node}\n`)
-console.log('1. PostgreSQL → PostgreSQL streaming (backlog catch-up):'); console.table([results.streaming])
-console.log('2. end-to-end lag at 2,000 rows/s:'); console.table([results.lag])
-console.log('3. snapshot vs COPY | COPY:'); console.table([results.snapshot])
-console.log('4. cross-dialect streaming:'); console.table([results.crossDialect])
+if (results.streaming) { console.log('1. PostgreSQL → PostgreSQL streaming (backlog catch-up):'); console.table([results.streaming]) }
+if (results.lag) { console.log('2. end-to-end lag at 2,000 rows/s:'); console.table([results.lag]) }
+if (results.snapshot) { console.log('3. snapshot vs COPY | COPY:'); console.table([results.snapshot]) }
+if (results.crossDialect) { console.log('4. cross-dialect streaming:'); console.table([results.crossDialect]) }
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
-writeFileSync(new URL('./results/cdc.json', import.meta.url), `${JSON.stringify({ benchmark: 'cdc', date: new Date().toISOString(), machine, ...results }, null, 2)}\n`)
+const resultsFile = new URL('./results/cdc.json', import.meta.url)
+const earlier = args.only && existsSync(resultsFile) ? JSON.parse(readFileSync(resultsFile, 'utf8')) as Record<string, unknown> : {}
+writeFileSync(resultsFile, `${JSON.stringify({ ...earlier, benchmark: 'cdc', date: new Date().toISOString(), machine, ...results }, null, 2)}\n`)

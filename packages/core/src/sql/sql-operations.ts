@@ -433,8 +433,8 @@ function groupByShape(rows: Row[]): Array<{ columns: string[]; rows: Row[] }> {
   return [...groups.values()]
 }
 
-/** One array per column (for array-parameter upserts). */
-function encodeColumns(rows: Row[], columns: ColumnDescription[], flavor: SqlFlavor): unknown[][] {
+/** One array parameter per column (for array-parameter upserts). */
+function encodeColumns(rows: Row[], columns: ColumnDescription[], flavor: SqlFlavor): unknown[] {
   return columns.map((column) => {
     const encoder = columnEncoder(flavor, column)
     const values = new Array<unknown>(rows.length)
