@@ -1,6 +1,6 @@
 import {
-  collectionSchemaOf, describeKey, keyIdentity, keyOfRow, keyToObject, ReplicatorError, scanAll,
-  type ChangeEvent, type CollectionDescription, type Dialect, type DialectOperations, type Position, type Row,
+  collectionSchemaOf, describeKey, keyIdentity, keyOfRow, keyToObject, nativeColumnsFit, ReplicatorError, scanAll,
+  type ChangeEvent, type CollectionDescription, type Dialect, type DialectOperations, type NativeRow, type Position, type Row,
 } from '@mostajs/replicator-core'
 
 /** A replication rule: stream every change of `collections` from a source master to a target master. */
@@ -149,11 +149,28 @@ function transactionSlices(events: ChangeEvent[], size: number): Array<{ events:
   return slices
 }
 
+/**
+ * The net upsert of a key changed twice in one batch: the later image, completed by the
+ * earlier one when it is partial (unchanged TOAST columns were not sent).
+ */
+function laterImage(earlier: ChangeEvent, later: ChangeEvent): ChangeEvent {
+  const native = later.nativeAfter
+  if (native && !native.values.includes(undefined)) return later // complete: nothing to decode or merge
+  if (!later.after) return later
+  const merged: ChangeEvent = { ...later, after: { ...earlier.after, ...later.after } }
+  const previous = earlier.nativeAfter
+  if (native && previous && previous.columns === native.columns) {
+    merged.nativeAfter = { ...native, values: native.values.map((value, index) => (value === undefined ? previous.values[index] : value)) }
+  } else delete merged.nativeAfter
+  return merged
+}
+
 interface StoredOffset { position: Position | null; snapshotDone: boolean; origin?: string | null }
 
 /** JSON of an event that keeps bigint, Buffer and Date readable. */
 function eventJson(event: ChangeEvent): string {
-  return JSON.stringify(event, (_key, value: unknown) => {
+  return JSON.stringify(event, (key, value: unknown) => {
+    if (key === 'nativeAfter') return undefined // the same row as `after`
     if (typeof value === 'bigint') return value.toString()
     if (value && typeof value === 'object' && (value as { type?: string }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)) {
       return { $binary: Buffer.from((value as { data: number[] }).data).toString('base64') }
@@ -432,6 +449,26 @@ export class RuleRunner {
    * per-key order is kept), with the offset, in one target transaction. Rows the target
    * rejects go to the dead-letter table with the error; the rest of the batch still lands.
    */
+  /**
+   * True when every after-image is in the target's native text form and fits its table (same
+   * columns, same native types): the rows then go in as the source wrote them, undecoded.
+   */
+  private takesNative(events: ChangeEvent[], description: CollectionDescription): boolean {
+    const format = this.target.nativeTextFormat
+    if (!format) return false
+    for (const event of events) {
+      const native = event.nativeAfter
+      if (!native || native.format !== format) return false
+      let fit = this.nativeFits.get(native.columns)
+      if (fit?.description !== description) this.nativeFits.set(native.columns, (fit = { description, fits: nativeColumnsFit(native.columns, description) }))
+      if (!fit.fits) return false
+    }
+    return true
+  }
+
+  /** Whether rows of a source table's native columns fit a target table (as described then). */
+  private readonly nativeFits = new WeakMap<NativeRow['columns'], { description: CollectionDescription; fits: boolean }>()
+
   private async applyBatch(events: ChangeEvent[], position: Position): Promise<void> {
     const net = new Map<string, { upserts: Map<string, ChangeEvent>; deletes: Map<string, ChangeEvent>; primaryKey: string[] }>()
     for (const event of events) {
@@ -447,8 +484,7 @@ export class RuleRunner {
       } else {
         changes.deletes.delete(identity)
         const earlier = changes.upserts.get(identity)
-        // A partial after-image (unchanged TOAST columns) completes the earlier one of the same key.
-        changes.upserts.set(identity, earlier && event.after ? { ...event, after: { ...earlier.after, ...event.after } } : event)
+        changes.upserts.set(identity, earlier ? laterImage(earlier, event) : event)
       }
     }
     const deadLetters: Row[] = []
@@ -458,6 +494,15 @@ export class RuleRunner {
         const description = await this.target.describeCollection(collection)
         for (const identity of await this.resolveConflicts(tx, collection, changes)) skipped.add(`${collection}\u0000${identity}`)
         let upserts = [...changes.upserts.values()]
+        if (upserts.length && tx.upsertNative && this.takesNative(upserts, description)) {
+          try {
+            await tx.upsertNative(collection, upserts.map((event) => event.nativeAfter!))
+            upserts = []
+          } catch (error) {
+            // A row the target refuses: the portable path below names it and dead-letters it.
+            if (!ReplicatorError.isInstance(error) || error.code !== 'ROW_REJECTED') throw error
+          }
+        }
         for (let attempt = 0; upserts.length && attempt < 5; attempt++) {
           try {
             await tx.upsertMany(collection, upserts.map((event) => event.after!))

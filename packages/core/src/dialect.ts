@@ -70,8 +70,32 @@ export interface ChangeEvent {
   key: RowKey
   before?: Row | null
   after?: Row | null
+  /**
+   * The same after-image in the source's own text (see `NativeRow`), when the source dialect
+   * has a `nativeTextFormat`: a target of that format applies it without decoding it.
+   */
+  nativeAfter?: NativeRow
   source: { dialect: string; database: string; position: Position; ts: number }
   txId?: string
+}
+
+/**
+ * A row in its database's own text form (PostgreSQL: each value as its type's output
+ * function writes it). A target with the same `nativeTextFormat` whose table has the same
+ * native column types takes it as it is (`upsertNative`): no decoding into portable values and
+ * re-encoding, and no precision lost on the way (microseconds, numeric digits).
+ */
+export interface NativeRow {
+  format: string
+  /** The source table's columns and native types; one array shared by the rows of a table. */
+  columns: ReadonlyArray<{ readonly name: string; readonly nativeType: string }>
+  /** One text per column: null is SQL NULL; undefined was not sent (keep the target's value). */
+  values: ReadonlyArray<string | null | undefined>
+}
+
+/** True when rows of these native columns can be written into the described table as they are. */
+export function nativeColumnsFit(columns: NativeRow['columns'], description: CollectionDescription): boolean {
+  return columns.every((column) => description.columns.some((target) => target.name === column.name && target.nativeType === column.nativeType))
 }
 
 /** What a capture records. */
@@ -156,6 +180,12 @@ export interface DialectOperations {
    * the failing key(s); nothing of the batch is written.
    */
   upsertMany(collection: string, rows: Row[]): Promise<number>
+  /**
+   * `upsertMany` for rows in this dialect's `nativeTextFormat`, written without decoding; their
+   * columns must fit the table (`nativeColumnsFit`) and their keys be distinct. A rejected row
+   * fails the batch with ROW_REJECTED without naming it: `upsertMany` of the same rows does.
+   */
+  upsertNative?(collection: string, rows: NativeRow[]): Promise<number>
   /** Deletes rows by primary key (values or key objects) in one statement per batch. */
   deleteMany(collection: string, keys: RowKey[]): Promise<number>
   /** One keyset page ordered by primary key. */
@@ -211,6 +241,9 @@ export interface Dialect extends DialectOperations {
    * slot keeps from being recycled, or changelog rows not yet confirmed. For monitoring.
    */
   captureBacklog?(name: string): Promise<CaptureBacklog | null>
+
+  /** Name of the native text form of this database's values (see `NativeRow`), when it has one. */
+  readonly nativeTextFormat?: string
 
   // Bulk copy (snapshots into an empty table). Export and import pair only when both sides
   // name the same `bulkFormat` (PostgreSQL: `postgres-copy-text`): the rows then pass through

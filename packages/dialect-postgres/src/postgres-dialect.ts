@@ -4,18 +4,27 @@ import { pipeline } from 'node:stream/promises'
 import pg from 'pg'
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams'
 import {
-  columnDecoder, keyIdentity, keyOfRow, registerDialect, ReplicatorError, runTransactionOn, SqlDialect,
+  columnDecoder, keyIdentity, keyOfRow, keyToObject, registerDialect, ReplicatorError, runTransactionOn, SqlDialect,
   type CaptureBacklog, type CaptureOptions, type ChangeBatch, type ChangeEvent, type CollectionDescription, type NativeReplicationStatus,
-  type Position, type ReadChangesOptions, type Row, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor,
+  type NativeRow, type Position, type ReadChangesOptions, type Row, type RowKey, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor,
 } from '@mostajs/replicator-core'
-import { postgresFlavor } from './postgres-flavor.js'
+import { NATIVE_TEXT_FORMAT, postgresFlavor } from './postgres-flavor.js'
 import { formatLsn, parseLsn, parsePgOutput, UNCHANGED_TOAST, type PgOutputMessage, type Relation, type TupleValue } from './pgoutput.js'
 import { ReplicationStream } from './replication-stream.js'
 
 /** Converts the tuples of one relation. */
 interface RelationConverter {
   toRow(tuple: TupleValue[]): Row
+  /** The primary key of a tuple, decoding only the key columns. */
+  toKey(tuple: TupleValue[]): RowKey
   primaryKey: string[]
+  /** The relation's columns with their native types (null when the table no longer has one of them). */
+  nativeColumns: NativeRow['columns'] | null
+}
+
+/** Native text of a tuple: unchanged TOAST values become undefined (not sent). */
+function nativeValues(tuple: TupleValue[]): NativeRow['values'] {
+  return tuple.includes(UNCHANGED_TOAST) ? tuple.map((value) => (value === UNCHANGED_TOAST ? undefined : value)) : tuple as NativeRow['values']
 }
 
 /** How long slot operations wait for a slot held by another (dying) session. */
@@ -357,7 +366,7 @@ export class PostgresDialect extends SqlDialect {
     const transactions = await state.stream.take(Math.max(1, options.maxEvents), parseLsn(lsn), 10_000)
     if (!transactions.length) return { events: [], position: null }
     state.handedOut = transactions[transactions.length - 1]!.commitEnd
-    return this.decodeMessages(name, transactions.flatMap((transaction) => transaction.messages), after, state.relations, state.converters)
+    return this.decodeMessages(name, transactions.flatMap((transaction) => transaction.messages), after, state.relations, state.converters, true)
   }
 
   /** The same slot read with `pg_logical_slot_peek_binary_changes` (re-decoded from its restart point on each call). */
@@ -371,8 +380,12 @@ export class PostgresDialect extends SqlDialect {
     return this.decodeMessages(name, rows.map((row) => row.data), after, new Map(), new Map())
   }
 
-  /** pgoutput messages → change events of the transactions committed after `after`, in commit order. */
-  private async decodeMessages(name: string, messages: Buffer[], after: bigint, relations: Map<number, Relation>, converters: Map<number, RelationConverter>): Promise<ChangeBatch> {
+  /**
+   * pgoutput messages → change events of the transactions committed after `after`, in commit
+   * order. `nativeText`: the session that produced them has the settings of NATIVE_TEXT_SESSION,
+   * so their text can be handed on as `nativeAfter`.
+   */
+  private async decodeMessages(name: string, messages: Buffer[], after: bigint, relations: Map<number, Relation>, converters: Map<number, RelationConverter>, nativeText = false): Promise<ChangeBatch> {
     const events: ChangeEvent[] = []
     let pending: ChangeEvent[] = []
     let xid = 0
@@ -386,7 +399,7 @@ export class PostgresDialect extends SqlDialect {
         case 'insert': case 'update': case 'delete': {
           const relation = relations.get(message.relationOid)
           if (!relation) throw new ReplicatorError('QUERY_FAILED', `[replicator:postgres] pgoutput sent a change of relation ${message.relationOid} before describing it.`)
-          for (const event of await this.toEvents(message, relation, database, converters)) pending.push(event)
+          for (const event of await this.toEvents(message, relation, database, converters, nativeText)) pending.push(event)
           break
         }
         case 'truncate':
@@ -411,28 +424,41 @@ export class PostgresDialect extends SqlDialect {
     return { events, position: last === null ? null : { dialect: 'postgres', value: formatLsn(last) } }
   }
 
-  /** Turns one pgoutput row change into change events (an update of the key is a delete plus an upsert). */
-  private async toEvents(message: Extract<PgOutputMessage, { tag: 'insert' | 'update' | 'delete' }>, relation: Relation, database: string, converters: Map<number, RelationConverter>): Promise<ChangeEvent[]> {
+  /**
+   * Turns one pgoutput row change into change events (an update of the key is a delete plus an
+   * upsert). The after-image is decoded into portable values only when read: a target that
+   * takes the native text never pays for it.
+   */
+  private async toEvents(message: Extract<PgOutputMessage, { tag: 'insert' | 'update' | 'delete' }>, relation: Relation, database: string, converters: Map<number, RelationConverter>, nativeText: boolean): Promise<ChangeEvent[]> {
     let converter = converters.get(relation.oid)
     if (!converter) converters.set(relation.oid, (converter = await this.relationConverter(relation)))
-    const { toRow, primaryKey } = converter
-    const keyOf = (row: Row) => keyOfRow(row, primaryKey)
+    const { toRow, toKey, primaryKey, nativeColumns } = converter
     const source = { dialect: 'postgres', database, position: { dialect: 'postgres', value: '0/0' }, ts: 0 }
-    if (message.tag === 'insert') {
-      const after = toRow(message.tuple)
-      return [{ op: 'c', collection: relation.name, key: keyOf(after), before: null, after, source }]
-    }
     if (message.tag === 'delete') {
       const before = toRow(message.oldTuple)
-      return [{ op: 'd', collection: relation.name, key: keyOf(before), before: message.oldIsKeyOnly ? null : before, after: null, source }]
+      return [{ op: 'd', collection: relation.name, key: keyOfRow(before, primaryKey), before: message.oldIsKeyOnly ? null : before, after: null, source }]
     }
-    const after = toRow(message.tuple)
+    const tuple = message.tuple
+    const upsert = (op: 'c' | 'u', before: Row | null): ChangeEvent => {
+      let decoded: Row | null | undefined
+      const event: ChangeEvent = {
+        op, collection: relation.name, key: toKey(tuple), before,
+        get after(): Row | null { return decoded === undefined ? (decoded = toRow(tuple)) : decoded },
+        set after(row: Row | null | undefined) { decoded = row ?? null },
+        source,
+      }
+      if (nativeText && nativeColumns) event.nativeAfter = { format: NATIVE_TEXT_FORMAT, columns: nativeColumns, values: nativeValues(tuple) }
+      return event
+    }
+    if (message.tag === 'insert') return [upsert('c', null)]
     const before = message.oldTuple ? toRow(message.oldTuple) : null
     const events: ChangeEvent[] = []
-    if (before && keyIdentity(before, primaryKey) !== keyIdentity(after, primaryKey)) {
-      events.push({ op: 'd', collection: relation.name, key: keyOf(before), before: null, after: null, source: { ...source } })
+    if (before && keyIdentity(before, primaryKey) !== keyIdentity(keyToObject(toKey(tuple), primaryKey, relation.name), primaryKey)) {
+      events.push({ op: 'd', collection: relation.name, key: keyOfRow(before, primaryKey), before: null, after: null, source: { ...source } })
     }
-    events.push({ op: 'u', collection: relation.name, key: keyOf(after), before: message.oldIsKeyOnly ? null : before, after, source: { ...source } })
+    const event = upsert('u', message.oldIsKeyOnly ? null : before)
+    event.source = { ...source }
+    events.push(event)
     return events
   }
 
@@ -446,19 +472,34 @@ export class PostgresDialect extends SqlDialect {
       const decode = described ? columnDecoder(this.flavor, described) : null
       return { name: column.name, parse, decode }
     })
+    const decodeValue = (index: number, value: TupleValue | undefined): unknown => {
+      if (value === null || value === undefined || value === UNCHANGED_TOAST) return null
+      const { parse, decode } = parsers[index]!
+      const parsed = parse(value)
+      return decode && parsed !== null ? decode(parsed) : parsed
+    }
     const toRow = (tuple: TupleValue[]): Row => {
       const row: Row = {}
       for (let index = 0; index < parsers.length; index++) {
         const value = tuple[index]
-        const { name, parse, decode } = parsers[index]!
         if (value === UNCHANGED_TOAST || value === undefined) continue // not sent: leave the target's value alone
-        if (value === null) { row[name] = null; continue }
-        const parsed = parse(value)
-        row[name] = decode && parsed !== null ? decode(parsed) : parsed
+        row[parsers[index]!.name] = decodeValue(index, value)
       }
       return row
     }
-    return { toRow, primaryKey: description.primaryKey }
+    const keyIndexes = description.primaryKey.map((name) => relation.columns.findIndex((column) => column.name === name))
+    const keyValue = (tuple: TupleValue[], index: number): unknown => (tuple[index] === UNCHANGED_TOAST || tuple[index] === undefined ? undefined : decodeValue(index, tuple[index]))
+    const toKey = (tuple: TupleValue[]): RowKey => {
+      if (keyIndexes.some((index) => index < 0)) return keyOfRow(toRow(tuple), description.primaryKey)
+      if (keyIndexes.length === 1) return keyValue(tuple, keyIndexes[0]!) as RowKey
+      const key: Row = {}
+      for (let position = 0; position < keyIndexes.length; position++) key[description.primaryKey[position]!] = keyValue(tuple, keyIndexes[position]!)
+      return key
+    }
+    const nativeColumns = relation.columns.every((column) => byName.has(column.name))
+      ? relation.columns.map((column) => ({ name: column.name, nativeType: byName.get(column.name)!.nativeType }))
+      : null
+    return { toRow, toKey, primaryKey: description.primaryKey, nativeColumns }
   }
 
   async confirmChanges(name: string, position: Position): Promise<void> {

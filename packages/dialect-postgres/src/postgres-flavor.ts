@@ -9,6 +9,9 @@ const MAX_IDENTIFIER_BYTES = 63
 /** The spellings of a uuid PostgreSQL accepts (with or without hyphens and braces). */
 const UUID_TEXT = /^\{?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\}?$/i
 
+/** Values as PostgreSQL's type output functions write them, in an ISO DateStyle session (see NativeRow). */
+export const NATIVE_TEXT_FORMAT = 'postgres-text'
+
 /** An element of PostgreSQL array text: always quoted (so the string NULL stays a string). */
 function quoteArrayElement(value: string): string {
   return NEEDS_ARRAY_ESCAPE.test(value) ? `"${value.replace(NEEDS_ARRAY_ESCAPE_ALL, '\\$&')}"` : `"${value}"`
@@ -48,6 +51,8 @@ export const postgresFlavor: SqlFlavor = {
     const updates = columns.filter((column) => !keySet.has(column)).map((column) => `${column} = EXCLUDED.${column}`)
     return `INSERT INTO ${table} (${columns.join(', ')}) SELECT * FROM unnest(${arrays}) ON CONFLICT (${key.join(', ')}) ${updates.length ? `DO UPDATE SET ${updates.join(', ')}` : 'DO NOTHING'}`
   },
+
+  nativeTextFormat: NATIVE_TEXT_FORMAT,
 
   arrayParameter(values: unknown[]): unknown {
     // pg's generic array encoder (a type check and two regex replaces per element) cost more

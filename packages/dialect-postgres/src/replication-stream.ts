@@ -6,6 +6,12 @@ import { formatLsn } from './pgoutput.js'
 /** `both` of pg-copy-streams (CopyBoth mode), which its type declarations leave out. */
 const copyBoth = (copyStreams as unknown as { both(text: string, options: { alignOnCopyDataFrame: boolean }): Duplex & pg.Submittable }).both
 
+/**
+ * Session settings of the walsender, which writes the values' text: ISO dates (read the same
+ * whatever the target's DateStyle) and exact floats, so the text can be handed on as it is.
+ */
+const NATIVE_TEXT_SESSION = '-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3'
+
 /** Microseconds between the Unix epoch and PostgreSQL's (2000-01-01). */
 const PG_EPOCH_MICROS = 946_684_800_000_000n
 
@@ -42,7 +48,7 @@ export class ReplicationStream {
   private readonly maxTransactionMessages = Number(process.env.REPLICATOR_MAX_TRANSACTION_CHANGES) || 2_000_000
 
   private constructor(uri: string, private readonly slot: string, private readonly publication: string, from: bigint, connectTimeoutMs: number) {
-    this.client = new pg.Client({ connectionString: uri, replication: 'database', connectionTimeoutMillis: connectTimeoutMs, application_name: 'mostajs-replicator' } as pg.ClientConfig)
+    this.client = new pg.Client({ connectionString: uri, replication: 'database', connectionTimeoutMillis: connectTimeoutMs, application_name: 'mostajs-replicator', options: NATIVE_TEXT_SESSION } as pg.ClientConfig)
     this.confirmed = from
   }
 

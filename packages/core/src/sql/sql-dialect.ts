@@ -1,4 +1,4 @@
-import { DEFAULT_CAPABILITIES, HEARTBEAT_COLLECTION, HEARTBEAT_SCHEMA, type Dialect, type DialectCapabilities, type DialectConfig, type DialectOperations, type Heartbeat, type ScanOptions, type ScanPage } from '../dialect.js'
+import { DEFAULT_CAPABILITIES, HEARTBEAT_COLLECTION, HEARTBEAT_SCHEMA, type Dialect, type DialectCapabilities, type DialectConfig, type DialectOperations, type Heartbeat, type NativeRow, type ScanOptions, type ScanPage } from '../dialect.js'
 import { ReplicatorError, type ReplicatorErrorCode } from '../errors.js'
 import type { Filter, FindOptions, UpdateChanges } from '../filter.js'
 import { maskUri } from '../mask-uri.js'
@@ -104,6 +104,11 @@ export abstract class SqlDialect implements Dialect {
     return this.poolOperations
   }
 
+  /** See `Dialect.nativeTextFormat` (from the flavor). */
+  get nativeTextFormat(): string | undefined {
+    return this.flavor.nativeTextFormat
+  }
+
   // ---- CRUD, delegated to the pool-bound operations ----
 
   async find(collection: string, filter?: Filter, options?: FindOptions): Promise<Row[]> { return this.operations().find(collection, filter, options) }
@@ -113,6 +118,7 @@ export abstract class SqlDialect implements Dialect {
   async update(collection: string, filter: Filter, changes: UpdateChanges): Promise<number> { return this.operations().update(collection, filter, changes) }
   async delete(collection: string, filter: Filter): Promise<number> { return this.operations().delete(collection, filter) }
   async upsertMany(collection: string, rows: Row[]): Promise<number> { return this.operations().upsertMany(collection, rows) }
+  async upsertNative(collection: string, rows: NativeRow[]): Promise<number> { return this.operations().upsertNative(collection, rows) }
   async deleteMany(collection: string, keys: RowKey[]): Promise<number> { return this.operations().deleteMany(collection, keys) }
   async scan(collection: string, options?: ScanOptions): Promise<ScanPage> { return this.operations().scan(collection, options) }
   async query<T = Row>(sql: string, params?: unknown[]): Promise<T[]> { return this.operations().query<T>(sql, params) }

@@ -66,6 +66,11 @@ export interface SqlFlavor {
    * parameter (e.g. PostgreSQL array text built in one pass). Default: the JS array as is.
    */
   arrayParameter?(values: unknown[]): unknown
+  /**
+   * Optional, with `bulkUpsertSql` and `arrayParameter`: the name of the text form of values
+   * this database reads back through its type input functions (see `NativeRow`).
+   */
+  readonly nativeTextFormat?: string
   /** Column definition for CREATE TABLE. */
   columnDefinition(column: ColumnSchema, isKey: boolean): string
   /** SQL expression of the server's current time as a portable timestamp (for heartbeats). */

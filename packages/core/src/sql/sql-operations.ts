@@ -1,5 +1,5 @@
 import { ReplicatorError } from '../errors.js'
-import type { DialectOperations, ScanOptions, ScanPage } from '../dialect.js'
+import { nativeColumnsFit, type DialectOperations, type NativeRow, type ScanOptions, type ScanPage } from '../dialect.js'
 import type { Filter, FindOptions, UpdateChanges } from '../filter.js'
 import type { CollectionDescription, ColumnDescription, Row, RowKey } from '../schema.js'
 import { compileFilter, compileSort, requireColumn, SqlParams } from './compile-filter.js'
@@ -207,6 +207,42 @@ export class SqlOperations implements DialectOperations {
       const failures = await this.findRejectedRows(collection, description, groups.flatMap((group) => group.rows))
       throw rejectedBatch(this.dialect.name, collection, rows.length, failures, error)
     }
+    return rows.length
+  }
+
+  async upsertNative(collection: string, rows: NativeRow[]): Promise<number> {
+    const format = this.flavor.nativeTextFormat
+    if (!format || !this.flavor.bulkUpsertSql || !this.flavor.arrayParameter) throw new ReplicatorError('NOT_SUPPORTED', `[replicator:${this.dialect.name}] upsertNative: this dialect has no native text form; use upsertMany.`)
+    if (rows.length === 0) return 0
+    const description = await this.describe(collection)
+    const primaryKey = requirePrimaryKey(description, 'upsertNative')
+    // One statement per table shape and set of sent columns (an update may leave a TOASTed value out).
+    const groups = new Map<NativeRow['columns'], Map<string, NativeRow[]>>()
+    for (const row of rows) {
+      if (row.format !== format) throw new ReplicatorError('ROW_REJECTED', `upsertNative("${collection}"): a row in ${JSON.stringify(row.format)} was given to a ${format} database; nothing was written.`, { details: { collection } })
+      let shapes = groups.get(row.columns)
+      if (!shapes) {
+        if (!nativeColumnsFit(row.columns, description)) throw new ReplicatorError('ROW_REJECTED', `upsertNative("${collection}"): the rows' columns (${row.columns.map((column) => `${column.name} ${column.nativeType}`).join(', ')}) do not match the table's; nothing was written.`, { details: { collection } })
+        groups.set(row.columns, (shapes = new Map()))
+      }
+      let shape = ''
+      for (const value of row.values) shape += value === undefined ? '-' : '+'
+      const group = shapes.get(shape)
+      if (group) group.push(row)
+      else shapes.set(shape, [row])
+    }
+    const statements: Array<{ sql: string; params: unknown[] }> = []
+    for (const [columns, shapes] of groups) {
+      for (const [shape, group] of shapes) {
+        const indexes = columns.map((_column, index) => index).filter((index) => shape[index] === '+')
+        const names = indexes.map((index) => columns[index]!.name)
+        const missingKey = primaryKey.filter((name) => !names.includes(name))
+        if (missingKey.length) throw new ReplicatorError('ROW_REJECTED', `upsertNative("${collection}"): ${group.length} row(s) lack primary key column(s) ${missingKey.join(', ')}; nothing was written.`, { details: { collection, missing: missingKey } })
+        const params = indexes.map((index) => this.flavor.arrayParameter!(group.map((row) => row.values[index])))
+        statements.push({ sql: this.dialect.bulkUpsertStatement(collection, description, names), params })
+      }
+    }
+    await this.atomicIfMany(statements, collection)
     return rows.length
   }
 
