@@ -1,6 +1,6 @@
 import {
   collectionSchemaOf, describeKey, keyIdentity, keyOfRow, keyToObject, nativeColumnsFit, ReplicatorError, scanAll,
-  type ChangeEvent, type CollectionDescription, type Dialect, type DialectOperations, type NativeRow, type Position, type Row,
+  type ChangeBatch, type ChangeEvent, type CollectionDescription, type Dialect, type DialectOperations, type NativeRow, type Position, type Row,
 } from '@mostajs/replicator-core'
 
 /** A replication rule: stream every change of `collections` from a source master to a target master. */
@@ -276,25 +276,37 @@ export class RuleRunner {
     this.resumed = true
     let pendingSeen = false
     const batchSize = this.config.batchSize ?? 1000
-    for (;;) {
-      // Read wide (a log read can cost a scan of the retained log: PostgreSQL re-decodes from the
-      // slot's restart point), apply in target transactions of about batchSize, confirm once.
-      const batch = await this.source.readChanges!(this.config.name, { after: offset.position, maxEvents: Math.max(batchSize, READ_AHEAD_EVENTS) })
-      if (!batch.position) break
-      if (batch.events.length) {
-        pendingSeen = true
-        for (const slice of transactionSlices(batch.events, batchSize)) {
-          const sliceStarted = performance.now()
-          await this.applyBatch(slice.events, slice.position)
-          offset = { position: slice.position, snapshotDone: true }
-          const newestOfSlice = slice.events[slice.events.length - 1]!
-          this.observer.batchApplied?.({ rule: this.config.name, events: slice.events.length, durationMs: performance.now() - sliceStarted, lagMs: Math.max(0, Date.now() - newestOfSlice.source.ts) })
+    // Read wide (a log read can cost a scan of the retained log: PostgreSQL re-decodes from the
+    // slot's restart point), apply in target transactions of about batchSize, confirm once.
+    const read = (after: Position | null) => this.source.readChanges!(this.config.name, { after, maxEvents: Math.max(batchSize, READ_AHEAD_EVENTS) })
+    let next: Promise<ChangeBatch> | null = read(offset.position)
+    try {
+      for (;;) {
+        const batch: ChangeBatch = await next
+        next = null
+        if (!batch.position) break
+        // Read (and decode) the next batch while this one is applied. The source is asked for
+        // what follows this batch: nothing is confirmed before it is applied.
+        next = read(batch.position)
+        next.catch(() => undefined) // its failure is reported when it is awaited
+        if (batch.events.length) {
+          pendingSeen = true
+          for (const slice of transactionSlices(batch.events, batchSize)) {
+            const sliceStarted = performance.now()
+            await this.applyBatch(slice.events, slice.position)
+            offset = { position: slice.position, snapshotDone: true }
+            const newestOfSlice = slice.events[slice.events.length - 1]!
+            this.observer.batchApplied?.({ rule: this.config.name, events: slice.events.length, durationMs: performance.now() - sliceStarted, lagMs: Math.max(0, Date.now() - newestOfSlice.source.ts) })
+          }
+          const newest = batch.events[batch.events.length - 1]!
+          this.stats.lagMs = Math.max(0, Date.now() - newest.source.ts)
         }
-        const newest = batch.events[batch.events.length - 1]!
-        this.stats.lagMs = Math.max(0, Date.now() - newest.source.ts)
+        // also when only transactions the target already had were read: move the source past them
+        await this.source.confirmChanges!(this.config.name, batch.position)
       }
-      // also when only transactions the target already had were read: move the source past them
-      await this.source.confirmChanges!(this.config.name, batch.position)
+    } finally {
+      // A failed apply never leaves a read running behind it (it would hold the capture).
+      if (next) await next.catch(() => undefined)
     }
     if (!pendingSeen) this.stats.lagMs = 0
     this.stats.position = offset.position
@@ -470,14 +482,16 @@ export class RuleRunner {
   private readonly nativeFits = new WeakMap<NativeRow['columns'], { description: CollectionDescription; fits: boolean }>()
 
   private async applyBatch(events: ChangeEvent[], position: Position): Promise<void> {
-    const net = new Map<string, { upserts: Map<string, ChangeEvent>; deletes: Map<string, ChangeEvent>; primaryKey: string[] }>()
+    // `inserted`: keys whose first change in the batch is an insert (expected new on the target)
+    const net = new Map<string, { upserts: Map<string, ChangeEvent>; deletes: Map<string, ChangeEvent>; inserted: Set<string>; primaryKey: string[] }>()
     for (const event of events) {
       let changes = net.get(event.collection)
       if (!changes) {
         const { primaryKey } = await this.target.describeCollection(event.collection)
-        net.set(event.collection, (changes = { upserts: new Map(), deletes: new Map(), primaryKey }))
+        net.set(event.collection, (changes = { upserts: new Map(), deletes: new Map(), inserted: new Set(), primaryKey }))
       }
       const identity = keyIdentity(keyToObject(event.key, changes.primaryKey, event.collection), changes.primaryKey)
+      if (event.op === 'c' && !changes.upserts.has(identity) && !changes.deletes.has(identity)) changes.inserted.add(identity)
       if (event.op === 'd') {
         changes.upserts.delete(identity)
         changes.deletes.set(identity, event)
@@ -496,7 +510,8 @@ export class RuleRunner {
         let upserts = [...changes.upserts.values()]
         if (upserts.length && tx.upsertNative && this.takesNative(upserts, description)) {
           try {
-            await tx.upsertNative(collection, upserts.map((event) => event.nativeAfter!))
+            const fresh = [...changes.upserts.keys()].every((identity) => changes.inserted.has(identity))
+            await tx.upsertNative(collection, upserts.map((event) => event.nativeAfter!), { fresh })
             upserts = []
           } catch (error) {
             // A row the target refuses: the portable path below names it and dead-letters it.
@@ -528,7 +543,7 @@ export class RuleRunner {
     const dead = new Set(deadLetters.map((letter) => letter.id))
     for (const event of events) {
       const detail = this.perCollection.get(event.collection)
-      if (dead.has(this.deadLetterId(event, position))) continue
+      if (dead.size && dead.has(this.deadLetterId(event, position))) continue
       if (skipped.size) {
         const primaryKey = net.get(event.collection)!.primaryKey
         if (skipped.has(`${event.collection}\u0000${keyIdentity(keyToObject(event.key, primaryKey, event.collection), primaryKey)}`)) continue

@@ -184,8 +184,10 @@ export interface DialectOperations {
    * `upsertMany` for rows in this dialect's `nativeTextFormat`, written without decoding; their
    * columns must fit the table (`nativeColumnsFit`) and their keys be distinct. A rejected row
    * fails the batch with ROW_REJECTED without naming it: `upsertMany` of the same rows does.
+   * `fresh`: the rows are expected to be new (captured inserts): inside a transaction they may
+   * be bulk-loaded (PostgreSQL COPY), falling back to the upsert when a key exists already.
    */
-  upsertNative?(collection: string, rows: NativeRow[]): Promise<number>
+  upsertNative?(collection: string, rows: NativeRow[], options?: { fresh?: boolean }): Promise<number>
   /** Deletes rows by primary key (values or key objects) in one statement per batch. */
   deleteMany(collection: string, keys: RowKey[]): Promise<number>
   /** One keyset page ordered by primary key. */

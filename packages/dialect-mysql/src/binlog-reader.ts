@@ -146,11 +146,16 @@ export class BinlogReader {
     }
   }
 
-  /** Buffered transactions, whole, up to about `maxEvents` events. */
-  take(maxEvents: number): { events: ChangeEvent[]; position: BinlogPosition | null } {
+  /**
+   * Buffered transactions, whole, up to about `maxEvents` events: those after the one of
+   * `afterGtid` when it is still buffered (a caller reading ahead of its confirmations), else
+   * from the oldest one not confirmed.
+   */
+  take(maxEvents: number, afterGtid: string | null): { events: ChangeEvent[]; position: BinlogPosition | null } {
     const events: ChangeEvent[] = []
     let position: BinlogPosition | null = null
-    for (const transaction of this.transactions) {
+    const start = afterGtid ? this.transactions.findIndex((transaction) => transaction.position.gtid === afterGtid) + 1 : 0
+    for (const transaction of this.transactions.slice(start)) {
       if (events.length && events.length + transaction.events.length > maxEvents) break
       events.push(...transaction.events)
       position = transaction.position

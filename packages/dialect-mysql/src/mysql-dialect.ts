@@ -225,7 +225,7 @@ export class MysqlDialect extends SqlDialect {
     }
     const [status] = await this.query<{ File: string; Position: number }>('SHOW MASTER STATUS')
     if (status) await reader.catchUp({ file: status.File, pos: Number(status.Position) }, 3000)
-    const { events, position } = reader.take(Math.max(1, options.maxEvents))
+    const { events, position } = reader.take(Math.max(1, options.maxEvents), options.after ? from : null)
     return { events, position: position ? { dialect: this.name, value: { ...position } } : null }
   }
 

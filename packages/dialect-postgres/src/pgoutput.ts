@@ -55,7 +55,8 @@ class Reader {
     this.offset = end + 1
     return value
   }
-  bytes(length: number): Buffer { const value = this.buffer.subarray(this.offset, this.offset + length); this.offset += length; return value }
+  /** `length` bytes of UTF-8 as a string (no intermediate Buffer: one per value adds up). */
+  text(length: number): string { const value = this.buffer.toString('utf8', this.offset, this.offset + length); this.offset += length; return value }
   tuple(): TupleValue[] {
     const count = this.int16()
     const values: TupleValue[] = new Array(count)
@@ -63,7 +64,7 @@ class Reader {
       const kind = this.char()
       if (kind === 'n') values[index] = null
       else if (kind === 'u') values[index] = UNCHANGED_TOAST
-      else if (kind === 't') values[index] = this.bytes(this.int32()).toString('utf8')
+      else if (kind === 't') values[index] = this.text(this.int32())
       else throw new Error(`pgoutput: unsupported tuple value kind "${kind}" (binary mode is not used)`)
     }
     return values

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { Transform, type Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
+import { finished, pipeline } from 'node:stream/promises'
 import pg from 'pg'
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams'
 import {
@@ -20,6 +20,44 @@ interface RelationConverter {
   primaryKey: string[]
   /** The relation's columns with their native types (null when the table no longer has one of them). */
   nativeColumns: NativeRow['columns'] | null
+}
+
+/**
+ * Appends the change events of one pgoutput row change (an update of the key is a delete plus
+ * an upsert). Upserts decode their portable after-image only when it is read: a target that
+ * takes the native text never pays for it.
+ */
+function pushEvents(events: ChangeEvent[], message: Extract<PgOutputMessage, { tag: 'insert' | 'update' | 'delete' }>, collection: string, converter: RelationConverter, source: ChangeEvent['source'], nativeText: boolean): void {
+  const { toRow, toKey, primaryKey } = converter
+  if (message.tag === 'delete') {
+    const before = toRow(message.oldTuple)
+    events.push({ op: 'd', collection, key: keyOfRow(before, primaryKey), before: message.oldIsKeyOnly ? null : before, after: null, source })
+    return
+  }
+  const native = nativeText ? converter.nativeColumns : null
+  if (message.tag === 'insert') {
+    events.push(lazyUpsert('c', collection, toKey(message.tuple), null, message.tuple, converter, source, native))
+    return
+  }
+  const before = message.oldTuple ? toRow(message.oldTuple) : null
+  const key = toKey(message.tuple)
+  if (before && keyIdentity(before, primaryKey) !== keyIdentity(keyToObject(key, primaryKey, collection), primaryKey)) {
+    events.push({ op: 'd', collection, key: keyOfRow(before, primaryKey), before: null, after: null, source })
+  }
+  events.push(lazyUpsert('u', collection, key, message.oldIsKeyOnly ? null : before, message.tuple, converter, source, native))
+}
+
+/** An upsert event whose `after` is decoded from `tuple` on first read (and can be replaced). */
+function lazyUpsert(op: 'c' | 'u', collection: string, key: RowKey, before: Row | null, tuple: TupleValue[], converter: RelationConverter, source: ChangeEvent['source'], nativeColumns: NativeRow['columns'] | null): ChangeEvent {
+  let decoded: Row | null | undefined
+  const event: ChangeEvent = {
+    op, collection, key, before,
+    get after(): Row | null { return decoded === undefined ? (decoded = converter.toRow(tuple)) : decoded },
+    set after(row: Row | null | undefined) { decoded = row ?? null },
+    source,
+  }
+  if (nativeColumns) event.nativeAfter = { format: NATIVE_TEXT_FORMAT, columns: nativeColumns, values: nativeValues(tuple) }
+  return event
 }
 
 /** Native text of a tuple: unchanged TOAST values become undefined (not sent). */
@@ -84,6 +122,15 @@ function executorOf(client: pg.Pool | pg.PoolClient, inTransaction: boolean): Sq
       const result = await client.query(sql, params)
       return { rows: result.rows, affected: result.rowCount ?? 0 }
     },
+    // on one connection only (a pool would hand the COPY to any of its clients)
+    ...(inTransaction ? {
+      async copyIn(sql: string, data: string) {
+        const sink = (client as pg.PoolClient).query(copyFrom(sql))
+        sink.end(data)
+        await finished(sink)
+        return Number(sink.rowCount ?? 0)
+      },
+    } : {}),
   }
 }
 
@@ -345,9 +392,10 @@ export class PostgresDialect extends SqlDialect {
     const { slot, publication } = this.captureObjects(name)
     const after = options.after ? parseLsn(String(options.after.value)) : 0n
     let state = this.streams.get(name)
-    // What was handed out last time was never confirmed: the caller's apply failed. Read again
-    // from the slot's confirmed position (the caller skips what it already has).
-    if (state && (state.stream.error || state.handedOut > state.confirmed)) {
+    // The caller asks for changes it was handed already and never confirmed (its apply failed,
+    // or a new consumer starts over): read again from the slot's confirmed position. A caller
+    // reading ahead (`after` = the end of what it was handed) just goes on.
+    if (state && (state.stream.error || (after < state.handedOut && state.handedOut > state.confirmed))) {
       await state.stream.close()
       this.streams.delete(name)
       state = undefined
@@ -388,30 +436,38 @@ export class PostgresDialect extends SqlDialect {
   private async decodeMessages(name: string, messages: Buffer[], after: bigint, relations: Map<number, Relation>, converters: Map<number, RelationConverter>, nativeText = false): Promise<ChangeBatch> {
     const events: ChangeEvent[] = []
     let pending: ChangeEvent[] = []
+    const database = decodeURIComponent(new URL(this.config.uri).pathname.slice(1))
+    // shared by the events of one transaction, completed at its commit
+    let source: ChangeEvent['source'] = { dialect: 'postgres', database, position: { dialect: 'postgres', value: '0/0' }, ts: 0 }
     let xid = 0
     let last: bigint | null = null
-    const database = decodeURIComponent(new URL(this.config.uri).pathname.slice(1))
     for (const data of messages) {
       const message = parsePgOutput(data)
       switch (message.tag) {
-        case 'begin': pending = []; xid = message.xid; break
+        case 'begin':
+          pending = []
+          xid = message.xid
+          source = { dialect: 'postgres', database, position: source.position, ts: 0 }
+          break
         case 'relation': relations.set(message.relation.oid, message.relation); converters.delete(message.relation.oid); break
         case 'insert': case 'update': case 'delete': {
           const relation = relations.get(message.relationOid)
           if (!relation) throw new ReplicatorError('QUERY_FAILED', `[replicator:postgres] pgoutput sent a change of relation ${message.relationOid} before describing it.`)
-          for (const event of await this.toEvents(message, relation, database, converters, nativeText)) pending.push(event)
+          let converter = converters.get(relation.oid)
+          if (!converter) converters.set(relation.oid, (converter = await this.relationConverter(relation)))
+          pushEvents(pending, message, relation.name, converter, source, nativeText)
           break
         }
         case 'truncate':
           throw new ReplicatorError('NOT_SUPPORTED', `[replicator:postgres] A TRUNCATE was captured by "${name}" on ${this.maskedUri}; truncates cannot be replayed row by row yet. Re-run the rule's snapshot.`)
         case 'commit': {
           last = message.endLsn // also past skipped transactions, so the slot can be advanced over them
-          if (message.endLsn > after) {
-            const position = { dialect: 'postgres', value: formatLsn(message.endLsn) }
+          if (message.endLsn > after && pending.length) {
+            source.position = { dialect: 'postgres', value: formatLsn(message.endLsn) }
+            source.ts = message.commitTime
+            const txId = String(xid)
             for (const event of pending) {
-              event.source.position = position
-              event.source.ts = message.commitTime
-              event.txId = String(xid)
+              event.txId = txId
               events.push(event)
             }
           }
@@ -422,44 +478,6 @@ export class PostgresDialect extends SqlDialect {
       }
     }
     return { events, position: last === null ? null : { dialect: 'postgres', value: formatLsn(last) } }
-  }
-
-  /**
-   * Turns one pgoutput row change into change events (an update of the key is a delete plus an
-   * upsert). The after-image is decoded into portable values only when read: a target that
-   * takes the native text never pays for it.
-   */
-  private async toEvents(message: Extract<PgOutputMessage, { tag: 'insert' | 'update' | 'delete' }>, relation: Relation, database: string, converters: Map<number, RelationConverter>, nativeText: boolean): Promise<ChangeEvent[]> {
-    let converter = converters.get(relation.oid)
-    if (!converter) converters.set(relation.oid, (converter = await this.relationConverter(relation)))
-    const { toRow, toKey, primaryKey, nativeColumns } = converter
-    const source = { dialect: 'postgres', database, position: { dialect: 'postgres', value: '0/0' }, ts: 0 }
-    if (message.tag === 'delete') {
-      const before = toRow(message.oldTuple)
-      return [{ op: 'd', collection: relation.name, key: keyOfRow(before, primaryKey), before: message.oldIsKeyOnly ? null : before, after: null, source }]
-    }
-    const tuple = message.tuple
-    const upsert = (op: 'c' | 'u', before: Row | null): ChangeEvent => {
-      let decoded: Row | null | undefined
-      const event: ChangeEvent = {
-        op, collection: relation.name, key: toKey(tuple), before,
-        get after(): Row | null { return decoded === undefined ? (decoded = toRow(tuple)) : decoded },
-        set after(row: Row | null | undefined) { decoded = row ?? null },
-        source,
-      }
-      if (nativeText && nativeColumns) event.nativeAfter = { format: NATIVE_TEXT_FORMAT, columns: nativeColumns, values: nativeValues(tuple) }
-      return event
-    }
-    if (message.tag === 'insert') return [upsert('c', null)]
-    const before = message.oldTuple ? toRow(message.oldTuple) : null
-    const events: ChangeEvent[] = []
-    if (before && keyIdentity(before, primaryKey) !== keyIdentity(keyToObject(toKey(tuple), primaryKey, relation.name), primaryKey)) {
-      events.push({ op: 'd', collection: relation.name, key: keyOfRow(before, primaryKey), before: null, after: null, source: { ...source } })
-    }
-    const event = upsert('u', message.oldIsKeyOnly ? null : before)
-    event.source = { ...source }
-    events.push(event)
-    return events
   }
 
   /** Text values of a relation's tuples → portable values, prepared once per relation and read. */

@@ -19,6 +19,11 @@ function quoteArrayElement(value: string): string {
 const NEEDS_ARRAY_ESCAPE = /["\\]/
 const NEEDS_ARRAY_ESCAPE_ALL = /["\\]/g
 
+/** Characters COPY's text format escapes (the rest of a value is taken as it is). */
+const COPY_ESCAPE = /[\\\n\r\t]/
+const COPY_ESCAPE_ALL = /[\\\n\r\t]/g
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' }
+
 /** SQL spelling and value conversion for PostgreSQL. */
 export const postgresFlavor: SqlFlavor = {
   family: 'postgres',
@@ -53,6 +58,18 @@ export const postgresFlavor: SqlFlavor = {
   },
 
   nativeTextFormat: NATIVE_TEXT_FORMAT,
+
+  copyInSql: (table, columns) => `COPY ${table} (${columns.join(', ')}) FROM STDIN`,
+
+  copyInLine(values) {
+    let line = ''
+    for (let index = 0; index < values.length; index++) {
+      const value = values[index]
+      if (index) line += '\t'
+      line += value === null || value === undefined ? '\\N' : COPY_ESCAPE.test(value) ? value.replace(COPY_ESCAPE_ALL, (char) => COPY_ESCAPES[char]!) : value
+    }
+    return `${line}\n`
+  },
 
   arrayParameter(values: unknown[]): unknown {
     // pg's generic array encoder (a type check and two regex replaces per element) cost more

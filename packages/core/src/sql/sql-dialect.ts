@@ -118,7 +118,7 @@ export abstract class SqlDialect implements Dialect {
   async update(collection: string, filter: Filter, changes: UpdateChanges): Promise<number> { return this.operations().update(collection, filter, changes) }
   async delete(collection: string, filter: Filter): Promise<number> { return this.operations().delete(collection, filter) }
   async upsertMany(collection: string, rows: Row[]): Promise<number> { return this.operations().upsertMany(collection, rows) }
-  async upsertNative(collection: string, rows: NativeRow[]): Promise<number> { return this.operations().upsertNative(collection, rows) }
+  async upsertNative(collection: string, rows: NativeRow[], options?: { fresh?: boolean }): Promise<number> { return this.operations().upsertNative(collection, rows, options) }
   async deleteMany(collection: string, keys: RowKey[]): Promise<number> { return this.operations().deleteMany(collection, keys) }
   async scan(collection: string, options?: ScanOptions): Promise<ScanPage> { return this.operations().scan(collection, options) }
   async query<T = Row>(sql: string, params?: unknown[]): Promise<T[]> { return this.operations().query<T>(sql, params) }

@@ -22,6 +22,8 @@ export interface SqlExecuteOptions {
 /** Runs SQL on a pool or on the connection of an open transaction. */
 export interface SqlExecutor {
   execute(sql: string, params: unknown[], options?: SqlExecuteOptions): Promise<SqlResult>
+  /** Optional (with the flavor's `copyInSql`): streams `data` into a `COPY … FROM STDIN`; resolves with the row count. */
+  copyIn?(sql: string, data: string): Promise<number>
   /** True when this executor is inside a transaction (savepoints are then used for atomic steps). */
   readonly inTransaction: boolean
 }
@@ -71,6 +73,13 @@ export interface SqlFlavor {
    * this database reads back through its type input functions (see `NativeRow`).
    */
   readonly nativeTextFormat?: string
+  /**
+   * Optional, with `nativeTextFormat`: the bulk load of native rows that are new (PostgreSQL
+   * `COPY … FROM STDIN`, about three times cheaper for the server than an upsert), and one row
+   * of its input. Names are quoted.
+   */
+  copyInSql?(table: string, columns: string[]): string
+  copyInLine?(values: ReadonlyArray<string | null | undefined>): string
   /** Column definition for CREATE TABLE. */
   columnDefinition(column: ColumnSchema, isKey: boolean): string
   /** SQL expression of the server's current time as a portable timestamp (for heartbeats). */

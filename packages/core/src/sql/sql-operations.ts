@@ -210,7 +210,7 @@ export class SqlOperations implements DialectOperations {
     return rows.length
   }
 
-  async upsertNative(collection: string, rows: NativeRow[]): Promise<number> {
+  async upsertNative(collection: string, rows: NativeRow[], options: { fresh?: boolean } = {}): Promise<number> {
     const format = this.flavor.nativeTextFormat
     if (!format || !this.flavor.bulkUpsertSql || !this.flavor.arrayParameter) throw new ReplicatorError('NOT_SUPPORTED', `[replicator:${this.dialect.name}] upsertNative: this dialect has no native text form; use upsertMany.`)
     if (rows.length === 0) return 0
@@ -238,12 +238,39 @@ export class SqlOperations implements DialectOperations {
         const names = indexes.map((index) => columns[index]!.name)
         const missingKey = primaryKey.filter((name) => !names.includes(name))
         if (missingKey.length) throw new ReplicatorError('ROW_REJECTED', `upsertNative("${collection}"): ${group.length} row(s) lack primary key column(s) ${missingKey.join(', ')}; nothing was written.`, { details: { collection, missing: missingKey } })
+        if (options.fresh && !shape.includes('-') && await this.copyNew(collection, names, group)) continue
         const params = indexes.map((index) => this.flavor.arrayParameter!(group.map((row) => row.values[index])))
         statements.push({ sql: this.dialect.bulkUpsertStatement(collection, description, names), params })
       }
     }
-    await this.atomicIfMany(statements, collection)
+    if (statements.length) await this.atomicIfMany(statements, collection)
     return rows.length
+  }
+
+  /**
+   * Loads rows expected to be new by the flavor's bulk load, all or nothing (a savepoint in a
+   * transaction). False when it cannot or when the database refused a row (a key that exists
+   * already: a batch applied again after a crash): the caller then upserts them.
+   */
+  private async copyNew(collection: string, columns: string[], rows: NativeRow[]): Promise<boolean> {
+    const { copyInSql, copyInLine } = this.flavor
+    if (!copyInSql || !copyInLine || !this.executor.copyIn || !this.executor.inTransaction) return false
+    const sql = copyInSql.call(this.flavor, this.q(collection), columns.map((name) => this.q(name)))
+    let data = ''
+    for (const row of rows) data += copyInLine.call(this.flavor, row.values)
+    try {
+      await this.atomic(async () => {
+        try {
+          await this.executor.copyIn!(sql, data)
+        } catch (error) {
+          throw this.dialect.toReplicatorError(error, collection)
+        }
+      })
+      return true
+    } catch (error) {
+      if (ReplicatorError.isInstance(error) && error.code === 'ROW_REJECTED') return false
+      throw error
+    }
   }
 
   async deleteMany(collection: string, keys: RowKey[]): Promise<number> {
