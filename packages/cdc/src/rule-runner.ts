@@ -1,5 +1,5 @@
 import {
-  collectionSchemaOf, describeKey, keyIdentity, keyOfRow, keyToObject, nativeColumnsFit, ReplicatorError, scanAll,
+  collectionSchemaOf, describeKey, keyIdentity, keyOfRow, keyToObject, mergeNativeRows, nativeColumnsFit, nativeRowComplete, ReplicatorError, scanAll,
   type ChangeBatch, type ChangeEvent, type CollectionDescription, type Dialect, type DialectOperations, type NativeRow, type Position, type Row,
 } from '@mostajs/replicator-core'
 
@@ -155,13 +155,12 @@ function transactionSlices(events: ChangeEvent[], size: number): Array<{ events:
  */
 function laterImage(earlier: ChangeEvent, later: ChangeEvent): ChangeEvent {
   const native = later.nativeAfter
-  if (native && !native.values.includes(undefined)) return later // complete: nothing to decode or merge
+  if (native && nativeRowComplete(native)) return later // complete: nothing to decode or merge
   if (!later.after) return later
   const merged: ChangeEvent = { ...later, after: { ...earlier.after, ...later.after } }
   const previous = earlier.nativeAfter
-  if (native && previous && previous.columns === native.columns) {
-    merged.nativeAfter = { ...native, values: native.values.map((value, index) => (value === undefined ? previous.values[index] : value)) }
-  } else delete merged.nativeAfter
+  if (native && previous && previous.columns === native.columns) merged.nativeAfter = mergeNativeRows(previous, native)
+  else delete merged.nativeAfter
   return merged
 }
 

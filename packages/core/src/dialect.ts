@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream'
 import type { Filter, FindOptions, UpdateChanges } from './filter.js'
+import type { NativeRow } from './native-row.js'
 import type { CollectionDescription, CollectionSchema, EntitySchema, Row, RowKey } from './schema.js'
 
 /** Connection settings given to a dialect factory. Only what the dialects use. */
@@ -79,24 +80,6 @@ export interface ChangeEvent {
   txId?: string
 }
 
-/**
- * A row in its database's own text form (PostgreSQL: each value as its type's output
- * function writes it). A target with the same `nativeTextFormat` whose table has the same
- * native column types takes it as it is (`upsertNative`): no decoding into portable values and
- * re-encoding, and no precision lost on the way (microseconds, numeric digits).
- */
-export interface NativeRow {
-  format: string
-  /** The source table's columns and native types; one array shared by the rows of a table. */
-  columns: ReadonlyArray<{ readonly name: string; readonly nativeType: string }>
-  /** One text per column: null is SQL NULL; undefined was not sent (keep the target's value). */
-  values: ReadonlyArray<string | null | undefined>
-}
-
-/** True when rows of these native columns can be written into the described table as they are. */
-export function nativeColumnsFit(columns: NativeRow['columns'], description: CollectionDescription): boolean {
-  return columns.every((column) => description.columns.some((target) => target.name === column.name && target.nativeType === column.nativeType))
-}
 
 /** What a capture records. */
 export interface CaptureOptions {

@@ -1,3 +1,5 @@
+import { NATIVE_NULL, NATIVE_UNSENT } from '@mostajs/replicator-core'
+
 /**
  * A reader of PostgreSQL's `pgoutput` logical replication messages (protocol version 1), as
  * returned by `pg_logical_slot_peek_binary_changes`. Only what change capture needs.
@@ -20,19 +22,24 @@ export interface Relation {
   columns: RelationColumn[]
 }
 
-/** A column value of a tuple: text, null, or "unchanged TOAST" (the value was not sent). */
-export type TupleValue = string | null | typeof UNCHANGED_TOAST
-
-/** Marker of a TOASTed column that an update left unchanged: never write it to a target. */
-export const UNCHANGED_TOAST = Symbol('unchanged-toast')
+/**
+ * A tuple as it arrived: its values stay bytes of the message (`data`) until something reads
+ * them. Per column i, `spans[2i]` is where its text starts, or NATIVE_NULL, or NATIVE_UNSENT
+ * ("unchanged TOAST": an update left the value out — never write a placeholder for it), and
+ * `spans[2i + 1]` its length in bytes: the layout of a NativeRow.
+ */
+export interface RawTuple {
+  data: Buffer
+  spans: Int32Array
+}
 
 export type PgOutputMessage =
   | { tag: 'begin'; finalLsn: bigint; commitTime: number; xid: number }
   | { tag: 'commit'; commitLsn: bigint; endLsn: bigint; commitTime: number }
   | { tag: 'relation'; relation: Relation }
-  | { tag: 'insert'; relationOid: number; tuple: TupleValue[] }
-  | { tag: 'update'; relationOid: number; oldTuple: TupleValue[] | null; oldIsKeyOnly: boolean; tuple: TupleValue[] }
-  | { tag: 'delete'; relationOid: number; oldTuple: TupleValue[]; oldIsKeyOnly: boolean }
+  | { tag: 'insert'; relationOid: number; tuple: RawTuple }
+  | { tag: 'update'; relationOid: number; oldTuple: RawTuple | null; oldIsKeyOnly: boolean; tuple: RawTuple }
+  | { tag: 'delete'; relationOid: number; oldTuple: RawTuple; oldIsKeyOnly: boolean }
   | { tag: 'truncate'; relationOids: number[] }
   | { tag: 'other'; code: string }
 
@@ -55,19 +62,21 @@ class Reader {
     this.offset = end + 1
     return value
   }
-  /** `length` bytes of UTF-8 as a string (no intermediate Buffer: one per value adds up). */
-  text(length: number): string { const value = this.buffer.toString('utf8', this.offset, this.offset + length); this.offset += length; return value }
-  tuple(): TupleValue[] {
+  tuple(): RawTuple {
     const count = this.int16()
-    const values: TupleValue[] = new Array(count)
+    const spans = new Int32Array(2 * count)
     for (let index = 0; index < count; index++) {
-      const kind = this.char()
-      if (kind === 'n') values[index] = null
-      else if (kind === 'u') values[index] = UNCHANGED_TOAST
-      else if (kind === 't') values[index] = this.text(this.int32())
-      else throw new Error(`pgoutput: unsupported tuple value kind "${kind}" (binary mode is not used)`)
+      const kind = this.byte()
+      if (kind === 0x6e /* n */) spans[2 * index] = NATIVE_NULL
+      else if (kind === 0x75 /* u */) spans[2 * index] = NATIVE_UNSENT
+      else if (kind === 0x74 /* t */) {
+        const length = this.int32()
+        spans[2 * index] = this.offset
+        spans[2 * index + 1] = length
+        this.offset += length
+      } else throw new Error(`pgoutput: unsupported tuple value kind "${String.fromCharCode(kind)}" (binary mode is not used)`)
     }
-    return values
+    return { data: this.buffer, spans }
   }
 }
 
@@ -105,7 +114,7 @@ export function parsePgOutput(data: Buffer): PgOutputMessage {
     case 'U': {
       const relationOid = reader.int32()
       let kind = reader.char()
-      let oldTuple: TupleValue[] | null = null
+      let oldTuple: RawTuple | null = null
       let oldIsKeyOnly = false
       if (kind === 'K' || kind === 'O') {
         oldIsKeyOnly = kind === 'K'

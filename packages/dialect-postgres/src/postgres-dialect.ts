@@ -4,19 +4,19 @@ import { finished, pipeline } from 'node:stream/promises'
 import pg from 'pg'
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams'
 import {
-  columnDecoder, keyIdentity, keyOfRow, keyToObject, registerDialect, ReplicatorError, runTransactionOn, SqlDialect,
+  columnDecoder, keyIdentity, keyOfRow, keyToObject, nativeText, registerDialect, ReplicatorError, runTransactionOn, SqlDialect,
   type CaptureBacklog, type CaptureOptions, type ChangeBatch, type ChangeEvent, type CollectionDescription, type NativeReplicationStatus,
   type NativeRow, type Position, type ReadChangesOptions, type Row, type RowKey, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor,
 } from '@mostajs/replicator-core'
 import { NATIVE_TEXT_FORMAT, postgresFlavor } from './postgres-flavor.js'
-import { formatLsn, parseLsn, parsePgOutput, UNCHANGED_TOAST, type PgOutputMessage, type Relation, type TupleValue } from './pgoutput.js'
+import { formatLsn, parseLsn, parsePgOutput, type PgOutputMessage, type RawTuple, type Relation } from './pgoutput.js'
 import { ReplicationStream } from './replication-stream.js'
 
 /** Converts the tuples of one relation. */
 interface RelationConverter {
-  toRow(tuple: TupleValue[]): Row
+  toRow(tuple: RawTuple): Row
   /** The primary key of a tuple, decoding only the key columns. */
-  toKey(tuple: TupleValue[]): RowKey
+  toKey(tuple: RawTuple): RowKey
   primaryKey: string[]
   /** The relation's columns with their native types (null when the table no longer has one of them). */
   nativeColumns: NativeRow['columns'] | null
@@ -48,7 +48,7 @@ function pushEvents(events: ChangeEvent[], message: Extract<PgOutputMessage, { t
 }
 
 /** An upsert event whose `after` is decoded from `tuple` on first read (and can be replaced). */
-function lazyUpsert(op: 'c' | 'u', collection: string, key: RowKey, before: Row | null, tuple: TupleValue[], converter: RelationConverter, source: ChangeEvent['source'], nativeColumns: NativeRow['columns'] | null): ChangeEvent {
+function lazyUpsert(op: 'c' | 'u', collection: string, key: RowKey, before: Row | null, tuple: RawTuple, converter: RelationConverter, source: ChangeEvent['source'], nativeColumns: NativeRow['columns'] | null): ChangeEvent {
   let decoded: Row | null | undefined
   const event: ChangeEvent = {
     op, collection, key, before,
@@ -56,13 +56,8 @@ function lazyUpsert(op: 'c' | 'u', collection: string, key: RowKey, before: Row 
     set after(row: Row | null | undefined) { decoded = row ?? null },
     source,
   }
-  if (nativeColumns) event.nativeAfter = { format: NATIVE_TEXT_FORMAT, columns: nativeColumns, values: nativeValues(tuple) }
+  if (nativeColumns) event.nativeAfter = { format: NATIVE_TEXT_FORMAT, columns: nativeColumns, data: tuple.data, spans: tuple.spans }
   return event
-}
-
-/** Native text of a tuple: unchanged TOAST values become undefined (not sent). */
-function nativeValues(tuple: TupleValue[]): NativeRow['values'] {
-  return tuple.includes(UNCHANGED_TOAST) ? tuple.map((value) => (value === UNCHANGED_TOAST ? undefined : value)) : tuple as NativeRow['values']
 }
 
 /** How long slot operations wait for a slot held by another (dying) session. */
@@ -124,7 +119,7 @@ function executorOf(client: pg.Pool | pg.PoolClient, inTransaction: boolean): Sq
     },
     // on one connection only (a pool would hand the COPY to any of its clients)
     ...(inTransaction ? {
-      async copyIn(sql: string, data: string) {
+      async copyIn(sql: string, data: Buffer) {
         const sink = (client as pg.PoolClient).query(copyFrom(sql))
         sink.end(data)
         await finished(sink)
@@ -490,28 +485,28 @@ export class PostgresDialect extends SqlDialect {
       const decode = described ? columnDecoder(this.flavor, described) : null
       return { name: column.name, parse, decode }
     })
-    const decodeValue = (index: number, value: TupleValue | undefined): unknown => {
-      if (value === null || value === undefined || value === UNCHANGED_TOAST) return null
+    /** Column `index` of a tuple as a portable value; undefined when it was not sent. */
+    const valueAt = (tuple: RawTuple, index: number): unknown => {
+      const text = index < tuple.spans.length / 2 ? nativeText(tuple, index) : undefined
+      if (text === null || text === undefined) return text
       const { parse, decode } = parsers[index]!
-      const parsed = parse(value)
+      const parsed = parse(text)
       return decode && parsed !== null ? decode(parsed) : parsed
     }
-    const toRow = (tuple: TupleValue[]): Row => {
+    const toRow = (tuple: RawTuple): Row => {
       const row: Row = {}
       for (let index = 0; index < parsers.length; index++) {
-        const value = tuple[index]
-        if (value === UNCHANGED_TOAST || value === undefined) continue // not sent: leave the target's value alone
-        row[parsers[index]!.name] = decodeValue(index, value)
+        const value = valueAt(tuple, index)
+        if (value !== undefined) row[parsers[index]!.name] = value // not sent: leave the target's value alone
       }
       return row
     }
     const keyIndexes = description.primaryKey.map((name) => relation.columns.findIndex((column) => column.name === name))
-    const keyValue = (tuple: TupleValue[], index: number): unknown => (tuple[index] === UNCHANGED_TOAST || tuple[index] === undefined ? undefined : decodeValue(index, tuple[index]))
-    const toKey = (tuple: TupleValue[]): RowKey => {
+    const toKey = (tuple: RawTuple): RowKey => {
       if (keyIndexes.some((index) => index < 0)) return keyOfRow(toRow(tuple), description.primaryKey)
-      if (keyIndexes.length === 1) return keyValue(tuple, keyIndexes[0]!) as RowKey
+      if (keyIndexes.length === 1) return valueAt(tuple, keyIndexes[0]!) as RowKey
       const key: Row = {}
-      for (let position = 0; position < keyIndexes.length; position++) key[description.primaryKey[position]!] = keyValue(tuple, keyIndexes[position]!)
+      for (let position = 0; position < keyIndexes.length; position++) key[description.primaryKey[position]!] = valueAt(tuple, keyIndexes[position]!)
       return key
     }
     const nativeColumns = relation.columns.every((column) => byName.has(column.name))

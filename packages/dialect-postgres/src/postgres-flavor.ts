@@ -19,10 +19,12 @@ function quoteArrayElement(value: string): string {
 const NEEDS_ARRAY_ESCAPE = /["\\]/
 const NEEDS_ARRAY_ESCAPE_ALL = /["\\]/g
 
-/** Characters COPY's text format escapes (the rest of a value is taken as it is). */
-const COPY_ESCAPE = /[\\\n\r\t]/
-const COPY_ESCAPE_ALL = /[\\\n\r\t]/g
-const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' }
+/** Per byte, the letter COPY's text format writes after a backslash for it (tab t, newline n, return r, backslash itself), else 0. */
+const COPY_ESCAPES = new Uint8Array(256)
+COPY_ESCAPES[0x09] = 0x74
+COPY_ESCAPES[0x0a] = 0x6e
+COPY_ESCAPES[0x0d] = 0x72
+COPY_ESCAPES[0x5c] = 0x5c
 
 /** SQL spelling and value conversion for PostgreSQL. */
 export const postgresFlavor: SqlFlavor = {
@@ -61,14 +63,29 @@ export const postgresFlavor: SqlFlavor = {
 
   copyInSql: (table, columns) => `COPY ${table} (${columns.join(', ')}) FROM STDIN`,
 
-  copyInLine(values) {
-    let line = ''
-    for (let index = 0; index < values.length; index++) {
-      const value = values[index]
-      if (index) line += '\t'
-      line += value === null || value === undefined ? '\\N' : COPY_ESCAPE.test(value) ? value.replace(COPY_ESCAPE_ALL, (char) => COPY_ESCAPES[char]!) : value
+  copyInData(rows) {
+    // Byte for byte from the source's text: only backslash, newline, carriage return and tab
+    // are escaped (bytes that never occur inside a multi-byte UTF-8 character).
+    let size = 0
+    for (const row of rows) for (let index = 0; index < row.spans.length; index += 2) size += 2 * Math.max(1, row.spans[index + 1]!) + 1
+    const out = Buffer.allocUnsafe(size)
+    let at = 0
+    for (const { data, spans } of rows) {
+      for (let index = 0; index < spans.length; index += 2) {
+        if (index) out[at++] = 0x09
+        const start = spans[index]!
+        if (start < 0) { out[at++] = 0x5c; out[at++] = 0x4e; continue } // \N (rows given here were sent whole)
+        const end = start + spans[index + 1]!
+        for (let byte = start; byte < end; byte++) {
+          const value = data[byte]!
+          const escaped = COPY_ESCAPES[value]!
+          if (escaped === 0) out[at++] = value
+          else { out[at++] = 0x5c; out[at++] = escaped }
+        }
+      }
+      out[at++] = 0x0a
     }
-    return `${line}\n`
+    return out.subarray(0, at)
   },
 
   arrayParameter(values: unknown[]): unknown {

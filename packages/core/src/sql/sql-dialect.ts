@@ -1,4 +1,5 @@
-import { DEFAULT_CAPABILITIES, HEARTBEAT_COLLECTION, HEARTBEAT_SCHEMA, type Dialect, type DialectCapabilities, type DialectConfig, type DialectOperations, type Heartbeat, type NativeRow, type ScanOptions, type ScanPage } from '../dialect.js'
+import { DEFAULT_CAPABILITIES, HEARTBEAT_COLLECTION, HEARTBEAT_SCHEMA, type Dialect, type DialectCapabilities, type DialectConfig, type DialectOperations, type Heartbeat, type ScanOptions, type ScanPage } from '../dialect.js'
+import type { NativeRow } from '../native-row.js'
 import { ReplicatorError, type ReplicatorErrorCode } from '../errors.js'
 import type { Filter, FindOptions, UpdateChanges } from '../filter.js'
 import { maskUri } from '../mask-uri.js'

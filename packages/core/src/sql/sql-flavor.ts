@@ -1,3 +1,4 @@
+import type { NativeRow } from '../native-row.js'
 import type { ColumnDescription, ColumnSchema, Row } from '../schema.js'
 import type { NativeTypeFamily } from '../portable-types.js'
 
@@ -23,7 +24,7 @@ export interface SqlExecuteOptions {
 export interface SqlExecutor {
   execute(sql: string, params: unknown[], options?: SqlExecuteOptions): Promise<SqlResult>
   /** Optional (with the flavor's `copyInSql`): streams `data` into a `COPY … FROM STDIN`; resolves with the row count. */
-  copyIn?(sql: string, data: string): Promise<number>
+  copyIn?(sql: string, data: Buffer): Promise<number>
   /** True when this executor is inside a transaction (savepoints are then used for atomic steps). */
   readonly inTransaction: boolean
 }
@@ -75,11 +76,11 @@ export interface SqlFlavor {
   readonly nativeTextFormat?: string
   /**
    * Optional, with `nativeTextFormat`: the bulk load of native rows that are new (PostgreSQL
-   * `COPY … FROM STDIN`, about three times cheaper for the server than an upsert), and one row
-   * of its input. Names are quoted.
+   * `COPY … FROM STDIN`, about three times cheaper for the server than an upsert), and its
+   * input: every column of the rows, which were all sent. Names are quoted.
    */
   copyInSql?(table: string, columns: string[]): string
-  copyInLine?(values: ReadonlyArray<string | null | undefined>): string
+  copyInData?(rows: NativeRow[]): Buffer
   /** Column definition for CREATE TABLE. */
   columnDefinition(column: ColumnSchema, isKey: boolean): string
   /** SQL expression of the server's current time as a portable timestamp (for heartbeats). */

@@ -1,5 +1,6 @@
 import { ReplicatorError } from '../errors.js'
-import { nativeColumnsFit, type DialectOperations, type NativeRow, type ScanOptions, type ScanPage } from '../dialect.js'
+import type { DialectOperations, ScanOptions, ScanPage } from '../dialect.js'
+import { NATIVE_UNSENT, nativeColumnsFit, nativeText, type NativeRow } from '../native-row.js'
 import type { Filter, FindOptions, UpdateChanges } from '../filter.js'
 import type { CollectionDescription, ColumnDescription, Row, RowKey } from '../schema.js'
 import { compileFilter, compileSort, requireColumn, SqlParams } from './compile-filter.js'
@@ -226,7 +227,7 @@ export class SqlOperations implements DialectOperations {
         groups.set(row.columns, (shapes = new Map()))
       }
       let shape = ''
-      for (const value of row.values) shape += value === undefined ? '-' : '+'
+      for (let index = 0; index < row.spans.length; index += 2) shape += row.spans[index] === NATIVE_UNSENT ? '-' : '+'
       const group = shapes.get(shape)
       if (group) group.push(row)
       else shapes.set(shape, [row])
@@ -239,7 +240,7 @@ export class SqlOperations implements DialectOperations {
         const missingKey = primaryKey.filter((name) => !names.includes(name))
         if (missingKey.length) throw new ReplicatorError('ROW_REJECTED', `upsertNative("${collection}"): ${group.length} row(s) lack primary key column(s) ${missingKey.join(', ')}; nothing was written.`, { details: { collection, missing: missingKey } })
         if (options.fresh && !shape.includes('-') && await this.copyNew(collection, names, group)) continue
-        const params = indexes.map((index) => this.flavor.arrayParameter!(group.map((row) => row.values[index])))
+        const params = indexes.map((index) => this.flavor.arrayParameter!(group.map((row) => nativeText(row, index))))
         statements.push({ sql: this.dialect.bulkUpsertStatement(collection, description, names), params })
       }
     }
@@ -253,11 +254,10 @@ export class SqlOperations implements DialectOperations {
    * already: a batch applied again after a crash): the caller then upserts them.
    */
   private async copyNew(collection: string, columns: string[], rows: NativeRow[]): Promise<boolean> {
-    const { copyInSql, copyInLine } = this.flavor
-    if (!copyInSql || !copyInLine || !this.executor.copyIn || !this.executor.inTransaction) return false
+    const { copyInSql, copyInData } = this.flavor
+    if (!copyInSql || !copyInData || !this.executor.copyIn || !this.executor.inTransaction) return false
     const sql = copyInSql.call(this.flavor, this.q(collection), columns.map((name) => this.q(name)))
-    let data = ''
-    for (const row of rows) data += copyInLine.call(this.flavor, row.values)
+    const data = copyInData.call(this.flavor, rows)
     try {
       await this.atomic(async () => {
         try {
