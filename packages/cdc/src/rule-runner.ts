@@ -277,7 +277,7 @@ export class RuleRunner {
     const batchSize = this.config.batchSize ?? 1000
     // Read wide (a log read can cost a scan of the retained log: PostgreSQL re-decodes from the
     // slot's restart point), apply in target transactions of about batchSize, confirm once.
-    const read = (after: Position | null) => this.source.readChanges!(this.config.name, { after, maxEvents: Math.max(batchSize, READ_AHEAD_EVENTS) })
+    const read = (after: Position | null) => this.source.readChanges!(this.config.name, { after, maxEvents: Math.max(batchSize, READ_AHEAD_EVENTS), lazyAfter: true })
     let next: Promise<ChangeBatch> | null = read(offset.position)
     try {
       for (;;) {

@@ -94,6 +94,12 @@ export interface ReadChangesOptions {
   after: Position | null
   /** Soft limit: whole transactions are returned, so a batch may hold more. */
   maxEvents: number
+  /**
+   * The events may compute `after` on first read, from a prototype getter (PostgreSQL): much
+   * cheaper when the caller applies `nativeAfter` instead, but such events are not plain
+   * objects (a spread drops `after`). For the rule runner; default false.
+   */
+  lazyAfter?: boolean
 }
 
 /** Changes of whole transactions, in commit order, and the position to confirm after applying them. */

@@ -24,41 +24,76 @@ interface RelationConverter {
 
 /**
  * Appends the change events of one pgoutput row change (an update of the key is a delete plus
- * an upsert). Upserts decode their portable after-image only when it is read: a target that
- * takes the native text never pays for it.
+ * an upsert).
  */
-function pushEvents(events: ChangeEvent[], message: Extract<PgOutputMessage, { tag: 'insert' | 'update' | 'delete' }>, collection: string, converter: RelationConverter, source: ChangeEvent['source'], nativeText: boolean): void {
+function pushEvents(events: ChangeEvent[], message: Extract<PgOutputMessage, { tag: 'insert' | 'update' | 'delete' }>, collection: string, converter: RelationConverter, source: ChangeEvent['source'], options: DecodeOptions): void {
   const { toRow, toKey, primaryKey } = converter
   if (message.tag === 'delete') {
     const before = toRow(message.oldTuple)
     events.push({ op: 'd', collection, key: keyOfRow(before, primaryKey), before: message.oldIsKeyOnly ? null : before, after: null, source })
     return
   }
-  const native = nativeText ? converter.nativeColumns : null
-  if (message.tag === 'insert') {
-    events.push(lazyUpsert('c', collection, toKey(message.tuple), null, message.tuple, converter, source, native))
-    return
-  }
-  const before = message.oldTuple ? toRow(message.oldTuple) : null
+  let before: Row | null = null
   const key = toKey(message.tuple)
-  if (before && keyIdentity(before, primaryKey) !== keyIdentity(keyToObject(key, primaryKey, collection), primaryKey)) {
-    events.push({ op: 'd', collection, key: keyOfRow(before, primaryKey), before: null, after: null, source })
+  if (message.tag === 'update' && message.oldTuple) {
+    before = toRow(message.oldTuple)
+    if (keyIdentity(before, primaryKey) !== keyIdentity(keyToObject(key, primaryKey, collection), primaryKey)) {
+      events.push({ op: 'd', collection, key: keyOfRow(before, primaryKey), before: null, after: null, source })
+    }
+    if (message.oldIsKeyOnly) before = null
   }
-  events.push(lazyUpsert('u', collection, key, message.oldIsKeyOnly ? null : before, message.tuple, converter, source, native))
+  const op = message.tag === 'insert' ? 'c' : 'u'
+  const event: ChangeEvent = options.lazyAfter
+    ? new LazyUpsertEvent(op, collection, key, before, source, message.tuple, converter)
+    : { op, collection, key, before, after: toRow(message.tuple), source }
+  if (options.nativeText && converter.nativeColumns) {
+    event.nativeAfter = { format: NATIVE_TEXT_FORMAT, columns: converter.nativeColumns, data: message.tuple.data, spans: message.tuple.spans }
+  }
+  events.push(event)
 }
 
-/** An upsert event whose `after` is decoded from `tuple` on first read (and can be replaced). */
-function lazyUpsert(op: 'c' | 'u', collection: string, key: RowKey, before: Row | null, tuple: RawTuple, converter: RelationConverter, source: ChangeEvent['source'], nativeColumns: NativeRow['columns'] | null): ChangeEvent {
-  let decoded: Row | null | undefined
-  const event: ChangeEvent = {
-    op, collection, key, before,
-    get after(): Row | null { return decoded === undefined ? (decoded = converter.toRow(tuple)) : decoded },
-    set after(row: Row | null | undefined) { decoded = row ?? null },
-    source,
-  }
-  if (nativeColumns) event.nativeAfter = { format: NATIVE_TEXT_FORMAT, columns: nativeColumns, data: tuple.data, spans: tuple.spans }
-  return event
+interface DecodeOptions {
+  /** The session that wrote the values had NATIVE_TEXT_SESSION's settings: hand their text on as `nativeAfter`. */
+  nativeText: boolean
+  /** See ReadChangesOptions.lazyAfter. */
+  lazyAfter: boolean
 }
+
+/**
+ * An upsert whose portable after-image is decoded from the received tuple on first read
+ * (ReadChangesOptions.lazyAfter): a target that takes `nativeAfter` never pays for it. The
+ * getter lives on the prototype (an accessor per object costs more than the decoding it
+ * saves); `toJSON` keeps `after` in JSON.
+ */
+class LazyUpsertEvent implements ChangeEvent {
+  txId?: string
+  nativeAfter?: NativeRow
+  #decoded: Row | null | undefined
+  readonly #tuple: RawTuple
+  readonly #converter: RelationConverter
+
+  constructor(public op: 'c' | 'u', public collection: string, public key: RowKey, public before: Row | null, public source: ChangeEvent['source'], tuple: RawTuple, converter: RelationConverter) {
+    this.#tuple = tuple
+    this.#converter = converter
+  }
+
+  get after(): Row | null {
+    if (this.#decoded === undefined) this.#decoded = this.#converter.toRow(this.#tuple)
+    return this.#decoded
+  }
+
+  set after(row: Row | null | undefined) {
+    this.#decoded = row ?? null
+  }
+
+  toJSON(): ChangeEvent {
+    const { op, collection, key, before, after, source, txId } = this
+    return { op, collection, key, before, after, source, ...(txId === undefined ? {} : { txId }) }
+  }
+}
+
+/** Messages decoded between two yields to the event loop. */
+const DECODE_SLICE = 1000
 
 /** How long slot operations wait for a slot held by another (dying) session. */
 const SLOT_BUSY_WAIT_MS = 15_000
@@ -409,7 +444,7 @@ export class PostgresDialect extends SqlDialect {
     const transactions = await state.stream.take(Math.max(1, options.maxEvents), parseLsn(lsn), 10_000)
     if (!transactions.length) return { events: [], position: null }
     state.handedOut = transactions[transactions.length - 1]!.commitEnd
-    return this.decodeMessages(name, transactions.flatMap((transaction) => transaction.messages), after, state.relations, state.converters, true)
+    return this.decodeMessages(name, transactions.flatMap((transaction) => transaction.messages), after, state.relations, state.converters, { nativeText: true, lazyAfter: options.lazyAfter === true })
   }
 
   /** The same slot read with `pg_logical_slot_peek_binary_changes` (re-decoded from its restart point on each call). */
@@ -420,15 +455,14 @@ export class PostgresDialect extends SqlDialect {
       `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)`,
       [slot, Math.max(1, options.maxEvents), publication],
     ))
-    return this.decodeMessages(name, rows.map((row) => row.data), after, new Map(), new Map())
+    return this.decodeMessages(name, rows.map((row) => row.data), after, new Map(), new Map(), { nativeText: false, lazyAfter: options.lazyAfter === true })
   }
 
   /**
    * pgoutput messages → change events of the transactions committed after `after`, in commit
-   * order. `nativeText`: the session that produced them has the settings of NATIVE_TEXT_SESSION,
-   * so their text can be handed on as `nativeAfter`.
+   * order.
    */
-  private async decodeMessages(name: string, messages: Buffer[], after: bigint, relations: Map<number, Relation>, converters: Map<number, RelationConverter>, nativeText = false): Promise<ChangeBatch> {
+  private async decodeMessages(name: string, messages: Buffer[], after: bigint, relations: Map<number, Relation>, converters: Map<number, RelationConverter>, options: DecodeOptions): Promise<ChangeBatch> {
     const events: ChangeEvent[] = []
     let pending: ChangeEvent[] = []
     const database = decodeURIComponent(new URL(this.config.uri).pathname.slice(1))
@@ -436,7 +470,10 @@ export class PostgresDialect extends SqlDialect {
     let source: ChangeEvent['source'] = { dialect: 'postgres', database, position: { dialect: 'postgres', value: '0/0' }, ts: 0 }
     let xid = 0
     let last: bigint | null = null
+    let decoded = 0
     for (const data of messages) {
+      // Let other work run (a batch being applied meanwhile) every few thousand messages.
+      if (++decoded % DECODE_SLICE === 0) await new Promise((resolve) => setImmediate(resolve))
       const message = parsePgOutput(data)
       switch (message.tag) {
         case 'begin':
@@ -450,7 +487,7 @@ export class PostgresDialect extends SqlDialect {
           if (!relation) throw new ReplicatorError('QUERY_FAILED', `[replicator:postgres] pgoutput sent a change of relation ${message.relationOid} before describing it.`)
           let converter = converters.get(relation.oid)
           if (!converter) converters.set(relation.oid, (converter = await this.relationConverter(relation)))
-          pushEvents(pending, message, relation.name, converter, source, nativeText)
+          pushEvents(pending, message, relation.name, converter, source, options)
           break
         }
         case 'truncate':
