@@ -480,7 +480,19 @@ export class RuleRunner {
   /** Whether rows of a source table's native columns fit a target table (as described then). */
   private readonly nativeFits = new WeakMap<NativeRow['columns'], { description: CollectionDescription; fits: boolean }>()
 
-  private async applyBatch(events: ChangeEvent[], position: Position): Promise<void> {
+  private async applyBatch(events: ChangeEvent[], position: Position, nextPart?: () => Promise<ChangeEvent[] | null>): Promise<void> {
+    const counts: Array<() => void> = []
+    await this.target.transaction(async (tx) => {
+      // A source transaction too large to hold arrives in parts: all of them go into this one
+      // target transaction, applied in order.
+      for (let part: ChangeEvent[] | null = events; part; part = nextPart ? await nextPart() : null) counts.push(await this.applyPart(tx, part, position))
+      await tx.upsertMany(OFFSETS_COLLECTION, [this.offsetRow(position)])
+    })
+    for (const count of counts) count() // counted once committed
+  }
+
+  /** Applies `events` in the open target transaction; returns what adds them to the stats. */
+  private async applyPart(tx: DialectOperations, events: ChangeEvent[], position: Position): Promise<() => void> {
     // `inserted`: keys whose first change in the batch is an insert (expected new on the target)
     const net = new Map<string, { upserts: Map<string, ChangeEvent>; deletes: Map<string, ChangeEvent>; inserted: Set<string>; primaryKey: string[] }>()
     for (const event of events) {
@@ -502,61 +514,83 @@ export class RuleRunner {
     }
     const deadLetters: Row[] = []
     const skipped = new Set<string>() // collection + key identity refused by the conflict resolution
-    await this.target.transaction(async (tx) => {
-      for (const [collection, changes] of net) {
-        const description = await this.target.describeCollection(collection)
-        for (const identity of await this.resolveConflicts(tx, collection, changes)) skipped.add(`${collection}\u0000${identity}`)
-        let upserts = [...changes.upserts.values()]
-        if (upserts.length && tx.upsertNative && this.takesNative(upserts, description)) {
-          try {
-            const fresh = [...changes.upserts.keys()].every((identity) => changes.inserted.has(identity))
-            await tx.upsertNative(collection, upserts.map((event) => event.nativeAfter!), { fresh })
-            upserts = []
-          } catch (error) {
-            // A row the target refuses: the portable path below names it and dead-letters it.
-            if (!ReplicatorError.isInstance(error) || error.code !== 'ROW_REJECTED') throw error
-          }
+    for (const [collection, changes] of net) {
+      const description = await this.target.describeCollection(collection)
+      for (const identity of await this.resolveConflicts(tx, collection, changes)) skipped.add(`${collection}\u0000${identity}`)
+      let upserts = [...changes.upserts.values()]
+      if (upserts.length && tx.upsertNative && this.takesNative(upserts, description)) {
+        try {
+          const fresh = [...changes.upserts.keys()].every((identity) => changes.inserted.has(identity))
+          await tx.upsertNative(collection, upserts.map((event) => event.nativeAfter!), { fresh })
+          upserts = []
+        } catch (error) {
+          // A row the target refuses: the portable path below names it and dead-letters it.
+          if (!ReplicatorError.isInstance(error) || error.code !== 'ROW_REJECTED') throw error
         }
-        for (let attempt = 0; upserts.length && attempt < 5; attempt++) {
-          try {
-            await tx.upsertMany(collection, upserts.map((event) => event.after!))
-            break
-          } catch (error) {
-            if (!ReplicatorError.isInstance(error) || error.code !== 'ROW_REJECTED' || !Array.isArray(error.details.failures) || !error.details.failures.length) throw error
-            const failures = error.details.failures as Array<{ key: unknown; message: string }>
-            const rejected = new Map(failures.map((failure) => [keyIdentity(keyToObject(failure.key, description.primaryKey, collection), description.primaryKey), failure.message]))
-            upserts = upserts.filter((event) => {
-              const identity = keyIdentity(keyToObject(event.key, description.primaryKey, collection), description.primaryKey)
-              const message = rejected.get(identity)
-              if (message === undefined) return true
-              deadLetters.push(this.deadLetter(event, message, position))
-              return false
-            })
-          }
-        }
-        if (changes.deletes.size) await tx.deleteMany(collection, [...changes.deletes.values()].map((event) => event.key))
       }
-      if (deadLetters.length) await tx.upsertMany(DEAD_LETTERS_COLLECTION, deadLetters)
-      await tx.upsertMany(OFFSETS_COLLECTION, [this.offsetRow(position)])
-    })
+      for (let attempt = 0; upserts.length && attempt < 5; attempt++) {
+        try {
+          await tx.upsertMany(collection, upserts.map((event) => event.after!))
+          break
+        } catch (error) {
+          if (!ReplicatorError.isInstance(error) || error.code !== 'ROW_REJECTED' || !Array.isArray(error.details.failures) || !error.details.failures.length) throw error
+          const failures = error.details.failures as Array<{ key: unknown; message: string }>
+          const rejected = new Map(failures.map((failure) => [keyIdentity(keyToObject(failure.key, description.primaryKey, collection), description.primaryKey), failure.message]))
+          upserts = upserts.filter((event) => {
+            const identity = keyIdentity(keyToObject(event.key, description.primaryKey, collection), description.primaryKey)
+            const message = rejected.get(identity)
+            if (message === undefined) return true
+            deadLetters.push(this.deadLetter(event, message, position))
+            return false
+          })
+        }
+      }
+      if (changes.deletes.size) await tx.deleteMany(collection, [...changes.deletes.values()].map((event) => event.key))
+    }
+    if (deadLetters.length) await tx.upsertMany(DEAD_LETTERS_COLLECTION, deadLetters)
+    return this.tally(events, position, net, deadLetters, skipped)
+  }
+
+  /**
+   * What applying `events` adds to the stats (dead-lettered and refused changes aside), as
+   * figures: the events themselves are not kept until the commit.
+   */
+  private tally(events: ChangeEvent[], position: Position, net: Map<string, { primaryKey: string[] }>, deadLetters: Row[], skipped: Set<string>): () => void {
     const dead = new Set(deadLetters.map((letter) => letter.id))
+    const counted = new Map<string, { created: number; updated: number; deleted: number; deadLettered: number }>()
+    const of = (collection: string) => {
+      let counts = counted.get(collection)
+      if (!counts) counted.set(collection, (counts = { created: 0, updated: 0, deleted: 0, deadLettered: 0 }))
+      return counts
+    }
     for (const event of events) {
-      const detail = this.perCollection.get(event.collection)
       if (dead.size && dead.has(this.deadLetterId(event, position))) continue
       if (skipped.size) {
         const primaryKey = net.get(event.collection)!.primaryKey
         if (skipped.has(`${event.collection}\u0000${keyIdentity(keyToObject(event.key, primaryKey, event.collection), primaryKey)}`)) continue
       }
-      if (event.op === 'c' || event.op === 'r') { this.stats.created++; if (detail) detail.created++ }
-      else if (event.op === 'u') { this.stats.updated++; if (detail) detail.updated++ }
-      else { this.stats.deleted++; if (detail) detail.deleted++ }
-      this.stats.recordsSynced++
+      const counts = of(event.collection)
+      if (event.op === 'c' || event.op === 'r') counts.created++
+      else if (event.op === 'u') counts.updated++
+      else counts.deleted++
     }
-    this.stats.deadLettered += deadLetters.length
-    this.stats.errors += deadLetters.length
-    for (const letter of deadLetters) {
-      const detail = this.perCollection.get(String(letter.collection))
-      if (detail) detail.deadLettered++
+    for (const letter of deadLetters) of(String(letter.collection)).deadLettered++
+    return () => {
+      for (const [collection, counts] of counted) {
+        this.stats.created += counts.created
+        this.stats.updated += counts.updated
+        this.stats.deleted += counts.deleted
+        this.stats.recordsSynced += counts.created + counts.updated + counts.deleted
+        this.stats.deadLettered += counts.deadLettered
+        this.stats.errors += counts.deadLettered
+        const detail = this.perCollection.get(collection)
+        if (detail) {
+          detail.created += counts.created
+          detail.updated += counts.updated
+          detail.deleted += counts.deleted
+          detail.deadLettered += counts.deadLettered
+        }
+      }
     }
   }
 
