@@ -54,9 +54,12 @@ export async function openChangeStream(source: Dialect, options: OpenChangeStrea
         })
         continue
       }
-      for (const event of batch.events) {
-        yield event
-        if (closed) return // the rest of the batch stays unconfirmed
+      // a transaction too large to hold comes in parts
+      for (let part: ChangeEvent[] | null = batch.events; part; part = batch.nextPart ? await batch.nextPart() : null) {
+        for (const event of part) {
+          yield event
+          if (closed) return // the rest of the batch stays unconfirmed
+        }
       }
       // The loop body ran for every event of the batch: the source may forget it.
       await confirmChanges!.call(source, options.name, batch.position)

@@ -285,14 +285,17 @@ export class RuleRunner {
         next = null
         if (!batch.position) break
         // Read (and decode) the next batch while this one is applied. The source is asked for
-        // what follows this batch: nothing is confirmed before it is applied.
-        next = read(batch.position)
-        next.catch(() => undefined) // its failure is reported when it is awaited
+        // what follows this batch: nothing is confirmed before it is applied. (Not while a
+        // transaction too large to hold is read in parts.)
+        if (!batch.nextPart) {
+          next = read(batch.position)
+          next.catch(() => undefined) // its failure is reported when it is awaited
+        }
         if (batch.events.length) {
           pendingSeen = true
           for (const slice of transactionSlices(batch.events, batchSize)) {
             const sliceStarted = performance.now()
-            await this.applyBatch(slice.events, slice.position)
+            await this.applyBatch(slice.events, slice.position, batch.nextPart)
             offset = { position: slice.position, snapshotDone: true }
             const newestOfSlice = slice.events[slice.events.length - 1]!
             this.observer.batchApplied?.({ rule: this.config.name, events: slice.events.length, durationMs: performance.now() - sliceStarted, lagMs: Math.max(0, Date.now() - newestOfSlice.source.ts) })
@@ -302,6 +305,7 @@ export class RuleRunner {
         }
         // also when only transactions the target already had were read: move the source past them
         await this.source.confirmChanges!(this.config.name, batch.position)
+        next ??= read(batch.position)
       }
     } finally {
       // A failed apply never leaves a read running behind it (it would hold the capture).

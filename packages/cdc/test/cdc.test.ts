@@ -1,6 +1,9 @@
 import '@mostajs/replicator-dialect-postgres'
 import '@mostajs/replicator-dialect-mysql'
 import '@mostajs/replicator-dialect-sqlite'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { connectDialect, type CollectionSchema, type Dialect, type Row } from '@mostajs/replicator-core'
 import { RuleRunner, DEAD_LETTERS_COLLECTION } from '@mostajs/replicator-cdc'
@@ -353,26 +356,44 @@ describe.skipIf(!backends.postgres.serverUrl)('PostgreSQL specifics', () => {
     }
   })
 
-  it('a source transaction too large to hold stops the capture with a clear error and loses nothing', async () => {
-    const database = await backends.postgres.freshDatabase()
-    const source = await connectDialect({ dialect: 'postgres', uri: database.uri })
-    await source.ensureCollection({ name: 'bulk', columns: [{ name: 'id', type: 'integer' }], primaryKey: ['id'] })
-    await source.setupCapture!({ name: 'huge', collections: ['bulk'] })
-    process.env.REPLICATOR_MAX_TRANSACTION_CHANGES = '50'
+  it('a source transaction larger than memory allows is spilled to disk and still applied whole, in one target transaction', async () => {
+    const source = await open(backends.postgres)
+    const target = await open(backends.postgres)
+    const spillDir = mkdtempSync(join(tmpdir(), 'replicator-spill-test-'))
+    process.env.REPLICATOR_SPILL_CHANGES = '50' // read when the replication stream opens
+    process.env.REPLICATOR_SPILL_DIR = spillDir
+    const numbers: CollectionSchema = { name: 'bulk', columns: [{ name: 'id', type: 'integer' }, { name: 'v', type: 'string' }], primaryKey: ['id'] }
+    await source.ensureCollection(numbers)
+    await target.ensureCollection(numbers)
+    await target.query('CREATE TABLE switch (failing boolean)')
+    await target.query('INSERT INTO switch VALUES (true)')
+    await target.query(`CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.id = 400 AND (SELECT failing FROM switch) THEN RAISE EXCEPTION 'the target is unavailable' USING ERRCODE = 'XX000'; END IF; RETURN NEW; END $$`)
+    await target.query('CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON bulk FOR EACH ROW EXECUTE FUNCTION refuse()')
+    const runner = new RuleRunner({ name: 'spill', source: 'a', target: 'b', mode: 'cdc', collections: ['bulk'], batchSize: 10 }, source, target)
     try {
-      await source.upsertMany('bulk', Array.from({ length: 100 }, (_, index) => ({ id: index })))
-      const error = await expectReplicatorError(source.readChanges!('huge', { after: null, maxEvents: 1000 }), 'QUERY_FAILED')
-      expect(error.message).toMatch(/more than 50 changes; transactions are applied whole/)
+      await runner.prepare()
+      await runner.sync()
+      await source.transaction(async (tx) => { // 500 inserts, 100 updates and 50 deletes in one transaction
+        await tx.upsertMany('bulk', Array.from({ length: 500 }, (_, index) => ({ id: index + 1, v: `v${index + 1}` })))
+        await tx.query(`UPDATE bulk SET v = v || ' changed' WHERE id <= 100`)
+        await tx.query('DELETE FROM bulk WHERE id > 450')
+      })
+      await source.upsertMany('bulk', [{ id: 1000, v: 'a later, small transaction' }])
+      await expect(runner.sync()).rejects.toThrow(/the target is unavailable/)
+      expect(await target.count('bulk')).toBe(0) // none of its parts is visible: one target transaction
+      expect(readdirSync(spillDir)).toHaveLength(1) // it did go to disk
+      await target.query('UPDATE switch SET failing = false')
+      const stats = await runner.sync()
+      expect(byId(await target.find('bulk'))).toEqual(byId(await source.find('bulk')))
+      expect(await target.count('bulk')).toBe(451)
+      expect(stats.deadLettered).toBe(0)
+      expect(readdirSync(spillDir)).toEqual([]) // removed once read
     } finally {
-      delete process.env.REPLICATOR_MAX_TRANSACTION_CHANGES
-    }
-    await source.close()
-    const again = await connectDialect({ dialect: 'postgres', uri: database.uri }) // a new session, default limit
-    try {
-      expect((await again.readChanges!('huge', { after: null, maxEvents: 1000 })).events).toHaveLength(100)
-    } finally {
-      await again.dropCapture!('huge')
-      await again.close()
+      delete process.env.REPLICATOR_SPILL_CHANGES
+      delete process.env.REPLICATOR_SPILL_DIR
+      await runner.teardown()
+      rmSync(spillDir, { recursive: true, force: true })
     }
   })
 

@@ -61,6 +61,27 @@ describe('openChangeStream: captured changes as an async iterable, at least once
     }, 60_000)
   }
 
+  it.skipIf(!backends.postgres.serverUrl)('postgres: a transaction spilled to disk comes whole, in order, with plain after-images', async () => {
+    const database = await backends.postgres.freshDatabase()
+    const source = await connectDialect({ dialect: 'postgres', uri: database.uri })
+    cleanups.push(async () => { await source.close(); await database.cleanup() })
+    await source.ensureCollection({ name: 'lines', columns: [{ name: 'id', type: 'integer' }, { name: 'n', type: 'integer' }], primaryKey: ['id'] })
+    process.env.REPLICATOR_SPILL_CHANGES = '20'
+    const stream = await openChangeStream(source, { name: 'spilled', collections: ['lines'], pollMs: 20, dropOnClose: true })
+    try {
+      await source.upsertMany('lines', Array.from({ length: 100 }, (_, index) => ({ id: index + 1, n: index * 2 }))) // one transaction
+      await source.insert('lines', { id: 101, n: 0 })
+      const events = await take(stream, 101)
+      expect(events.map((event) => event.key)).toEqual(Array.from({ length: 101 }, (_, index) => index + 1))
+      expect(events[99]).toMatchObject({ op: 'c', after: { id: 100, n: 198 } })
+      expect({ ...events[99] }.after).toEqual({ id: 100, n: 198 }) // plain objects: a spread keeps after
+      expect(new Set(events.slice(0, 100).map((event) => event.txId)).size).toBe(1)
+    } finally {
+      delete process.env.REPLICATOR_SPILL_CHANGES
+      await stream.close()
+    }
+  })
+
   it('refuses a bad name or no collections before touching the source', async () => {
     const database = await backends.sqlite.freshDatabase()
     const source = await connectDialect({ dialect: 'sqlite', uri: database.uri })

@@ -107,6 +107,12 @@ export interface ChangeBatch {
   events: ChangeEvent[]
   /** Position after the last transaction returned (null when nothing was returned). */
   position: Position | null
+  /**
+   * Set when the batch is one source transaction too large to hold in memory (PostgreSQL
+   * spills it to a temporary file): `events` is its first part, each call gives the next part
+   * in order, null after the last. Apply every part in one target transaction, then confirm.
+   */
+  nextPart?: () => Promise<ChangeEvent[] | null>
 }
 
 /** Captured changes as an async iterable (see `openChangeStream` in @mostajs/replicator-cdc). */

@@ -10,7 +10,8 @@ import {
 } from '@mostajs/replicator-core'
 import { NATIVE_TEXT_FORMAT, postgresFlavor } from './postgres-flavor.js'
 import { formatLsn, parseLsn, parsePgOutput, type PgOutputMessage, type RawTuple, type Relation } from './pgoutput.js'
-import { ReplicationStream } from './replication-stream.js'
+import { ReplicationStream, type StreamedTransaction } from './replication-stream.js'
+import type { SpillFile } from './spill-file.js'
 
 /** Converts the tuples of one relation. */
 interface RelationConverter {
@@ -50,6 +51,17 @@ function pushEvents(events: ChangeEvent[], message: Extract<PgOutputMessage, { t
     event.nativeAfter = { format: NATIVE_TEXT_FORMAT, columns: converter.nativeColumns, data: message.tuple.data, spans: message.tuple.spans }
   }
   events.push(event)
+}
+
+/** A capture read over the streaming replication protocol, and what its reader keeps. */
+interface CaptureStream {
+  stream: ReplicationStream
+  handedOut: bigint
+  confirmed: bigint
+  relations: Map<number, Relation>
+  converters: Map<number, RelationConverter>
+  /** Spill files handed out and not read to the end yet (removed with the stream). */
+  spills: Set<SpillFile>
 }
 
 interface DecodeOptions {
@@ -200,8 +212,7 @@ export class PostgresDialect extends SqlDialect {
   }
 
   protected async closeDriver(): Promise<void> {
-    for (const { stream } of this.streams.values()) await stream.close()
-    this.streams.clear()
+    for (const name of [...this.streams.keys()]) await this.closeStream(name)
     const pool = this.pool
     this.pool = undefined
     await pool?.end()
@@ -379,8 +390,7 @@ export class PostgresDialect extends SqlDialect {
   }
 
   async dropCapture(name: string): Promise<void> {
-    await this.streams.get(name)?.stream.close()
-    this.streams.delete(name)
+    await this.closeStream(name)
     const { slot, publication } = this.captureObjects(name)
     await this.onSlot(slot, () => this.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot]))
     await this.query(`DROP PUBLICATION IF EXISTS ${this.flavor.quoteIdentifier(publication)}`)
@@ -408,7 +418,16 @@ export class PostgresDialect extends SqlDialect {
   }
 
   /** Captures read over the streaming replication protocol, by capture name. */
-  private readonly streams = new Map<string, { stream: ReplicationStream; handedOut: bigint; confirmed: bigint; relations: Map<number, Relation>; converters: Map<number, RelationConverter> }>()
+  private readonly streams = new Map<string, CaptureStream>()
+  /** Closes a capture's replication stream and removes the spill files it left. */
+  private async closeStream(name: string): Promise<void> {
+    const state = this.streams.get(name)
+    if (!state) return
+    this.streams.delete(name)
+    for (const spill of state.spills) spill.remove()
+    await state.stream.close()
+  }
+
   /** Captures whose replication connection the server refused: read with the SQL functions. */
   private readonly sqlCaptureOnly = new Set<string>()
 
@@ -426,8 +445,7 @@ export class PostgresDialect extends SqlDialect {
     // or a new consumer starts over): read again from the slot's confirmed position. A caller
     // reading ahead (`after` = the end of what it was handed) just goes on.
     if (state && (state.stream.error || (after < state.handedOut && state.handedOut > state.confirmed))) {
-      await state.stream.close()
-      this.streams.delete(name)
+      await this.closeStream(name)
       state = undefined
     }
     if (!state) {
@@ -437,14 +455,17 @@ export class PostgresDialect extends SqlDialect {
       const from = after > slotConfirmed ? after : slotConfirmed
       // waits while a dying session of an earlier run still holds the slot
       const stream = await this.onSlot(slot, () => ReplicationStream.open(this.config.uri, slot, publication, from, this.config.connectTimeoutMs ?? 5000))
-      state = { stream, handedOut: from, confirmed: from, relations: new Map(), converters: new Map() }
+      state = { stream, handedOut: from, confirmed: from, relations: new Map(), converters: new Map(), spills: new Set() }
       this.streams.set(name, state)
     }
     const [{ lsn }] = await this.query<{ lsn: string }>('SELECT pg_current_wal_flush_lsn()::text AS lsn') as [{ lsn: string }]
     const transactions = await state.stream.take(Math.max(1, options.maxEvents), parseLsn(lsn), 10_000)
     if (!transactions.length) return { events: [], position: null }
     state.handedOut = transactions[transactions.length - 1]!.commitEnd
-    return this.decodeMessages(name, transactions.flatMap((transaction) => transaction.messages), after, state.relations, state.converters, { nativeText: true, lazyAfter: options.lazyAfter === true })
+    const decodeOptions = { nativeText: true, lazyAfter: options.lazyAfter === true }
+    // parts no larger than what a transaction may hold in memory
+    if (transactions[0]!.spill) return this.decodeSpilled(name, transactions[0]!, after, state, { ...decodeOptions, partSize: state.stream.spillAfter })
+    return this.decodeMessages(name, transactions.flatMap((transaction) => transaction.messages), after, state.relations, state.converters, decodeOptions)
   }
 
   /** The same slot read with `pg_logical_slot_peek_binary_changes` (re-decoded from its restart point on each call). */
@@ -481,17 +502,6 @@ export class PostgresDialect extends SqlDialect {
           xid = message.xid
           source = { dialect: 'postgres', database, position: source.position, ts: 0 }
           break
-        case 'relation': relations.set(message.relation.oid, message.relation); converters.delete(message.relation.oid); break
-        case 'insert': case 'update': case 'delete': {
-          const relation = relations.get(message.relationOid)
-          if (!relation) throw new ReplicatorError('QUERY_FAILED', `[replicator:postgres] pgoutput sent a change of relation ${message.relationOid} before describing it.`)
-          let converter = converters.get(relation.oid)
-          if (!converter) converters.set(relation.oid, (converter = await this.relationConverter(relation)))
-          pushEvents(pending, message, relation.name, converter, source, options)
-          break
-        }
-        case 'truncate':
-          throw new ReplicatorError('NOT_SUPPORTED', `[replicator:postgres] A TRUNCATE was captured by "${name}" on ${this.maskedUri}; truncates cannot be replayed row by row yet. Re-run the rule's snapshot.`)
         case 'commit': {
           last = message.endLsn // also past skipped transactions, so the slot can be advanced over them
           if (message.endLsn > after && pending.length) {
@@ -506,10 +516,67 @@ export class PostgresDialect extends SqlDialect {
           pending = []
           break
         }
-        default: break
+        default: await this.decodeChange(name, message, relations, converters, pending, source, options)
       }
     }
     return { events, position: last === null ? null : { dialect: 'postgres', value: formatLsn(last) } }
+  }
+
+  /** A message inside a transaction: a relation is noted, a row change becomes events. */
+  private async decodeChange(name: string, message: PgOutputMessage, relations: Map<number, Relation>, converters: Map<number, RelationConverter>, events: ChangeEvent[], source: ChangeEvent['source'], options: DecodeOptions): Promise<void> {
+    switch (message.tag) {
+      case 'relation': relations.set(message.relation.oid, message.relation); converters.delete(message.relation.oid); break
+      case 'insert': case 'update': case 'delete': {
+        const relation = relations.get(message.relationOid)
+        if (!relation) throw new ReplicatorError('QUERY_FAILED', `[replicator:postgres] pgoutput sent a change of relation ${message.relationOid} before describing it.`)
+        let converter = converters.get(relation.oid)
+        if (!converter) converters.set(relation.oid, (converter = await this.relationConverter(relation)))
+        pushEvents(events, message, relation.name, converter, source, options)
+        break
+      }
+      case 'truncate':
+        throw new ReplicatorError('NOT_SUPPORTED', `[replicator:postgres] A TRUNCATE was captured by "${name}" on ${this.maskedUri}; truncates cannot be replayed row by row yet. Re-run the rule's snapshot.`)
+      default: break
+    }
+  }
+
+  /**
+   * A transaction that was spilled to disk: its first part of events, and `nextPart` for the
+   * rest, read from the file in order (the caller applies them all in one target transaction).
+   * The file is removed after the last part, or when the stream closes.
+   */
+  private async decodeSpilled(name: string, transaction: StreamedTransaction, after: bigint, state: CaptureStream, options: DecodeOptions & { partSize: number }): Promise<ChangeBatch> {
+    const spill = transaction.spill!
+    state.spills.add(spill)
+    const done = () => { spill.remove(); state.spills.delete(spill) }
+    // The parts are decoded against the relations as they were before the transaction; later
+    // transactions need the ones it described.
+    const relations = new Map(state.relations)
+    const converters = new Map(state.converters)
+    for (const data of transaction.spilledRelations ?? []) {
+      const message = parsePgOutput(data)
+      if (message.tag === 'relation') { state.relations.set(message.relation.oid, message.relation); state.converters.delete(message.relation.oid) }
+    }
+    const position = { dialect: 'postgres', value: formatLsn(transaction.commitEnd) }
+    if (transaction.commitEnd <= after) { done(); return { events: [], position } }
+    const source = { dialect: 'postgres', database: decodeURIComponent(new URL(this.config.uri).pathname.slice(1)), position, ts: transaction.commitTime }
+    let txId: string | undefined
+    const nextPart = async (): Promise<ChangeEvent[] | null> => {
+      for (;;) {
+        const messages = spill.read(options.partSize)
+        if (!messages.length) { done(); return null }
+        const events: ChangeEvent[] = []
+        for (const data of messages) {
+          const message = parsePgOutput(data)
+          if (message.tag === 'begin') txId = String(message.xid)
+          else await this.decodeChange(name, message, relations, converters, events, source, options)
+        }
+        for (const event of events) event.txId = txId
+        if (events.length) return events
+      }
+    }
+    const first = await nextPart()
+    return first ? { events: first, position, nextPart } : { events: [], position }
   }
 
   /** Text values of a relation's tuples → portable values, prepared once per relation and read. */
@@ -561,10 +628,7 @@ export class PostgresDialect extends SqlDialect {
       state.stream.confirm(state.confirmed)
       return
     }
-    if (state) {
-      await state.stream.close()
-      this.streams.delete(name)
-    }
+    if (state) await this.closeStream(name)
     const { slot } = this.captureObjects(name)
     await this.onSlot(slot, () => this.query('SELECT pg_replication_slot_advance($1, $2::pg_lsn)', [slot, String(position.value)]))
     await this.logRunningTransactions()

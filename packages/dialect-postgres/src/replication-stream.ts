@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream'
 import pg from 'pg'
 import * as copyStreams from 'pg-copy-streams'
 import { formatLsn } from './pgoutput.js'
+import { SpillFile } from './spill-file.js'
 
 /** `both` of pg-copy-streams (CopyBoth mode), which its type declarations leave out. */
 const copyBoth = (copyStreams as unknown as { both(text: string, options: { alignOnCopyDataFrame: boolean }): Duplex & pg.Submittable }).both
@@ -14,12 +15,20 @@ const NATIVE_TEXT_SESSION = '-c DateStyle=ISO -c IntervalStyle=postgres -c extra
 
 /** Microseconds between the Unix epoch and PostgreSQL's (2000-01-01). */
 const PG_EPOCH_MICROS = 946_684_800_000_000n
+const PG_EPOCH_MS = 946_684_800_000
 
 /** One source transaction as the walsender sent it: its pgoutput messages, begin to commit. */
 export interface StreamedTransaction {
+  /** In memory; empty when the transaction was spilled. */
   messages: Buffer[]
+  /** A transaction of more than `spillAfter` messages: all of them, in a temporary file. */
+  spill?: SpillFile
+  /** The relation messages of a spilled transaction (later transactions rely on them). */
+  spilledRelations?: Buffer[]
   /** End LSN of the commit (from its message), the transaction's position. */
   commitEnd: bigint
+  /** Commit time, ms since the Unix epoch. */
+  commitTime: number
 }
 
 /**
@@ -33,6 +42,8 @@ export class ReplicationStream {
   private readonly client: pg.Client
   private duplex: Duplex | undefined
   private current: Buffer[] | null = null
+  /** The transaction being received, once it outgrew memory. */
+  private spilling: { file: SpillFile; relations: Buffer[] } | null = null
   private readonly ready: StreamedTransaction[] = []
   private readyMessages = 0
   private confirmed: bigint
@@ -44,8 +55,10 @@ export class ReplicationStream {
 
   /** Pause reading the socket above this many buffered messages (memory stays bounded). */
   static readonly HIGH_WATER_MESSAGES = 60_000
-  /** Largest transaction held in memory (about 300 bytes per change; `REPLICATOR_MAX_TRANSACTION_CHANGES`). */
-  private readonly maxTransactionMessages = Number(process.env.REPLICATOR_MAX_TRANSACTION_CHANGES) || 2_000_000
+  /** Messages of one transaction held in memory before the rest goes to a spill file (`REPLICATOR_SPILL_CHANGES`). */
+  readonly spillAfter = Number(process.env.REPLICATOR_SPILL_CHANGES) || 100_000
+  /** Spill files not handed out yet (removed when the stream closes). */
+  private readonly spills = new Set<SpillFile>()
 
   private constructor(uri: string, private readonly slot: string, private readonly publication: string, from: bigint, connectTimeoutMs: number) {
     this.client = new pg.Client({ connectionString: uri, replication: 'database', connectionTimeoutMillis: connectTimeoutMs, application_name: 'mostajs-replicator', options: NATIVE_TEXT_SESSION } as pg.ClientConfig)
@@ -103,21 +116,13 @@ export class ReplicationStream {
       const tag = message[0]
       if (tag === 0x42 /* 'B' begin */) this.current = [message]
       else if (this.current) {
-        this.current.push(message)
-        if (this.current.length > this.maxTransactionMessages) {
-          // A whole transaction is applied as one target transaction, so it is held in memory:
-          // stop with a clear error rather than exhaust it (nothing is confirmed, nothing lost).
-          this.fail(new Error(`a source transaction has more than ${this.maxTransactionMessages} changes; transactions are applied whole and this one does not fit (set REPLICATOR_MAX_TRANSACTION_CHANGES to allow more, memory permitting)`))
-          this.current = null
+        try {
+          this.keep(message, tag!)
+        } catch (error) {
+          // nothing is confirmed: the transaction is read again once the cause is fixed
+          this.fail(error as Error)
           this.duplex?.pause()
           return
-        }
-        if (tag === 0x43 /* 'C' commit */) {
-          // Commit: flags (1), commit LSN (8), end LSN (8), time (8).
-          this.ready.push({ messages: this.current, commitEnd: message.readBigUInt64BE(10) })
-          this.readyMessages += this.current.length
-          this.current = null
-          if (this.readyMessages > ReplicationStream.HIGH_WATER_MESSAGES) this.duplex?.pause()
         }
       }
     } else if (kind === 0x6b /* 'k' keepalive */) {
@@ -126,6 +131,43 @@ export class ReplicationStream {
       if (chunk[17] === 1) this.sendStatus(false)
     }
     this.wake()
+  }
+
+  /**
+   * Keeps one message of the transaction being received. A transaction goes on being held in
+   * memory up to `spillAfter` messages, then all of it goes to a spill file: it is still
+   * applied whole, in one target transaction, read back in parts.
+   */
+  private keep(message: Buffer, tag: number): void {
+    const current = this.current!
+    if (this.spilling) {
+      this.spilling.file.write(message)
+      if (tag === 0x52 /* 'R' relation */) this.spilling.relations.push(message)
+    } else {
+      current.push(message)
+      if (current.length > this.spillAfter) {
+        const file = new SpillFile()
+        this.spills.add(file)
+        this.spilling = { file, relations: current.filter((kept) => kept[0] === 0x52) }
+        for (const kept of current) file.write(kept)
+        current.length = 0
+      }
+    }
+    if (tag !== 0x43 /* 'C' commit */) return
+    // Commit: flags (1), commit LSN (8), end LSN (8), time (8).
+    const commitEnd = message.readBigUInt64BE(10)
+    const commitTime = PG_EPOCH_MS + Number(message.readBigInt64BE(18) / 1000n)
+    if (this.spilling) {
+      this.spilling.file.flush()
+      this.ready.push({ messages: [], spill: this.spilling.file, spilledRelations: this.spilling.relations, commitEnd, commitTime })
+      this.readyMessages += 1
+      this.spilling = null
+    } else {
+      this.ready.push({ messages: current, commitEnd, commitTime })
+      this.readyMessages += current.length
+    }
+    this.current = null
+    if (this.readyMessages > ReplicationStream.HIGH_WATER_MESSAGES) this.duplex?.pause()
   }
 
   /**
@@ -184,10 +226,12 @@ export class ReplicationStream {
     if (this.failure && !this.ready.length) throw this.failure
     const taken: StreamedTransaction[] = []
     let messages = 0
-    while (this.ready.length && (messages < maxMessages || !taken.length)) {
+    // a spilled transaction is handed out alone (its reader then owns the file)
+    while (this.ready.length && (messages < maxMessages || !taken.length) && !taken[0]?.spill && !(taken.length && this.ready[0]!.spill)) {
       const transaction = this.ready.shift()!
       taken.push(transaction)
-      messages += transaction.messages.length
+      messages += transaction.spill ? 1 : transaction.messages.length
+      if (transaction.spill) this.spills.delete(transaction.spill)
     }
     this.readyMessages -= messages
     if (this.readyMessages <= ReplicationStream.HIGH_WATER_MESSAGES / 2) this.duplex?.resume()
@@ -206,6 +250,8 @@ export class ReplicationStream {
     this.closed = true
     this.wake()
     this.duplex?.destroy()
+    for (const file of this.spills) file.remove()
+    this.spills.clear()
     await this.client.end().catch(() => undefined)
   }
 }
