@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import {
   collectionSchemaOf, describeKey, keyIdentity, keyOfRow, keyToObject, mergeNativeRows, nativeColumnsFit, nativeRowComplete, ReplicatorError, scanAll,
   type ChangeBatch, type ChangeEvent, type CollectionDescription, type Dialect, type DialectOperations, type NativeRow, type Position, type Row,
@@ -38,6 +39,12 @@ export interface ReplicationRuleConfig {
   suppressNoOps?: boolean
   /** Internal (the reverse direction of a bidirectional rule): start streaming without a snapshot. */
   skipSnapshot?: boolean
+  /**
+   * Internal (bidirectional rules, both directions): the rule whose deletes are remembered as
+   * tombstones on both sides, so a delete and an update of one row made on the two sides at
+   * once resolve by time like two updates do (see `resolveConflicts`).
+   */
+  tombstones?: string
   /**
    * Identity of the source server (the manager passes `project/replica` of the master). When
    * it differs from the one stored with the offset, the source master changed (a promotion):
@@ -95,6 +102,12 @@ export interface RuleObserver {
 export const OFFSETS_COLLECTION = '_replicator_offsets'
 /** Rows a target refused, with the event and the error. */
 export const DEAD_LETTERS_COLLECTION = '_replicator_dead_letters'
+/** Deletes applied by bidirectional rules, with the time they were made (on both sides). */
+export const TOMBSTONES_COLLECTION = '_replicator_tombstones'
+const TOMBSTONES_SCHEMA = {
+  name: TOMBSTONES_COLLECTION, primaryKey: ['id'],
+  columns: [{ name: 'id', type: 'string' as const, length: 64 }, { name: 'rule', type: 'string' as const }, { name: 'collection', type: 'string' as const }, { name: 'row_key', type: 'text' as const }, { name: 'deleted_at', type: 'timestamp' as const }],
+}
 const INTERNAL_PREFIX = '_replicator_'
 /** Events read from the source log at once (applied in slices of batchSize). */
 const READ_AHEAD_EVENTS = 20_000
@@ -166,6 +179,27 @@ function laterImage(earlier: ChangeEvent, later: ChangeEvent): ChangeEvent {
 
 interface StoredOffset { position: Position | null; snapshotDone: boolean; origin?: string | null }
 
+/** The net changes of one collection in a batch. */
+interface NetChanges {
+  upserts: Map<string, ChangeEvent>
+  deletes: Map<string, ChangeEvent>
+  /** Keys whose first change in the batch is an insert. */
+  inserted: Set<string>
+  /** Bidirectional rules: older writes that crossed a delete of the batch (see applyPart). */
+  crossed: Array<{ key: ChangeEvent['key']; at: number }>
+  primaryKey: string[]
+}
+
+/** Time of a row's timestamp column in ms; rows without one are the oldest. */
+function timeOf(row: Row | null | undefined, column: string): number {
+  return row?.[column] instanceof Date ? (row[column] as Date).getTime() : -Infinity
+}
+
+/** Id of the tombstone of one row of a rule (a hash: keys can be long). */
+function tombstoneId(rule: string, collection: string, identity: string): string {
+  return createHash('sha256').update(`${rule}\u0000${collection}\u0000${identity}`).digest('hex')
+}
+
 /** JSON of an event that keeps bigint, Buffer and Date readable. */
 function eventJson(event: ChangeEvent): string {
   return JSON.stringify(event, (key, value: unknown) => {
@@ -234,6 +268,10 @@ export class RuleRunner {
       name: DEAD_LETTERS_COLLECTION, primaryKey: ['id'],
       columns: [{ name: 'id', type: 'string', length: 255 }, { name: 'rule', type: 'string' }, { name: 'collection', type: 'string' }, { name: 'row_key', type: 'text' }, { name: 'event', type: 'text' }, { name: 'error', type: 'text' }, { name: 'at', type: 'timestamp' }],
     })
+    if (this.config.tombstones) {
+      await this.target.ensureCollection(TOMBSTONES_SCHEMA)
+      await this.source.ensureCollection(TOMBSTONES_SCHEMA)
+    }
     if (this.config.mode !== 'snapshot') await this.source.setupCapture!({ name: this.config.name, collections: wanted })
     this.collections = wanted
     this.prepared = true
@@ -481,6 +519,10 @@ export class RuleRunner {
     return true
   }
 
+  private get timestampColumn(): string {
+    return this.config.timestampColumn ?? 'updatedAt'
+  }
+
   /** Whether rows of a source table's native columns fit a target table (as described then). */
   private readonly nativeFits = new WeakMap<NativeRow['columns'], { description: CollectionDescription; fits: boolean }>()
 
@@ -498,12 +540,12 @@ export class RuleRunner {
   /** Applies `events` in the open target transaction; returns what adds them to the stats. */
   private async applyPart(tx: DialectOperations, events: ChangeEvent[], position: Position): Promise<() => void> {
     // `inserted`: keys whose first change in the batch is an insert (expected new on the target)
-    const net = new Map<string, { upserts: Map<string, ChangeEvent>; deletes: Map<string, ChangeEvent>; inserted: Set<string>; primaryKey: string[] }>()
+    const net = new Map<string, NetChanges>()
     for (const event of events) {
       let changes = net.get(event.collection)
       if (!changes) {
         const { primaryKey } = await this.target.describeCollection(event.collection)
-        net.set(event.collection, (changes = { upserts: new Map(), deletes: new Map(), inserted: new Set(), primaryKey }))
+        net.set(event.collection, (changes = { upserts: new Map(), deletes: new Map(), inserted: new Set(), crossed: [], primaryKey }))
       }
       const identity = keyIdentity(keyToObject(event.key, changes.primaryKey, event.collection), changes.primaryKey)
       if (event.op === 'c' && !changes.upserts.has(identity) && !changes.deletes.has(identity)) changes.inserted.add(identity)
@@ -511,6 +553,14 @@ export class RuleRunner {
         changes.upserts.delete(identity)
         changes.deletes.set(identity, event)
       } else {
+        const deleted = changes.deletes.get(identity)
+        if (deleted && this.config.tombstones && timeOf(event.after, this.timestampColumn) <= deleted.source.ts) {
+          // An older write that crossed this delete (applied here from the other side before the
+          // delete was read): the delete stands, and the source loses that row again.
+          changes.crossed.push({ key: event.key, at: deleted.source.ts })
+          this.stats.skipped++
+          continue
+        }
         changes.deletes.delete(identity)
         const earlier = changes.upserts.get(identity)
         changes.upserts.set(identity, earlier ? laterImage(earlier, event) : event)
@@ -602,12 +652,13 @@ export class RuleRunner {
    * Drops from `changes` what the rule's conflict resolution refuses, after reading the
    * target rows of the batch's keys in the same transaction.
    */
-  private async resolveConflicts(tx: DialectOperations, collection: string, changes: { upserts: Map<string, ChangeEvent>; deletes: Map<string, ChangeEvent>; primaryKey: string[] }): Promise<string[]> {
+  private async resolveConflicts(tx: DialectOperations, collection: string, changes: NetChanges): Promise<string[]> {
     const policy = this.config.conflictResolution ?? 'source-wins'
     const refused: string[] = []
     if ((policy === 'source-wins' && !this.config.suppressNoOps) || collection.startsWith(INTERNAL_PREFIX)) return refused
     const { primaryKey } = changes
-    const keys = [...changes.upserts.values(), ...(policy === 'target-wins' ? changes.deletes.values() : [])].map((event) => event.key)
+    const withDeletes = policy === 'target-wins' || Boolean(this.config.tombstones)
+    const keys = [...changes.upserts.values(), ...(withDeletes ? changes.deletes.values() : [])].map((event) => event.key)
     const existing = new Map<string, Row>()
     if (primaryKey.length === 1) {
       for (let start = 0; start < keys.length; start += 500) {
@@ -620,6 +671,11 @@ export class RuleRunner {
       }
     }
     const column = this.config.timestampColumn ?? 'updatedAt'
+    const refuse = (map: Map<string, ChangeEvent>, identity: string) => {
+      map.delete(identity)
+      refused.push(identity)
+      this.stats.skipped++
+    }
     for (const [identity, event] of changes.upserts) {
       const current = existing.get(identity)
       if (!current) continue
@@ -627,18 +683,60 @@ export class RuleRunner {
       if (this.config.suppressNoOps && sameValues(event.after ?? {}, current)) keep = false // already there: the echo of our own apply
       else if (policy === 'timestamp') keep = newerOrTieWinner(event.after ?? {}, current, column)
       else keep = policy === 'source-wins'
-      if (!keep) {
-        changes.upserts.delete(identity)
-        refused.push(identity)
-        this.stats.skipped++
-      }
+      if (!keep) refuse(changes.upserts, identity)
     }
     if (policy === 'target-wins') {
-      for (const identity of [...changes.deletes.keys()]) {
-        if (existing.has(identity)) { changes.deletes.delete(identity); refused.push(identity); this.stats.skipped++ }
-      }
+      for (const identity of [...changes.deletes.keys()]) if (existing.has(identity)) refuse(changes.deletes, identity)
     }
+    if (this.config.tombstones) await this.resolveWithTombstones(tx, collection, changes, existing, refuse)
     return refused
+  }
+
+  /**
+   * Bidirectional rules: a delete is dated by its commit on the side where it was made, and
+   * weighed against the other side's row like an update (the later one wins; a tie goes to
+   * the delete). A delete that wins is remembered on both sides (`_replicator_tombstones`): an
+   * older upsert of that row arriving later — it crossed the delete — is refused instead of
+   * bringing the row back, and the side it came from, which still holds the older row, has it
+   * deleted too. So both sides end with the same answer whichever way the two changes cross.
+   */
+  private async resolveWithTombstones(tx: DialectOperations, collection: string, changes: NetChanges, existing: Map<string, Row>, refuse: (map: Map<string, ChangeEvent>, identity: string) => void): Promise<void> {
+    const rule = this.config.tombstones!
+    const column = this.timestampColumn
+    const { primaryKey } = changes
+    const timeOfRow = (row: Row | null | undefined) => timeOf(row, column)
+    const tombstones: Row[] = []
+    for (const [identity, event] of [...changes.deletes]) {
+      const current = existing.get(identity)
+      if (!current) continue // nothing to delete here (also the echo of a delete applied there)
+      if (timeOfRow(current) > event.source.ts) { refuse(changes.deletes, identity); continue } // this side's row is newer
+      tombstones.push({ id: tombstoneId(rule, collection, identity), rule, collection, row_key: describeKey(event.key), deleted_at: new Date(event.source.ts) })
+    }
+    // upserts of rows this side does not hold: a delete of theirs may be newer
+    const absent = [...changes.upserts].filter(([identity]) => !existing.has(identity))
+    const deletedAt = new Map<string, number>()
+    for (let start = 0; start < absent.length; start += 500) {
+      const ids = absent.slice(start, start + 500).map(([identity]) => tombstoneId(rule, collection, identity))
+      for (const row of await tx.find(TOMBSTONES_COLLECTION, { id: { $in: ids } })) deletedAt.set(String(row.id), timeOfRow({ [column]: row.deleted_at }))
+    }
+    const stale = [...changes.crossed]
+    for (const [identity, event] of absent) {
+      const at = deletedAt.get(tombstoneId(rule, collection, identity))
+      if (at === undefined || timeOfRow(event.after) > at) continue
+      refuse(changes.upserts, identity)
+      stale.push({ key: event.key, at })
+    }
+    if (tombstones.length) {
+      await tx.upsertMany(TOMBSTONES_COLLECTION, tombstones)
+      await this.source.upsertMany(TOMBSTONES_COLLECTION, tombstones)
+    }
+    // The source still holds the row the delete beat: delete it there too, unless it changed
+    // since (one conditional statement per row). Done before this batch commits: a failure
+    // makes the batch, and this, run again.
+    for (const { key, at } of stale) {
+      const byKey = keyToObject(key, primaryKey, collection)
+      await this.source.delete(collection, { $and: [byKey, { $or: [{ [column]: null }, { [column]: { $lte: new Date(at) } }] }] })
+    }
   }
 
   private deadLetterId(event: ChangeEvent, position: Position): string {
@@ -660,8 +758,8 @@ export class RuleRunner {
  */
 export function bidirectionalConfigs(config: ReplicationRuleConfig): [ReplicationRuleConfig, ReplicationRuleConfig] {
   return [
-    { ...config, suppressNoOps: true },
-    { ...config, name: `${config.name}.r`, source: config.target, target: config.source, suppressNoOps: true, skipSnapshot: true },
+    { ...config, suppressNoOps: true, tombstones: config.name },
+    { ...config, name: `${config.name}.r`, source: config.target, target: config.source, suppressNoOps: true, skipSnapshot: true, tombstones: config.name },
   ]
 }
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { connectDialect, type CollectionSchema, type Dialect, type Row } from '@mostajs/replicator-core'
-import { RuleRunner, DEAD_LETTERS_COLLECTION } from '@mostajs/replicator-cdc'
+import { bidirectionalConfigs, RuleRunner, DEAD_LETTERS_COLLECTION } from '@mostajs/replicator-cdc'
 import { ReplicationManager } from '@mostajs/replicator'
 import { expectReplicatorError, privateServer, testBackends, type TestBackend } from '@mostajs/replicator-testkit/vitest'
 import { createMariaDBDatabase, startMariaDB } from '@mostajs/replicator-testkit'
@@ -481,6 +481,57 @@ describe.skipIf(!backends.postgres.serverUrl)('PostgreSQL specifics', () => {
 
 describe('bidirectional rules', () => {
   const sides = [[backends.postgres, backends.sqlite], [backends.mariadb, backends.postgres]] as const
+  for (const [left, right] of sides) {
+    for (const order of ['forward first', 'reverse first'] as const) {
+      const reason = !left.serverUrl ? left.skipReason : !right.serverUrl ? right.skipReason : ''
+      it.skipIf(Boolean(reason))(`${left.kind} ↔ ${right.kind}, ${order}: a delete on one side and an update on the other resolve by time, whichever way they cross${reason ? ` (skipped: ${reason})` : ''}`, async () => {
+        const a = await open(left)
+        const b = await open(right)
+        await a.ensureCollection({ name: 'notes', columns: [{ name: 'id', type: 'integer' }, { name: 'text', type: 'string' }, { name: 'updatedAt', type: 'timestamp' }], primaryKey: ['id'] })
+        const [forwardConfig, reverseConfig] = bidirectionalConfigs({ name: `bd_${left.kind}_${order[0]}`, source: 'a', target: 'b', mode: 'bidirectional', collections: ['notes'], conflictResolution: 'timestamp' })
+        const forward = new RuleRunner(forwardConfig, a, b)
+        const reverse = new RuleRunner(reverseConfig, b, a)
+        const syncBoth = async () => {
+          for (const runner of order === 'forward first' ? [forward, reverse] : [reverse, forward]) await runner.sync()
+        }
+        try {
+          await forward.prepare()
+          await reverse.prepare()
+          const now = Date.now()
+          await a.upsertMany('notes', [1, 2, 3, 4].map((id) => ({ id, text: 'first', updatedAt: new Date(now - 600_000) })))
+          await syncBoth()
+          await syncBoth()
+          expect(await b.count('notes')).toBe(4)
+          // 1: deleted on a, updated on b a minute before the delete → deleted on both
+          // 2: deleted on a, updated on b a minute after it → kept on both, with b's update
+          // 3, 4: the same, the sides swapped
+          await b.update('notes', { id: 1 }, { text: 'older update on b', updatedAt: new Date(now - 60_000) })
+          await b.update('notes', { id: 2 }, { text: 'newer update on b', updatedAt: new Date(now + 60_000) })
+          await a.update('notes', { id: 3 }, { text: 'older update on a', updatedAt: new Date(now - 60_000) })
+          await a.update('notes', { id: 4 }, { text: 'newer update on a', updatedAt: new Date(now + 60_000) })
+          await a.delete('notes', { id: { $in: [1, 2] } })
+          await b.delete('notes', { id: { $in: [3, 4] } })
+          for (let round = 0; round < 3; round++) await syncBoth()
+          const rowsOf = async (side: Dialect) => (await side.find('notes', {}, { sort: { id: 1 } })).map((row) => `${String(row.id)}:${String(row.text)}`)
+          expect(await rowsOf(a)).toEqual(['2:newer update on b', '4:newer update on a'])
+          expect(await rowsOf(b)).toEqual(await rowsOf(a))
+          // a write older than a delete that both sides already applied (an offline client
+          // catching up) does not bring the row back; a newer one does
+          await b.upsertMany('notes', [{ id: 1, text: 'late, older write', updatedAt: new Date(now - 30_000) }, { id: 3, text: 'late, newer write', updatedAt: new Date(now + 120_000) }])
+          for (let round = 0; round < 3; round++) await syncBoth()
+          expect(await rowsOf(a)).toEqual(['2:newer update on b', '3:late, newer write', '4:newer update on a'])
+          expect(await rowsOf(b)).toEqual(await rowsOf(a))
+          // and quiet: nothing left to apply in either direction
+          const before = [forward.getStats().recordsSynced, reverse.getStats().recordsSynced]
+          await syncBoth()
+          expect([forward.getStats().recordsSynced, reverse.getStats().recordsSynced]).toEqual(before)
+        } finally {
+          await forward.teardown()
+          await reverse.teardown()
+        }
+      })
+    }
+  }
   for (const [left, right] of sides) {
   const reason = !left.serverUrl ? left.skipReason : !right.serverUrl ? right.skipReason : ''
   it.skipIf(Boolean(reason))(`${left.kind} ↔ ${right.kind} with writes on both sides converges (last writer wins, ties agreed) and stops: no update loop${reason ? ` (skipped: ${reason})` : ''}`, async () => {
