@@ -50,7 +50,8 @@ export interface ReplicationRuleConfig {
    * it differs from the one stored with the offset, the source master changed (a promotion):
    * log positions of the old server mean nothing on the new one, so the runner re-seeds the
    * target by a mirror pass (copy, and delete rows the source no longer has) and streams from
-   * the new server's capture. Bidirectional rules restart from the new capture without it.
+   * the new server's capture. A bidirectional rule merges instead (newer rows win, nothing is
+   * deleted: a row the target holds alone may be a write of its own not carried back yet).
    */
   origin?: string
 }
@@ -301,6 +302,7 @@ export class RuleRunner {
       // A new source master: its capture (created by prepare) holds every change from now on;
       // a mirror pass carries what happened before, including deletes.
       if (this.config.mode === 'cdc') for (const collection of this.collections) await this.mirrorCollection(collection)
+      else for (const collection of this.collections) await this.mergeCollection(collection)
       await this.target.upsertMany(OFFSETS_COLLECTION, [this.offsetRow(null)])
       offset = { position: null, snapshotDone: true, origin: this.config.origin }
       this.stats.reseeds++
@@ -412,6 +414,46 @@ export class RuleRunner {
         this.stats.deleted += absent.length
         this.stats.recordsSynced += absent.length
       }
+    }
+  }
+
+  /**
+   * Bidirectional re-seed: every source row the target lacks or holds older (last writer wins
+   * on the timestamp column, a newer tombstone beats it) is written to the target; nothing is
+   * deleted. The target's capture sees these writes and the reverse direction drops them (the
+   * source holds them already).
+   */
+  private async mergeCollection(collection: string): Promise<void> {
+    const pageSize = this.config.batchSize ?? 1000
+    const detail = this.perCollection.get(collection)!
+    const { primaryKey } = await this.target.describeCollection(collection)
+    const column = this.timestampColumn
+    for await (const page of scanAll(this.source, collection, { pageSize })) {
+      const held = new Map<string, Row>()
+      if (primaryKey.length === 1) {
+        for (const row of await this.target.find(collection, { [primaryKey[0]!]: { $in: page.map((row) => row[primaryKey[0]!]) } })) held.set(keyIdentity(row, primaryKey), row)
+      } else {
+        for (const row of page) {
+          const found = await this.target.findOne(collection, keyToObject(keyOfRow(row, primaryKey), primaryKey, collection))
+          if (found) held.set(keyIdentity(found, primaryKey), found)
+        }
+      }
+      const deletedAt = new Map<string, number>()
+      if (this.config.tombstones) {
+        const ids = page.map((row) => tombstoneId(this.config.tombstones!, collection, keyIdentity(row, primaryKey)))
+        for (const row of await this.target.find(TOMBSTONES_COLLECTION, { id: { $in: ids } })) deletedAt.set(String(row.id), timeOf({ [column]: row.deleted_at }, column))
+      }
+      const newer = page.filter((row) => {
+        const identity = keyIdentity(row, primaryKey)
+        const current = held.get(identity)
+        if (current) return !sameValues(row, current) && newerOrTieWinner(row, current, column)
+        const deleted = this.config.tombstones ? deletedAt.get(tombstoneId(this.config.tombstones, collection, identity)) : undefined
+        return deleted === undefined || timeOf(row, column) > deleted
+      })
+      if (!newer.length) continue
+      await this.target.upsertMany(collection, newer)
+      detail.snapshotRows += newer.length
+      this.stats.recordsSynced += newer.length
     }
   }
 
