@@ -50,6 +50,19 @@ function countBulkLoads(target: Dialect): { count: number } {
 }
 const byId = (rows: Row[]) => [...rows].sort((a, b) => Number(a.id) - Number(b.id))
 
+/**
+ * Makes a PostgreSQL target fail (not a row error: the whole sync fails) when row `id` of
+ * `table` is written, until `end()`.
+ */
+async function failWritesOf(target: Dialect, table: string, id: number): Promise<{ end(): Promise<void> }> {
+  await target.query('CREATE TABLE switch (failing boolean)')
+  await target.query('INSERT INTO switch VALUES (true)')
+  await target.query(`CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN IF NEW.id = ${id} AND (SELECT failing FROM switch) THEN RAISE EXCEPTION 'the target is unavailable' USING ERRCODE = 'XX000'; END IF; RETURN NEW; END $$`)
+  await target.query(`CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON "${table}" FOR EACH ROW EXECUTE FUNCTION refuse()`)
+  return { end: async () => { await target.query('UPDATE switch SET failing = false') } }
+}
+
 // Sources: PostgreSQL (logical decoding), MariaDB (ROW binlog), SQLite (triggers).
 const sources = [backends.postgres, backends.mariadb, backends.sqlite]
 const targets = [backends.postgres, backends.mariadb, backends.sqlite]
@@ -112,12 +125,7 @@ describe.skipIf(!backends.postgres.serverUrl)('a batch that fails half-way, whil
       const numbers: CollectionSchema = { name: 'numbers', columns: [{ name: 'id', type: 'integer' }, { name: 'v', type: 'integer' }], primaryKey: ['id'] }
       await source.ensureCollection(numbers)
       await target.ensureCollection(numbers)
-      // The target refuses row 15,000 while a switch is on — not a row error: the sync fails.
-      await target.query('CREATE TABLE switch (failing boolean)')
-      await target.query('INSERT INTO switch VALUES (true)')
-      await target.query(`CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN IF NEW.id = 15000 AND (SELECT failing FROM switch) THEN RAISE EXCEPTION 'the target is unavailable' USING ERRCODE = 'XX000'; END IF; RETURN NEW; END $$`)
-      await target.query('CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON numbers FOR EACH ROW EXECUTE FUNCTION refuse()')
+      const outage = await failWritesOf(target, 'numbers', 15_000)
       const runner = new RuleRunner({ name: `halfway_${from.kind}`, source: 'a', target: 'b', mode: 'cdc', collections: ['numbers'], batchSize: 1000 }, source, target)
       try {
         await runner.prepare()
@@ -128,7 +136,7 @@ describe.skipIf(!backends.postgres.serverUrl)('a batch that fails half-way, whil
         const partial = await target.count('numbers')
         expect(partial).toBeGreaterThan(0)
         expect(partial).toBeLessThan(15_000)
-        await target.query('UPDATE switch SET failing = false')
+        await outage.end()
         const stats = await runner.sync()
         expect(await target.count('numbers')).toBe(25_000)
         const [sums] = await target.query<{ ids: string; vs: string }>('SELECT sum(id)::text AS ids, sum(v)::text AS vs FROM numbers')
@@ -365,11 +373,7 @@ describe.skipIf(!backends.postgres.serverUrl)('PostgreSQL specifics', () => {
     const numbers: CollectionSchema = { name: 'bulk', columns: [{ name: 'id', type: 'integer' }, { name: 'v', type: 'string' }], primaryKey: ['id'] }
     await source.ensureCollection(numbers)
     await target.ensureCollection(numbers)
-    await target.query('CREATE TABLE switch (failing boolean)')
-    await target.query('INSERT INTO switch VALUES (true)')
-    await target.query(`CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN IF NEW.id = 400 AND (SELECT failing FROM switch) THEN RAISE EXCEPTION 'the target is unavailable' USING ERRCODE = 'XX000'; END IF; RETURN NEW; END $$`)
-    await target.query('CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON bulk FOR EACH ROW EXECUTE FUNCTION refuse()')
+    const outage = await failWritesOf(target, 'bulk', 400)
     const runner = new RuleRunner({ name: 'spill', source: 'a', target: 'b', mode: 'cdc', collections: ['bulk'], batchSize: 10 }, source, target)
     try {
       await runner.prepare()
@@ -383,7 +387,7 @@ describe.skipIf(!backends.postgres.serverUrl)('PostgreSQL specifics', () => {
       await expect(runner.sync()).rejects.toThrow(/the target is unavailable/)
       expect(await target.count('bulk')).toBe(0) // none of its parts is visible: one target transaction
       expect(readdirSync(spillDir)).toHaveLength(1) // it did go to disk
-      await target.query('UPDATE switch SET failing = false')
+      await outage.end()
       const stats = await runner.sync()
       expect(byId(await target.find('bulk'))).toEqual(byId(await source.find('bulk')))
       expect(await target.count('bulk')).toBe(451)

@@ -20,14 +20,11 @@ describe.skipIf(!available)(`after promoteToMaster, a bidirectional rule merges 
   beforeAll(async () => {
     master = await startPostgres()
     const masterUri = await master.createDatabase('shop')
-    const setup = await connectDialect({ dialect: 'postgres', uri: masterUri })
-    await setup.ensureCollection({ name: 'notes', columns: [{ name: 'id', type: 'integer' }, { name: 'text', type: 'string' }, { name: 'updatedAt', type: 'timestamp' }], primaryKey: ['id'] })
-    await setup.close()
     standby = await startPostgresStandby(master)
-    const url = new URL(masterUri)
-    url.port = String(standby.port)
-    standbyUri = url.toString()
+    standbyUri = Object.assign(new URL(masterUri), { port: String(standby.port) }).toString()
     await manager.addReplica('shop', { name: 'primary', role: 'master', dialect: 'postgres', uri: masterUri })
+    // created on the master after the standby started: it arrives by streaming replication
+    await manager.resolveWriteService('shop').dialect.ensureCollection({ name: 'notes', columns: [{ name: 'id', type: 'integer' }, { name: 'text', type: 'string' }, { name: 'updatedAt', type: 'timestamp' }], primaryKey: ['id'] })
     await manager.addReplica('shop', { name: 'standby', role: 'slave', dialect: 'postgres', uri: standbyUri, lagTolerance: 2000 })
     await manager.addReplica('edge', { name: 'local', role: 'master', dialect: 'sqlite', uri: edgeFile.uri })
     await manager.addReplicationRule({ name: 'both', source: 'shop', target: 'edge', mode: 'bidirectional', collections: ['notes'], conflictResolution: 'timestamp' })
