@@ -80,7 +80,6 @@ export interface ChangeEvent {
   txId?: string
 }
 
-
 /** What a capture records. */
 export interface CaptureOptions {
   /** Capture name (one per replication rule): names the slot, publication or triggers. */

@@ -493,7 +493,7 @@ export class PostgresDialect extends SqlDialect {
     let last: bigint | null = null
     let decoded = 0
     for (const data of messages) {
-      // Let other work run (a batch being applied meanwhile) every few thousand messages.
+      // Let other work run (a batch being applied meanwhile) every DECODE_SLICE messages.
       if (++decoded % DECODE_SLICE === 0) await new Promise((resolve) => setImmediate(resolve))
       const message = parsePgOutput(data)
       switch (message.tag) {
