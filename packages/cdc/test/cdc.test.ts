@@ -166,6 +166,30 @@ describe.skipIf(!privateServer('mariadb').available)(`CDC on MariaDB${privateSer
       await server.stop()
     }
   })
+
+  it('a backlog larger than the binlog buffer: reading pauses while it is full, resumes as it drains, and every change arrives', async () => {
+    process.env.REPLICATOR_BINLOG_BUFFER_EVENTS = '100' // read when the rule's binlog reader starts
+    const source = await open(backends.mariadb)
+    const target = await open(backends.sqlite)
+    try {
+      const numbers: CollectionSchema = { name: 'numbers', columns: [{ name: 'id', type: 'integer' }, { name: 'v', type: 'integer' }], primaryKey: ['id'] }
+      await source.ensureCollection(numbers)
+      const runner = new RuleRunner({ name: 'backlog', source: 'a', target: 'b', mode: 'cdc', collections: ['numbers'], batchSize: 40 }, source, target)
+      await runner.prepare()
+      await runner.sync()
+      for (let first = 1; first <= 1500; first += 50) await source.upsertMany('numbers', Array.from({ length: 50 }, (_, index) => ({ id: first + index, v: first + index })))
+      // Read without confirming: the reader stopped once it held 100 events (a transaction is never split).
+      const held = await source.readChanges!('backlog', { after: null, maxEvents: 100_000 })
+      expect(held.events.length).toBeGreaterThan(0)
+      expect(held.events.length).toBeLessThanOrEqual(150)
+      const stats = await runner.sync()
+      expect(stats.created).toBe(1500)
+      expect(byId(await target.find('numbers'))).toEqual(byId(await source.find('numbers')))
+      await runner.teardown()
+    } finally {
+      delete process.env.REPLICATOR_BINLOG_BUFFER_EVENTS
+    }
+  })
 })
 
 describe.skipIf(!backends.postgres.serverUrl)(`CDC on PostgreSQL${backends.postgres.serverUrl ? '' : ` (skipped: ${backends.postgres.skipReason})`}`, () => {

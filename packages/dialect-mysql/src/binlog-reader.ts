@@ -41,6 +41,21 @@ export class BinlogReader {
   private zongji: ZongJiInstance | undefined
   private failure: Error | undefined
   private ready: Promise<void> | undefined
+  /** Events of the buffered transactions. */
+  private buffered = 0
+  /**
+   * Set while reading is paused because the buffer is full (the consumer is slower than the
+   * binlog, or its target is down): reading resumes from here once it drained to half.
+   */
+  private resumeFrom: BinlogPosition | null = null
+  /** Bumped at each pause: events of a stopped connection still in the queue are dropped. */
+  private generation = 0
+  /** Events buffered before reading pauses (`REPLICATOR_BINLOG_BUFFER_EVENTS`); a transaction is never split. */
+  readonly highWater = Number(process.env.REPLICATOR_BINLOG_BUFFER_EVENTS) || 100_000
+  /** Times reading paused on a full buffer. */
+  pauses = 0
+  /** Where the current connection started reading. */
+  private connectedFrom: string
 
   constructor(
     private readonly connection: { host: string; port: number; user: string; password: string },
@@ -50,31 +65,39 @@ export class BinlogReader {
     private readonly describe: (collection: string) => Promise<CollectionDescription>,
     private readonly decode: (row: Row, description: CollectionDescription) => Row,
     private readonly dialectName: string,
-  ) {}
+  ) {
+    this.connectedFrom = startGtid
+  }
 
   /** Connects and starts streaming from `startGtid`. */
   start(): Promise<void> {
-    if (this.ready) return this.ready
-    this.ready = new Promise<void>((resolve, reject) => {
+    this.ready ??= this.connect(this.startGtid)
+    return this.ready
+  }
+
+  private connect(gtidSet: string): Promise<void> {
+    const generation = this.generation
+    this.connectedFrom = gtidSet
+    return new Promise<void>((resolve, reject) => {
       const zongji = new (ZongJi as unknown as new (options: Record<string, unknown>) => ZongJiInstance)({
         ...this.connection, timezone: 'Z', dateStrings: true, jsonStrings: true,
       })
       this.zongji = zongji
       zongji.on('ready', () => resolve())
       zongji.on('error', (error) => {
+        if (generation !== this.generation) return // a connection stopped on purpose
         this.failure = error
         reject(error)
       })
-      zongji.on('binlog', (event) => { void this.handle(event) })
+      zongji.on('binlog', (event) => { void this.handle(event, generation) })
       zongji.start({
-        gtidSet: this.startGtid,
+        gtidSet,
         // a replica-like client needs a server id of its own
         serverId: 1_000_000 + Math.floor(Math.random() * 1_000_000_000),
         includeEvents: ['tablemap', 'writerows', 'updaterows', 'deleterows', 'xid', 'query', 'rotate', 'heartbeat', 'mariadbgtid', 'gtid'],
         includeSchema: { [this.database]: this.collections },
       })
     })
-    return this.ready
   }
 
   private queue: Promise<void> = Promise.resolve()
@@ -85,13 +108,14 @@ export class BinlogReader {
    * ZongJi may already have read the next transaction's GTID, and a position that includes a
    * transaction not yet applied would skip it after a restart.
    */
-  private handle(event: ZongJiEvent): Promise<void> {
+  private handle(event: ZongJiEvent, generation: number): Promise<void> {
     const commitPosition = event.getTypeName().toLowerCase() === 'xid' ? this.position() : undefined
-    this.queue = this.queue.then(() => this.process(event, commitPosition)).catch((error: Error) => { this.failure = error })
+    this.queue = this.queue.then(() => this.process(event, commitPosition, generation)).catch((error: Error) => { this.failure = error })
     return this.queue
   }
 
-  private async process(event: ZongJiEvent, commitPosition: BinlogPosition | undefined): Promise<void> {
+  private async process(event: ZongJiEvent, commitPosition: BinlogPosition | undefined, generation: number): Promise<void> {
+    if (generation !== this.generation) return // read again after the pause
     const type = event.getTypeName().toLowerCase()
     if (type === 'writerows' || type === 'updaterows' || type === 'deleterows') {
       const table = event.tableMap?.[event.tableId!]
@@ -124,13 +148,30 @@ export class BinlogReader {
     if (this.pending.length) {
       for (const event of this.pending) event.source.position = { dialect: this.dialectName, value: { ...position } }
       this.transactions.push({ position, events: this.pending })
+      this.buffered += this.pending.length
     }
     this.pending = []
+    if (this.buffered >= this.highWater && !this.resumeFrom) this.pause(position)
+  }
+
+  /** Stops reading after the transaction at `position`; `confirm` resumes from there. */
+  private pause(position: BinlogPosition): void {
+    this.resumeFrom = position
+    this.generation++
+    this.pauses++
+    this.stop()
+  }
+
+  private resume(): void {
+    const from = this.resumeFrom!
+    this.resumeFrom = null
+    this.connect(from.gtid).catch(() => undefined) // a failure is kept in `failure` and reported by catchUp
   }
 
   /** The resume point after the last committed transaction seen. */
   position(): BinlogPosition {
-    return { gtid: this.zongji?.gtidSet ?? this.startGtid, file: this.zongji?.options.filename ?? '', pos: this.zongji?.options.position ?? 0 }
+    if (this.resumeFrom) return { ...this.resumeFrom }
+    return { gtid: this.zongji?.gtidSet ?? this.connectedFrom, file: this.zongji?.options.filename ?? '', pos: this.zongji?.options.position ?? 0 }
   }
 
   /** Waits (bounded) until the reader has passed the server's binlog file + offset `target`. */
@@ -138,6 +179,7 @@ export class BinlogReader {
     const deadline = Date.now() + timeoutMs
     for (;;) {
       if (this.failure) throw this.failure
+      if (this.resumeFrom) return // paused on a full buffer: what it holds is the caller's to take
       await this.queue
       const { file, pos } = this.position()
       if (file > target.file || (file === target.file && pos >= target.pos)) return
@@ -163,10 +205,11 @@ export class BinlogReader {
     return { events, position }
   }
 
-  /** Forgets buffered transactions up to (and including) `gtid`. */
+  /** Forgets buffered transactions up to (and including) `gtid`; resumes reading once the buffer drained to half. */
   confirm(gtid: string): void {
     const index = this.transactions.findIndex((transaction) => transaction.position.gtid === gtid)
-    if (index >= 0) this.transactions.splice(0, index + 1)
+    if (index >= 0) for (const { events } of this.transactions.splice(0, index + 1)) this.buffered -= events.length
+    if (this.resumeFrom && this.buffered <= this.highWater / 2) this.resume()
   }
 
   stop(): void {
