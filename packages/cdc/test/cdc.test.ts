@@ -167,6 +167,39 @@ describe.skipIf(!privateServer('mariadb').available)(`CDC on MariaDB${privateSer
     }
   })
 
+  it('a transaction larger than memory allows is spilled to disk with every type intact and applied whole, in one target transaction', async () => {
+    const spillDir = mkdtempSync(join(tmpdir(), 'replicator-spill-test-'))
+    process.env.REPLICATOR_SPILL_CHANGES = '50' // read when the rule's binlog reader starts
+    process.env.REPLICATOR_SPILL_DIR = spillDir
+    const source = await open(backends.mariadb)
+    const target = await open(backends.postgres)
+    await source.ensureCollection(schema)
+    const runner = new RuleRunner({ name: 'spill', source: 'a', target: 'b', mode: 'cdc', collections: ['items'], batchSize: 20 }, source, target)
+    try {
+      await runner.prepare() // creates the target table
+      const outage = await failWritesOf(target, 'items', 250)
+      await runner.sync()
+      await source.transaction(async (tx) => { // 300 inserts, updates and deletes, and JSON that looks like the spill file's tags
+        await tx.upsertMany('items', Array.from({ length: 300 }, (_, index) => row(index + 1)))
+        await tx.upsertMany('items', [{ ...row(7, 3), meta: { $date: 'not a date', $obj: [1], nested: { $big: '12' } } }, nulls(8)])
+        await tx.deleteMany('items', [9, 10])
+      })
+      await expect(runner.sync()).rejects.toThrow(/the target is unavailable/)
+      expect(await target.count('items')).toBe(0) // none of its parts is visible: one target transaction
+      expect(readdirSync(spillDir)).toHaveLength(1)
+      await outage.end()
+      await runner.sync()
+      expect(byId(await target.find('items'))).toEqual(byId(await source.find('items')))
+      expect((await target.findOne('items', { id: 7 }))!.meta).toEqual({ $date: 'not a date', $obj: [1], nested: { $big: '12' } })
+      expect(readdirSync(spillDir)).toEqual([]) // removed once applied
+    } finally {
+      delete process.env.REPLICATOR_SPILL_CHANGES
+      delete process.env.REPLICATOR_SPILL_DIR
+      await runner.teardown()
+      rmSync(spillDir, { recursive: true, force: true })
+    }
+  })
+
   it('a backlog larger than the binlog buffer: reading pauses while it is full, resumes as it drains, and every change arrives', async () => {
     process.env.REPLICATOR_BINLOG_BUFFER_EVENTS = '100' // read when the rule's binlog reader starts
     const source = await open(backends.mariadb)

@@ -1,5 +1,5 @@
 import ZongJi from '@vlasky/zongji'
-import { keyIdentity, keyOfRow, type ChangeEvent, type CollectionDescription, type Row } from '@mostajs/replicator-core'
+import { keyIdentity, keyOfRow, SpillFile, type ChangeEvent, type CollectionDescription, type Row } from '@mostajs/replicator-core'
 
 /** Where a binlog reader stands: the GTID position to resume from, and file + offset. */
 export interface BinlogPosition {
@@ -36,8 +36,13 @@ const ZONELESS = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?$/
  * whole committed transactions as change events until they are confirmed.
  */
 export class BinlogReader {
-  private readonly transactions: Array<{ position: BinlogPosition; events: ChangeEvent[] }> = []
+  /** Committed transactions not confirmed yet: their events, or a spill file holding them. */
+  private readonly transactions: Array<{ position: BinlogPosition; events: ChangeEvent[]; spill?: SpillFile }> = []
   private pending: ChangeEvent[] = []
+  /** The transaction being read, once it outgrew memory. */
+  private spilling: SpillFile | null = null
+  /** Changes of one transaction held in memory before all of it goes to a spill file (`REPLICATOR_SPILL_CHANGES`). */
+  readonly spillAfter = Number(process.env.REPLICATOR_SPILL_CHANGES) || 100_000
   private zongji: ZongJiInstance | undefined
   private failure: Error | undefined
   private ready: Promise<void> | undefined
@@ -125,18 +130,18 @@ export class BinlogReader {
       for (const raw of event.rows ?? []) {
         if (type === 'writerows') {
           const after = this.decode(raw as Row, description)
-          this.pending.push({ op: 'c', collection: table.tableName, key: keyOfRow(after, description.primaryKey), before: null, after, source: { ...source } })
+          this.keep({ op: 'c', collection: table.tableName, key: keyOfRow(after, description.primaryKey), before: null, after, source: { ...source } })
         } else if (type === 'deleterows') {
           const before = this.decode(raw as Row, description)
-          this.pending.push({ op: 'd', collection: table.tableName, key: keyOfRow(before, description.primaryKey), before, after: null, source: { ...source } })
+          this.keep({ op: 'd', collection: table.tableName, key: keyOfRow(before, description.primaryKey), before, after: null, source: { ...source } })
         } else {
           const change = raw as { before: Row; after: Row }
           const before = this.decode(change.before, description)
           const after = this.decode(change.after, description)
           if (keyIdentity(before, description.primaryKey) !== keyIdentity(after, description.primaryKey)) {
-            this.pending.push({ op: 'd', collection: table.tableName, key: keyOfRow(before, description.primaryKey), before, after: null, source: { ...source } })
+            this.keep({ op: 'd', collection: table.tableName, key: keyOfRow(before, description.primaryKey), before, after: null, source: { ...source } })
           }
-          this.pending.push({ op: 'u', collection: table.tableName, key: keyOfRow(after, description.primaryKey), before, after, source: { ...source } })
+          this.keep({ op: 'u', collection: table.tableName, key: keyOfRow(after, description.primaryKey), before, after, source: { ...source } })
         }
       }
       return
@@ -144,8 +149,26 @@ export class BinlogReader {
     if (type === 'xid') this.commit(commitPosition ?? this.position())
   }
 
+  /** Keeps one change of the transaction being read (in memory, or in its spill file). */
+  private keep(event: ChangeEvent): void {
+    if (this.spilling) {
+      this.spilling.write(encodeEvent(event))
+      return
+    }
+    this.pending.push(event)
+    if (this.pending.length > this.spillAfter) {
+      this.spilling = new SpillFile()
+      for (const kept of this.pending) this.spilling.write(encodeEvent(kept))
+      this.pending = []
+    }
+  }
+
   private commit(position: BinlogPosition): void {
-    if (this.pending.length) {
+    if (this.spilling) {
+      this.spilling.flush()
+      this.transactions.push({ position, events: [], spill: this.spilling })
+      this.spilling = null
+    } else if (this.pending.length) {
       for (const event of this.pending) event.source.position = { dialect: this.dialectName, value: { ...position } }
       this.transactions.push({ position, events: this.pending })
       this.buffered += this.pending.length
@@ -159,7 +182,10 @@ export class BinlogReader {
     this.resumeFrom = position
     this.generation++
     this.pauses++
-    this.stop()
+    this.pending = []
+    this.spilling?.remove()
+    this.spilling = null
+    try { this.zongji?.stop() } catch { /* already stopped */ }
   }
 
   private resume(): void {
@@ -193,11 +219,16 @@ export class BinlogReader {
    * `afterGtid` when it is still buffered (a caller reading ahead of its confirmations), else
    * from the oldest one not confirmed.
    */
-  take(maxEvents: number, afterGtid: string | null): { events: ChangeEvent[]; position: BinlogPosition | null } {
+  take(maxEvents: number, afterGtid: string | null): { events: ChangeEvent[]; position: BinlogPosition | null; spill?: SpillFile } {
     const events: ChangeEvent[] = []
     let position: BinlogPosition | null = null
     const start = afterGtid ? this.transactions.findIndex((transaction) => transaction.position.gtid === afterGtid) + 1 : 0
     for (const transaction of this.transactions.slice(start)) {
+      if (transaction.spill) {
+        if (events.length) break // a spilled transaction is handed out alone, read from its start
+        transaction.spill.rewind()
+        return { events, position: transaction.position, spill: transaction.spill }
+      }
       if (events.length && events.length + transaction.events.length > maxEvents) break
       events.push(...transaction.events)
       position = transaction.position
@@ -208,13 +239,50 @@ export class BinlogReader {
   /** Forgets buffered transactions up to (and including) `gtid`; resumes reading once the buffer drained to half. */
   confirm(gtid: string): void {
     const index = this.transactions.findIndex((transaction) => transaction.position.gtid === gtid)
-    if (index >= 0) for (const { events } of this.transactions.splice(0, index + 1)) this.buffered -= events.length
+    if (index >= 0) {
+      for (const { events, spill } of this.transactions.splice(0, index + 1)) {
+        this.buffered -= events.length
+        spill?.remove()
+      }
+    }
     if (this.resumeFrom && this.buffered <= this.highWater / 2) this.resume()
   }
 
+  /** Stops reading and removes the spill files. */
   stop(): void {
+    this.generation++
     try { this.zongji?.stop() } catch { /* already stopped */ }
+    this.spilling?.remove()
+    for (const { spill } of this.transactions) spill?.remove()
   }
+}
+
+/**
+ * An event as one spill-file record: JSON that keeps Date, bigint and Buffer values (tagged
+ * `$date`, `$big`, `$bin`); a JSON value's own object with `$` keys is wrapped (`$obj`) so
+ * it is never taken for a tag.
+ */
+export function encodeEvent(event: ChangeEvent): Buffer {
+  return Buffer.from(JSON.stringify(event, function (this: Record<string, unknown>, key, value: unknown) {
+    const raw = this[key]
+    if (raw instanceof Date) return { $date: Number.isNaN(raw.getTime()) ? null : raw.toISOString() }
+    if (Buffer.isBuffer(raw)) return { $bin: raw.toString('base64') }
+    if (typeof value === 'bigint') return { $big: value.toString() }
+    if (value && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).some((name) => name.startsWith('$'))) return { $obj: Object.entries(value) }
+    return value
+  }))
+}
+
+export function decodeEvent(record: Buffer): ChangeEvent {
+  return JSON.parse(record.toString('utf8'), (_key, value: unknown) => {
+    if (!value || typeof value !== 'object' || Array.isArray(value)) return value
+    const tagged = value as Record<string, unknown>
+    if ('$date' in tagged) return new Date(tagged.$date === null ? Number.NaN : String(tagged.$date))
+    if ('$big' in tagged) return BigInt(String(tagged.$big))
+    if ('$bin' in tagged) return Buffer.from(String(tagged.$bin), 'base64')
+    if ('$obj' in tagged) return Object.fromEntries(tagged.$obj as Array<[string, unknown]>)
+    return value
+  }) as ChangeEvent
 }
 
 /** DATETIME text read from the binlog (written in UTC by this dialect) → Date. */

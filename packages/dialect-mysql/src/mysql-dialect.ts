@@ -1,10 +1,10 @@
 import mysql from 'mysql2/promise'
 import {
   columnDecoder, registerDialect, ReplicatorError, runTransactionOn, SqlDialect,
-  type CaptureOptions, type ChangeBatch, type CollectionDescription, type NativeReplicationStatus, type Position, type ReadChangesOptions, type Row, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor, type SqlResult,
+  type CaptureOptions, type ChangeBatch, type ChangeEvent, type CollectionDescription, type NativeReplicationStatus, type Position, type ReadChangesOptions, type Row, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor, type SqlResult,
 } from '@mostajs/replicator-core'
 import { createMysqlFlavor } from './mysql-flavor.js'
-import { BinlogReader, binlogTimestamp } from './binlog-reader.js'
+import { BinlogReader, binlogTimestamp, decodeEvent } from './binlog-reader.js'
 
 /** Where captures keep their start position on a MySQL/MariaDB source. */
 const CAPTURES_COLLECTION = '_replicator_captures'
@@ -88,6 +88,13 @@ export class MysqlDialect extends SqlDialect {
       dateStrings: ['DATE'],
       jsonStrings: true,
       multipleStatements: false,
+      // mysql2's own float parser accumulates digits and loses the last ones of 16-17 digit
+      // doubles (90.33333333333333 read back as 90.33333333333331); the text is exact.
+      typeCast: (field: { type: string; string(): string | null }, next: () => unknown) => {
+        if (field.type !== 'DOUBLE' && field.type !== 'FLOAT') return next()
+        const text = field.string()
+        return text === null ? null : Number(text)
+      },
     })
     pool.pool.on('connection', (connection) => {
       connection.query(SESSION_SETUP)
@@ -225,7 +232,22 @@ export class MysqlDialect extends SqlDialect {
     }
     const [status] = await this.query<{ File: string; Position: number }>('SHOW MASTER STATUS')
     if (status) await reader.catchUp({ file: status.File, pos: Number(status.Position) }, 3000)
-    const { events, position } = reader.take(Math.max(1, options.maxEvents), options.after ? from : null)
+    const { events, position, spill } = reader.take(Math.max(1, options.maxEvents), options.after ? from : null)
+    if (spill) {
+      // A transaction too large to hold: read back from its spill file in parts.
+      const value = { ...position! }
+      const nextPart = async (): Promise<ChangeEvent[] | null> => {
+        const records = spill.read(reader.spillAfter)
+        if (!records.length) return null
+        return records.map((record) => {
+          const event = decodeEvent(record)
+          event.source.position = { dialect: this.name, value: { ...value } }
+          return event
+        })
+      }
+      const first = await nextPart()
+      return first ? { events: first, position: { dialect: this.name, value }, nextPart } : { events: [], position: { dialect: this.name, value } }
+    }
     return { events, position: position ? { dialect: this.name, value: { ...position } } : null }
   }
 

@@ -11,7 +11,7 @@ import {
 import { NATIVE_TEXT_FORMAT, postgresFlavor } from './postgres-flavor.js'
 import { formatLsn, parseLsn, parsePgOutput, type PgOutputMessage, type RawTuple, type Relation } from './pgoutput.js'
 import { ReplicationStream, type StreamedTransaction } from './replication-stream.js'
-import type { SpillFile } from './spill-file.js'
+import type { SpillFile } from '@mostajs/replicator-core'
 
 /** Converts the tuples of one relation. */
 interface RelationConverter {

@@ -2,7 +2,7 @@ import type { Duplex } from 'node:stream'
 import pg from 'pg'
 import * as copyStreams from 'pg-copy-streams'
 import { formatLsn } from './pgoutput.js'
-import { SpillFile } from './spill-file.js'
+import { SpillFile } from '@mostajs/replicator-core'
 
 /** `both` of pg-copy-streams (CopyBoth mode), which its type declarations leave out. */
 const copyBoth = (copyStreams as unknown as { both(text: string, options: { alignOnCopyDataFrame: boolean }): Duplex & pg.Submittable }).both

@@ -208,7 +208,7 @@ export function testDialectContract(subject: DialectUnderTest): void {
       const strings = ['', 'NULL', 'null', '"', '\\', '\\"', 'a,b', '{x}', '{"a":1}', ' lead and trail ', 'tab\tnew\nline', 'ünï©ødé ✓ 𝄞', "it's", '\\N']
       const rows: Row[] = strings.map((text, index) => ({
         id: index + 1, s: text, t: `${text}|${text}`, j: { text, list: [text, null, 1.5], nested: { q: '"\\' } },
-        d: [0, -1.5, 1e-300, 1.7976931348623157e308, -0.25][index % 5]!, b: index % 3 === 0 ? null : index % 2 === 0, n: BigInt(index) * -9_007_199_254_740_993n,
+        d: [0, -1.5, 1e-300, 1.7976931348623157e308, -0.25, 271 / 3, 0.1 + 0.2][index % 7]!, b: index % 3 === 0 ? null : index % 2 === 0, n: BigInt(index) * -9_007_199_254_740_993n,
       }))
       await dialect.upsertMany('awkward', rows) // one batch
       expect(await dialect.find('awkward', {}, { sort: { id: 1 } })).toEqual(rows)

@@ -7,8 +7,9 @@ import { join } from 'node:path'
 const WRITE_CHUNK = 1 << 20
 
 /**
- * The messages of one source transaction too large to hold in memory, written to a temporary
- * file as they arrive (each as a 4-byte length and its bytes) and read back in parts, in order.
+ * The messages (or change records) of one source transaction too large to hold in memory,
+ * written to a temporary file as they arrive (each as a 4-byte length and its bytes) and read
+ * back in parts, in order.
  * The directory is `REPLICATOR_SPILL_DIR`, else the system's temporary directory.
  */
 export class SpillFile {
@@ -57,6 +58,12 @@ export class SpillFile {
       this.carry = this.carry.subarray(4 + length)
     }
     return messages
+  }
+
+  /** Reads again from the first message (a consumer starting over after a failed apply). */
+  rewind(): void {
+    this.readAt = 0
+    this.carry = Buffer.alloc(0)
   }
 
   /** Deletes the file; safe to call more than once. */
