@@ -57,8 +57,6 @@ export class BinlogReader {
   private generation = 0
   /** Events buffered before reading pauses (`REPLICATOR_BINLOG_BUFFER_EVENTS`); a transaction is never split. */
   readonly highWater = Number(process.env.REPLICATOR_BINLOG_BUFFER_EVENTS) || 100_000
-  /** Times reading paused on a full buffer. */
-  pauses = 0
   /** Where the current connection started reading. */
   private connectedFrom: string
 
@@ -181,7 +179,6 @@ export class BinlogReader {
   private pause(position: BinlogPosition): void {
     this.resumeFrom = position
     this.generation++
-    this.pauses++
     this.pending = []
     this.spilling?.remove()
     this.spilling = null
