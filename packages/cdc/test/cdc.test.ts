@@ -50,6 +50,21 @@ function countBulkLoads(target: Dialect): { count: number } {
 }
 const byId = (rows: Row[]) => [...rows].sort((a, b) => Number(a.id) - Number(b.id))
 
+/** Spills transactions of more than `limit` changes (read when a capture reader starts) into a fresh directory. */
+function spillInto(limit: number): { dir: string; restore(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'replicator-spill-test-'))
+  process.env.REPLICATOR_SPILL_CHANGES = String(limit)
+  process.env.REPLICATOR_SPILL_DIR = dir
+  return {
+    dir,
+    restore() {
+      delete process.env.REPLICATOR_SPILL_CHANGES
+      delete process.env.REPLICATOR_SPILL_DIR
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
 /**
  * Makes a PostgreSQL target fail (not a row error: the whole sync fails) when row `id` of
  * `table` is written, until `end()`.
@@ -168,9 +183,7 @@ describe.skipIf(!privateServer('mariadb').available)(`CDC on MariaDB${privateSer
   })
 
   it('a transaction larger than memory allows is spilled to disk with every type intact and applied whole, in one target transaction', async () => {
-    const spillDir = mkdtempSync(join(tmpdir(), 'replicator-spill-test-'))
-    process.env.REPLICATOR_SPILL_CHANGES = '50' // read when the rule's binlog reader starts
-    process.env.REPLICATOR_SPILL_DIR = spillDir
+    const spill = spillInto(50)
     const source = await open(backends.mariadb)
     const target = await open(backends.postgres)
     await source.ensureCollection(schema)
@@ -186,17 +199,15 @@ describe.skipIf(!privateServer('mariadb').available)(`CDC on MariaDB${privateSer
       })
       await expect(runner.sync()).rejects.toThrow(/the target is unavailable/)
       expect(await target.count('items')).toBe(0) // none of its parts is visible: one target transaction
-      expect(readdirSync(spillDir)).toHaveLength(1)
+      expect(readdirSync(spill.dir)).toHaveLength(1)
       await outage.end()
       await runner.sync()
       expect(byId(await target.find('items'))).toEqual(byId(await source.find('items')))
       expect((await target.findOne('items', { id: 7 }))!.meta).toEqual({ $date: 'not a date', $obj: [1], nested: { $big: '12' } })
-      expect(readdirSync(spillDir)).toEqual([]) // removed once applied
+      expect(readdirSync(spill.dir)).toEqual([]) // removed once applied
     } finally {
-      delete process.env.REPLICATOR_SPILL_CHANGES
-      delete process.env.REPLICATOR_SPILL_DIR
       await runner.teardown()
-      rmSync(spillDir, { recursive: true, force: true })
+      spill.restore()
     }
   })
 
@@ -424,9 +435,7 @@ describe.skipIf(!backends.postgres.serverUrl)('PostgreSQL specifics', () => {
   it('a source transaction larger than memory allows is spilled to disk and still applied whole, in one target transaction', async () => {
     const source = await open(backends.postgres)
     const target = await open(backends.postgres)
-    const spillDir = mkdtempSync(join(tmpdir(), 'replicator-spill-test-'))
-    process.env.REPLICATOR_SPILL_CHANGES = '50' // read when the replication stream opens
-    process.env.REPLICATOR_SPILL_DIR = spillDir
+    const spill = spillInto(50)
     const numbers: CollectionSchema = { name: 'bulk', columns: [{ name: 'id', type: 'integer' }, { name: 'v', type: 'string' }], primaryKey: ['id'] }
     await source.ensureCollection(numbers)
     await target.ensureCollection(numbers)
@@ -443,18 +452,16 @@ describe.skipIf(!backends.postgres.serverUrl)('PostgreSQL specifics', () => {
       await source.upsertMany('bulk', [{ id: 1000, v: 'a later, small transaction' }])
       await expect(runner.sync()).rejects.toThrow(/the target is unavailable/)
       expect(await target.count('bulk')).toBe(0) // none of its parts is visible: one target transaction
-      expect(readdirSync(spillDir)).toHaveLength(1) // it did go to disk
+      expect(readdirSync(spill.dir)).toHaveLength(1) // it did go to disk
       await outage.end()
       const stats = await runner.sync()
       expect(byId(await target.find('bulk'))).toEqual(byId(await source.find('bulk')))
       expect(await target.count('bulk')).toBe(451)
       expect(stats.deadLettered).toBe(0)
-      expect(readdirSync(spillDir)).toEqual([]) // removed once read
+      expect(readdirSync(spill.dir)).toEqual([]) // removed once read
     } finally {
-      delete process.env.REPLICATOR_SPILL_CHANGES
-      delete process.env.REPLICATOR_SPILL_DIR
       await runner.teardown()
-      rmSync(spillDir, { recursive: true, force: true })
+      spill.restore()
     }
   })
 
