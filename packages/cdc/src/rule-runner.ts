@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import {
   collectionSchemaOf, describeKey, keyIdentity, keyOfRow, keyToObject, mergeNativeRows, nativeColumnsFit, nativeRowComplete, ReplicatorError, scanAll,
-  type ChangeBatch, type ChangeEvent, type CollectionDescription, type Dialect, type DialectOperations, type NativeRow, type Position, type Row,
+  type ChangeBatch, type ChangeEvent, type CollectionDescription, type Dialect, type DialectOperations, type NativeRow, type Position, type Row, type RowKey,
 } from '@mostajs/replicator-core'
 
 /** A replication rule: stream every change of `collections` from a source master to a target master. */
@@ -134,8 +134,8 @@ function sameValues(incoming: Row, current: Row): boolean {
  * (the greater stable text), so concurrent writes converge instead of flip-flopping.
  */
 function newerOrTieWinner(incoming: Row, current: Row, column: string): boolean {
-  const incomingTime = incoming[column] instanceof Date ? (incoming[column] as Date).getTime() : -Infinity
-  const currentTime = current[column] instanceof Date ? (current[column] as Date).getTime() : -Infinity
+  const incomingTime = timeOf(incoming, column)
+  const currentTime = timeOf(current, column)
   if (incomingTime !== currentTime) return incomingTime > currentTime
   const merged = { ...current, ...incoming }
   return stableText(merged) > stableText(current)
@@ -196,6 +196,26 @@ function timeOf(row: Row | null | undefined, column: string): number {
   return row?.[column] instanceof Date ? (row[column] as Date).getTime() : -Infinity
 }
 
+/**
+ * The rows of `keys` that a database holds, by key identity: `$in` lookups of 500 keys, or one
+ * lookup per key when the key is composite.
+ */
+async function rowsByKey(database: DialectOperations, collection: string, keys: RowKey[], primaryKey: string[], select?: string[]): Promise<Map<string, Row>> {
+  const rows = new Map<string, Row>()
+  const options = select ? { select } : {}
+  if (primaryKey.length === 1) {
+    for (let start = 0; start < keys.length; start += 500) {
+      for (const row of await database.find(collection, { [primaryKey[0]!]: { $in: keys.slice(start, start + 500) } }, options)) rows.set(keyIdentity(row, primaryKey), row)
+    }
+  } else {
+    for (const key of keys) {
+      const row = await database.findOne(collection, keyToObject(key, primaryKey, collection), options)
+      if (row) rows.set(keyIdentity(row, primaryKey), row)
+    }
+  }
+  return rows
+}
+
 /** Id of the tombstone of one row of a rule (a hash: keys can be long). */
 function tombstoneId(rule: string, collection: string, identity: string): string {
   return createHash('sha256').update(`${rule}\u0000${collection}\u0000${identity}`).digest('hex')
@@ -250,7 +270,7 @@ export class RuleRunner {
       const description = await this.source.describeCollection(collection)
       for (const column of description.columns) if (column.type === 'unknown') problems.push(`${collection}.${column.name} (${column.nativeType})`)
       if (this.config.conflictResolution === 'timestamp' && !collection.startsWith(INTERNAL_PREFIX)) {
-        const column = this.config.timestampColumn ?? 'updatedAt'
+        const column = this.timestampColumn
         if (!description.columns.some((candidate) => candidate.name === column && candidate.type === 'timestamp')) {
           throw new ReplicatorError('CONFIG_INVALID', `Rule "${this.config.name}": conflictResolution 'timestamp' compares "${column}", and collection "${collection}" has no timestamp column of that name. Set timestampColumn.`, { details: { rule: this.config.name, collection } })
         }
@@ -397,16 +417,7 @@ export class RuleRunner {
     await this.copyCollection(collection)
     const { primaryKey } = await this.target.describeCollection(collection)
     for await (const page of scanAll(this.target, collection, { pageSize })) {
-      const keys = page.map((row) => keyOfRow(row, primaryKey))
-      const present = new Set<string>()
-      if (primaryKey.length === 1) {
-        for (const row of await this.source.find(collection, { [primaryKey[0]!]: { $in: keys } }, { select: primaryKey })) present.add(keyIdentity(row, primaryKey))
-      } else {
-        for (const key of keys) {
-          const found = await this.source.findOne(collection, keyToObject(key, primaryKey, collection), { select: primaryKey })
-          if (found) present.add(keyIdentity(found, primaryKey))
-        }
-      }
+      const present = await rowsByKey(this.source, collection, page.map((row) => keyOfRow(row, primaryKey)), primaryKey, primaryKey)
       const absent = page.filter((row) => !present.has(keyIdentity(row, primaryKey))).map((row) => keyOfRow(row, primaryKey))
       if (absent.length) {
         await this.target.deleteMany(collection, absent)
@@ -429,25 +440,14 @@ export class RuleRunner {
     const { primaryKey } = await this.target.describeCollection(collection)
     const column = this.timestampColumn
     for await (const page of scanAll(this.source, collection, { pageSize })) {
-      const held = new Map<string, Row>()
-      if (primaryKey.length === 1) {
-        for (const row of await this.target.find(collection, { [primaryKey[0]!]: { $in: page.map((row) => row[primaryKey[0]!]) } })) held.set(keyIdentity(row, primaryKey), row)
-      } else {
-        for (const row of page) {
-          const found = await this.target.findOne(collection, keyToObject(keyOfRow(row, primaryKey), primaryKey, collection))
-          if (found) held.set(keyIdentity(found, primaryKey), found)
-        }
-      }
-      const deletedAt = new Map<string, number>()
-      if (this.config.tombstones) {
-        const ids = page.map((row) => tombstoneId(this.config.tombstones!, collection, keyIdentity(row, primaryKey)))
-        for (const row of await this.target.find(TOMBSTONES_COLLECTION, { id: { $in: ids } })) deletedAt.set(String(row.id), timeOf({ [column]: row.deleted_at }, column))
-      }
+      const held = await rowsByKey(this.target, collection, page.map((row) => keyOfRow(row, primaryKey)), primaryKey)
+      const absent = page.map((row) => keyIdentity(row, primaryKey)).filter((identity) => !held.has(identity))
+      const deletedAt = this.config.tombstones ? await this.deletedAt(this.target, collection, absent) : new Map<string, number>()
       const newer = page.filter((row) => {
         const identity = keyIdentity(row, primaryKey)
         const current = held.get(identity)
         if (current) return !sameValues(row, current) && newerOrTieWinner(row, current, column)
-        const deleted = this.config.tombstones ? deletedAt.get(tombstoneId(this.config.tombstones, collection, identity)) : undefined
+        const deleted = deletedAt.get(identity)
         return deleted === undefined || timeOf(row, column) > deleted
       })
       if (!newer.length) continue
@@ -701,18 +701,8 @@ export class RuleRunner {
     const { primaryKey } = changes
     const withDeletes = policy === 'target-wins' || Boolean(this.config.tombstones)
     const keys = [...changes.upserts.values(), ...(withDeletes ? changes.deletes.values() : [])].map((event) => event.key)
-    const existing = new Map<string, Row>()
-    if (primaryKey.length === 1) {
-      for (let start = 0; start < keys.length; start += 500) {
-        for (const row of await tx.find(collection, { [primaryKey[0]!]: { $in: keys.slice(start, start + 500) } })) existing.set(keyIdentity(row, primaryKey), row)
-      }
-    } else {
-      for (const key of keys) {
-        const row = await tx.findOne(collection, keyToObject(key, primaryKey, collection))
-        if (row) existing.set(keyIdentity(row, primaryKey), row)
-      }
-    }
-    const column = this.config.timestampColumn ?? 'updatedAt'
+    const existing = await rowsByKey(tx, collection, keys, primaryKey)
+    const column = this.timestampColumn
     const refuse = (map: Map<string, ChangeEvent>, identity: string) => {
       map.delete(identity)
       refused.push(identity)
@@ -756,14 +746,10 @@ export class RuleRunner {
     }
     // upserts of rows this side does not hold: a delete of theirs may be newer
     const absent = [...changes.upserts].filter(([identity]) => !existing.has(identity))
-    const deletedAt = new Map<string, number>()
-    for (let start = 0; start < absent.length; start += 500) {
-      const ids = absent.slice(start, start + 500).map(([identity]) => tombstoneId(rule, collection, identity))
-      for (const row of await tx.find(TOMBSTONES_COLLECTION, { id: { $in: ids } })) deletedAt.set(String(row.id), timeOfRow({ [column]: row.deleted_at }))
-    }
+    const deletedAt = await this.deletedAt(tx, collection, absent.map(([identity]) => identity))
     const stale = [...changes.crossed]
     for (const [identity, event] of absent) {
-      const at = deletedAt.get(tombstoneId(rule, collection, identity))
+      const at = deletedAt.get(identity)
       if (at === undefined || timeOfRow(event.after) > at) continue
       refuse(changes.upserts, identity)
       stale.push({ key: event.key, at })
@@ -779,6 +765,17 @@ export class RuleRunner {
       const byKey = keyToObject(key, primaryKey, collection)
       await this.source.delete(collection, { $and: [byKey, { $or: [{ [column]: null }, { [column]: { $lte: new Date(at) } }] }] })
     }
+  }
+
+  /** When the rule's tombstones in `database` say these rows (key identities) were deleted, in ms. */
+  private async deletedAt(database: DialectOperations, collection: string, identities: string[]): Promise<Map<string, number>> {
+    const byId = new Map(identities.map((identity) => [tombstoneId(this.config.tombstones!, collection, identity), identity]))
+    const ids = [...byId.keys()]
+    const times = new Map<string, number>()
+    for (let start = 0; start < ids.length; start += 500) {
+      for (const row of await database.find(TOMBSTONES_COLLECTION, { id: { $in: ids.slice(start, start + 500) } })) times.set(byId.get(String(row.id))!, timeOf(row, 'deleted_at'))
+    }
+    return times
   }
 
   private deadLetterId(event: ChangeEvent, position: Position): string {

@@ -419,6 +419,11 @@ export class PostgresDialect extends SqlDialect {
 
   /** Captures read over the streaming replication protocol, by capture name. */
   private readonly streams = new Map<string, CaptureStream>()
+  /** The database of the URI, as change events name their source. */
+  private get databaseName(): string {
+    return decodeURIComponent(new URL(this.config.uri).pathname.slice(1))
+  }
+
   /** Closes a capture's replication stream and removes the spill files it left. */
   private async closeStream(name: string): Promise<void> {
     const state = this.streams.get(name)
@@ -486,7 +491,7 @@ export class PostgresDialect extends SqlDialect {
   private async decodeMessages(name: string, messages: Buffer[], after: bigint, relations: Map<number, Relation>, converters: Map<number, RelationConverter>, options: DecodeOptions): Promise<ChangeBatch> {
     const events: ChangeEvent[] = []
     let pending: ChangeEvent[] = []
-    const database = decodeURIComponent(new URL(this.config.uri).pathname.slice(1))
+    const database = this.databaseName
     // shared by the events of one transaction, completed at its commit
     let source: ChangeEvent['source'] = { dialect: 'postgres', database, position: { dialect: 'postgres', value: '0/0' }, ts: 0 }
     let xid = 0
@@ -559,7 +564,7 @@ export class PostgresDialect extends SqlDialect {
     }
     const position = { dialect: 'postgres', value: formatLsn(transaction.commitEnd) }
     if (transaction.commitEnd <= after) { done(); return { events: [], position } }
-    const source = { dialect: 'postgres', database: decodeURIComponent(new URL(this.config.uri).pathname.slice(1)), position, ts: transaction.commitTime }
+    const source = { dialect: 'postgres', database: this.databaseName, position, ts: transaction.commitTime }
     let txId: string | undefined
     const nextPart = async (): Promise<ChangeEvent[] | null> => {
       for (;;) {

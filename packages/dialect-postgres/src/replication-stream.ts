@@ -226,12 +226,17 @@ export class ReplicationStream {
     if (this.failure && !this.ready.length) throw this.failure
     const taken: StreamedTransaction[] = []
     let messages = 0
-    // a spilled transaction is handed out alone (its reader then owns the file)
-    while (this.ready.length && (messages < maxMessages || !taken.length) && !taken[0]?.spill && !(taken.length && this.ready[0]!.spill)) {
+    while (this.ready.length && (messages < maxMessages || !taken.length)) {
+      // a spilled transaction is handed out alone (its reader then owns the file)
+      if (this.ready[0]!.spill && taken.length) break
       const transaction = this.ready.shift()!
       taken.push(transaction)
-      messages += transaction.spill ? 1 : transaction.messages.length
-      if (transaction.spill) this.spills.delete(transaction.spill)
+      if (transaction.spill) {
+        this.spills.delete(transaction.spill)
+        messages += 1
+        break
+      }
+      messages += transaction.messages.length
     }
     this.readyMessages -= messages
     if (this.readyMessages <= ReplicationStream.HIGH_WATER_MESSAGES / 2) this.duplex?.resume()
