@@ -18,9 +18,23 @@ import Database from 'better-sqlite3'
 import mysql from 'mysql2/promise'
 import pg from 'pg'
 import { createDialect, type CollectionSchema, type Dialect, type Row } from '@mostajs/replicator-core'
-import { createMariaDBDatabase, mariadbAvailability, postgresAvailability, sqliteFile, startMariaDB, startPostgres } from '@mostajs/replicator-testkit'
+import {
+  createMariaDBDatabase,
+  mariadbAvailability,
+  postgresAvailability,
+  sqliteFile,
+  startMariaDB,
+  startPostgres,
+} from '@mostajs/replicator-testkit'
 
-const { values: args } = parseArgs({ options: { rows: { type: 'string', default: '100000' }, batch: { type: 'string', default: '1000' }, rounds: { type: 'string', default: '5' }, only: { type: 'string' } } })
+const { values: args } = parseArgs({
+  options: {
+    rows: { type: 'string', default: '100000' },
+    batch: { type: 'string', default: '1000' },
+    rounds: { type: 'string', default: '5' },
+    only: { type: 'string' },
+  },
+})
 const wanted = (name: string) => !args.only || args.only.split(',').includes(name)
 const ROWS = Number(args.rows)
 const BATCH = Number(args.batch)
@@ -32,9 +46,14 @@ function schema(name: string): CollectionSchema {
     name,
     primaryKey: ['id'],
     columns: [
-      { name: 'id', type: 'integer' }, { name: 'name', type: 'string' }, { name: 'amount', type: 'decimal', precision: 18, scale: 4 },
-      { name: 'score', type: 'double' }, { name: 'active', type: 'boolean' }, { name: 'created', type: 'timestamp' },
-      { name: 'tags', type: 'json' }, { name: 'note', type: 'text' },
+      { name: 'id', type: 'integer' },
+      { name: 'name', type: 'string' },
+      { name: 'amount', type: 'decimal', precision: 18, scale: 4 },
+      { name: 'score', type: 'double' },
+      { name: 'active', type: 'boolean' },
+      { name: 'created', type: 'timestamp' },
+      { name: 'tags', type: 'json' },
+      { name: 'note', type: 'text' },
     ],
   }
 }
@@ -43,7 +62,7 @@ const rows: Row[] = Array.from({ length: ROWS }, (_, i) => ({
   id: i + 1,
   name: `user-${i}`,
   amount: `${(i * 37) % 100000}.${String(i % 10000).padStart(4, '0')}`,
-  score: (i * 7919) % 1000 / 7,
+  score: ((i * 7919) % 1000) / 7,
   active: i % 3 === 0,
   created: new Date(1_700_000_000_000 + i * 1000),
   tags: { group: i % 10, labels: ['a', `b${i % 5}`] },
@@ -71,45 +90,88 @@ function pgRaw(uri: string): RawDriver {
       let sql = sqlCache.get(batch.length)
       if (!sql) {
         const tuples = batch.map((_, r) => `(${COLUMNS.map((_, c) => `$${r * COLUMNS.length + c + 1}`).join(', ')})`)
-        sql = `INSERT INTO "${table}" (${COLUMNS.map((c) => `"${c}"`).join(', ')}) VALUES ${tuples.join(', ')} ON CONFLICT ("id") DO UPDATE SET ${COLUMNS.slice(1).map((c) => `"${c}" = EXCLUDED."${c}"`).join(', ')}`
+        sql = `INSERT INTO "${table}" (${COLUMNS.map((c) => `"${c}"`).join(', ')}) VALUES ${tuples.join(', ')} ON CONFLICT ("id") DO UPDATE SET ${COLUMNS.slice(
+          1,
+        )
+          .map((c) => `"${c}" = EXCLUDED."${c}"`)
+          .join(', ')}`
         sqlCache.set(batch.length, sql)
       }
       const params: unknown[] = []
-      for (const row of batch) params.push(row.id, row.name, row.amount, row.score, row.active, row.created, JSON.stringify(row.tags), row.note)
+      for (const row of batch)
+        params.push(
+          row.id,
+          row.name,
+          row.amount,
+          row.score,
+          row.active,
+          row.created,
+          JSON.stringify(row.tags),
+          row.note,
+        )
       await pool.query(sql, params)
     },
-    pages(table) { // pg already returns booleans, Dates and parsed JSON: nothing to convert
+    pages(table) {
+      // pg already returns booleans, Dates and parsed JSON: nothing to convert
       let after = 0
       let done = false
       return {
         async next() {
           if (done) return 0
-          const { rows: page } = await pool.query(`SELECT * FROM "${table}" WHERE "id" > $1 ORDER BY "id" LIMIT ${BATCH}`, [after])
+          const { rows: page } = await pool.query(
+            `SELECT * FROM "${table}" WHERE "id" > $1 ORDER BY "id" LIMIT ${BATCH}`,
+            [after],
+          )
           done = page.length < BATCH
           if (page.length) after = page[page.length - 1].id
           return page.length
         },
       }
     },
-    async truncate(table) { await pool.query(`TRUNCATE "${table}"`) },
+    async truncate(table) {
+      await pool.query(`TRUNCATE "${table}"`)
+    },
     close: () => pool.end(),
   }
 }
 
 function mysqlRaw(uri: string): RawDriver {
   const url = new URL(uri)
-  const pool = mysql.createPool({ host: url.hostname, port: Number(url.port), user: url.username, database: url.pathname.slice(1), connectionLimit: 4, timezone: 'Z', supportBigNumbers: true, bigNumberStrings: true })
+  const pool = mysql.createPool({
+    host: url.hostname,
+    port: Number(url.port),
+    user: url.username,
+    database: url.pathname.slice(1),
+    connectionLimit: 4,
+    timezone: 'Z',
+    supportBigNumbers: true,
+    bigNumberStrings: true,
+  })
   const sqlCache = new Map<number, string>()
   return {
     async upsertBatch(table, batch) {
       let sql = sqlCache.get(batch.length)
       if (!sql) {
         const tuple = `(${COLUMNS.map(() => '?').join(', ')})`
-        sql = `INSERT INTO \`${table}\` (${COLUMNS.map((c) => `\`${c}\``).join(', ')}) VALUES ${batch.map(() => tuple).join(', ')} ON DUPLICATE KEY UPDATE ${COLUMNS.slice(1).map((c) => `\`${c}\` = VALUES(\`${c}\`)`).join(', ')}`
+        sql = `INSERT INTO \`${table}\` (${COLUMNS.map((c) => `\`${c}\``).join(', ')}) VALUES ${batch.map(() => tuple).join(', ')} ON DUPLICATE KEY UPDATE ${COLUMNS.slice(
+          1,
+        )
+          .map((c) => `\`${c}\` = VALUES(\`${c}\`)`)
+          .join(', ')}`
         sqlCache.set(batch.length, sql)
       }
       const params: unknown[] = []
-      for (const row of batch) params.push(row.id, row.name, row.amount, row.score, row.active, row.created, JSON.stringify(row.tags), row.note)
+      for (const row of batch)
+        params.push(
+          row.id,
+          row.name,
+          row.amount,
+          row.score,
+          row.active,
+          row.created,
+          JSON.stringify(row.tags),
+          row.note,
+        )
       await pool.query(sql, params)
     },
     pages(table, convert) {
@@ -118,15 +180,24 @@ function mysqlRaw(uri: string): RawDriver {
       return {
         async next() {
           if (done) return 0
-          const [page] = await pool.query(`SELECT * FROM \`${table}\` WHERE \`id\` > ? ORDER BY \`id\` LIMIT ${BATCH}`, [after]) as [Array<Record<string, unknown> & { id: number }>, unknown]
-          if (convert) for (const row of page) { row.active = row.active === null ? null : row.active !== 0; row.tags = typeof row.tags === "string" ? JSON.parse(row.tags) : row.tags }
+          const [page] = (await pool.query(
+            `SELECT * FROM \`${table}\` WHERE \`id\` > ? ORDER BY \`id\` LIMIT ${BATCH}`,
+            [after],
+          )) as [Array<Record<string, unknown> & { id: number }>, unknown]
+          if (convert)
+            for (const row of page) {
+              row.active = row.active === null ? null : row.active !== 0
+              row.tags = typeof row.tags === 'string' ? JSON.parse(row.tags) : row.tags
+            }
           done = page.length < BATCH
           if (page.length) after = page[page.length - 1]!.id
           return page.length
         },
       }
     },
-    async truncate(table) { await pool.query(`TRUNCATE \`${table}\``) },
+    async truncate(table) {
+      await pool.query(`TRUNCATE \`${table}\``)
+    },
     close: () => pool.end(),
   }
 }
@@ -144,9 +215,23 @@ function sqliteRaw(path: string): RawDriver {
   return {
     async upsertBatch(table, batch) {
       const tuple = `(${COLUMNS.map(() => '?').join(', ')})`
-      const sql = `INSERT INTO "${table}" (${COLUMNS.map((c) => `"${c}"`).join(', ')}) VALUES ${batch.map(() => tuple).join(', ')} ON CONFLICT ("id") DO UPDATE SET ${COLUMNS.slice(1).map((c) => `"${c}" = excluded."${c}"`).join(', ')}`
+      const sql = `INSERT INTO "${table}" (${COLUMNS.map((c) => `"${c}"`).join(', ')}) VALUES ${batch.map(() => tuple).join(', ')} ON CONFLICT ("id") DO UPDATE SET ${COLUMNS.slice(
+        1,
+      )
+        .map((c) => `"${c}" = excluded."${c}"`)
+        .join(', ')}`
       const params: unknown[] = []
-      for (const row of batch) params.push(row.id, row.name, row.amount, row.score, row.active ? 1 : 0, (row.created as Date).toISOString(), JSON.stringify(row.tags), row.note)
+      for (const row of batch)
+        params.push(
+          row.id,
+          row.name,
+          row.amount,
+          row.score,
+          row.active ? 1 : 0,
+          (row.created as Date).toISOString(),
+          JSON.stringify(row.tags),
+          row.note,
+        )
       prepare(sql).run(params)
     },
     pages(table, convert) {
@@ -170,13 +255,19 @@ function sqliteRaw(path: string): RawDriver {
         },
       }
     },
-    async truncate(table) { database.exec(`DELETE FROM "${table}"`) },
-    async close() { database.close() },
+    async truncate(table) {
+      database.exec(`DELETE FROM "${table}"`)
+    },
+    async close() {
+      database.close()
+    },
   }
 }
 
 /** Scans a whole table page by page, timing each page with `clock`. */
-interface PagedScan { next(): Promise<boolean> }
+interface PagedScan {
+  next(): Promise<boolean>
+}
 
 function oursScanner(dialect: Dialect, table: string): PagedScan {
   let after: unknown = null
@@ -201,11 +292,17 @@ async function time(fn: () => Promise<unknown>): Promise<number> {
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 
 interface Result {
-  dialect: string; operation: string; rows: number
-  oursMs: number; rawMs: number; ratio: number
+  dialect: string
+  operation: string
+  rows: number
+  oursMs: number
+  rawMs: number
+  ratio: number
   /** Raw driver plus the conversions to the same values ours returns (scans only). */
-  rawConvertedMs?: number; ratioVsConverted?: number
-  oursRowsPerSecond: number; rawRowsPerSecond: number
+  rawConvertedMs?: number
+  ratioVsConverted?: number
+  oursRowsPerSecond: number
+  rawRowsPerSecond: number
 }
 
 async function benchmark(label: string, dialect: Dialect, raw: RawDriver, emptySql: string): Promise<Result[]> {
@@ -225,9 +322,19 @@ async function benchmark(label: string, dialect: Dialect, raw: RawDriver, emptyS
     let rawMs = 0
     for (let start = 0, index = 0; start < rows.length; start += BATCH, index++) {
       const batch = rows.slice(start, start + BATCH)
-      const runRaw = async () => { rawMs += await time(() => raw.upsertBatch('bench_raw', batch)) }
-      const runOurs = async () => { oursMs += await time(() => dialect.upsertMany('bench_ours', batch)) }
-      if ((index + round) % 2 === 0) { await runRaw(); await runOurs() } else { await runOurs(); await runRaw() }
+      const runRaw = async () => {
+        rawMs += await time(() => raw.upsertBatch('bench_raw', batch))
+      }
+      const runOurs = async () => {
+        oursMs += await time(() => dialect.upsertMany('bench_ours', batch))
+      }
+      if ((index + round) % 2 === 0) {
+        await runRaw()
+        await runOurs()
+      } else {
+        await runOurs()
+        await runRaw()
+      }
     }
     upsert.ours.push(oursMs)
     upsert.raw.push(rawMs)
@@ -241,9 +348,23 @@ async function benchmark(label: string, dialect: Dialect, raw: RawDriver, emptyS
     for (let index = 0; ; index++) {
       let more = false
       const sides = [
-        async () => { oursMs += await time(async () => { if (await ours.next()) more = true }) },
-        async () => { rawMs += await time(async () => { const count = await rawPages.next(); rawRows += count; if (count) more = true }) },
-        async () => { convertedMs += await time(async () => { if (await convertedPages.next()) more = true }) },
+        async () => {
+          oursMs += await time(async () => {
+            if (await ours.next()) more = true
+          })
+        },
+        async () => {
+          rawMs += await time(async () => {
+            const count = await rawPages.next()
+            rawRows += count
+            if (count) more = true
+          })
+        },
+        async () => {
+          convertedMs += await time(async () => {
+            if (await convertedPages.next()) more = true
+          })
+        },
       ]
       for (let turn = 0; turn < sides.length; turn++) await sides[(index + round + turn) % sides.length]!()
       if (!more) break
@@ -259,9 +380,17 @@ async function benchmark(label: string, dialect: Dialect, raw: RawDriver, emptyS
     const rawMs = median(samples.raw)
     const convertedMs = samples.converted ? median(samples.converted) : undefined
     return {
-      dialect: label, operation, rows: ROWS, oursMs: Math.round(oursMs), rawMs: Math.round(rawMs), ratio: Number((oursMs / rawMs).toFixed(3)),
-      ...(convertedMs !== undefined ? { rawConvertedMs: Math.round(convertedMs), ratioVsConverted: Number((oursMs / convertedMs).toFixed(3)) } : {}),
-      oursRowsPerSecond: Math.round(ROWS / (oursMs / 1000)), rawRowsPerSecond: Math.round(ROWS / (rawMs / 1000)),
+      dialect: label,
+      operation,
+      rows: ROWS,
+      oursMs: Math.round(oursMs),
+      rawMs: Math.round(rawMs),
+      ratio: Number((oursMs / rawMs).toFixed(3)),
+      ...(convertedMs !== undefined
+        ? { rawConvertedMs: Math.round(convertedMs), ratioVsConverted: Number((oursMs / convertedMs).toFixed(3)) }
+        : {}),
+      oursRowsPerSecond: Math.round(ROWS / (oursMs / 1000)),
+      rawRowsPerSecond: Math.round(ROWS / (rawMs / 1000)),
     }
   }
   return [result(`upsertMany (batches of ${BATCH})`, upsert), result(`scan (pages of ${BATCH})`, scan)]
@@ -280,7 +409,7 @@ async function main() {
       const dialect = createDialect({ dialect: 'postgres', uri })
       await dialect.connect()
       const raw = pgRaw(uri)
-      results.push(...await benchmark('postgres', dialect, raw, 'TRUNCATE "$table"'))
+      results.push(...(await benchmark('postgres', dialect, raw, 'TRUNCATE "$table"')))
       await raw.close()
       await dialect.close()
     } else skipped.push(`postgres: ${postgresAvailability().reason}`)
@@ -293,48 +422,73 @@ async function main() {
       const dialect = createDialect({ dialect: 'mariadb', uri })
       await dialect.connect()
       const raw = mysqlRaw(uri)
-      results.push(...await benchmark('mariadb', dialect, raw, 'TRUNCATE `$table`'))
+      results.push(...(await benchmark('mariadb', dialect, raw, 'TRUNCATE `$table`')))
       await raw.close()
       await dialect.close()
     } else skipped.push(`mariadb: ${mariadbAvailability().reason}`)
 
     if (wanted('sqlite')) {
-    // one file each, so WAL checkpoints of one side never land on the other
-    const file = sqliteFile('bench-ours.db')
-    const rawFile = sqliteFile('bench-raw.db')
-    stops.push(async () => { file.cleanup(); rawFile.cleanup() })
-    const dialect = createDialect({ dialect: 'sqlite', uri: file.uri })
-    await dialect.connect()
-    const raw = sqliteRaw(rawFile.path)
-    await dialect.ensureCollection(schema('bench_raw'))
-    const rawSide = createDialect({ dialect: 'sqlite', uri: rawFile.uri })
-    await rawSide.connect()
-    await rawSide.ensureCollection(schema('bench_raw')) // same DDL as ours
-    await rawSide.close()
-    results.push(...await benchmark('sqlite', dialect, raw, 'DELETE FROM "$table"'))
-    await raw.close()
-    await dialect.close()
+      // one file each, so WAL checkpoints of one side never land on the other
+      const file = sqliteFile('bench-ours.db')
+      const rawFile = sqliteFile('bench-raw.db')
+      stops.push(async () => {
+        file.cleanup()
+        rawFile.cleanup()
+      })
+      const dialect = createDialect({ dialect: 'sqlite', uri: file.uri })
+      await dialect.connect()
+      const raw = sqliteRaw(rawFile.path)
+      await dialect.ensureCollection(schema('bench_raw'))
+      const rawSide = createDialect({ dialect: 'sqlite', uri: rawFile.uri })
+      await rawSide.connect()
+      await rawSide.ensureCollection(schema('bench_raw')) // same DDL as ours
+      await rawSide.close()
+      results.push(...(await benchmark('sqlite', dialect, raw, 'DELETE FROM "$table"')))
+      await raw.close()
+      await dialect.close()
     } else skipped.push('sqlite: not selected')
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => undefined)
   }
 
-  const machine = { hostname: hostname(), cpu: cpus()[0]?.model, cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), platform: `${platform()} ${release()}`, node: process.version }
-  console.log(`\nbench:dialects — ${ROWS.toLocaleString('en')} rows, 8 columns, batch ${BATCH}, median of ${ROUNDS} rounds`)
+  const machine = {
+    hostname: hostname(),
+    cpu: cpus()[0]?.model,
+    cores: cpus().length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    platform: `${platform()} ${release()}`,
+    node: process.version,
+  }
+  console.log(
+    `\nbench:dialects — ${ROWS.toLocaleString('en')} rows, 8 columns, batch ${BATCH}, median of ${ROUNDS} rounds`,
+  )
   console.log(`machine: ${machine.cpu} × ${machine.cores}, ${machine.memoryGiB} GiB, node ${machine.node}\n`)
-  console.table(results.map((r) => ({
-    dialect: r.dialect, operation: r.operation, 'ours ms': r.oursMs, 'raw ms': r.rawMs, 'ours/raw': r.ratio,
-    'raw+convert ms': r.rawConvertedMs ?? '', 'ours/(raw+convert)': r.ratioVsConverted ?? '', 'ours rows/s': r.oursRowsPerSecond,
-  })))
+  console.table(
+    results.map((r) => ({
+      dialect: r.dialect,
+      operation: r.operation,
+      'ours ms': r.oursMs,
+      'raw ms': r.rawMs,
+      'ours/raw': r.ratio,
+      'raw+convert ms': r.rawConvertedMs ?? '',
+      'ours/(raw+convert)': r.ratioVsConverted ?? '',
+      'ours rows/s': r.oursRowsPerSecond,
+    })),
+  )
   for (const reason of skipped) console.log(`skipped ${reason}`)
   // Judged against raw code that returns the same values (for scans: raw + conversions);
   // the ratio against the raw driver's untouched output is printed beside it.
   const worst = Math.max(...results.map((r) => r.ratioVsConverted ?? r.ratio))
   const worstVsRaw = Math.max(...results.map((r) => r.ratio))
-  console.log(`worst ratio vs raw code producing the same values: ${worst.toFixed(3)} (target ≤ 1.25) → ${worst <= 1.25 ? 'PASS' : 'FAIL'}`)
+  console.log(
+    `worst ratio vs raw code producing the same values: ${worst.toFixed(3)} (target ≤ 1.25) → ${worst <= 1.25 ? 'PASS' : 'FAIL'}`,
+  )
   console.log(`worst ratio vs the raw driver's untouched output: ${worstVsRaw.toFixed(3)}`)
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
-  writeFileSync(new URL('./results/dialects.json', import.meta.url), `${JSON.stringify({ benchmark: 'dialects', date: new Date().toISOString(), machine, rows: ROWS, batch: BATCH, rounds: ROUNDS, target: 1.25, worstRatio: worst, worstRatioVsUntouchedRaw: worstVsRaw, results, skipped }, null, 2)}\n`)
+  writeFileSync(
+    new URL('./results/dialects.json', import.meta.url),
+    `${JSON.stringify({ benchmark: 'dialects', date: new Date().toISOString(), machine, rows: ROWS, batch: BATCH, rounds: ROUNDS, target: 1.25, worstRatio: worst, worstRatioVsUntouchedRaw: worstVsRaw, results, skipped }, null, 2)}\n`,
+  )
 }
 
 await main()

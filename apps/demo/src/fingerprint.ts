@@ -14,5 +14,8 @@ export async function fingerprint(dialect: Dialect, collection: string): Promise
       rowHashes.push(createHash('sha256').update(text).digest('hex'))
     }
   }
-  return { rows: rowHashes.length, sha256: createHash('sha256').update(rowHashes.sort().join('')).digest('hex').slice(0, 16) }
+  return {
+    rows: rowHashes.length,
+    sha256: createHash('sha256').update(rowHashes.sort().join('')).digest('hex').slice(0, 16),
+  }
 }

@@ -7,7 +7,10 @@ import type { LoadCounters } from './live-view.js'
  * `resolveReadService`, which the router sends to the least-lagging slave in tolerance.
  * Writes refused during a promotion are counted and the load goes on with the new master.
  */
-export function startLoad(manager: ReplicationManager, options: { rate: number; clientIds: string[] }): { counters: LoadCounters; stop(): Promise<void> } {
+export function startLoad(
+  manager: ReplicationManager,
+  options: { rate: number; clientIds: string[] },
+): { counters: LoadCounters; stop(): Promise<void> } {
   const counters: LoadCounters = { writes: 0, reads: 0, writeErrors: 0 }
   const userIds: string[] = []
   let stopped = false
@@ -19,7 +22,11 @@ export function startLoad(manager: ReplicationManager, options: { rate: number; 
     const roll = Math.random()
     sequence++
     if (roll < 0.4 || userIds.length < 10) {
-      const user = await writes.create('User', { email: `user${sequence}@example.com`, name: `User ${sequence}`, active: true })
+      const user = await writes.create('User', {
+        email: `user${sequence}@example.com`,
+        name: `User ${sequence}`,
+        active: true,
+      })
       userIds.push(String(user.id))
     } else if (roll < 0.7) {
       await writes.update('Client', pick(options.clientIds), { balance: Math.round(Math.random() * 1_000_000) / 100 })
@@ -28,7 +35,13 @@ export function startLoad(manager: ReplicationManager, options: { rate: number; 
       const [id] = userIds.splice(index, 1)
       await writes.delete('User', id!)
     } else {
-      await writes.create('Client', { email: `client${sequence}@example.com`, name: `Client ${sequence}`, vip: sequence % 5 === 0, balance: sequence % 100, profile: { source: 'load' } })
+      await writes.create('Client', {
+        email: `client${sequence}@example.com`,
+        name: `Client ${sequence}`,
+        vip: sequence % 5 === 0,
+        balance: sequence % 100,
+        profile: { source: 'load' },
+      })
     }
   }
 
@@ -47,7 +60,10 @@ export function startLoad(manager: ReplicationManager, options: { rate: number; 
         counters.writeErrors++ // e.g. FENCED while the standby is being promoted
       }
       for (let read = 0; read < 3; read++) {
-        await manager.resolveReadService('shop').findById('Client', pick(options.clientIds)).catch(() => null)
+        await manager
+          .resolveReadService('shop')
+          .findById('Client', pick(options.clientIds))
+          .catch(() => null)
         counters.reads++
       }
     }

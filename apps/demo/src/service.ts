@@ -37,7 +37,15 @@ try {
   if (!options.keep) cleanups.push(async () => analytics.cleanup())
   const shop: Dialect = await connectDialect({ dialect: 'postgres', uri: shopUri })
   cleanups.push(() => shop.close())
-  await shop.ensureCollection({ name: 'orders', columns: [{ name: 'id', type: 'integer' }, { name: 'total', type: 'decimal' }, { name: 'placedAt', type: 'timestamp' }], primaryKey: ['id'] })
+  await shop.ensureCollection({
+    name: 'orders',
+    columns: [
+      { name: 'id', type: 'integer' },
+      { name: 'total', type: 'decimal' },
+      { name: 'placedAt', type: 'timestamp' },
+    ],
+    primaryKey: ['id'],
+  })
 
   // a project of the user's: inside this app, so it resolves @mostajs/replicator like an install would
   const project = await mkdtemp(join(fileURLToPath(new URL('..', import.meta.url)), '.service-demo-'))
@@ -45,19 +53,42 @@ try {
   const scaffolded = await scaffoldReplicatorService({ dir: project })
   say(`▸ scaffolded ${scaffolded.path.slice(project.length + 1)} (thin: it loads .env and calls runReplicatorService)`)
   await mkdir(join(project, '.mostajs'), { recursive: true })
-  await writeFile(join(project, '.mostajs', 'replicator-tree.json'), JSON.stringify({
-    version: 1,
-    replicas: {
-      shop: [{ name: 'primary', role: 'master', dialect: 'postgres', uri: '${SHOP_DATABASE_URL}' }],
-      analytics: [{ name: 'main', role: 'master', dialect: 'sqlite', uri: analytics.uri }],
-    },
-    rules: [{ name: 'orders-to-analytics', source: 'shop', target: 'analytics', mode: 'cdc', collections: ['orders'], conflictResolution: 'source-wins' }],
-  }, null, 2))
+  await writeFile(
+    join(project, '.mostajs', 'replicator-tree.json'),
+    JSON.stringify(
+      {
+        version: 1,
+        replicas: {
+          shop: [{ name: 'primary', role: 'master', dialect: 'postgres', uri: '${SHOP_DATABASE_URL}' }],
+          analytics: [{ name: 'main', role: 'master', dialect: 'sqlite', uri: analytics.uri }],
+        },
+        rules: [
+          {
+            name: 'orders-to-analytics',
+            source: 'shop',
+            target: 'analytics',
+            mode: 'cdc',
+            collections: ['orders'],
+            conflictResolution: 'source-wins',
+          },
+        ],
+      },
+      null,
+      2,
+    ),
+  )
   const port = await freePort()
-  await writeFile(join(project, '.env'), `SHOP_DATABASE_URL=${shopUri}\nREPLICATOR_HTTP_PORT=${port}\nREPLICATOR_INTERVAL_MS=100\n`, { mode: 0o600 })
+  await writeFile(
+    join(project, '.env'),
+    `SHOP_DATABASE_URL=${shopUri}\nREPLICATOR_HTTP_PORT=${port}\nREPLICATOR_INTERVAL_MS=100\n`,
+    { mode: 0o600 },
+  )
   say('▸ wrote .mostajs/replicator-tree.json (the URI is ${SHOP_DATABASE_URL}, from .env) and started the service:')
 
-  const service = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', 'services/replicator.mjs'], { cwd: project, stdio: ['ignore', 'pipe', 'inherit'] })
+  const service = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', 'services/replicator.mjs'], {
+    cwd: project,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
   const stopService = async () => {
     if (service.exitCode !== null) return
     const exited = new Promise((resolve) => service.once('close', resolve))
@@ -74,9 +105,18 @@ try {
   const base = `http://127.0.0.1:${port}`
   await waitFor(async () => (await fetch(`${base}/health`)).status === 200, 'the service to be healthy')
   // its first sync (the snapshot of the empty table) is done: what follows is streamed from the WAL
-  await waitFor(async () => ((await (await fetch(`${base}/api/rules`)).json()) as Array<{ stats: { lastSync: string | null } }>)[0]?.stats.lastSync != null, 'the first sync')
+  await waitFor(
+    async () =>
+      ((await (await fetch(`${base}/api/rules`)).json()) as Array<{ stats: { lastSync: string | null } }>)[0]?.stats
+        .lastSync != null,
+    'the first sync',
+  )
 
-  const rows = Array.from({ length: 500 }, (_, index) => ({ id: index + 1, total: `${(index * 3.5).toFixed(2)}`, placedAt: new Date() }))
+  const rows = Array.from({ length: 500 }, (_, index) => ({
+    id: index + 1,
+    total: `${(index * 3.5).toFixed(2)}`,
+    placedAt: new Date(),
+  }))
   await shop.upsertMany('orders', rows)
   await shop.deleteMany('orders', [1, 2])
   const copy = await connectDialect({ dialect: 'sqlite', uri: analytics.uri })
@@ -86,11 +126,22 @@ try {
 
   const health = await fetch(`${base}/health`)
   say(`\n▸ GET /health → ${health.status} ${await health.text()}`)
-  const rules = await (await fetch(`${base}/api/rules`)).json() as Array<{ name: string; streaming: boolean; stats: Record<string, unknown> }>
-  for (const rule of rules) say(`▸ GET /api/rules → ${rule.name}: streaming ${rule.streaming}, inserted ${rule.stats.inserted}, updated ${rule.stats.updated}, deleted ${rule.stats.deleted}, failed ${rule.stats.failed}, lag ${rule.stats.lagMs} ms`)
+  const rules = (await (await fetch(`${base}/api/rules`)).json()) as Array<{
+    name: string
+    streaming: boolean
+    stats: Record<string, unknown>
+  }>
+  for (const rule of rules)
+    say(
+      `▸ GET /api/rules → ${rule.name}: streaming ${rule.streaming}, inserted ${rule.stats.inserted}, updated ${rule.stats.updated}, deleted ${rule.stats.deleted}, failed ${rule.stats.failed}, lag ${rule.stats.lagMs} ms`,
+    )
   const metrics = await (await fetch(`${base}/metrics`)).text()
   say('▸ GET /metrics (the replicator_ series):')
-  for (const line of metrics.split('\n')) if (/^replicator_(replica_lag|replica_healthy|rule_events|capture_retained|apply_duration_seconds_count)/.test(line)) say(`    ${line}`)
+  for (const line of metrics.split('\n'))
+    if (
+      /^replicator_(replica_lag|replica_healthy|rule_events|capture_retained|apply_duration_seconds_count)/.test(line)
+    )
+      say(`    ${line}`)
 
   await stopService()
   say(`\n▸ SIGTERM: the service stopped cleanly (exit code ${service.exitCode})`)

@@ -19,7 +19,8 @@ const { available, skipNote } = privateServer('postgres')
 /** The block whose text contains `marker` (so reordering the README does not break the test). */
 function block(marker: string): string {
   const found = blocks.filter((code) => code.includes(marker))
-  if (found.length !== 1) throw new Error(`expected one README block containing ${JSON.stringify(marker)}, found ${found.length}`)
+  if (found.length !== 1)
+    throw new Error(`expected one README block containing ${JSON.stringify(marker)}, found ${found.length}`)
   return found[0]!
 }
 
@@ -32,9 +33,17 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
   const dir = mkdtempSync(join(app, '.readme-run-'))
 
   /** Writes a block beside a runner that exits once it is done, runs it, and meanwhile does `during`. */
-  async function run(code: string, env: Record<string, string>, name: string, during?: () => Promise<void>): Promise<{ code: number | null; output: string }> {
+  async function run(
+    code: string,
+    env: Record<string, string>,
+    name: string,
+    during?: () => Promise<void>,
+  ): Promise<{ code: number | null; output: string }> {
     writeFileSync(join(dir, `${name}.mts`), code)
-    writeFileSync(join(dir, `${name}.run.mts`), `await import('./${name}.mts')\nprocess.exit(0) // the block leaves pools open, as a snippet may\n`)
+    writeFileSync(
+      join(dir, `${name}.run.mts`),
+      `await import('./${name}.mts')\nprocess.exit(0) // the block leaves pools open, as a snippet may\n`,
+    )
     const running = runScript(`${name}.run.mts`, [], { cwd: dir, env: { ...process.env, ...env } })
     await during?.()
     const { code: exit, stdout, stderr } = await running
@@ -50,15 +59,50 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
     cleanups.push(cdcDatabase.cleanup)
     urls.cdc = cdcDatabase.uri
     const shop = await connectDialect({ dialect: 'postgres', uri: urls.shop })
-    await shop.ensureCollection({ name: 'products', columns: [{ name: 'id', type: 'string' }, { name: 'active', type: 'boolean' }], primaryKey: ['id'] })
-    await shop.ensureCollection({ name: 'orders', columns: [{ name: 'id', type: 'string' }, { name: 'total', type: 'decimal' }], primaryKey: ['id'] })
-    await shop.ensureCollection({ name: 'carts', columns: [{ name: 'id', type: 'string' }, { name: 'items', type: 'integer' }], primaryKey: ['id'] })
+    await shop.ensureCollection({
+      name: 'products',
+      columns: [
+        { name: 'id', type: 'string' },
+        { name: 'active', type: 'boolean' },
+      ],
+      primaryKey: ['id'],
+    })
+    await shop.ensureCollection({
+      name: 'orders',
+      columns: [
+        { name: 'id', type: 'string' },
+        { name: 'total', type: 'decimal' },
+      ],
+      primaryKey: ['id'],
+    })
+    await shop.ensureCollection({
+      name: 'carts',
+      columns: [
+        { name: 'id', type: 'string' },
+        { name: 'items', type: 'integer' },
+      ],
+      primaryKey: ['id'],
+    })
     await shop.upsertMany('products', [{ id: 'p-1', active: true }])
     await shop.upsertMany('carts', [{ id: 'c-1', items: 1 }])
     await shop.close()
     const cdc = await connectDialect({ dialect: 'postgres', uri: urls.cdc })
-    await cdc.ensureCollection({ name: 'users', columns: [{ name: 'id', type: 'string' }, { name: 'email', type: 'string' }], primaryKey: ['id'] })
-    await cdc.ensureCollection({ name: 'orders', columns: [{ name: 'id', type: 'string' }, { name: 'total', type: 'decimal' }], primaryKey: ['id'] })
+    await cdc.ensureCollection({
+      name: 'users',
+      columns: [
+        { name: 'id', type: 'string' },
+        { name: 'email', type: 'string' },
+      ],
+      primaryKey: ['id'],
+    })
+    await cdc.ensureCollection({
+      name: 'orders',
+      columns: [
+        { name: 'id', type: 'string' },
+        { name: 'total', type: 'decimal' },
+      ],
+      primaryKey: ['id'],
+    })
     await cdc.upsertMany('users', [{ id: 'u-1', email: 'ada@example.com' }])
     await cdc.close()
     standby = await startPostgresStandby(master)
@@ -82,14 +126,21 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
     expect(result.code).toBe(0)
     const db = await connectDialect({ dialect: 'postgres', uri: urls.quick! })
     try {
-      expect(await db.find('accounts', {}, { sort: { id: 1 }, select: ['id', 'balance'] })).toEqual([{ id: 'a', balance: 50 }, { id: 'b', balance: 50 }])
+      expect(await db.find('accounts', {}, { sort: { id: 1 }, select: ['id', 'balance'] })).toEqual([
+        { id: 'a', balance: 50 },
+        { id: 'b', balance: 50 },
+      ])
     } finally {
       await db.close()
     }
   })
 
   it('Master/slave routing and promotion', async () => {
-    const result = await run(block("promoteToMaster('shop', 'r1')"), { PRIMARY_URL: urls.shop!, REPLICA_URL: urls.replica! }, 'routing')
+    const result = await run(
+      block("promoteToMaster('shop', 'r1')"),
+      { PRIMARY_URL: urls.shop!, REPLICA_URL: urls.replica! },
+      'routing',
+    )
     expect(result.output).not.toMatch(/Error|password/)
     expect(result.code).toBe(0)
     expect(readFileSync(join(dir, '.mostajs', 'replicator-tree.json'), 'utf8')).toContain('${REPLICA_URL}')
@@ -127,17 +178,31 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
     cleanups.push(database.cleanup)
     const db = await connectDialect({ dialect: 'postgres', uri: database.uri })
     try {
-      await db.ensureCollection({ name: 'users', columns: [{ name: 'id', type: 'integer' }, { name: 'email', type: 'string' }], primaryKey: ['id'] })
-      const result = await run(block('openChangeStream(db'), { DATABASE_URL: database.uri }, 'change-stream', async () => {
-        // once the block's capture exists, make the changes it waits for
-        const deadline = Date.now() + 30_000
-        while (!(await db.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'replicator_audit_%'`)).length) {
-          if (Date.now() > deadline) throw new Error('the block never created its capture')
-          await new Promise((resolve) => setTimeout(resolve, 50))
-        }
-        await db.insert('users', { id: 1, email: 'ada@example.com' })
-        await db.delete('users', { id: 1 })
+      await db.ensureCollection({
+        name: 'users',
+        columns: [
+          { name: 'id', type: 'integer' },
+          { name: 'email', type: 'string' },
+        ],
+        primaryKey: ['id'],
       })
+      const result = await run(
+        block('openChangeStream(db'),
+        { DATABASE_URL: database.uri },
+        'change-stream',
+        async () => {
+          // once the block's capture exists, make the changes it waits for
+          const deadline = Date.now() + 30_000
+          while (
+            !(await db.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name LIKE 'replicator_audit_%'`)).length
+          ) {
+            if (Date.now() > deadline) throw new Error('the block never created its capture')
+            await new Promise((resolve) => setTimeout(resolve, 50))
+          }
+          await db.insert('users', { id: 1, email: 'ada@example.com' })
+          await db.delete('users', { id: 1 })
+        },
+      )
       expect(result.output).toMatch(/^c users 1 \{ id: 1, email: 'ada@example.com' \}$/m)
       expect(result.output).toMatch(/^d users 1 null$/m)
       expect(result.code).toBe(0)

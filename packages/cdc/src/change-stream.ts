@@ -1,4 +1,10 @@
-import { ReplicatorError, type ChangeEvent, type ChangeStream, type Dialect, type Position } from '@mostajs/replicator-core'
+import {
+  ReplicatorError,
+  type ChangeEvent,
+  type ChangeStream,
+  type Dialect,
+  type Position,
+} from '@mostajs/replicator-core'
 
 /** Options of {@link openChangeStream}. */
 export interface OpenChangeStreamOptions {
@@ -30,12 +36,18 @@ export interface OpenChangeStreamOptions {
 export async function openChangeStream(source: Dialect, options: OpenChangeStreamOptions): Promise<ChangeStream> {
   const { setupCapture, readChanges, confirmChanges } = source
   if (!setupCapture || !readChanges || !confirmChanges) {
-    throw new ReplicatorError('NOT_SUPPORTED', `${source.name} has no change capture.`, { details: { dialect: source.name } })
+    throw new ReplicatorError('NOT_SUPPORTED', `${source.name} has no change capture.`, {
+      details: { dialect: source.name },
+    })
   }
   if (typeof options.name !== 'string' || !/^[A-Za-z0-9_.-]{1,48}$/.test(options.name)) {
-    throw new ReplicatorError('CONFIG_INVALID', `Change stream name ${JSON.stringify(options.name)}: use 1 to 48 letters, digits, '_', '.' or '-' (it names slots and triggers).`)
+    throw new ReplicatorError(
+      'CONFIG_INVALID',
+      `Change stream name ${JSON.stringify(options.name)}: use 1 to 48 letters, digits, '_', '.' or '-' (it names slots and triggers).`,
+    )
   }
-  if (!Array.isArray(options.collections) || !options.collections.length) throw new ReplicatorError('CONFIG_INVALID', `Change stream "${options.name}" needs collections.`)
+  if (!Array.isArray(options.collections) || !options.collections.length)
+    throw new ReplicatorError('CONFIG_INVALID', `Change stream "${options.name}" needs collections.`)
   await setupCapture.call(source, { name: options.name, collections: options.collections })
   const maxEvents = options.batchSize ?? 1000
   const pollMs = options.pollMs ?? 200
@@ -50,7 +62,10 @@ export async function openChangeStream(source: Dialect, options: OpenChangeStrea
       if (!batch.position) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, pollMs)
-          wakeUp = () => { clearTimeout(timer); resolve() }
+          wakeUp = () => {
+            clearTimeout(timer)
+            resolve()
+          }
         })
         continue
       }
@@ -69,7 +84,11 @@ export async function openChangeStream(source: Dialect, options: OpenChangeStrea
 
   return {
     [Symbol.asyncIterator]() {
-      if (iterating) throw new ReplicatorError('CONFIG_INVALID', `Change stream "${options.name}" is already being iterated; open another stream for another consumer.`)
+      if (iterating)
+        throw new ReplicatorError(
+          'CONFIG_INVALID',
+          `Change stream "${options.name}" is already being iterated; open another stream for another consumer.`,
+        )
       iterating = true
       return events()
     },

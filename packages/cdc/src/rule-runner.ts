@@ -1,7 +1,24 @@
 import { createHash } from 'node:crypto'
 import {
-  collectionSchemaOf, describeKey, keyIdentity, keyOfRow, keyToObject, mergeNativeRows, nativeColumnsFit, nativeRowComplete, ReplicatorError, scanAll,
-  type ChangeBatch, type ChangeEvent, type CollectionDescription, type Dialect, type DialectOperations, type NativeRow, type Position, type Row, type RowKey,
+  collectionSchemaOf,
+  describeKey,
+  keyIdentity,
+  keyOfRow,
+  keyToObject,
+  mergeNativeRows,
+  nativeColumnsFit,
+  nativeRowComplete,
+  ReplicatorError,
+  scanAll,
+  type ChangeBatch,
+  type ChangeEvent,
+  type CollectionDescription,
+  type Dialect,
+  type DialectOperations,
+  type NativeRow,
+  type Position,
+  type Row,
+  type RowKey,
 } from '@mostajs/replicator-core'
 
 /** A replication rule: stream every change of `collections` from a source master to a target master. */
@@ -106,8 +123,15 @@ export const DEAD_LETTERS_COLLECTION = '_replicator_dead_letters'
 /** Deletes applied by bidirectional rules, with the time they were made (on both sides). */
 export const TOMBSTONES_COLLECTION = '_replicator_tombstones'
 const TOMBSTONES_SCHEMA = {
-  name: TOMBSTONES_COLLECTION, primaryKey: ['id'],
-  columns: [{ name: 'id', type: 'string' as const, length: 64 }, { name: 'rule', type: 'string' as const }, { name: 'collection', type: 'string' as const }, { name: 'row_key', type: 'text' as const }, { name: 'deleted_at', type: 'timestamp' as const }],
+  name: TOMBSTONES_COLLECTION,
+  primaryKey: ['id'],
+  columns: [
+    { name: 'id', type: 'string' as const, length: 64 },
+    { name: 'rule', type: 'string' as const },
+    { name: 'collection', type: 'string' as const },
+    { name: 'row_key', type: 'text' as const },
+    { name: 'deleted_at', type: 'timestamp' as const },
+  ],
 }
 const INTERNAL_PREFIX = '_replicator_'
 /** Events read from the source log at once (applied in slices of batchSize). */
@@ -117,15 +141,18 @@ const READ_AHEAD_EVENTS = 20_000
 function stableText(value: unknown): string {
   return JSON.stringify(value, (_key, item: unknown) => {
     if (typeof item === 'bigint') return `${item}n`
-    if (item && typeof item === 'object' && (item as { type?: string }).type === 'Buffer') return `0x${Buffer.from((item as { data: number[] }).data).toString('hex')}`
-    if (item && typeof item === 'object' && !Array.isArray(item)) return Object.fromEntries(Object.entries(item).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    if (item && typeof item === 'object' && (item as { type?: string }).type === 'Buffer')
+      return `0x${Buffer.from((item as { data: number[] }).data).toString('hex')}`
+    if (item && typeof item === 'object' && !Array.isArray(item))
+      return Object.fromEntries(Object.entries(item).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
     return item
   })
 }
 
 /** True when every column of `incoming` has the same value in `current`. */
 function sameValues(incoming: Row, current: Row): boolean {
-  for (const [name, value] of Object.entries(incoming)) if (stableText(value) !== stableText(current[name])) return false
+  for (const [name, value] of Object.entries(incoming))
+    if (stableText(value) !== stableText(current[name])) return false
   return true
 }
 
@@ -143,7 +170,9 @@ function newerOrTieWinner(incoming: Row, current: Row, column: string): boolean 
 
 function samePosition(a: Position, b: Position): boolean {
   if (a === b || a.value === b.value) return true
-  return typeof a.value === 'object' && typeof b.value === 'object' && JSON.stringify(a.value) === JSON.stringify(b.value)
+  return (
+    typeof a.value === 'object' && typeof b.value === 'object' && JSON.stringify(a.value) === JSON.stringify(b.value)
+  )
 }
 
 /** Splits events into runs of whole transactions (same source position) of about `size` events. */
@@ -178,7 +207,11 @@ function laterImage(earlier: ChangeEvent, later: ChangeEvent): ChangeEvent {
   return merged
 }
 
-interface StoredOffset { position: Position | null; snapshotDone: boolean; origin?: string | null }
+interface StoredOffset {
+  position: Position | null
+  snapshotDone: boolean
+  origin?: string | null
+}
 
 /** The net changes of one collection in a batch. */
 interface NetChanges {
@@ -200,12 +233,23 @@ function timeOf(row: Row | null | undefined, column: string): number {
  * The rows of `keys` that a database holds, by key identity: `$in` lookups of 500 keys, or one
  * lookup per key when the key is composite.
  */
-async function rowsByKey(database: DialectOperations, collection: string, keys: RowKey[], primaryKey: string[], select?: string[]): Promise<Map<string, Row>> {
+async function rowsByKey(
+  database: DialectOperations,
+  collection: string,
+  keys: RowKey[],
+  primaryKey: string[],
+  select?: string[],
+): Promise<Map<string, Row>> {
   const rows = new Map<string, Row>()
   const options = select ? { select } : {}
   if (primaryKey.length === 1) {
     for (let start = 0; start < keys.length; start += 500) {
-      for (const row of await database.find(collection, { [primaryKey[0]!]: { $in: keys.slice(start, start + 500) } }, options)) rows.set(keyIdentity(row, primaryKey), row)
+      for (const row of await database.find(
+        collection,
+        { [primaryKey[0]!]: { $in: keys.slice(start, start + 500) } },
+        options,
+      ))
+        rows.set(keyIdentity(row, primaryKey), row)
     }
   } else {
     for (const key of keys) {
@@ -226,7 +270,12 @@ function eventJson(event: ChangeEvent): string {
   return JSON.stringify(event, (key, value: unknown) => {
     if (key === 'nativeAfter') return undefined // the same row as `after`
     if (typeof value === 'bigint') return value.toString()
-    if (value && typeof value === 'object' && (value as { type?: string }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)) {
+    if (
+      value &&
+      typeof value === 'object' &&
+      (value as { type?: string }).type === 'Buffer' &&
+      Array.isArray((value as { data?: unknown }).data)
+    ) {
       return { $binary: Buffer.from((value as { data: number[] }).data).toString('base64') }
     }
     return value
@@ -246,13 +295,38 @@ export class RuleRunner {
   private readonly stats: SyncStats
   private readonly perCollection = new Map<string, CollectionStats>()
 
-  constructor(readonly config: ReplicationRuleConfig, private readonly source: Dialect, private readonly target: Dialect, private readonly observer: RuleObserver = {}) {
+  constructor(
+    readonly config: ReplicationRuleConfig,
+    private readonly source: Dialect,
+    private readonly target: Dialect,
+    private readonly observer: RuleObserver = {},
+  ) {
     validateRule(config)
-    this.stats = { ruleName: config.name, lastSync: null, recordsSynced: 0, created: 0, updated: 0, deleted: 0, skipped: 0, errors: 0, deadLettered: 0, reseeds: 0, duration: 0, lagMs: 0, position: null, details: [] }
-    const needed = config.mode !== 'snapshot' ? (['setupCapture', 'readChanges', 'confirmChanges', 'dropCapture'] as const) : []
+    this.stats = {
+      ruleName: config.name,
+      lastSync: null,
+      recordsSynced: 0,
+      created: 0,
+      updated: 0,
+      deleted: 0,
+      skipped: 0,
+      errors: 0,
+      deadLettered: 0,
+      reseeds: 0,
+      duration: 0,
+      lagMs: 0,
+      position: null,
+      details: [],
+    }
+    const needed =
+      config.mode !== 'snapshot' ? (['setupCapture', 'readChanges', 'confirmChanges', 'dropCapture'] as const) : []
     for (const capability of needed) {
       if (typeof source[capability] !== 'function') {
-        throw new ReplicatorError('NOT_SUPPORTED', `Rule "${config.name}": the source (${source.name}) has no change capture (${capability}) yet.`, { details: { rule: config.name, dialect: source.name } })
+        throw new ReplicatorError(
+          'NOT_SUPPORTED',
+          `Rule "${config.name}": the source (${source.name}) has no change capture (${capability}) yet.`,
+          { details: { rule: config.name, dialect: source.name } },
+        )
       }
     }
   }
@@ -268,41 +342,82 @@ export class RuleRunner {
     const problems: string[] = []
     for (const collection of wanted) {
       const description = await this.source.describeCollection(collection)
-      for (const column of description.columns) if (column.type === 'unknown') problems.push(`${collection}.${column.name} (${column.nativeType})`)
+      for (const column of description.columns)
+        if (column.type === 'unknown') problems.push(`${collection}.${column.name} (${column.nativeType})`)
       if (this.config.conflictResolution === 'timestamp' && !collection.startsWith(INTERNAL_PREFIX)) {
         const column = this.timestampColumn
         if (!description.columns.some((candidate) => candidate.name === column && candidate.type === 'timestamp')) {
-          throw new ReplicatorError('CONFIG_INVALID', `Rule "${this.config.name}": conflictResolution 'timestamp' compares "${column}", and collection "${collection}" has no timestamp column of that name. Set timestampColumn.`, { details: { rule: this.config.name, collection } })
+          throw new ReplicatorError(
+            'CONFIG_INVALID',
+            `Rule "${this.config.name}": conflictResolution 'timestamp' compares "${column}", and collection "${collection}" has no timestamp column of that name. Set timestampColumn.`,
+            { details: { rule: this.config.name, collection } },
+          )
         }
       }
       if (!description.primaryKey.length) problems.push(`${collection} has no primary key`)
       descriptions.push(description)
     }
     if (problems.length) {
-      throw new ReplicatorError('TYPE_UNSUPPORTED', `Rule "${this.config.name}" cannot carry: ${problems.join('; ')}. Give these columns a portable type or leave the collection out.`, {
-        details: { rule: this.config.name, problems },
-      })
+      throw new ReplicatorError(
+        'TYPE_UNSUPPORTED',
+        `Rule "${this.config.name}" cannot carry: ${problems.join('; ')}. Give these columns a portable type or leave the collection out.`,
+        {
+          details: { rule: this.config.name, problems },
+        },
+      )
     }
     for (const description of descriptions) await this.target.ensureCollection(collectionSchemaOf(description))
-    await this.target.ensureCollection({ name: OFFSETS_COLLECTION, primaryKey: ['rule'], columns: [{ name: 'rule', type: 'string' }, { name: 'position', type: 'text' }, { name: 'snapshot_done', type: 'boolean' }, { name: 'origin', type: 'string' }, { name: 'updated_at', type: 'timestamp' }] })
     await this.target.ensureCollection({
-      name: DEAD_LETTERS_COLLECTION, primaryKey: ['id'],
-      columns: [{ name: 'id', type: 'string', length: 255 }, { name: 'rule', type: 'string' }, { name: 'collection', type: 'string' }, { name: 'row_key', type: 'text' }, { name: 'event', type: 'text' }, { name: 'error', type: 'text' }, { name: 'at', type: 'timestamp' }],
+      name: OFFSETS_COLLECTION,
+      primaryKey: ['rule'],
+      columns: [
+        { name: 'rule', type: 'string' },
+        { name: 'position', type: 'text' },
+        { name: 'snapshot_done', type: 'boolean' },
+        { name: 'origin', type: 'string' },
+        { name: 'updated_at', type: 'timestamp' },
+      ],
+    })
+    await this.target.ensureCollection({
+      name: DEAD_LETTERS_COLLECTION,
+      primaryKey: ['id'],
+      columns: [
+        { name: 'id', type: 'string', length: 255 },
+        { name: 'rule', type: 'string' },
+        { name: 'collection', type: 'string' },
+        { name: 'row_key', type: 'text' },
+        { name: 'event', type: 'text' },
+        { name: 'error', type: 'text' },
+        { name: 'at', type: 'timestamp' },
+      ],
     })
     if (this.config.tombstones) {
       await this.target.ensureCollection(TOMBSTONES_SCHEMA)
       await this.source.ensureCollection(TOMBSTONES_SCHEMA)
     }
-    if (this.config.mode !== 'snapshot') await this.source.setupCapture!({ name: this.config.name, collections: wanted })
+    if (this.config.mode !== 'snapshot')
+      await this.source.setupCapture!({ name: this.config.name, collections: wanted })
     this.collections = wanted
     this.prepared = true
-    for (const collection of wanted) if (!this.perCollection.has(collection)) this.perCollection.set(collection, { collection, snapshotRows: 0, created: 0, updated: 0, deleted: 0, deadLettered: 0 })
+    for (const collection of wanted)
+      if (!this.perCollection.has(collection))
+        this.perCollection.set(collection, {
+          collection,
+          snapshotRows: 0,
+          created: 0,
+          updated: 0,
+          deleted: 0,
+          deadLettered: 0,
+        })
   }
 
   /** The collections to carry now: `['*']` follows the source catalogue. */
   private async wantedCollections(): Promise<string[]> {
-    const catalogue = this.config.collections.includes('*') || this.config.alsoCarry?.length ? await this.source.listCollections() : []
-    const named = this.config.collections.includes('*') ? catalogue.filter((name) => !name.startsWith(INTERNAL_PREFIX)) : this.config.collections
+    const catalogue =
+      this.config.collections.includes('*') || this.config.alsoCarry?.length ? await this.source.listCollections() : []
+    const named = this.config.collections.includes('*')
+      ? catalogue.filter((name) => !name.startsWith(INTERNAL_PREFIX))
+      : this.config.collections
     const extra = (this.config.alsoCarry ?? []).filter((name) => catalogue.includes(name) && !named.includes(name))
     return [...named, ...extra]
   }
@@ -337,7 +452,12 @@ export class RuleRunner {
     const batchSize = this.config.batchSize ?? 1000
     // Read wide (a log read can cost a scan of the retained log: PostgreSQL re-decodes from the
     // slot's restart point), apply in target transactions of about batchSize, confirm once.
-    const read = (after: Position | null) => this.source.readChanges!(this.config.name, { after, maxEvents: Math.max(batchSize, READ_AHEAD_EVENTS), lazyAfter: true })
+    const read = (after: Position | null) =>
+      this.source.readChanges!(this.config.name, {
+        after,
+        maxEvents: Math.max(batchSize, READ_AHEAD_EVENTS),
+        lazyAfter: true,
+      })
     let next: Promise<ChangeBatch> | null = read(offset.position)
     try {
       for (;;) {
@@ -358,7 +478,12 @@ export class RuleRunner {
             await this.applyBatch(slice.events, slice.position, batch.nextPart)
             offset = { position: slice.position, snapshotDone: true }
             const newestOfSlice = slice.events[slice.events.length - 1]!
-            this.observer.batchApplied?.({ rule: this.config.name, events: slice.events.length, durationMs: performance.now() - sliceStarted, lagMs: Math.max(0, Date.now() - newestOfSlice.source.ts) })
+            this.observer.batchApplied?.({
+              rule: this.config.name,
+              events: slice.events.length,
+              durationMs: performance.now() - sliceStarted,
+              lagMs: Math.max(0, Date.now() - newestOfSlice.source.ts),
+            })
           }
           const newest = batch.events[batch.events.length - 1]!
           this.stats.lagMs = Math.max(0, Date.now() - newest.source.ts)
@@ -417,8 +542,16 @@ export class RuleRunner {
     await this.copyCollection(collection)
     const { primaryKey } = await this.target.describeCollection(collection)
     for await (const page of scanAll(this.target, collection, { pageSize })) {
-      const present = await rowsByKey(this.source, collection, page.map((row) => keyOfRow(row, primaryKey)), primaryKey, primaryKey)
-      const absent = page.filter((row) => !present.has(keyIdentity(row, primaryKey))).map((row) => keyOfRow(row, primaryKey))
+      const present = await rowsByKey(
+        this.source,
+        collection,
+        page.map((row) => keyOfRow(row, primaryKey)),
+        primaryKey,
+        primaryKey,
+      )
+      const absent = page
+        .filter((row) => !present.has(keyIdentity(row, primaryKey)))
+        .map((row) => keyOfRow(row, primaryKey))
       if (absent.length) {
         await this.target.deleteMany(collection, absent)
         detail.deleted += absent.length
@@ -440,9 +573,16 @@ export class RuleRunner {
     const { primaryKey } = await this.target.describeCollection(collection)
     const column = this.timestampColumn
     for await (const page of scanAll(this.source, collection, { pageSize })) {
-      const held = await rowsByKey(this.target, collection, page.map((row) => keyOfRow(row, primaryKey)), primaryKey)
+      const held = await rowsByKey(
+        this.target,
+        collection,
+        page.map((row) => keyOfRow(row, primaryKey)),
+        primaryKey,
+      )
       const absent = page.map((row) => keyIdentity(row, primaryKey)).filter((identity) => !held.has(identity))
-      const deletedAt = this.config.tombstones ? await this.deletedAt(this.target, collection, absent) : new Map<string, number>()
+      const deletedAt = this.config.tombstones
+        ? await this.deletedAt(this.target, collection, absent)
+        : new Map<string, number>()
       const newer = page.filter((row) => {
         const identity = keyIdentity(row, primaryKey)
         const current = held.get(identity)
@@ -471,11 +611,21 @@ export class RuleRunner {
   private async readOffset(): Promise<StoredOffset> {
     const row = await this.target.findOne(OFFSETS_COLLECTION, { rule: this.config.name })
     if (!row) return { position: null, snapshotDone: false }
-    return { position: row.position ? JSON.parse(String(row.position)) as Position : null, snapshotDone: row.snapshot_done === true, origin: typeof row.origin === 'string' ? row.origin : null }
+    return {
+      position: row.position ? (JSON.parse(String(row.position)) as Position) : null,
+      snapshotDone: row.snapshot_done === true,
+      origin: typeof row.origin === 'string' ? row.origin : null,
+    }
   }
 
   private offsetRow(position: Position | null): Row {
-    return { rule: this.config.name, position: position ? JSON.stringify(position) : null, snapshot_done: true, origin: this.config.origin ?? null, updated_at: new Date() }
+    return {
+      rule: this.config.name,
+      position: position ? JSON.stringify(position) : null,
+      snapshot_done: true,
+      origin: this.config.origin ?? null,
+      updated_at: new Date(),
+    }
   }
 
   /** Copies every collection by keyset pages. */
@@ -519,7 +669,8 @@ export class RuleRunner {
    */
   private async bulkCopy(collection: string, total: number): Promise<boolean> {
     const { source, target } = this
-    if (!source.bulkExport || !target.bulkImport || !source.bulkFormat || source.bulkFormat !== target.bulkFormat) return false
+    if (!source.bulkExport || !target.bulkImport || !source.bulkFormat || source.bulkFormat !== target.bulkFormat)
+      return false
     const columns = (await source.describeCollection(collection)).columns.map((column) => column.name)
     const targetColumns = new Set((await target.describeCollection(collection)).columns.map((column) => column.name))
     if (!columns.every((column) => targetColumns.has(column))) return false
@@ -529,9 +680,15 @@ export class RuleRunner {
     let rows: number
     try {
       const data = await source.bulkExport(collection, columns)
-      rows = await target.bulkImport(collection, columns, data, progress && ((done) => progress({ rule: this.config.name, collection, done, total: Math.max(total, done) })))
+      rows = await target.bulkImport(
+        collection,
+        columns,
+        data,
+        progress && ((done) => progress({ rule: this.config.name, collection, done, total: Math.max(total, done) })),
+      )
     } catch (error) {
-      if (ReplicatorError.isInstance(error) && (error.code === 'CONNECTION_FAILED' || error.code === 'NOT_CONNECTED')) throw error
+      if (ReplicatorError.isInstance(error) && (error.code === 'CONNECTION_FAILED' || error.code === 'NOT_CONNECTED'))
+        throw error
       return false
     }
     detail.snapshotRows += rows
@@ -555,7 +712,11 @@ export class RuleRunner {
       const native = event.nativeAfter
       if (!native || native.format !== format) return false
       let fit = this.nativeFits.get(native.columns)
-      if (fit?.description !== description) this.nativeFits.set(native.columns, (fit = { description, fits: nativeColumnsFit(native.columns, description) }))
+      if (fit?.description !== description)
+        this.nativeFits.set(
+          native.columns,
+          (fit = { description, fits: nativeColumnsFit(native.columns, description) }),
+        )
       if (!fit.fits) return false
     }
     return true
@@ -566,14 +727,22 @@ export class RuleRunner {
   }
 
   /** Whether rows of a source table's native columns fit a target table (as described then). */
-  private readonly nativeFits = new WeakMap<NativeRow['columns'], { description: CollectionDescription; fits: boolean }>()
+  private readonly nativeFits = new WeakMap<
+    NativeRow['columns'],
+    { description: CollectionDescription; fits: boolean }
+  >()
 
-  private async applyBatch(events: ChangeEvent[], position: Position, nextPart?: () => Promise<ChangeEvent[] | null>): Promise<void> {
+  private async applyBatch(
+    events: ChangeEvent[],
+    position: Position,
+    nextPart?: () => Promise<ChangeEvent[] | null>,
+  ): Promise<void> {
     const counts: Array<() => void> = []
     await this.target.transaction(async (tx) => {
       // A source transaction too large to hold arrives in parts: all of them go into this one
       // target transaction, applied in order.
-      for (let part: ChangeEvent[] | null = events; part; part = nextPart ? await nextPart() : null) counts.push(await this.applyPart(tx, part, position))
+      for (let part: ChangeEvent[] | null = events; part; part = nextPart ? await nextPart() : null)
+        counts.push(await this.applyPart(tx, part, position))
       await tx.upsertMany(OFFSETS_COLLECTION, [this.offsetRow(position)])
     })
     for (const count of counts) count() // counted once committed
@@ -587,10 +756,14 @@ export class RuleRunner {
       let changes = net.get(event.collection)
       if (!changes) {
         const { primaryKey } = await this.target.describeCollection(event.collection)
-        net.set(event.collection, (changes = { upserts: new Map(), deletes: new Map(), inserted: new Set(), crossed: [], primaryKey }))
+        net.set(
+          event.collection,
+          (changes = { upserts: new Map(), deletes: new Map(), inserted: new Set(), crossed: [], primaryKey }),
+        )
       }
       const identity = keyIdentity(keyToObject(event.key, changes.primaryKey, event.collection), changes.primaryKey)
-      if (event.op === 'c' && !changes.upserts.has(identity) && !changes.deletes.has(identity)) changes.inserted.add(identity)
+      if (event.op === 'c' && !changes.upserts.has(identity) && !changes.deletes.has(identity))
+        changes.inserted.add(identity)
       if (event.op === 'd') {
         changes.upserts.delete(identity)
         changes.deletes.set(identity, event)
@@ -612,12 +785,17 @@ export class RuleRunner {
     const skipped = new Set<string>() // collection + key identity refused by the conflict resolution
     for (const [collection, changes] of net) {
       const description = await this.target.describeCollection(collection)
-      for (const identity of await this.resolveConflicts(tx, collection, changes)) skipped.add(`${collection}\u0000${identity}`)
+      for (const identity of await this.resolveConflicts(tx, collection, changes))
+        skipped.add(`${collection}\u0000${identity}`)
       let upserts = [...changes.upserts.values()]
       if (upserts.length && tx.upsertNative && this.takesNative(upserts, description)) {
         try {
           const fresh = [...changes.upserts.keys()].every((identity) => changes.inserted.has(identity))
-          await tx.upsertNative(collection, upserts.map((event) => event.nativeAfter!), { fresh })
+          await tx.upsertNative(
+            collection,
+            upserts.map((event) => event.nativeAfter!),
+            { fresh },
+          )
           upserts = []
         } catch (error) {
           // A row the target refuses: the portable path below names it and dead-letters it.
@@ -626,14 +804,31 @@ export class RuleRunner {
       }
       for (let attempt = 0; upserts.length && attempt < 5; attempt++) {
         try {
-          await tx.upsertMany(collection, upserts.map((event) => event.after!))
+          await tx.upsertMany(
+            collection,
+            upserts.map((event) => event.after!),
+          )
           break
         } catch (error) {
-          if (!ReplicatorError.isInstance(error) || error.code !== 'ROW_REJECTED' || !Array.isArray(error.details.failures) || !error.details.failures.length) throw error
+          if (
+            !ReplicatorError.isInstance(error) ||
+            error.code !== 'ROW_REJECTED' ||
+            !Array.isArray(error.details.failures) ||
+            !error.details.failures.length
+          )
+            throw error
           const failures = error.details.failures as Array<{ key: unknown; message: string }>
-          const rejected = new Map(failures.map((failure) => [keyIdentity(keyToObject(failure.key, description.primaryKey, collection), description.primaryKey), failure.message]))
+          const rejected = new Map(
+            failures.map((failure) => [
+              keyIdentity(keyToObject(failure.key, description.primaryKey, collection), description.primaryKey),
+              failure.message,
+            ]),
+          )
           upserts = upserts.filter((event) => {
-            const identity = keyIdentity(keyToObject(event.key, description.primaryKey, collection), description.primaryKey)
+            const identity = keyIdentity(
+              keyToObject(event.key, description.primaryKey, collection),
+              description.primaryKey,
+            )
             const message = rejected.get(identity)
             if (message === undefined) return true
             deadLetters.push(this.deadLetter(event, message, position))
@@ -641,7 +836,11 @@ export class RuleRunner {
           })
         }
       }
-      if (changes.deletes.size) await tx.deleteMany(collection, [...changes.deletes.values()].map((event) => event.key))
+      if (changes.deletes.size)
+        await tx.deleteMany(
+          collection,
+          [...changes.deletes.values()].map((event) => event.key),
+        )
     }
     if (deadLetters.length) await tx.upsertMany(DEAD_LETTERS_COLLECTION, deadLetters)
     return this.tally(events, position, net, deadLetters, skipped)
@@ -651,7 +850,13 @@ export class RuleRunner {
    * What applying `events` adds to the stats (dead-lettered and refused changes aside), as
    * figures: the events themselves are not kept until the commit.
    */
-  private tally(events: ChangeEvent[], position: Position, net: Map<string, { primaryKey: string[] }>, deadLetters: Row[], skipped: Set<string>): () => void {
+  private tally(
+    events: ChangeEvent[],
+    position: Position,
+    net: Map<string, { primaryKey: string[] }>,
+    deadLetters: Row[],
+    skipped: Set<string>,
+  ): () => void {
     const dead = new Set(deadLetters.map((letter) => letter.id))
     const counted = new Map<string, { created: number; updated: number; deleted: number; deadLettered: number }>()
     const of = (collection: string) => {
@@ -663,7 +868,12 @@ export class RuleRunner {
       if (dead.size && dead.has(this.deadLetterId(event, position))) continue
       if (skipped.size) {
         const primaryKey = net.get(event.collection)!.primaryKey
-        if (skipped.has(`${event.collection}\u0000${keyIdentity(keyToObject(event.key, primaryKey, event.collection), primaryKey)}`)) continue
+        if (
+          skipped.has(
+            `${event.collection}\u0000${keyIdentity(keyToObject(event.key, primaryKey, event.collection), primaryKey)}`,
+          )
+        )
+          continue
       }
       const counts = of(event.collection)
       if (event.op === 'c' || event.op === 'r') counts.created++
@@ -697,10 +907,13 @@ export class RuleRunner {
   private async resolveConflicts(tx: DialectOperations, collection: string, changes: NetChanges): Promise<string[]> {
     const policy = this.config.conflictResolution ?? 'source-wins'
     const refused: string[] = []
-    if ((policy === 'source-wins' && !this.config.suppressNoOps) || collection.startsWith(INTERNAL_PREFIX)) return refused
+    if ((policy === 'source-wins' && !this.config.suppressNoOps) || collection.startsWith(INTERNAL_PREFIX))
+      return refused
     const { primaryKey } = changes
     const withDeletes = policy === 'target-wins' || Boolean(this.config.tombstones)
-    const keys = [...changes.upserts.values(), ...(withDeletes ? changes.deletes.values() : [])].map((event) => event.key)
+    const keys = [...changes.upserts.values(), ...(withDeletes ? changes.deletes.values() : [])].map(
+      (event) => event.key,
+    )
     const existing = await rowsByKey(tx, collection, keys, primaryKey)
     const column = this.timestampColumn
     const refuse = (map: Map<string, ChangeEvent>, identity: string) => {
@@ -712,7 +925,8 @@ export class RuleRunner {
       const current = existing.get(identity)
       if (!current) continue
       let keep: boolean
-      if (this.config.suppressNoOps && sameValues(event.after ?? {}, current)) keep = false // already there: the echo of our own apply
+      if (this.config.suppressNoOps && sameValues(event.after ?? {}, current))
+        keep = false // already there: the echo of our own apply
       else if (policy === 'timestamp') keep = newerOrTieWinner(event.after ?? {}, current, column)
       else keep = policy === 'source-wins'
       if (!keep) refuse(changes.upserts, identity)
@@ -732,7 +946,13 @@ export class RuleRunner {
    * bringing the row back, and the side it came from, which still holds the older row, has it
    * deleted too. So both sides end with the same answer whichever way the two changes cross.
    */
-  private async resolveWithTombstones(tx: DialectOperations, collection: string, changes: NetChanges, existing: Map<string, Row>, refuse: (map: Map<string, ChangeEvent>, identity: string) => void): Promise<void> {
+  private async resolveWithTombstones(
+    tx: DialectOperations,
+    collection: string,
+    changes: NetChanges,
+    existing: Map<string, Row>,
+    refuse: (map: Map<string, ChangeEvent>, identity: string) => void,
+  ): Promise<void> {
     const rule = this.config.tombstones!
     const column = this.timestampColumn
     const { primaryKey } = changes
@@ -741,12 +961,25 @@ export class RuleRunner {
     for (const [identity, event] of [...changes.deletes]) {
       const current = existing.get(identity)
       if (!current) continue // nothing to delete here (also the echo of a delete applied there)
-      if (timeOfRow(current) > event.source.ts) { refuse(changes.deletes, identity); continue } // this side's row is newer
-      tombstones.push({ id: tombstoneId(rule, collection, identity), rule, collection, row_key: describeKey(event.key), deleted_at: new Date(event.source.ts) })
+      if (timeOfRow(current) > event.source.ts) {
+        refuse(changes.deletes, identity)
+        continue
+      } // this side's row is newer
+      tombstones.push({
+        id: tombstoneId(rule, collection, identity),
+        rule,
+        collection,
+        row_key: describeKey(event.key),
+        deleted_at: new Date(event.source.ts),
+      })
     }
     // upserts of rows this side does not hold: a delete of theirs may be newer
     const absent = [...changes.upserts].filter(([identity]) => !existing.has(identity))
-    const deletedAt = await this.deletedAt(tx, collection, absent.map(([identity]) => identity))
+    const deletedAt = await this.deletedAt(
+      tx,
+      collection,
+      absent.map(([identity]) => identity),
+    )
     const stale = [...changes.crossed]
     for (const [identity, event] of absent) {
       const at = deletedAt.get(identity)
@@ -763,29 +996,46 @@ export class RuleRunner {
     // makes the batch, and this, run again.
     for (const { key, at } of stale) {
       const byKey = keyToObject(key, primaryKey, collection)
-      await this.source.delete(collection, { $and: [byKey, { $or: [{ [column]: null }, { [column]: { $lte: new Date(at) } }] }] })
+      await this.source.delete(collection, {
+        $and: [byKey, { $or: [{ [column]: null }, { [column]: { $lte: new Date(at) } }] }],
+      })
     }
   }
 
   /** When the rule's tombstones in `database` say these rows (key identities) were deleted, in ms. */
-  private async deletedAt(database: DialectOperations, collection: string, identities: string[]): Promise<Map<string, number>> {
-    const byId = new Map(identities.map((identity) => [tombstoneId(this.config.tombstones!, collection, identity), identity]))
+  private async deletedAt(
+    database: DialectOperations,
+    collection: string,
+    identities: string[],
+  ): Promise<Map<string, number>> {
+    const byId = new Map(
+      identities.map((identity) => [tombstoneId(this.config.tombstones!, collection, identity), identity]),
+    )
     const ids = [...byId.keys()]
     const times = new Map<string, number>()
     for (let start = 0; start < ids.length; start += 500) {
-      for (const row of await database.find(TOMBSTONES_COLLECTION, { id: { $in: ids.slice(start, start + 500) } })) times.set(byId.get(String(row.id))!, timeOf(row, 'deleted_at'))
+      for (const row of await database.find(TOMBSTONES_COLLECTION, { id: { $in: ids.slice(start, start + 500) } }))
+        times.set(byId.get(String(row.id))!, timeOf(row, 'deleted_at'))
     }
     return times
   }
 
   private deadLetterId(event: ChangeEvent, position: Position): string {
-    return `${this.config.name}:${JSON.stringify(position.value)}:${event.collection}:${describeKey(event.key)}`.slice(0, 255)
+    return `${this.config.name}:${JSON.stringify(position.value)}:${event.collection}:${describeKey(event.key)}`.slice(
+      0,
+      255,
+    )
   }
 
   private deadLetter(event: ChangeEvent, message: string, position: Position): Row {
     return {
-      id: this.deadLetterId(event, position), rule: this.config.name, collection: event.collection,
-      row_key: describeKey(event.key), event: eventJson(event), error: message, at: new Date(),
+      id: this.deadLetterId(event, position),
+      rule: this.config.name,
+      collection: event.collection,
+      row_key: describeKey(event.key),
+      event: eventJson(event),
+      error: message,
+      at: new Date(),
     }
   }
 }
@@ -798,27 +1048,57 @@ export class RuleRunner {
 export function bidirectionalConfigs(config: ReplicationRuleConfig): [ReplicationRuleConfig, ReplicationRuleConfig] {
   return [
     { ...config, suppressNoOps: true, tombstones: config.name },
-    { ...config, name: `${config.name}.r`, source: config.target, target: config.source, suppressNoOps: true, skipSnapshot: true, tombstones: config.name },
+    {
+      ...config,
+      name: `${config.name}.r`,
+      source: config.target,
+      target: config.source,
+      suppressNoOps: true,
+      skipSnapshot: true,
+      tombstones: config.name,
+    },
   ]
 }
 
 /** Throws CONFIG_INVALID for a malformed rule. */
 export function validateRule(config: ReplicationRuleConfig): void {
   const where = `Rule "${String(config?.name)}"`
-  if (!config || typeof config.name !== 'string' || config.name.trim() === '') throw new ReplicatorError('CONFIG_INVALID', 'A replication rule needs a non-empty name.')
-  if (!/^[A-Za-z0-9_.-]{1,48}$/.test(config.name)) throw new ReplicatorError('CONFIG_INVALID', `${where}: names are 1 to 48 letters, digits, '_', '.' or '-' (they name slots and triggers).`)
-  if (typeof config.source !== 'string' || typeof config.target !== 'string' || !config.source || !config.target) throw new ReplicatorError('CONFIG_INVALID', `${where} needs a source and a target project.`)
-  if (config.source === config.target) throw new ReplicatorError('CONFIG_INVALID', `${where}: source and target are the same project.`)
+  if (!config || typeof config.name !== 'string' || config.name.trim() === '')
+    throw new ReplicatorError('CONFIG_INVALID', 'A replication rule needs a non-empty name.')
+  if (!/^[A-Za-z0-9_.-]{1,48}$/.test(config.name))
+    throw new ReplicatorError(
+      'CONFIG_INVALID',
+      `${where}: names are 1 to 48 letters, digits, '_', '.' or '-' (they name slots and triggers).`,
+    )
+  if (typeof config.source !== 'string' || typeof config.target !== 'string' || !config.source || !config.target)
+    throw new ReplicatorError('CONFIG_INVALID', `${where} needs a source and a target project.`)
+  if (config.source === config.target)
+    throw new ReplicatorError('CONFIG_INVALID', `${where}: source and target are the same project.`)
   if (config.mode !== 'cdc' && config.mode !== 'snapshot' && config.mode !== 'bidirectional') {
-    throw new ReplicatorError('CONFIG_INVALID', `${where}: mode ${JSON.stringify(config.mode)} is unknown; use 'cdc' (snapshot then streaming), 'snapshot' (full mirror on each sync) or 'bidirectional'.`)
+    throw new ReplicatorError(
+      'CONFIG_INVALID',
+      `${where}: mode ${JSON.stringify(config.mode)} is unknown; use 'cdc' (snapshot then streaming), 'snapshot' (full mirror on each sync) or 'bidirectional'.`,
+    )
   }
-  if (config.mode === 'bidirectional' && config.name.length > 46) throw new ReplicatorError('CONFIG_INVALID', `${where}: names of bidirectional rules are at most 46 characters.`)
+  if (config.mode === 'bidirectional' && config.name.length > 46)
+    throw new ReplicatorError('CONFIG_INVALID', `${where}: names of bidirectional rules are at most 46 characters.`)
   if (config.mode === 'bidirectional' && config.conflictResolution !== 'timestamp') {
-    throw new ReplicatorError('CONFIG_INVALID', `${where}: a bidirectional rule needs conflictResolution: 'timestamp' (with a timestampColumn, default updatedAt): with writes on both sides, only a rule both directions agree on converges.`)
+    throw new ReplicatorError(
+      'CONFIG_INVALID',
+      `${where}: a bidirectional rule needs conflictResolution: 'timestamp' (with a timestampColumn, default updatedAt): with writes on both sides, only a rule both directions agree on converges.`,
+    )
   }
-  if (!Array.isArray(config.collections) || config.collections.length === 0) throw new ReplicatorError('CONFIG_INVALID', `${where} needs collections (names, or ['*']).`)
-  if (config.conflictResolution !== undefined && !['source-wins', 'target-wins', 'timestamp'].includes(config.conflictResolution)) {
-    throw new ReplicatorError('CONFIG_INVALID', `${where}: conflictResolution ${JSON.stringify(config.conflictResolution)} is unknown; use 'source-wins', 'target-wins' or 'timestamp'.`)
+  if (!Array.isArray(config.collections) || config.collections.length === 0)
+    throw new ReplicatorError('CONFIG_INVALID', `${where} needs collections (names, or ['*']).`)
+  if (
+    config.conflictResolution !== undefined &&
+    !['source-wins', 'target-wins', 'timestamp'].includes(config.conflictResolution)
+  ) {
+    throw new ReplicatorError(
+      'CONFIG_INVALID',
+      `${where}: conflictResolution ${JSON.stringify(config.conflictResolution)} is unknown; use 'source-wins', 'target-wins' or 'timestamp'.`,
+    )
   }
-  if (config.batchSize !== undefined && !(Number.isInteger(config.batchSize) && config.batchSize > 0)) throw new ReplicatorError('CONFIG_INVALID', `${where}: batchSize must be a positive integer.`)
+  if (config.batchSize !== undefined && !(Number.isInteger(config.batchSize) && config.batchSize > 0))
+    throw new ReplicatorError('CONFIG_INVALID', `${where}: batchSize must be a positive integer.`)
 }

@@ -132,7 +132,11 @@ export const HEARTBEAT_COLLECTION = '_replicator_heartbeat'
 /** Its portable definition: one row per writer (`source`), holding its last sequence and the master's clock. */
 export const HEARTBEAT_SCHEMA: CollectionSchema = {
   name: HEARTBEAT_COLLECTION,
-  columns: [{ name: 'source', type: 'string' }, { name: 'sequence', type: 'bigint' }, { name: 'at', type: 'timestamp' }],
+  columns: [
+    { name: 'source', type: 'string' },
+    { name: 'sequence', type: 'bigint' },
+    { name: 'at', type: 'timestamp' },
+  ],
   primaryKey: ['source'],
 }
 
@@ -248,7 +252,12 @@ export interface Dialect extends DialectOperations {
   /** The whole table's `columns` in `bulkFormat`, as a stream (one consistent read). */
   bulkExport?(collection: string, columns: string[]): Promise<Readable>
   /** Loads a `bulkFormat` stream into `collection` in one statement; resolves with the row count. */
-  bulkImport?(collection: string, columns: string[], data: Readable, onRows?: (rowsSoFar: number) => void): Promise<number>
+  bulkImport?(
+    collection: string,
+    columns: string[],
+    data: Readable,
+    onRows?: (rowsSoFar: number) => void,
+  ): Promise<number>
   currentPosition?(): Promise<Position>
   /** Writes heartbeat `sequence` of writer `source` (one row per writer) with the server clock. */
   writeHeartbeat?(sequence: bigint, source?: string): Promise<Heartbeat>

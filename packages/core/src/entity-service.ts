@@ -6,11 +6,21 @@ import type { Filter, FindOptions } from './filter.js'
 import { isEntitySchema, type EntitySchema, type Row, type RowKey } from './schema.js'
 
 /** Payload of `entity.created`. */
-export interface EntityCreatedEvent { entity: string; data: Row }
+export interface EntityCreatedEvent {
+  entity: string
+  data: Row
+}
 /** Payload of `entity.updated`. */
-export interface EntityUpdatedEvent { entity: string; id: RowKey; data: Row }
+export interface EntityUpdatedEvent {
+  entity: string
+  id: RowKey
+  data: Row
+}
 /** Payload of `entity.deleted`. */
-export interface EntityDeletedEvent { entity: string; id: RowKey }
+export interface EntityDeletedEvent {
+  entity: string
+  id: RowKey
+}
 
 /** An entity reference: its schema, its schema name, or a bare collection name. */
 export type EntityRef = EntitySchema | string
@@ -35,14 +45,18 @@ export class EntityService extends EventEmitter {
   /** Primary key column of bare collections, read once. */
   private readonly keyColumns = new Map<string, string>()
 
-  constructor(readonly dialect: Dialect, schemas: EntitySchema[] = []) {
+  constructor(
+    readonly dialect: Dialect,
+    schemas: EntitySchema[] = [],
+  ) {
     super()
     for (const schema of schemas) this.registerSchema(schema)
   }
 
   /** Registers an entity schema so it can be named by `name`. */
   registerSchema(schema: EntitySchema): void {
-    if (!isEntitySchema(schema)) throw new ReplicatorError('CONFIG_INVALID', 'registerSchema takes an EntitySchema { name, collection, fields }.')
+    if (!isEntitySchema(schema))
+      throw new ReplicatorError('CONFIG_INVALID', 'registerSchema takes an EntitySchema { name, collection, fields }.')
     this.schemas.set(schema.name, schema)
   }
 
@@ -53,7 +67,11 @@ export class EntityService extends EventEmitter {
 
   private resolve(entity: EntityRef): { name: string; collection: string; schema?: EntitySchema } {
     if (isEntitySchema(entity)) return { name: entity.name, collection: entity.collection, schema: entity }
-    if (typeof entity !== 'string' || entity === '') throw new ReplicatorError('CONFIG_INVALID', 'An entity is named by its schema, its schema name or its collection name.')
+    if (typeof entity !== 'string' || entity === '')
+      throw new ReplicatorError(
+        'CONFIG_INVALID',
+        'An entity is named by its schema, its schema name or its collection name.',
+      )
     const schema = this.schemas.get(entity)
     return schema ? { name: schema.name, collection: schema.collection, schema } : { name: entity, collection: entity }
   }
@@ -64,7 +82,10 @@ export class EntityService extends EventEmitter {
     if (known) return known
     const { primaryKey } = await this.dialect.describeCollection(target.collection)
     if (primaryKey.length !== 1) {
-      throw new ReplicatorError('NOT_SUPPORTED', `Collection "${target.collection}" has ${primaryKey.length ? 'a composite' : 'no'} primary key; use the dialect's filter-based methods.`)
+      throw new ReplicatorError(
+        'NOT_SUPPORTED',
+        `Collection "${target.collection}" has ${primaryKey.length ? 'a composite' : 'no'} primary key; use the dialect's filter-based methods.`,
+      )
     }
     this.keyColumns.set(target.collection, primaryKey[0]!)
     return primaryKey[0]!

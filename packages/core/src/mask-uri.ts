@@ -7,8 +7,9 @@ const SECRET_PARAMS = /([?&](?:password|pass|pwd|secret|token|sslpassword)=)[^&#
  */
 export function maskUri(uri: string): string {
   if (typeof uri !== 'string') return String(uri)
-  let masked = uri.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/?#@]*?:)([^@/?#]*)(@)/i, (_all, head: string, password: string, at: string) =>
-    password === '' ? `${head}${at}` : `${head}****${at}`,
+  let masked = uri.replace(
+    /^([a-z][a-z0-9+.-]*:\/\/[^/?#@]*?:)([^@/?#]*)(@)/i,
+    (_all, head: string, password: string, at: string) => (password === '' ? `${head}${at}` : `${head}****${at}`),
   )
   masked = masked.replace(SECRET_PARAMS, '$1****')
   return masked

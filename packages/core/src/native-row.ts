@@ -57,5 +57,7 @@ export function mergeNativeRows(earlier: NativeRow, later: NativeRow): NativeRow
 
 /** True when rows of these native columns can be written into the described table as they are. */
 export function nativeColumnsFit(columns: NativeRow['columns'], description: CollectionDescription): boolean {
-  return columns.every((column) => description.columns.some((target) => target.name === column.name && target.nativeType === column.nativeType))
+  return columns.every((column) =>
+    description.columns.some((target) => target.name === column.name && target.nativeType === column.nativeType),
+  )
 }

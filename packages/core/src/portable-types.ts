@@ -33,7 +33,18 @@ export type PortableType =
 
 /** All portable types, in a stable order. */
 export const PORTABLE_TYPES: readonly PortableType[] = [
-  'boolean', 'integer', 'bigint', 'decimal', 'double', 'string', 'text', 'json', 'timestamp', 'date', 'binary', 'uuid',
+  'boolean',
+  'integer',
+  'bigint',
+  'decimal',
+  'double',
+  'string',
+  'text',
+  'json',
+  'timestamp',
+  'date',
+  'binary',
+  'uuid',
 ]
 
 /** A column type found by introspection that has no portable equivalent. */
@@ -52,7 +63,12 @@ export const NATIVE_TYPES: Record<PortableType, Record<NativeTypeFamily, string>
   boolean: { postgres: 'boolean', mysql: 'tinyint(1)', mariadb: 'tinyint(1)', sqlite: 'BOOLEAN' },
   integer: { postgres: 'integer', mysql: 'int', mariadb: 'int', sqlite: 'INTEGER' },
   bigint: { postgres: 'bigint', mysql: 'bigint', mariadb: 'bigint', sqlite: 'BIGINT' },
-  decimal: { postgres: 'numeric({p},{s})', mysql: 'decimal({p},{s})', mariadb: 'decimal({p},{s})', sqlite: 'DECIMAL_TEXT({p},{s})' },
+  decimal: {
+    postgres: 'numeric({p},{s})',
+    mysql: 'decimal({p},{s})',
+    mariadb: 'decimal({p},{s})',
+    sqlite: 'DECIMAL_TEXT({p},{s})',
+  },
   double: { postgres: 'double precision', mysql: 'double', mariadb: 'double', sqlite: 'DOUBLE' },
   string: { postgres: 'varchar({n})', mysql: 'varchar({n})', mariadb: 'varchar({n})', sqlite: 'VARCHAR({n})' },
   text: { postgres: 'text', mysql: 'longtext', mariadb: 'longtext', sqlite: 'TEXT' },
@@ -93,7 +109,10 @@ export function normalizeDecimal(value: string | number | bigint): string {
   if (typeof value === 'number' && /e/i.test(text)) text = expandExponent(text)
   if (/e/i.test(text)) text = expandExponent(text)
   let negative = false
-  if (text.startsWith('-')) { negative = true; text = text.slice(1) } else if (text.startsWith('+')) text = text.slice(1)
+  if (text.startsWith('-')) {
+    negative = true
+    text = text.slice(1)
+  } else if (text.startsWith('+')) text = text.slice(1)
   let [whole = '0', fraction = ''] = text.split('.')
   whole = whole.replace(/^0+(?=\d)/, '') || '0'
   fraction = fraction.replace(/0+$/, '')
@@ -116,7 +135,8 @@ function isCanonicalDecimal(text: string): boolean {
   if (length === 0) return false
   let index = text.charCodeAt(0) === 45 /* - */ ? 1 : 0
   if (index === length) return false
-  if (text.charCodeAt(index) === 48 /* 0 */ && index + 1 < length && text.charCodeAt(index + 1) !== 46 /* . */) return false
+  if (text.charCodeAt(index) === 48 /* 0 */ && index + 1 < length && text.charCodeAt(index + 1) !== 46 /* . */)
+    return false
   let point = -1
   for (let position = index; position < length; position++) {
     const code = text.charCodeAt(position)

@@ -4,11 +4,15 @@ import type { Dialect, DialectConfig } from './dialect.js'
 /** Builds an unconnected dialect from its config. */
 export type DialectFactory = (config: DialectConfig) => Dialect
 
-interface RegistryEntry { factory: DialectFactory; canonical: string }
+interface RegistryEntry {
+  factory: DialectFactory
+  canonical: string
+}
 
 // Shared through globalThis so two installed copies of core see the same registrations.
 const REGISTRY_KEY = Symbol.for('@mostajs/replicator.dialect-registry')
-const registry: Map<string, RegistryEntry> = ((globalThis as Record<symbol, unknown>)[REGISTRY_KEY] ??= new Map()) as Map<string, RegistryEntry>
+const registry: Map<string, RegistryEntry> = ((globalThis as Record<symbol, unknown>)[REGISTRY_KEY] ??=
+  new Map()) as Map<string, RegistryEntry>
 
 /** The package that provides each known dialect name, for the UNKNOWN_DIALECT hint. */
 export const DIALECT_PACKAGES: Record<string, string> = {
@@ -38,7 +42,8 @@ export function registeredDialects(): string[] {
  * Throws UNKNOWN_DIALECT (naming the package to install) when no such dialect is registered.
  */
 export function createDialect(config: DialectConfig): Dialect {
-  if (!config || typeof config !== 'object') throw new ReplicatorError('CONFIG_INVALID', 'createDialect needs a config object: { dialect, uri }.')
+  if (!config || typeof config !== 'object')
+    throw new ReplicatorError('CONFIG_INVALID', 'createDialect needs a config object: { dialect, uri }.')
   const name = String(config.dialect ?? '').toLowerCase()
   const entry = registry.get(name)
   if (!entry) {
@@ -53,7 +58,9 @@ export function createDialect(config: DialectConfig): Dialect {
     )
   }
   if (typeof config.uri !== 'string' || config.uri.trim() === '') {
-    throw new ReplicatorError('CONFIG_INVALID', `Dialect "${name}" needs a non-empty "uri".`, { details: { dialect: name } })
+    throw new ReplicatorError('CONFIG_INVALID', `Dialect "${name}" needs a non-empty "uri".`, {
+      details: { dialect: name },
+    })
   }
   return entry.factory({ ...config, dialect: name })
 }

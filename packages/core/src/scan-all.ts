@@ -7,7 +7,11 @@ import type { Row } from './schema.js'
  *
  * @example for await (const page of scanAll(db, 'users', { pageSize: 5000 })) await target.upsertMany('users', page)
  */
-export async function* scanAll(dialect: Pick<DialectOperations, 'scan'>, collection: string, options: { pageSize?: number } = {}): AsyncGenerator<Row[]> {
+export async function* scanAll(
+  dialect: Pick<DialectOperations, 'scan'>,
+  collection: string,
+  options: { pageSize?: number } = {},
+): AsyncGenerator<Row[]> {
   let after: unknown = null
   do {
     const page = await dialect.scan(collection, { after, limit: options.pageSize ?? 1000 })

@@ -118,37 +118,54 @@ export function toCollectionSchema(schema: EntitySchema | CollectionSchema): Col
   }
   const columns: ColumnSchema[] = []
   const idField = schema.fields.id
-  columns.push({ name: 'id', type: idField?.portableType ?? (idField ? ENTITY_TO_PORTABLE[idField.type] : 'uuid'), nullable: false })
+  columns.push({
+    name: 'id',
+    type: idField?.portableType ?? (idField ? ENTITY_TO_PORTABLE[idField.type] : 'uuid'),
+    nullable: false,
+  })
   for (const [name, field] of Object.entries(schema.fields)) {
     if (name === 'id') continue
     const type = field.portableType ?? ENTITY_TO_PORTABLE[field.type]
     if (!type) {
-      throw new ReplicatorError('CONFIG_INVALID', `Entity "${schema.name}": field "${name}" has unknown type "${String(field.type)}". Use one of ${Object.keys(ENTITY_TO_PORTABLE).join(', ')}.`)
+      throw new ReplicatorError(
+        'CONFIG_INVALID',
+        `Entity "${schema.name}": field "${name}" has unknown type "${String(field.type)}". Use one of ${Object.keys(ENTITY_TO_PORTABLE).join(', ')}.`,
+      )
     }
     columns.push({ name, type, nullable: !field.required })
   }
   if (schema.timestamps) {
-    for (const name of ['createdAt', 'updatedAt']) if (!columns.some((c) => c.name === name)) columns.push({ name, type: 'timestamp', nullable: true })
+    for (const name of ['createdAt', 'updatedAt'])
+      if (!columns.some((c) => c.name === name)) columns.push({ name, type: 'timestamp', nullable: true })
   }
-  if (schema.softDelete && !columns.some((c) => c.name === 'deletedAt')) columns.push({ name: 'deletedAt', type: 'timestamp', nullable: true })
+  if (schema.softDelete && !columns.some((c) => c.name === 'deletedAt'))
+    columns.push({ name: 'deletedAt', type: 'timestamp', nullable: true })
   return { name: schema.collection, columns, primaryKey: ['id'] }
 }
 
 function validateCollectionSchema(schema: CollectionSchema): void {
   const where = `Collection schema "${String(schema?.name)}"`
-  if (!schema || typeof schema.name !== 'string' || schema.name === '') throw new ReplicatorError('CONFIG_INVALID', 'A collection schema needs a non-empty "name".')
-  if (!Array.isArray(schema.columns) || schema.columns.length === 0) throw new ReplicatorError('CONFIG_INVALID', `${where} needs at least one column.`)
-  if (!Array.isArray(schema.primaryKey) || schema.primaryKey.length === 0) throw new ReplicatorError('CONFIG_INVALID', `${where} needs a primaryKey (at least one column).`)
+  if (!schema || typeof schema.name !== 'string' || schema.name === '')
+    throw new ReplicatorError('CONFIG_INVALID', 'A collection schema needs a non-empty "name".')
+  if (!Array.isArray(schema.columns) || schema.columns.length === 0)
+    throw new ReplicatorError('CONFIG_INVALID', `${where} needs at least one column.`)
+  if (!Array.isArray(schema.primaryKey) || schema.primaryKey.length === 0)
+    throw new ReplicatorError('CONFIG_INVALID', `${where} needs a primaryKey (at least one column).`)
   const names = new Set<string>()
   for (const column of schema.columns) {
-    if (names.has(column.name)) throw new ReplicatorError('CONFIG_INVALID', `${where}: column "${column.name}" is declared twice.`)
+    if (names.has(column.name))
+      throw new ReplicatorError('CONFIG_INVALID', `${where}: column "${column.name}" is declared twice.`)
     names.add(column.name)
     if (!PORTABLE_TYPES.includes(column.type)) {
-      throw new ReplicatorError('TYPE_UNSUPPORTED', `${where}: column "${column.name}" has type "${String(column.type)}", which is not a portable type (${PORTABLE_TYPES.join(', ')}).`)
+      throw new ReplicatorError(
+        'TYPE_UNSUPPORTED',
+        `${where}: column "${column.name}" has type "${String(column.type)}", which is not a portable type (${PORTABLE_TYPES.join(', ')}).`,
+      )
     }
   }
   for (const key of schema.primaryKey) {
-    if (!names.has(key)) throw new ReplicatorError('CONFIG_INVALID', `${where}: primary key column "${key}" is not among its columns.`)
+    if (!names.has(key))
+      throw new ReplicatorError('CONFIG_INVALID', `${where}: primary key column "${key}" is not among its columns.`)
   }
 }
 
@@ -160,16 +177,24 @@ function validateCollectionSchema(schema: CollectionSchema): void {
 export function collectionSchemaOf(description: CollectionDescription): CollectionSchema {
   const unknown = description.columns.filter((column) => column.type === 'unknown')
   if (unknown.length) {
-    throw new ReplicatorError('TYPE_UNSUPPORTED', `Collection "${description.name}" cannot be carried: ${unknown.map((column) => `${description.name}.${column.name} (${column.nativeType})`).join('; ')} ${unknown.length > 1 ? 'have' : 'has'} no portable type.`, {
-      details: { collection: description.name, columns: unknown.map((column) => column.name) },
-    })
+    throw new ReplicatorError(
+      'TYPE_UNSUPPORTED',
+      `Collection "${description.name}" cannot be carried: ${unknown.map((column) => `${description.name}.${column.name} (${column.nativeType})`).join('; ')} ${unknown.length > 1 ? 'have' : 'has'} no portable type.`,
+      {
+        details: { collection: description.name, columns: unknown.map((column) => column.name) },
+      },
+    )
   }
   return {
     name: description.name,
     primaryKey: description.primaryKey,
     columns: description.columns.map((column) => ({
-      name: column.name, type: column.type as PortableType, nullable: column.nullable,
-      length: column.length, precision: column.precision, scale: column.scale,
+      name: column.name,
+      type: column.type as PortableType,
+      nullable: column.nullable,
+      length: column.length,
+      precision: column.precision,
+      scale: column.scale,
     })),
   }
 }

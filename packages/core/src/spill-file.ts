@@ -43,7 +43,10 @@ export class SpillFile {
     const data = Buffer.concat(this.pending, this.pendingBytes)
     this.pending = []
     this.pendingBytes = 0
-    this.wrap('write to', () => { for (let done = 0; done < data.length;) done += writeSync(this.fd!, data, done, data.length - done, this.written + done) })
+    this.wrap('write to', () => {
+      for (let done = 0; done < data.length;)
+        done += writeSync(this.fd!, data, done, data.length - done, this.written + done)
+    })
     this.written += data.length
   }
 
@@ -53,7 +56,8 @@ export class SpillFile {
     while (messages.length < max) {
       if (this.carry.length < 4 && !this.fill(4)) break
       const length = this.carry.readUInt32BE(0)
-      if (this.carry.length < 4 + length && !this.fill(4 + length)) throw new Error(`the spill file ${this.path} ends inside a message`)
+      if (this.carry.length < 4 + length && !this.fill(4 + length))
+        throw new Error(`the spill file ${this.path} ends inside a message`)
       messages.push(this.carry.subarray(4, 4 + length))
       this.carry = this.carry.subarray(4 + length)
     }
@@ -69,10 +73,18 @@ export class SpillFile {
   /** Deletes the file; safe to call more than once. */
   remove(): void {
     if (this.fd === null) return
-    try { closeSync(this.fd) } catch { /* already closed */ }
+    try {
+      closeSync(this.fd)
+    } catch {
+      /* already closed */
+    }
     this.fd = null
     this.pending = []
-    try { unlinkSync(this.path) } catch { /* already gone */ }
+    try {
+      unlinkSync(this.path)
+    } catch {
+      /* already gone */
+    }
   }
 
   /** Reads until `carry` holds at least `bytes` bytes; false at the end of the file. */
@@ -92,7 +104,9 @@ export class SpillFile {
     try {
       return fn()
     } catch (error) {
-      throw new Error(`could not ${what} ${this.path} to hold a large source transaction (${(error as Error).message}); free some space or set REPLICATOR_SPILL_DIR`)
+      throw new Error(
+        `could not ${what} ${this.path} to hold a large source transaction (${(error as Error).message}); free some space or set REPLICATOR_SPILL_DIR`,
+      )
     }
   }
 }

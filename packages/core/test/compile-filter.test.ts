@@ -13,7 +13,12 @@ const flavor = {
 const table: CollectionDescription = {
   name: 't',
   primaryKey: ['id'],
-  columns: ['id', 'a', 'b', 'weird"col'].map((name) => ({ name, type: 'integer' as const, nativeType: 'integer', nullable: true })),
+  columns: ['id', 'a', 'b', 'weird"col'].map((name) => ({
+    name,
+    type: 'integer' as const,
+    nativeType: 'integer',
+    nullable: true,
+  })),
 }
 
 function compile(filter: Record<string, unknown>) {
@@ -27,14 +32,20 @@ describe('compileFilter', () => {
     expect(compile({ 'weird"col': 1 }).sql).toBe('"weird""col" = $1')
   })
   it('compiles operators, null, $in/$nin with null and empty lists', () => {
-    expect(compile({ a: { $gt: 1, $lte: 5 }, b: null })).toEqual({ sql: '"a" > $1 AND "a" <= $2 AND "b" IS NULL', values: [1, 5] })
+    expect(compile({ a: { $gt: 1, $lte: 5 }, b: null })).toEqual({
+      sql: '"a" > $1 AND "a" <= $2 AND "b" IS NULL',
+      values: [1, 5],
+    })
     expect(compile({ a: { $ne: 3 } }).sql).toBe('("a" <> $1 OR "a" IS NULL)')
     expect(compile({ a: { $ne: null } }).sql).toBe('"a" IS NOT NULL')
     expect(compile({ a: { $in: [1, null] } }).sql).toBe('("a" IN ($1) OR "a" IS NULL)')
     expect(compile({ a: { $in: [] } }).sql).toBe('1=0')
     expect(compile({ a: { $nin: [1, 2] } }).sql).toBe('("a" NOT IN ($1, $2) OR "a" IS NULL)')
     expect(compile({ a: { $nin: [] } }).sql).toBe('1=1')
-    expect(compile({ $or: [{ a: 1 }, { $and: [{ b: 2 }, { id: 3 }] }] })).toEqual({ sql: '(("a" = $1) OR ((("b" = $2) AND ("id" = $3))))', values: [1, 2, 3] })
+    expect(compile({ $or: [{ a: 1 }, { $and: [{ b: 2 }, { id: 3 }] }] })).toEqual({
+      sql: '(("a" = $1) OR ((("b" = $2) AND ("id" = $3))))',
+      values: [1, 2, 3],
+    })
     expect(compile({}).sql).toBe('1=1')
   })
   it('rejects what it cannot express', () => {

@@ -16,14 +16,19 @@ describe('maskUri', () => {
   })
 
   it('masks every URI inside a text', () => {
-    expect(maskSecretsInText('from postgres://a:b1@h/d to mysql://c:d2@h/e failed')).toBe('from postgres://a:****@h/d to mysql://c:****@h/e failed')
+    expect(maskSecretsInText('from postgres://a:b1@h/d to mysql://c:d2@h/e failed')).toBe(
+      'from postgres://a:****@h/d to mysql://c:****@h/e failed',
+    )
   })
 })
 
 describe('ReplicatorError', () => {
   it('keeps code, cause and details, and masks URIs in its message', () => {
     const cause = new Error('socket closed')
-    const error = new ReplicatorError('CONNECTION_FAILED', 'Cannot reach postgres://app:topsecret@db/main', { cause, details: { dialect: 'postgres' } })
+    const error = new ReplicatorError('CONNECTION_FAILED', 'Cannot reach postgres://app:topsecret@db/main', {
+      cause,
+      details: { dialect: 'postgres' },
+    })
     expect(error.code).toBe('CONNECTION_FAILED')
     expect(error.cause).toBe(cause)
     expect(error.details).toEqual({ dialect: 'postgres' })
@@ -32,7 +37,10 @@ describe('ReplicatorError', () => {
   })
 
   it('is recognised by marker, also when thrown by another copy of the package', () => {
-    const foreign = Object.assign(new Error('x'), { code: 'LAG_TOO_HIGH', [Symbol.for('@mostajs/replicator.error')]: true })
+    const foreign = Object.assign(new Error('x'), {
+      code: 'LAG_TOO_HIGH',
+      [Symbol.for('@mostajs/replicator.error')]: true,
+    })
     expect(ReplicatorError.isInstance(foreign)).toBe(true)
     expect(isReplicatorError(foreign, 'LAG_TOO_HIGH')).toBe(true)
     expect(isReplicatorError(foreign, 'FENCED')).toBe(false)

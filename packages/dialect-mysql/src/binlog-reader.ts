@@ -1,5 +1,12 @@
 import ZongJi from '@vlasky/zongji'
-import { keyIdentity, keyOfRow, SpillFile, type ChangeEvent, type CollectionDescription, type Row } from '@mostajs/replicator-core'
+import {
+  keyIdentity,
+  keyOfRow,
+  SpillFile,
+  type ChangeEvent,
+  type CollectionDescription,
+  type Row,
+} from '@mostajs/replicator-core'
 
 /** Where a binlog reader stands: the GTID position to resume from, and file + offset. */
 export interface BinlogPosition {
@@ -83,7 +90,10 @@ export class BinlogReader {
     this.connectedFrom = gtidSet
     return new Promise<void>((resolve, reject) => {
       const zongji = new (ZongJi as unknown as new (options: Record<string, unknown>) => ZongJiInstance)({
-        ...this.connection, timezone: 'Z', dateStrings: true, jsonStrings: true,
+        ...this.connection,
+        timezone: 'Z',
+        dateStrings: true,
+        jsonStrings: true,
       })
       this.zongji = zongji
       zongji.on('ready', () => resolve())
@@ -92,12 +102,25 @@ export class BinlogReader {
         this.failure = error
         reject(error)
       })
-      zongji.on('binlog', (event) => { void this.handle(event, generation) })
+      zongji.on('binlog', (event) => {
+        void this.handle(event, generation)
+      })
       zongji.start({
         gtidSet,
         // a replica-like client needs a server id of its own
         serverId: 1_000_000 + Math.floor(Math.random() * 1_000_000_000),
-        includeEvents: ['tablemap', 'writerows', 'updaterows', 'deleterows', 'xid', 'query', 'rotate', 'heartbeat', 'mariadbgtid', 'gtid'],
+        includeEvents: [
+          'tablemap',
+          'writerows',
+          'updaterows',
+          'deleterows',
+          'xid',
+          'query',
+          'rotate',
+          'heartbeat',
+          'mariadbgtid',
+          'gtid',
+        ],
         includeSchema: { [this.database]: this.collections },
       })
     })
@@ -113,33 +136,74 @@ export class BinlogReader {
    */
   private handle(event: ZongJiEvent, generation: number): Promise<void> {
     const commitPosition = event.getTypeName().toLowerCase() === 'xid' ? this.position() : undefined
-    this.queue = this.queue.then(() => this.process(event, commitPosition, generation)).catch((error: Error) => { this.failure = error })
+    this.queue = this.queue
+      .then(() => this.process(event, commitPosition, generation))
+      .catch((error: Error) => {
+        this.failure = error
+      })
     return this.queue
   }
 
-  private async process(event: ZongJiEvent, commitPosition: BinlogPosition | undefined, generation: number): Promise<void> {
+  private async process(
+    event: ZongJiEvent,
+    commitPosition: BinlogPosition | undefined,
+    generation: number,
+  ): Promise<void> {
     if (generation !== this.generation) return // read again after the pause
     const type = event.getTypeName().toLowerCase()
     if (type === 'writerows' || type === 'updaterows' || type === 'deleterows') {
       const table = event.tableMap?.[event.tableId!]
       if (!table || table.parentSchema !== this.database || !this.collections.includes(table.tableName)) return
       const description = await this.describe(table.tableName)
-      const source = { dialect: this.dialectName, database: this.database, position: { dialect: this.dialectName, value: {} }, ts: event.timestamp ?? Date.now() }
+      const source = {
+        dialect: this.dialectName,
+        database: this.database,
+        position: { dialect: this.dialectName, value: {} },
+        ts: event.timestamp ?? Date.now(),
+      }
       for (const raw of event.rows ?? []) {
         if (type === 'writerows') {
           const after = this.decode(raw as Row, description)
-          this.keep({ op: 'c', collection: table.tableName, key: keyOfRow(after, description.primaryKey), before: null, after, source: { ...source } })
+          this.keep({
+            op: 'c',
+            collection: table.tableName,
+            key: keyOfRow(after, description.primaryKey),
+            before: null,
+            after,
+            source: { ...source },
+          })
         } else if (type === 'deleterows') {
           const before = this.decode(raw as Row, description)
-          this.keep({ op: 'd', collection: table.tableName, key: keyOfRow(before, description.primaryKey), before, after: null, source: { ...source } })
+          this.keep({
+            op: 'd',
+            collection: table.tableName,
+            key: keyOfRow(before, description.primaryKey),
+            before,
+            after: null,
+            source: { ...source },
+          })
         } else {
           const change = raw as { before: Row; after: Row }
           const before = this.decode(change.before, description)
           const after = this.decode(change.after, description)
           if (keyIdentity(before, description.primaryKey) !== keyIdentity(after, description.primaryKey)) {
-            this.keep({ op: 'd', collection: table.tableName, key: keyOfRow(before, description.primaryKey), before, after: null, source: { ...source } })
+            this.keep({
+              op: 'd',
+              collection: table.tableName,
+              key: keyOfRow(before, description.primaryKey),
+              before,
+              after: null,
+              source: { ...source },
+            })
           }
-          this.keep({ op: 'u', collection: table.tableName, key: keyOfRow(after, description.primaryKey), before, after, source: { ...source } })
+          this.keep({
+            op: 'u',
+            collection: table.tableName,
+            key: keyOfRow(after, description.primaryKey),
+            before,
+            after,
+            source: { ...source },
+          })
         }
       }
       return
@@ -182,7 +246,11 @@ export class BinlogReader {
     this.pending = []
     this.spilling?.remove()
     this.spilling = null
-    try { this.zongji?.stop() } catch { /* already stopped */ }
+    try {
+      this.zongji?.stop()
+    } catch {
+      /* already stopped */
+    }
   }
 
   private resume(): void {
@@ -194,7 +262,11 @@ export class BinlogReader {
   /** The resume point after the last committed transaction seen. */
   position(): BinlogPosition {
     if (this.resumeFrom) return { ...this.resumeFrom }
-    return { gtid: this.zongji?.gtidSet ?? this.connectedFrom, file: this.zongji?.options.filename ?? '', pos: this.zongji?.options.position ?? 0 }
+    return {
+      gtid: this.zongji?.gtidSet ?? this.connectedFrom,
+      file: this.zongji?.options.filename ?? '',
+      pos: this.zongji?.options.position ?? 0,
+    }
   }
 
   /** Waits (bounded) until the reader has passed the server's binlog file + offset `target`. */
@@ -216,10 +288,15 @@ export class BinlogReader {
    * `afterGtid` when it is still buffered (a caller reading ahead of its confirmations), else
    * from the oldest one not confirmed.
    */
-  take(maxEvents: number, afterGtid: string | null): { events: ChangeEvent[]; position: BinlogPosition | null; spill?: SpillFile } {
+  take(
+    maxEvents: number,
+    afterGtid: string | null,
+  ): { events: ChangeEvent[]; position: BinlogPosition | null; spill?: SpillFile } {
     const events: ChangeEvent[] = []
     let position: BinlogPosition | null = null
-    const start = afterGtid ? this.transactions.findIndex((transaction) => transaction.position.gtid === afterGtid) + 1 : 0
+    const start = afterGtid
+      ? this.transactions.findIndex((transaction) => transaction.position.gtid === afterGtid) + 1
+      : 0
     for (const transaction of this.transactions.slice(start)) {
       if (transaction.spill) {
         if (events.length) break // a spilled transaction is handed out alone, read from its start
@@ -248,7 +325,11 @@ export class BinlogReader {
   /** Stops reading and removes the spill files. */
   stop(): void {
     this.generation++
-    try { this.zongji?.stop() } catch { /* already stopped */ }
+    try {
+      this.zongji?.stop()
+    } catch {
+      /* already stopped */
+    }
     this.spilling?.remove()
     for (const { spill } of this.transactions) spill?.remove()
   }
@@ -260,14 +341,22 @@ export class BinlogReader {
  * it is never taken for a tag.
  */
 export function encodeEvent(event: ChangeEvent): Buffer {
-  return Buffer.from(JSON.stringify(event, function (this: Record<string, unknown>, key, value: unknown) {
-    const raw = this[key]
-    if (raw instanceof Date) return { $date: Number.isNaN(raw.getTime()) ? null : raw.toISOString() }
-    if (Buffer.isBuffer(raw)) return { $bin: raw.toString('base64') }
-    if (typeof value === 'bigint') return { $big: value.toString() }
-    if (value && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).some((name) => name.startsWith('$'))) return { $obj: Object.entries(value) }
-    return value
-  }))
+  return Buffer.from(
+    JSON.stringify(event, function (this: Record<string, unknown>, key, value: unknown) {
+      const raw = this[key]
+      if (raw instanceof Date) return { $date: Number.isNaN(raw.getTime()) ? null : raw.toISOString() }
+      if (Buffer.isBuffer(raw)) return { $bin: raw.toString('base64') }
+      if (typeof value === 'bigint') return { $big: value.toString() }
+      if (
+        value &&
+        typeof value === 'object' &&
+        !Array.isArray(value) &&
+        Object.keys(value).some((name) => name.startsWith('$'))
+      )
+        return { $obj: Object.entries(value) }
+      return value
+    }),
+  )
 }
 
 export function decodeEvent(record: Buffer): ChangeEvent {

@@ -1,7 +1,23 @@
 import mysql from 'mysql2/promise'
 import {
-  columnDecoder, registerDialect, ReplicatorError, runTransactionOn, SqlDialect,
-  type CaptureOptions, type ChangeBatch, type ChangeEvent, type CollectionDescription, type NativeReplicationStatus, type Position, type ReadChangesOptions, type Row, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor, type SqlResult,
+  columnDecoder,
+  registerDialect,
+  ReplicatorError,
+  runTransactionOn,
+  SqlDialect,
+  type CaptureOptions,
+  type ChangeBatch,
+  type ChangeEvent,
+  type CollectionDescription,
+  type NativeReplicationStatus,
+  type Position,
+  type ReadChangesOptions,
+  type Row,
+  type ColumnDescription,
+  type ColumnType,
+  type DialectConfig,
+  type SqlExecutor,
+  type SqlResult,
 } from '@mostajs/replicator-core'
 import { createMysqlFlavor } from './mysql-flavor.js'
 import { BinlogReader, binlogTimestamp, decodeEvent } from './binlog-reader.js'
@@ -10,20 +26,53 @@ import { BinlogReader, binlogTimestamp, decodeEvent } from './binlog-reader.js'
 const CAPTURES_COLLECTION = '_replicator_captures'
 
 /** Session settings of every connection: UTC, and strict mode so bad values fail instead of being truncated. */
-const SESSION_SETUP = "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
+const SESSION_SETUP =
+  "SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
 
 const PORTABLE_BY_DATA_TYPE: Record<string, ColumnType> = {
-  bool: 'boolean', boolean: 'boolean',
-  tinyint: 'integer', smallint: 'integer', mediumint: 'integer', int: 'integer', integer: 'integer', year: 'integer',
-  bigint: 'bigint', decimal: 'decimal', numeric: 'decimal', float: 'double', double: 'double', real: 'double',
-  char: 'string', varchar: 'string',
-  tinytext: 'text', text: 'text', mediumtext: 'text', longtext: 'text',
-  json: 'json', datetime: 'timestamp', timestamp: 'timestamp', date: 'date',
-  binary: 'binary', varbinary: 'binary', tinyblob: 'binary', blob: 'binary', mediumblob: 'binary', longblob: 'binary',
+  bool: 'boolean',
+  boolean: 'boolean',
+  tinyint: 'integer',
+  smallint: 'integer',
+  mediumint: 'integer',
+  int: 'integer',
+  integer: 'integer',
+  year: 'integer',
+  bigint: 'bigint',
+  decimal: 'decimal',
+  numeric: 'decimal',
+  float: 'double',
+  double: 'double',
+  real: 'double',
+  char: 'string',
+  varchar: 'string',
+  tinytext: 'text',
+  text: 'text',
+  mediumtext: 'text',
+  longtext: 'text',
+  json: 'json',
+  datetime: 'timestamp',
+  timestamp: 'timestamp',
+  date: 'date',
+  binary: 'binary',
+  varbinary: 'binary',
+  tinyblob: 'binary',
+  blob: 'binary',
+  mediumblob: 'binary',
+  longblob: 'binary',
   uuid: 'uuid',
 }
 
-interface DescribedRow { name: string; dataType: string; columnType: string; isNullable: string; length: unknown; numPrecision: unknown; numScale: unknown; extra: string }
+interface DescribedRow {
+  name: string
+  dataType: string
+  columnType: string
+  isNullable: string
+  length: unknown
+  numPrecision: unknown
+  numScale: unknown
+  extra: string
+}
 
 type Queryable = Pick<mysql.Pool, 'query'>
 
@@ -42,12 +91,15 @@ function executorOf(target: Queryable, inTransaction: boolean): SqlExecutor {
 /** Reads `mysql://user:password@host:port/database?socket=/path` into mysql2 options. */
 function connectionOptions(uri: string): mysql.PoolOptions {
   const url = new URL(uri)
-  if (url.protocol !== 'mysql:' && url.protocol !== 'mariadb:') throw new Error(`expected a mysql:// or mariadb:// URI, got "${url.protocol}"`)
+  if (url.protocol !== 'mysql:' && url.protocol !== 'mariadb:')
+    throw new Error(`expected a mysql:// or mariadb:// URI, got "${url.protocol}"`)
   const database = decodeURIComponent(url.pathname.replace(/^\//, ''))
   if (!database) throw new Error('the URI names no database (mysql://user@host:3306/<database>)')
   const socket = url.searchParams.get('socket')
   return {
-    ...(socket ? { socketPath: socket } : { host: url.hostname || '127.0.0.1', port: url.port ? Number(url.port) : 3306 }),
+    ...(socket
+      ? { socketPath: socket }
+      : { host: url.hostname || '127.0.0.1', port: url.port ? Number(url.port) : 3306 }),
     user: decodeURIComponent(url.username || 'root'),
     password: decodeURIComponent(url.password),
     database,
@@ -115,7 +167,10 @@ export class MysqlDialect extends SqlDialect {
     if (!this.pool) throw new Error('not connected')
     const connection = await this.pool.getConnection()
     return runTransactionOn(
-      { executor: executorOf(connection, true), release: (broken) => (broken ? connection.destroy() : connection.release()) },
+      {
+        executor: executorOf(connection, true),
+        release: (broken) => (broken ? connection.destroy() : connection.release()),
+      },
       'START TRANSACTION',
       fn,
     )
@@ -159,7 +214,12 @@ export class MysqlDialect extends SqlDialect {
     await this.query('STOP SLAVE')
     await this.query(
       `CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ?, MASTER_USER = ?, MASTER_PASSWORD = ?, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1`,
-      [url.hostname, Number(url.port || 3306), decodeURIComponent(url.username || 'root'), decodeURIComponent(url.password)],
+      [
+        url.hostname,
+        Number(url.port || 3306),
+        decodeURIComponent(url.username || 'root'),
+        decodeURIComponent(url.password),
+      ],
     )
     await this.query('START SLAVE')
   }
@@ -171,32 +231,54 @@ export class MysqlDialect extends SqlDialect {
   /** The capture bookkeeping table on the source: where each capture starts (GTID). */
   private async capturesTable(): Promise<void> {
     await this.ensureCollection({
-      name: CAPTURES_COLLECTION, primaryKey: ['name'],
-      columns: [{ name: 'name', type: 'string' }, { name: 'start_gtid', type: 'text' }, { name: 'collections', type: 'json' }],
+      name: CAPTURES_COLLECTION,
+      primaryKey: ['name'],
+      columns: [
+        { name: 'name', type: 'string' },
+        { name: 'start_gtid', type: 'text' },
+        { name: 'collections', type: 'json' },
+      ],
     })
   }
 
   private async gtidPosition(): Promise<string> {
-    const [row] = await this.query<{ gtid: string }>(this.serverIsMariaDB ? 'SELECT @@gtid_binlog_pos AS gtid' : 'SELECT @@gtid_executed AS gtid')
+    const [row] = await this.query<{ gtid: string }>(
+      this.serverIsMariaDB ? 'SELECT @@gtid_binlog_pos AS gtid' : 'SELECT @@gtid_executed AS gtid',
+    )
     return String(row?.gtid ?? '')
   }
 
   async setupCapture(options: CaptureOptions): Promise<void> {
-    const [settings] = await this.query<{ logBin: number | string; format: string }>('SELECT @@global.log_bin AS logBin, @@global.binlog_format AS format')
+    const [settings] = await this.query<{ logBin: number | string; format: string }>(
+      'SELECT @@global.log_bin AS logBin, @@global.binlog_format AS format',
+    )
     if (Number(settings?.logBin) !== 1) {
-      throw new ReplicatorError('NOT_SUPPORTED', `[replicator:${this.name}] The binary log is off on ${this.maskedUri}; change capture needs it: start the server with --log-bin --binlog-format=ROW.`)
+      throw new ReplicatorError(
+        'NOT_SUPPORTED',
+        `[replicator:${this.name}] The binary log is off on ${this.maskedUri}; change capture needs it: start the server with --log-bin --binlog-format=ROW.`,
+      )
     }
     if (String(settings?.format).toUpperCase() !== 'ROW') {
-      throw new ReplicatorError('NOT_SUPPORTED', `[replicator:${this.name}] binlog_format is ${settings?.format} on ${this.maskedUri}; change capture needs ROW (SET GLOBAL binlog_format = 'ROW', or --binlog-format=ROW).`)
+      throw new ReplicatorError(
+        'NOT_SUPPORTED',
+        `[replicator:${this.name}] binlog_format is ${settings?.format} on ${this.maskedUri}; change capture needs ROW (SET GLOBAL binlog_format = 'ROW', or --binlog-format=ROW).`,
+      )
     }
     for (const collection of options.collections) {
       const description = await this.describeCollection(collection)
-      if (!description.primaryKey.length) throw new ReplicatorError('NOT_SUPPORTED', `[replicator:${this.name}] Collection "${collection}" has no primary key; change capture needs one.`, { details: { collection } })
+      if (!description.primaryKey.length)
+        throw new ReplicatorError(
+          'NOT_SUPPORTED',
+          `[replicator:${this.name}] Collection "${collection}" has no primary key; change capture needs one.`,
+          { details: { collection } },
+        )
     }
     await this.capturesTable()
     const existing = await this.findOne(CAPTURES_COLLECTION, { name: options.name })
     const startGtid = existing ? String(existing.start_gtid) : await this.gtidPosition()
-    await this.upsertMany(CAPTURES_COLLECTION, [{ name: options.name, start_gtid: startGtid, collections: options.collections }])
+    await this.upsertMany(CAPTURES_COLLECTION, [
+      { name: options.name, start_gtid: startGtid, collections: options.collections },
+    ])
     const reader = this.readers.get(options.name)
     if (reader && existing && JSON.stringify(existing.collections) !== JSON.stringify(options.collections)) {
       reader.stop() // the collection list changed: read again with the new filter
@@ -214,15 +296,28 @@ export class MysqlDialect extends SqlDialect {
 
   async readChanges(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
     const capture = await this.findOne(CAPTURES_COLLECTION, { name })
-    if (!capture) throw new ReplicatorError('CONFIG_INVALID', `[replicator:${this.name}] No capture "${name}" on ${this.maskedUri}; set it up first.`)
-    const from = options.after ? String((options.after.value as { gtid?: string }).gtid ?? '') : String(capture.start_gtid)
+    if (!capture)
+      throw new ReplicatorError(
+        'CONFIG_INVALID',
+        `[replicator:${this.name}] No capture "${name}" on ${this.maskedUri}; set it up first.`,
+      )
+    const from = options.after
+      ? String((options.after.value as { gtid?: string }).gtid ?? '')
+      : String(capture.start_gtid)
     let reader = this.readers.get(name)
     if (!reader || (options.after === null && reader.startGtid !== from)) {
       reader?.stop()
       const url = new URL(this.config.uri)
       reader = new BinlogReader(
-        { host: url.hostname || '127.0.0.1', port: Number(url.port || 3306), user: decodeURIComponent(url.username || 'root'), password: decodeURIComponent(url.password) },
-        decodeURIComponent(url.pathname.slice(1)), capture.collections as string[], from,
+        {
+          host: url.hostname || '127.0.0.1',
+          port: Number(url.port || 3306),
+          user: decodeURIComponent(url.username || 'root'),
+          password: decodeURIComponent(url.password),
+        },
+        decodeURIComponent(url.pathname.slice(1)),
+        capture.collections as string[],
+        from,
         (collection) => this.describeCollection(collection),
         (row, description) => this.decodeBinlogRow(row, description),
         this.name,
@@ -246,7 +341,9 @@ export class MysqlDialect extends SqlDialect {
         })
       }
       const first = await nextPart()
-      return first ? { events: first, position: { dialect: this.name, value }, nextPart } : { events: [], position: { dialect: this.name, value } }
+      return first
+        ? { events: first, position: { dialect: this.name, value }, nextPart }
+        : { events: [], position: { dialect: this.name, value } }
     }
     return { events, position: position ? { dialect: this.name, value: { ...position } } : null }
   }
@@ -273,7 +370,10 @@ export class MysqlDialect extends SqlDialect {
 
   async currentPosition(): Promise<Position> {
     const [status] = await this.query<{ File: string; Position: number }>('SHOW MASTER STATUS')
-    return { dialect: this.name, value: { gtid: await this.gtidPosition(), file: status?.File ?? '', pos: Number(status?.Position ?? 0) } }
+    return {
+      dialect: this.name,
+      value: { gtid: await this.gtidPosition(), file: status?.File ?? '', pos: Number(status?.Position ?? 0) },
+    }
   }
 
   override async close(): Promise<void> {
@@ -332,7 +432,12 @@ function toColumn(row: DescribedRow, jsonColumns: Set<string>): ColumnDescriptio
   let type: ColumnType = PORTABLE_BY_DATA_TYPE[dataType] ?? 'unknown'
   if (dataType === 'tinyint' && columnType.startsWith('tinyint(1)')) type = 'boolean'
   if (jsonColumns.has(row.name)) type = 'json'
-  const column: ColumnDescription = { name: row.name, type, nativeType: String(row.columnType), nullable: row.isNullable === 'YES' }
+  const column: ColumnDescription = {
+    name: row.name,
+    type,
+    nativeType: String(row.columnType),
+    nullable: row.isNullable === 'YES',
+  }
   if (String(row.extra).includes('auto_increment')) column.autoIncrement = true
   if (type === 'string' && row.length !== null) column.length = Number(row.length)
   if (type === 'decimal') {

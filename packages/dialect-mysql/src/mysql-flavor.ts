@@ -1,6 +1,14 @@
 import {
-  nativeTypeFor, normalizeDecimal, quoteWith, ReplicatorError, toDateString,
-  type ColumnDescription, type ColumnSchema, type SqlErrorKind, type SqlFlavor, type ValueConverter,
+  nativeTypeFor,
+  normalizeDecimal,
+  quoteWith,
+  ReplicatorError,
+  toDateString,
+  type ColumnDescription,
+  type ColumnSchema,
+  type SqlErrorKind,
+  type SqlFlavor,
+  type ValueConverter,
 } from '@mostajs/replicator-core'
 
 /** MySQL and MariaDB refuse identifiers longer than this. */
@@ -17,7 +25,8 @@ const ROW_REJECTED_ERRNOS = new Set([
   1364, // field has no default value
   1366, // incorrect value for column
   1406, // data too long
-  1451, 1452, // foreign key
+  1451,
+  1452, // foreign key
   1690, // value out of range
   3140, // invalid JSON (MySQL)
   3819, // check constraint (MySQL)
@@ -38,8 +47,17 @@ export function createMysqlFlavor(family: 'mysql' | 'mariadb'): SqlFlavor {
     maxParameters: 65535,
 
     quoteIdentifier(name: string): string {
-      if (typeof name !== 'string' || name === '' || name.includes('\u0000') || name.length > MAX_IDENTIFIER_LENGTH || name.endsWith(' ')) {
-        throw new ReplicatorError('CONFIG_INVALID', `[replicator:${family}] Invalid identifier ${JSON.stringify(name)}: names are 1 to ${MAX_IDENTIFIER_LENGTH} characters, without NUL or trailing space.`)
+      if (
+        typeof name !== 'string' ||
+        name === '' ||
+        name.includes('\u0000') ||
+        name.length > MAX_IDENTIFIER_LENGTH ||
+        name.endsWith(' ')
+      ) {
+        throw new ReplicatorError(
+          'CONFIG_INVALID',
+          `[replicator:${family}] Invalid identifier ${JSON.stringify(name)}: names are 1 to ${MAX_IDENTIFIER_LENGTH} characters, without NUL or trailing space.`,
+        )
       }
       return quoteWith('`', name)
     },
@@ -63,7 +81,7 @@ export function createMysqlFlavor(family: 'mysql' | 'mariadb'): SqlFlavor {
     },
 
     columnDefinition(column: ColumnSchema, isKey: boolean): string {
-      const nullable = isKey ? false : column.nullable ?? true
+      const nullable = isKey ? false : (column.nullable ?? true)
       let type = nativeTypeFor(family, column.type, column)
       // Key columns need a bounded length in InnoDB.
       if (isKey && (column.type === 'text' || column.type === 'json')) type = 'varchar(255)'
@@ -100,7 +118,12 @@ export function createMysqlFlavor(family: 'mysql' | 'mariadb'): SqlFlavor {
         case 'decimal':
           return (value) => normalizeDecimal(value as string)
         case 'json':
-          return (value) => (typeof value === 'string' ? JSON.parse(value) : Buffer.isBuffer(value) ? JSON.parse(value.toString('utf8')) : value)
+          return (value) =>
+            typeof value === 'string'
+              ? JSON.parse(value)
+              : Buffer.isBuffer(value)
+                ? JSON.parse(value.toString('utf8'))
+                : value
         default:
           return null
       }
@@ -110,9 +133,14 @@ export function createMysqlFlavor(family: 'mysql' | 'mariadb'): SqlFlavor {
       const { errno, code, sqlState } = (error ?? {}) as { errno?: number; code?: string; sqlState?: string }
       if (errno === 1146) return 'missing-table'
       if (typeof errno === 'number' && ROW_REJECTED_ERRNOS.has(errno)) return 'row-rejected'
-      if (typeof sqlState === 'string' && (sqlState.startsWith('23') || sqlState.startsWith('22'))) return 'row-rejected'
+      if (typeof sqlState === 'string' && (sqlState.startsWith('23') || sqlState.startsWith('22')))
+        return 'row-rejected'
       if (typeof errno === 'number' && CONNECTION_ERRNOS.has(errno)) return 'connection'
-      if (typeof code === 'string' && (/^E[A-Z]+$/.test(code) || code.startsWith('PROTOCOL_') || code === 'ER_ACCESS_DENIED_ERROR')) return 'connection'
+      if (
+        typeof code === 'string' &&
+        (/^E[A-Z]+$/.test(code) || code.startsWith('PROTOCOL_') || code === 'ER_ACCESS_DENIED_ERROR')
+      )
+        return 'connection'
       return 'other'
     },
   }

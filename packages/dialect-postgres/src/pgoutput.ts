@@ -49,13 +49,33 @@ const PG_EPOCH_MS = 946_684_800_000
 class Reader {
   private offset = 0
   constructor(private readonly buffer: Buffer) {}
-  byte(): number { return this.buffer.readUInt8(this.offset++) }
-  char(): string { return String.fromCharCode(this.byte()) }
-  int16(): number { const value = this.buffer.readInt16BE(this.offset); this.offset += 2; return value }
-  int32(): number { const value = this.buffer.readInt32BE(this.offset); this.offset += 4; return value }
-  uint64(): bigint { const value = this.buffer.readBigUInt64BE(this.offset); this.offset += 8; return value }
+  byte(): number {
+    return this.buffer.readUInt8(this.offset++)
+  }
+  char(): string {
+    return String.fromCharCode(this.byte())
+  }
+  int16(): number {
+    const value = this.buffer.readInt16BE(this.offset)
+    this.offset += 2
+    return value
+  }
+  int32(): number {
+    const value = this.buffer.readInt32BE(this.offset)
+    this.offset += 4
+    return value
+  }
+  uint64(): bigint {
+    const value = this.buffer.readBigUInt64BE(this.offset)
+    this.offset += 8
+    return value
+  }
   /** Timestamp: microseconds since 2000-01-01 → ms since the Unix epoch. */
-  timestamp(): number { const micros = this.buffer.readBigInt64BE(this.offset); this.offset += 8; return PG_EPOCH_MS + Number(micros / 1000n) }
+  timestamp(): number {
+    const micros = this.buffer.readBigInt64BE(this.offset)
+    this.offset += 8
+    return PG_EPOCH_MS + Number(micros / 1000n)
+  }
   string(): string {
     const end = this.buffer.indexOf(0, this.offset)
     const value = this.buffer.toString('utf8', this.offset, end)
@@ -74,7 +94,10 @@ class Reader {
         spans[2 * index] = this.offset
         spans[2 * index + 1] = length
         this.offset += length
-      } else throw new Error(`pgoutput: unsupported tuple value kind "${String.fromCharCode(kind)}" (binary mode is not used)`)
+      } else
+        throw new Error(
+          `pgoutput: unsupported tuple value kind "${String.fromCharCode(kind)}" (binary mode is not used)`,
+        )
     }
     return { data: this.buffer, spans }
   }
@@ -85,7 +108,8 @@ export function parsePgOutput(data: Buffer): PgOutputMessage {
   const reader = new Reader(data)
   const code = reader.char()
   switch (code) {
-    case 'B': return { tag: 'begin', finalLsn: reader.uint64(), commitTime: reader.timestamp(), xid: reader.int32() }
+    case 'B':
+      return { tag: 'begin', finalLsn: reader.uint64(), commitTime: reader.timestamp(), xid: reader.int32() }
     case 'C': {
       reader.byte() // flags
       return { tag: 'commit', commitLsn: reader.uint64(), endLsn: reader.uint64(), commitTime: reader.timestamp() }

@@ -4,9 +4,30 @@ import { finished, pipeline } from 'node:stream/promises'
 import pg from 'pg'
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams'
 import {
-  columnDecoder, keyIdentity, keyOfRow, keyToObject, nativeText, registerDialect, ReplicatorError, runTransactionOn, SqlDialect,
-  type CaptureBacklog, type CaptureOptions, type ChangeBatch, type ChangeEvent, type CollectionDescription, type NativeReplicationStatus,
-  type NativeRow, type Position, type ReadChangesOptions, type Row, type RowKey, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecutor,
+  columnDecoder,
+  keyIdentity,
+  keyOfRow,
+  keyToObject,
+  nativeText,
+  registerDialect,
+  ReplicatorError,
+  runTransactionOn,
+  SqlDialect,
+  type CaptureBacklog,
+  type CaptureOptions,
+  type ChangeBatch,
+  type ChangeEvent,
+  type CollectionDescription,
+  type NativeReplicationStatus,
+  type NativeRow,
+  type Position,
+  type ReadChangesOptions,
+  type Row,
+  type RowKey,
+  type ColumnDescription,
+  type ColumnType,
+  type DialectConfig,
+  type SqlExecutor,
 } from '@mostajs/replicator-core'
 import { NATIVE_TEXT_FORMAT, postgresFlavor } from './postgres-flavor.js'
 import { formatLsn, parseLsn, parsePgOutput, type PgOutputMessage, type RawTuple, type Relation } from './pgoutput.js'
@@ -27,11 +48,25 @@ interface RelationConverter {
  * Appends the change events of one pgoutput row change (an update of the key is a delete plus
  * an upsert).
  */
-function pushEvents(events: ChangeEvent[], message: Extract<PgOutputMessage, { tag: 'insert' | 'update' | 'delete' }>, collection: string, converter: RelationConverter, source: ChangeEvent['source'], options: DecodeOptions): void {
+function pushEvents(
+  events: ChangeEvent[],
+  message: Extract<PgOutputMessage, { tag: 'insert' | 'update' | 'delete' }>,
+  collection: string,
+  converter: RelationConverter,
+  source: ChangeEvent['source'],
+  options: DecodeOptions,
+): void {
   const { toRow, toKey, primaryKey } = converter
   if (message.tag === 'delete') {
     const before = toRow(message.oldTuple)
-    events.push({ op: 'd', collection, key: keyOfRow(before, primaryKey), before: message.oldIsKeyOnly ? null : before, after: null, source })
+    events.push({
+      op: 'd',
+      collection,
+      key: keyOfRow(before, primaryKey),
+      before: message.oldIsKeyOnly ? null : before,
+      after: null,
+      source,
+    })
     return
   }
   let before: Row | null = null
@@ -48,7 +83,12 @@ function pushEvents(events: ChangeEvent[], message: Extract<PgOutputMessage, { t
     ? new LazyUpsertEvent(op, collection, key, before, source, message.tuple, converter)
     : { op, collection, key, before, after: toRow(message.tuple), source }
   if (options.nativeText && converter.nativeColumns) {
-    event.nativeAfter = { format: NATIVE_TEXT_FORMAT, columns: converter.nativeColumns, data: message.tuple.data, spans: message.tuple.spans }
+    event.nativeAfter = {
+      format: NATIVE_TEXT_FORMAT,
+      columns: converter.nativeColumns,
+      data: message.tuple.data,
+      spans: message.tuple.spans,
+    }
   }
   events.push(event)
 }
@@ -84,7 +124,15 @@ class LazyUpsertEvent implements ChangeEvent {
   readonly #tuple: RawTuple
   readonly #converter: RelationConverter
 
-  constructor(public op: 'c' | 'u', public collection: string, public key: RowKey, public before: Row | null, public source: ChangeEvent['source'], tuple: RawTuple, converter: RelationConverter) {
+  constructor(
+    public op: 'c' | 'u',
+    public collection: string,
+    public key: RowKey,
+    public before: Row | null,
+    public source: ChangeEvent['source'],
+    tuple: RawTuple,
+    converter: RelationConverter,
+  ) {
     this.#tuple = tuple
     this.#converter = converter
   }
@@ -134,10 +182,23 @@ const typeParsers = {
 } as unknown as pg.CustomTypesConfig
 
 const PORTABLE_BY_PG_TYPE: Record<string, ColumnType> = {
-  bool: 'boolean', int2: 'integer', int4: 'integer', int8: 'bigint', numeric: 'decimal',
-  float4: 'double', float8: 'double', varchar: 'string', bpchar: 'string', text: 'text',
-  json: 'json', jsonb: 'json', timestamptz: 'timestamp', timestamp: 'timestamp', date: 'date',
-  bytea: 'binary', uuid: 'uuid',
+  bool: 'boolean',
+  int2: 'integer',
+  int4: 'integer',
+  int8: 'bigint',
+  numeric: 'decimal',
+  float4: 'double',
+  float8: 'double',
+  varchar: 'string',
+  bpchar: 'string',
+  text: 'text',
+  json: 'json',
+  jsonb: 'json',
+  timestamptz: 'timestamp',
+  timestamp: 'timestamp',
+  date: 'date',
+  bytea: 'binary',
+  uuid: 'uuid',
 }
 
 const DESCRIBE_COLUMNS = `
@@ -154,7 +215,15 @@ LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE c.relname = $1 AND n.nspname = current_schema() AND c.relkind IN ('r', 'p')
 ORDER BY a.attnum`
 
-interface DescribedRow { name: string; udt: string; native: string; typmod: number; nullable: boolean; auto: boolean; key_position: number }
+interface DescribedRow {
+  name: string
+  udt: string
+  native: string
+  typmod: number
+  nullable: boolean
+  auto: boolean
+  key_position: number
+}
 
 function executorOf(client: pg.Pool | pg.PoolClient, inTransaction: boolean): SqlExecutor {
   return {
@@ -165,14 +234,16 @@ function executorOf(client: pg.Pool | pg.PoolClient, inTransaction: boolean): Sq
       return { rows: result.rows, affected: result.rowCount ?? 0 }
     },
     // on one connection only (a pool would hand the COPY to any of its clients)
-    ...(inTransaction ? {
-      async copyIn(sql: string, data: Buffer) {
-        const sink = (client as pg.PoolClient).query(copyFrom(sql))
-        sink.end(data)
-        await finished(sink)
-        return Number(sink.rowCount ?? 0)
-      },
-    } : {}),
+    ...(inTransaction
+      ? {
+          async copyIn(sql: string, data: Buffer) {
+            const sink = (client as pg.PoolClient).query(copyFrom(sql))
+            sink.end(data)
+            await finished(sink)
+            return Number(sink.rowCount ?? 0)
+          },
+        }
+      : {}),
   }
 }
 
@@ -221,7 +292,11 @@ export class PostgresDialect extends SqlDialect {
   protected async runTransaction<T>(fn: (executor: SqlExecutor) => Promise<T>): Promise<T> {
     if (!this.pool) throw new Error('not connected')
     const client = await this.pool.connect()
-    return runTransactionOn({ executor: executorOf(client, true), release: (broken) => client.release(broken) }, 'BEGIN', fn)
+    return runTransactionOn(
+      { executor: executorOf(client, true), release: (broken) => client.release(broken) },
+      'BEGIN',
+      fn,
+    )
   }
 
   // ---- bulk copy (COPY text format) ----
@@ -233,7 +308,9 @@ export class PostgresDialect extends SqlDialect {
     this.operations() // NOT_CONNECTED before connect()
     const client = await this.pool!.connect()
     try {
-      await client.query("SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; SET bytea_output = 'hex'")
+      await client.query(
+        "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; SET bytea_output = 'hex'",
+      )
     } catch (error) {
       client.release(true)
       throw this.toReplicatorError(error)
@@ -245,7 +322,12 @@ export class PostgresDialect extends SqlDialect {
     const q = (identifier: string) => this.flavor.quoteIdentifier(identifier)
     const client = await this.copySession()
     let released = false
-    const release = (broken: boolean) => { if (!released) { released = true; client.release(broken) } }
+    const release = (broken: boolean) => {
+      if (!released) {
+        released = true
+        client.release(broken)
+      }
+    }
     const stream = client.query(copyTo(`COPY ${q(collection)} (${columns.map(q).join(', ')}) TO STDOUT`))
     stream.once('end', () => release(false))
     stream.once('error', () => release(true))
@@ -253,7 +335,12 @@ export class PostgresDialect extends SqlDialect {
     return stream
   }
 
-  async bulkImport(collection: string, columns: string[], data: Readable, onRows?: (rowsSoFar: number) => void): Promise<number> {
+  async bulkImport(
+    collection: string,
+    columns: string[],
+    data: Readable,
+    onRows?: (rowsSoFar: number) => void,
+  ): Promise<number> {
     const q = (identifier: string) => this.flavor.quoteIdentifier(identifier)
     const client = await this.copySession()
     let broken = false
@@ -265,7 +352,10 @@ export class PostgresDialect extends SqlDialect {
       const counter = new Transform({
         transform(chunk: Buffer, _encoding, callback) {
           for (let index = chunk.indexOf(10); index !== -1; index = chunk.indexOf(10, index + 1)) rows++
-          if (onRows && rows - reported >= 10_000) { reported = rows; onRows(rows) }
+          if (onRows && rows - reported >= 10_000) {
+            reported = rows
+            onRows(rows)
+          }
           callback(null, chunk)
         },
       })
@@ -283,14 +373,22 @@ export class PostgresDialect extends SqlDialect {
   // ---- native replication ----
 
   async replicationStatus(): Promise<NativeReplicationStatus> {
-    const [{ standby }] = await this.query<{ standby: boolean }>('SELECT pg_is_in_recovery() AS standby') as [{ standby: boolean }]
+    const [{ standby }] = (await this.query<{ standby: boolean }>('SELECT pg_is_in_recovery() AS standby')) as [
+      { standby: boolean },
+    ]
     if (!standby) {
       const [row] = await this.query<{ lsn: string; standbys: string; read_only: string }>(
         `SELECT pg_current_wal_lsn()::text AS lsn, (SELECT count(*) FROM pg_stat_replication)::text AS standbys, current_setting('default_transaction_read_only') AS read_only`,
       )
       return { role: 'primary', lsn: row?.lsn, standbys: Number(row?.standbys ?? 0), readOnly: row?.read_only === 'on' }
     }
-    const [row] = await this.query<{ replay_lsn: string | null; receive_lsn: string | null; replay_at: Date | null; paused: boolean; lag_ms: string | null }>(
+    const [row] = await this.query<{
+      replay_lsn: string | null
+      receive_lsn: string | null
+      replay_at: Date | null
+      paused: boolean
+      lag_ms: string | null
+    }>(
       `SELECT pg_last_wal_replay_lsn()::text AS replay_lsn, pg_last_wal_receive_lsn()::text AS receive_lsn,
               pg_last_xact_replay_timestamp() AS replay_at, pg_is_wal_replay_paused() AS paused,
               (EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::text AS lag_ms`,
@@ -299,20 +397,30 @@ export class PostgresDialect extends SqlDialect {
       role: 'replica',
       lagMs: row?.lag_ms === null || row?.lag_ms === undefined ? null : Math.max(0, Math.round(Number(row.lag_ms))),
       applying: !row?.paused,
-      replayLsn: row?.replay_lsn, receiveLsn: row?.receive_lsn, lastReplayAt: row?.replay_at,
+      replayLsn: row?.replay_lsn,
+      receiveLsn: row?.receive_lsn,
+      lastReplayAt: row?.replay_at,
     }
   }
 
   /** pg_promote(): the standby leaves recovery and accepts writes (waits up to 60 s). */
   async promote(): Promise<void> {
     const [row] = await this.query<{ promoted: boolean }>('SELECT pg_promote(true, 60) AS promoted')
-    if (!row?.promoted) throw new ReplicatorError('QUERY_FAILED', `[replicator:postgres] pg_promote() did not complete on ${this.maskedUri} within 60 s.`)
+    if (!row?.promoted)
+      throw new ReplicatorError(
+        'QUERY_FAILED',
+        `[replicator:postgres] pg_promote() did not complete on ${this.maskedUri} within 60 s.`,
+      )
     await this.setReadOnly(false)
   }
 
   /** Sets default_transaction_read_only for every new transaction of every session (ALTER SYSTEM + reload). */
   async setReadOnly(readOnly: boolean): Promise<void> {
-    await this.query(readOnly ? 'ALTER SYSTEM SET default_transaction_read_only = on' : 'ALTER SYSTEM RESET default_transaction_read_only')
+    await this.query(
+      readOnly
+        ? 'ALTER SYSTEM SET default_transaction_read_only = on'
+        : 'ALTER SYSTEM RESET default_transaction_read_only',
+    )
     await this.query('SELECT pg_reload_conf()')
   }
 
@@ -321,7 +429,9 @@ export class PostgresDialect extends SqlDialect {
     const url = new URL(primaryUri)
     const quote = (value: string) => `'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`
     const conninfo = [
-      `host=${quote(url.hostname)}`, `port=${url.port || '5432'}`, `user=${quote(decodeURIComponent(url.username || 'postgres'))}`,
+      `host=${quote(url.hostname)}`,
+      `port=${url.port || '5432'}`,
+      `user=${quote(decodeURIComponent(url.username || 'postgres'))}`,
       ...(url.password ? [`password=${quote(decodeURIComponent(url.password))}`] : []),
     ].join(' ')
     await this.query(`ALTER SYSTEM SET primary_conninfo = '${conninfo.replaceAll("'", "''")}'`)
@@ -332,7 +442,10 @@ export class PostgresDialect extends SqlDialect {
 
   /** Slot and publication of a capture: `replicator_<name>_<hash>` (slot names allow [a-z0-9_], 63 bytes). */
   private captureObjects(name: string): { slot: string; publication: string } {
-    const safe = name.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 40)
+    const safe = name
+      .toLowerCase()
+      .replace(/[^a-z0-9_]/g, '_')
+      .slice(0, 40)
     const hash = createHash('sha1').update(name).digest('hex').slice(0, 8)
     const object = `replicator_${safe}_${hash}`
     return { slot: object, publication: object }
@@ -344,22 +457,35 @@ export class PostgresDialect extends SqlDialect {
     for (const collection of options.collections) {
       const description = await this.describeCollection(collection)
       if (!description.primaryKey.length) {
-        throw new ReplicatorError('NOT_SUPPORTED', `[replicator:postgres] Collection "${collection}" has no primary key; change capture needs one to apply updates and deletes.`, { details: { collection } })
+        throw new ReplicatorError(
+          'NOT_SUPPORTED',
+          `[replicator:postgres] Collection "${collection}" has no primary key; change capture needs one to apply updates and deletes.`,
+          { details: { collection } },
+        )
       }
     }
     const tables = options.collections.map(q).join(', ')
     const existing = await this.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [publication])
-    if (!existing.length) await this.query(`CREATE PUBLICATION ${q(publication)}${tables ? ` FOR TABLE ${tables}` : ''}`)
+    if (!existing.length)
+      await this.query(`CREATE PUBLICATION ${q(publication)}${tables ? ` FOR TABLE ${tables}` : ''}`)
     else if (tables) {
       // Only touch a publication whose tables changed: SET TABLE drops and re-adds every table,
       // and changes decoded around that moment can be filtered out.
-      const current = (await this.query<{ name: string }>(`SELECT tablename AS name FROM pg_publication_tables WHERE pubname = $1 AND schemaname = current_schema()`, [publication])).map((row) => row.name).sort()
+      const current = (
+        await this.query<{ name: string }>(
+          `SELECT tablename AS name FROM pg_publication_tables WHERE pubname = $1 AND schemaname = current_schema()`,
+          [publication],
+        )
+      )
+        .map((row) => row.name)
+        .sort()
       const wanted = [...options.collections].sort()
       if (JSON.stringify(current) !== JSON.stringify(wanted)) {
         const added = wanted.filter((name) => !current.includes(name))
         const removed = current.filter((name) => !wanted.includes(name))
         if (added.length) await this.query(`ALTER PUBLICATION ${q(publication)} ADD TABLE ${added.map(q).join(', ')}`)
-        if (removed.length) await this.query(`ALTER PUBLICATION ${q(publication)} DROP TABLE ${removed.map(q).join(', ')}`)
+        if (removed.length)
+          await this.query(`ALTER PUBLICATION ${q(publication)} DROP TABLE ${removed.map(q).join(', ')}`)
       }
     }
     const slots = await this.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot])
@@ -381,7 +507,12 @@ export class PostgresDialect extends SqlDialect {
         const code = ReplicatorError.isInstance(error) ? error.details.driverCode : (error as { code?: string }).code
         const busy = code === '55006'
         if (!busy || Date.now() > deadline) {
-          if (busy) throw new ReplicatorError('QUERY_FAILED', `[replicator:postgres] Replication slot "${slot}" stayed in use by another session for ${SLOT_BUSY_WAIT_MS / 1000} s: is another process running the same rule?`, { cause: error })
+          if (busy)
+            throw new ReplicatorError(
+              'QUERY_FAILED',
+              `[replicator:postgres] Replication slot "${slot}" stayed in use by another session for ${SLOT_BUSY_WAIT_MS / 1000} s: is another process running the same rule?`,
+              { cause: error },
+            )
           throw error
         }
         await new Promise((resolve) => setTimeout(resolve, 100))
@@ -392,13 +523,18 @@ export class PostgresDialect extends SqlDialect {
   async dropCapture(name: string): Promise<void> {
     await this.closeStream(name)
     const { slot, publication } = this.captureObjects(name)
-    await this.onSlot(slot, () => this.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot]))
+    await this.onSlot(slot, () =>
+      this.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot]),
+    )
     await this.query(`DROP PUBLICATION IF EXISTS ${this.flavor.quoteIdentifier(publication)}`)
   }
 
   async captureBacklog(name: string): Promise<CaptureBacklog | null> {
     const { slot } = this.captureObjects(name)
-    const rows = await this.query<{ retained: string | null }>('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text AS retained FROM pg_replication_slots WHERE slot_name = $1', [slot])
+    const rows = await this.query<{ retained: string | null }>(
+      'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text AS retained FROM pg_replication_slots WHERE slot_name = $1',
+      [slot],
+    )
     return rows.length ? { retainedBytes: Number(rows[0]!.retained ?? 0) } : null
   }
 
@@ -454,46 +590,97 @@ export class PostgresDialect extends SqlDialect {
       state = undefined
     }
     if (!state) {
-      const [row] = await this.query<{ confirmed: string | null }>('SELECT confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1', [slot])
-      if (!row) throw new ReplicatorError('QUERY_FAILED', `[replicator:postgres] Capture "${name}" has no replication slot on ${this.maskedUri}; add the rule again (setupCapture).`, { details: { capture: name } })
+      const [row] = await this.query<{ confirmed: string | null }>(
+        'SELECT confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1',
+        [slot],
+      )
+      if (!row)
+        throw new ReplicatorError(
+          'QUERY_FAILED',
+          `[replicator:postgres] Capture "${name}" has no replication slot on ${this.maskedUri}; add the rule again (setupCapture).`,
+          { details: { capture: name } },
+        )
       const slotConfirmed = row.confirmed ? parseLsn(row.confirmed) : 0n
       const from = after > slotConfirmed ? after : slotConfirmed
       // waits while a dying session of an earlier run still holds the slot
-      const stream = await this.onSlot(slot, () => ReplicationStream.open(this.config.uri, slot, publication, from, this.config.connectTimeoutMs ?? 5000))
-      state = { stream, handedOut: from, confirmed: from, relations: new Map(), converters: new Map(), spills: new Set() }
+      const stream = await this.onSlot(slot, () =>
+        ReplicationStream.open(this.config.uri, slot, publication, from, this.config.connectTimeoutMs ?? 5000),
+      )
+      state = {
+        stream,
+        handedOut: from,
+        confirmed: from,
+        relations: new Map(),
+        converters: new Map(),
+        spills: new Set(),
+      }
       this.streams.set(name, state)
     }
-    const [{ lsn }] = await this.query<{ lsn: string }>('SELECT pg_current_wal_flush_lsn()::text AS lsn') as [{ lsn: string }]
+    const [{ lsn }] = (await this.query<{ lsn: string }>('SELECT pg_current_wal_flush_lsn()::text AS lsn')) as [
+      { lsn: string },
+    ]
     const transactions = await state.stream.take(Math.max(1, options.maxEvents), parseLsn(lsn), 10_000)
     if (!transactions.length) return { events: [], position: null }
     state.handedOut = transactions[transactions.length - 1]!.commitEnd
     const decodeOptions = { nativeText: true, lazyAfter: options.lazyAfter === true }
     // parts no larger than what a transaction may hold in memory
-    if (transactions[0]!.spill) return this.decodeSpilled(name, transactions[0]!, after, state, { ...decodeOptions, partSize: state.stream.spillAfter })
-    return this.decodeMessages(name, transactions.flatMap((transaction) => transaction.messages), after, state.relations, state.converters, decodeOptions)
+    if (transactions[0]!.spill)
+      return this.decodeSpilled(name, transactions[0]!, after, state, {
+        ...decodeOptions,
+        partSize: state.stream.spillAfter,
+      })
+    return this.decodeMessages(
+      name,
+      transactions.flatMap((transaction) => transaction.messages),
+      after,
+      state.relations,
+      state.converters,
+      decodeOptions,
+    )
   }
 
   /** The same slot read with `pg_logical_slot_peek_binary_changes` (re-decoded from its restart point on each call). */
   private async readWithSqlFunctions(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
     const { slot, publication } = this.captureObjects(name)
     const after = options.after ? parseLsn(String(options.after.value)) : 0n
-    const rows = await this.onSlot(slot, () => this.query<{ data: Buffer }>(
-      `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)`,
-      [slot, Math.max(1, options.maxEvents), publication],
-    ))
-    return this.decodeMessages(name, rows.map((row) => row.data), after, new Map(), new Map(), { nativeText: false, lazyAfter: options.lazyAfter === true })
+    const rows = await this.onSlot(slot, () =>
+      this.query<{ data: Buffer }>(
+        `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)`,
+        [slot, Math.max(1, options.maxEvents), publication],
+      ),
+    )
+    return this.decodeMessages(
+      name,
+      rows.map((row) => row.data),
+      after,
+      new Map(),
+      new Map(),
+      { nativeText: false, lazyAfter: options.lazyAfter === true },
+    )
   }
 
   /**
    * pgoutput messages → change events of the transactions committed after `after`, in commit
    * order.
    */
-  private async decodeMessages(name: string, messages: Buffer[], after: bigint, relations: Map<number, Relation>, converters: Map<number, RelationConverter>, options: DecodeOptions): Promise<ChangeBatch> {
+  private async decodeMessages(
+    name: string,
+    messages: Buffer[],
+    after: bigint,
+    relations: Map<number, Relation>,
+    converters: Map<number, RelationConverter>,
+    options: DecodeOptions,
+  ): Promise<ChangeBatch> {
     const events: ChangeEvent[] = []
     let pending: ChangeEvent[] = []
     const database = this.databaseName
     // shared by the events of one transaction, completed at its commit
-    let source: ChangeEvent['source'] = { dialect: 'postgres', database, position: { dialect: 'postgres', value: '0/0' }, ts: 0 }
+    let source: ChangeEvent['source'] = {
+      dialect: 'postgres',
+      database,
+      position: { dialect: 'postgres', value: '0/0' },
+      ts: 0,
+    }
     let xid = 0
     let last: bigint | null = null
     let decoded = 0
@@ -521,27 +708,49 @@ export class PostgresDialect extends SqlDialect {
           pending = []
           break
         }
-        default: await this.decodeChange(name, message, relations, converters, pending, source, options)
+        default:
+          await this.decodeChange(name, message, relations, converters, pending, source, options)
       }
     }
     return { events, position: last === null ? null : { dialect: 'postgres', value: formatLsn(last) } }
   }
 
   /** A message inside a transaction: a relation is noted, a row change becomes events. */
-  private async decodeChange(name: string, message: PgOutputMessage, relations: Map<number, Relation>, converters: Map<number, RelationConverter>, events: ChangeEvent[], source: ChangeEvent['source'], options: DecodeOptions): Promise<void> {
+  private async decodeChange(
+    name: string,
+    message: PgOutputMessage,
+    relations: Map<number, Relation>,
+    converters: Map<number, RelationConverter>,
+    events: ChangeEvent[],
+    source: ChangeEvent['source'],
+    options: DecodeOptions,
+  ): Promise<void> {
     switch (message.tag) {
-      case 'relation': relations.set(message.relation.oid, message.relation); converters.delete(message.relation.oid); break
-      case 'insert': case 'update': case 'delete': {
+      case 'relation':
+        relations.set(message.relation.oid, message.relation)
+        converters.delete(message.relation.oid)
+        break
+      case 'insert':
+      case 'update':
+      case 'delete': {
         const relation = relations.get(message.relationOid)
-        if (!relation) throw new ReplicatorError('QUERY_FAILED', `[replicator:postgres] pgoutput sent a change of relation ${message.relationOid} before describing it.`)
+        if (!relation)
+          throw new ReplicatorError(
+            'QUERY_FAILED',
+            `[replicator:postgres] pgoutput sent a change of relation ${message.relationOid} before describing it.`,
+          )
         let converter = converters.get(relation.oid)
         if (!converter) converters.set(relation.oid, (converter = await this.relationConverter(relation)))
         pushEvents(events, message, relation.name, converter, source, options)
         break
       }
       case 'truncate':
-        throw new ReplicatorError('NOT_SUPPORTED', `[replicator:postgres] A TRUNCATE was captured by "${name}" on ${this.maskedUri}; truncates cannot be replayed row by row yet. Re-run the rule's snapshot.`)
-      default: break
+        throw new ReplicatorError(
+          'NOT_SUPPORTED',
+          `[replicator:postgres] A TRUNCATE was captured by "${name}" on ${this.maskedUri}; truncates cannot be replayed row by row yet. Re-run the rule's snapshot.`,
+        )
+      default:
+        break
     }
   }
 
@@ -550,26 +759,44 @@ export class PostgresDialect extends SqlDialect {
    * rest, read from the file in order (the caller applies them all in one target transaction).
    * The file is removed after the last part, or when the stream closes.
    */
-  private async decodeSpilled(name: string, transaction: StreamedTransaction, after: bigint, state: CaptureStream, options: DecodeOptions & { partSize: number }): Promise<ChangeBatch> {
+  private async decodeSpilled(
+    name: string,
+    transaction: StreamedTransaction,
+    after: bigint,
+    state: CaptureStream,
+    options: DecodeOptions & { partSize: number },
+  ): Promise<ChangeBatch> {
     const spill = transaction.spill!
     state.spills.add(spill)
-    const done = () => { spill.remove(); state.spills.delete(spill) }
+    const done = () => {
+      spill.remove()
+      state.spills.delete(spill)
+    }
     // The parts are decoded against the relations as they were before the transaction; later
     // transactions need the ones it described.
     const relations = new Map(state.relations)
     const converters = new Map(state.converters)
     for (const data of transaction.spilledRelations ?? []) {
       const message = parsePgOutput(data)
-      if (message.tag === 'relation') { state.relations.set(message.relation.oid, message.relation); state.converters.delete(message.relation.oid) }
+      if (message.tag === 'relation') {
+        state.relations.set(message.relation.oid, message.relation)
+        state.converters.delete(message.relation.oid)
+      }
     }
     const position = { dialect: 'postgres', value: formatLsn(transaction.commitEnd) }
-    if (transaction.commitEnd <= after) { done(); return { events: [], position } }
+    if (transaction.commitEnd <= after) {
+      done()
+      return { events: [], position }
+    }
     const source = { dialect: 'postgres', database: this.databaseName, position, ts: transaction.commitTime }
     let txId: string | undefined
     const nextPart = async (): Promise<ChangeEvent[] | null> => {
       for (;;) {
         const messages = spill.read(options.partSize)
-        if (!messages.length) { done(); return null }
+        if (!messages.length) {
+          done()
+          return null
+        }
         const events: ChangeEvent[] = []
         for (const data of messages) {
           const message = parsePgOutput(data)
@@ -610,12 +837,15 @@ export class PostgresDialect extends SqlDialect {
       }
       return row
     }
-    const keyIndexes = description.primaryKey.map((name) => relation.columns.findIndex((column) => column.name === name))
+    const keyIndexes = description.primaryKey.map((name) =>
+      relation.columns.findIndex((column) => column.name === name),
+    )
     const toKey = (tuple: RawTuple): RowKey => {
       if (keyIndexes.some((index) => index < 0)) return keyOfRow(toRow(tuple), description.primaryKey)
       if (keyIndexes.length === 1) return valueAt(tuple, keyIndexes[0]!) as RowKey
       const key: Row = {}
-      for (let position = 0; position < keyIndexes.length; position++) key[description.primaryKey[position]!] = valueAt(tuple, keyIndexes[position]!)
+      for (let position = 0; position < keyIndexes.length; position++)
+        key[description.primaryKey[position]!] = valueAt(tuple, keyIndexes[position]!)
       return key
     }
     const nativeColumns = relation.columns.every((column) => byName.has(column.name))
@@ -635,7 +865,9 @@ export class PostgresDialect extends SqlDialect {
     }
     if (state) await this.closeStream(name)
     const { slot } = this.captureObjects(name)
-    await this.onSlot(slot, () => this.query('SELECT pg_replication_slot_advance($1, $2::pg_lsn)', [slot, String(position.value)]))
+    await this.onSlot(slot, () =>
+      this.query('SELECT pg_replication_slot_advance($1, $2::pg_lsn)', [slot, String(position.value)]),
+    )
     await this.logRunningTransactions()
   }
 
@@ -667,14 +899,18 @@ export class PostgresDialect extends SqlDialect {
     if (rows.length === 0) return null
     const described = rows as unknown as DescribedRow[]
     const columns = described.map(toColumn)
-    const primaryKey = described.filter((row) => Number(row.key_position) > 0)
+    const primaryKey = described
+      .filter((row) => Number(row.key_position) > 0)
       .sort((a, b) => Number(a.key_position) - Number(b.key_position))
       .map((row) => row.name)
     return { name: collection, columns, primaryKey }
   }
 
   protected async listTables(executor: SqlExecutor): Promise<string[]> {
-    const { rows } = await executor.execute(`SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename`, [])
+    const { rows } = await executor.execute(
+      `SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename`,
+      [],
+    )
     return rows.map((row) => String(row.name))
   }
 }

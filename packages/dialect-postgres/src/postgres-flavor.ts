@@ -1,6 +1,15 @@
 import {
-  nativeTypeFor, normalizeDecimal, onConflictUpsertSql, quoteWith, ReplicatorError, toDateString,
-  type ColumnDescription, type ColumnSchema, type SqlErrorKind, type SqlFlavor, type ValueConverter,
+  nativeTypeFor,
+  normalizeDecimal,
+  onConflictUpsertSql,
+  quoteWith,
+  ReplicatorError,
+  toDateString,
+  type ColumnDescription,
+  type ColumnSchema,
+  type SqlErrorKind,
+  type SqlFlavor,
+  type ValueConverter,
 } from '@mostajs/replicator-core'
 
 /** PostgreSQL truncates identifiers longer than this many bytes (NAMEDATALEN - 1). */
@@ -34,8 +43,16 @@ export const postgresFlavor: SqlFlavor = {
   maxParameters: 65535,
 
   quoteIdentifier(name: string): string {
-    if (typeof name !== 'string' || name === '' || name.includes('\u0000') || Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES) {
-      throw new ReplicatorError('CONFIG_INVALID', `[replicator:postgres] Invalid identifier ${JSON.stringify(name)}: PostgreSQL names are 1 to ${MAX_IDENTIFIER_BYTES} bytes, without NUL (longer names would be truncated silently).`)
+    if (
+      typeof name !== 'string' ||
+      name === '' ||
+      name.includes('\u0000') ||
+      Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES
+    ) {
+      throw new ReplicatorError(
+        'CONFIG_INVALID',
+        `[replicator:postgres] Invalid identifier ${JSON.stringify(name)}: PostgreSQL names are 1 to ${MAX_IDENTIFIER_BYTES} bytes, without NUL (longer names would be truncated silently).`,
+      )
     }
     return quoteWith('"', name)
   },
@@ -67,20 +84,28 @@ export const postgresFlavor: SqlFlavor = {
     // Byte for byte from the source's text: only backslash, newline, carriage return and tab
     // are escaped (bytes that never occur inside a multi-byte UTF-8 character).
     let size = 0
-    for (const row of rows) for (let index = 0; index < row.spans.length; index += 2) size += 2 * Math.max(1, row.spans[index + 1]!) + 1
+    for (const row of rows)
+      for (let index = 0; index < row.spans.length; index += 2) size += 2 * Math.max(1, row.spans[index + 1]!) + 1
     const out = Buffer.allocUnsafe(size)
     let at = 0
     for (const { data, spans } of rows) {
       for (let index = 0; index < spans.length; index += 2) {
         if (index) out[at++] = 0x09
         const start = spans[index]!
-        if (start < 0) { out[at++] = 0x5c; out[at++] = 0x4e; continue } // \N (rows given here were sent whole)
+        if (start < 0) {
+          out[at++] = 0x5c
+          out[at++] = 0x4e
+          continue
+        } // \N (rows given here were sent whole)
         const end = start + spans[index + 1]!
         for (let byte = start; byte < end; byte++) {
           const value = data[byte]!
           const escaped = COPY_ESCAPES[value]!
           if (escaped === 0) out[at++] = value
-          else { out[at++] = 0x5c; out[at++] = escaped }
+          else {
+            out[at++] = 0x5c
+            out[at++] = escaped
+          }
         }
       }
       out[at++] = 0x0a
@@ -105,11 +130,11 @@ export const postgresFlavor: SqlFlavor = {
   },
 
   columnDefinition(column: ColumnSchema, isKey: boolean): string {
-    const nullable = isKey ? false : column.nullable ?? true
+    const nullable = isKey ? false : (column.nullable ?? true)
     return `${this.quoteIdentifier(column.name)} ${nativeTypeFor('postgres', column.type, column)}${nullable ? '' : ' NOT NULL'}`
   },
 
-  serverNowSql: "clock_timestamp()",
+  serverNowSql: 'clock_timestamp()',
   createTableSuffix: '',
 
   encoderFor(column: ColumnDescription): ValueConverter | null {
@@ -154,11 +179,17 @@ export const postgresFlavor: SqlFlavor = {
     if (typeof code === 'string') {
       if (code === '42P01') return 'missing-table'
       if (code.startsWith('23') || code.startsWith('22')) return 'row-rejected'
-      if (code.startsWith('08') || code.startsWith('57P') || code === '28P01' || code === '28000' || code === '3D000') return 'connection'
+      if (code.startsWith('08') || code.startsWith('57P') || code === '28P01' || code === '28000' || code === '3D000')
+        return 'connection'
       if (/^E[A-Z]+$/.test(code)) return 'connection' // ECONNREFUSED, ECONNRESET, ETIMEDOUT…
     }
     const message = error instanceof Error ? error.message : ''
-    if (/Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(message)) return 'connection'
+    if (
+      /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
+        message,
+      )
+    )
+      return 'connection'
     return 'other'
   },
 }

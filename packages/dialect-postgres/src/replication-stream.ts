@@ -5,7 +5,9 @@ import { formatLsn } from './pgoutput.js'
 import { SpillFile } from '@mostajs/replicator-core'
 
 /** `both` of pg-copy-streams (CopyBoth mode), which its type declarations leave out. */
-const copyBoth = (copyStreams as unknown as { both(text: string, options: { alignOnCopyDataFrame: boolean }): Duplex & pg.Submittable }).both
+const copyBoth = (
+  copyStreams as unknown as { both(text: string, options: { alignOnCopyDataFrame: boolean }): Duplex & pg.Submittable }
+).both
 
 /**
  * Session settings of the walsender, which writes the values' text: ISO dates (read the same
@@ -60,13 +62,31 @@ export class ReplicationStream {
   /** Spill files not handed out yet (removed when the stream closes). */
   private readonly spills = new Set<SpillFile>()
 
-  private constructor(uri: string, private readonly slot: string, private readonly publication: string, from: bigint, connectTimeoutMs: number) {
-    this.client = new pg.Client({ connectionString: uri, replication: 'database', connectionTimeoutMillis: connectTimeoutMs, application_name: 'mostajs-replicator', options: NATIVE_TEXT_SESSION } as pg.ClientConfig)
+  private constructor(
+    uri: string,
+    private readonly slot: string,
+    private readonly publication: string,
+    from: bigint,
+    connectTimeoutMs: number,
+  ) {
+    this.client = new pg.Client({
+      connectionString: uri,
+      replication: 'database',
+      connectionTimeoutMillis: connectTimeoutMs,
+      application_name: 'mostajs-replicator',
+      options: NATIVE_TEXT_SESSION,
+    } as pg.ClientConfig)
     this.confirmed = from
   }
 
   /** Opens the connection and starts streaming the slot from `from` (0: from its confirmed position). */
-  static async open(uri: string, slot: string, publication: string, from: bigint, connectTimeoutMs: number): Promise<ReplicationStream> {
+  static async open(
+    uri: string,
+    slot: string,
+    publication: string,
+    from: bigint,
+    connectTimeoutMs: number,
+  ): Promise<ReplicationStream> {
     const stream = new ReplicationStream(uri, slot, publication, from, connectTimeoutMs)
     try {
       await stream.start()
@@ -92,14 +112,23 @@ export class ReplicationStream {
       let started = false
       duplex.on('data', (chunk: Buffer) => {
         this.receive(chunk)
-        if (!started) { started = true; resolve() }
+        if (!started) {
+          started = true
+          resolve()
+        }
       })
       duplex.on('error', (error: Error) => {
-        if (!started) { started = true; reject(error) } else this.fail(error)
+        if (!started) {
+          started = true
+          reject(error)
+        } else this.fail(error)
       })
       duplex.on('end', () => {
         const error = new Error('the server ended the replication stream')
-        if (!started) { started = true; reject(error) } else this.fail(error)
+        if (!started) {
+          started = true
+          reject(error)
+        } else this.fail(error)
       })
       this.client.query(duplex)
       // An idle slot sends nothing: ask for a keepalive, which also proves the stream is up.
@@ -159,7 +188,13 @@ export class ReplicationStream {
     const commitTime = PG_EPOCH_MS + Number(message.readBigInt64BE(18) / 1000n)
     if (this.spilling) {
       this.spilling.file.flush()
-      this.ready.push({ messages: [], spill: this.spilling.file, spilledRelations: this.spilling.relations, commitEnd, commitTime })
+      this.ready.push({
+        messages: [],
+        spill: this.spilling.file,
+        spilledRelations: this.spilling.relations,
+        commitEnd,
+        commitTime,
+      })
       this.readyMessages += 1
       this.spilling = null
     } else {
@@ -220,7 +255,10 @@ export class ReplicationStream {
       this.sendStatus(true) // a keepalive answer tells how far the server has sent
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 50)
-        this.waiters.push(() => { clearTimeout(timer); resolve() })
+        this.waiters.push(() => {
+          clearTimeout(timer)
+          resolve()
+        })
       })
     }
     if (this.failure && !this.ready.length) throw this.failure

@@ -1,22 +1,66 @@
 import Database from 'better-sqlite3'
 import {
-  columnDecoder, keyOfRow, registerDialect, ReplicatorError, SqlDialect,
-  type CaptureBacklog, type CaptureOptions, type ChangeBatch, type ChangeEvent, type CollectionDescription, type Position, type ReadChangesOptions, type Row, type ColumnDescription, type ColumnType, type DialectConfig, type SqlExecuteOptions, type SqlExecutor, type SqlResult,
+  columnDecoder,
+  keyOfRow,
+  registerDialect,
+  ReplicatorError,
+  SqlDialect,
+  type CaptureBacklog,
+  type CaptureOptions,
+  type ChangeBatch,
+  type ChangeEvent,
+  type CollectionDescription,
+  type Position,
+  type ReadChangesOptions,
+  type Row,
+  type ColumnDescription,
+  type ColumnType,
+  type DialectConfig,
+  type SqlExecuteOptions,
+  type SqlExecutor,
+  type SqlResult,
 } from '@mostajs/replicator-core'
 import { sqliteFlavor } from './sqlite-flavor.js'
 
 const PORTABLE_BY_DECLARED_TYPE: Record<string, ColumnType> = {
-  BOOLEAN: 'boolean', BOOL: 'boolean',
-  INTEGER: 'integer', INT: 'integer', SMALLINT: 'integer', TINYINT: 'integer', MEDIUMINT: 'integer', INT2: 'integer', INT4: 'integer',
-  BIGINT: 'bigint', INT8: 'bigint', 'UNSIGNED BIG INT': 'bigint',
-  DECIMAL_TEXT: 'decimal', DECIMAL: 'decimal', NUMERIC: 'decimal',
-  REAL: 'double', DOUBLE: 'double', 'DOUBLE PRECISION': 'double', FLOAT: 'double',
-  VARCHAR: 'string', CHAR: 'string', CHARACTER: 'string', NVARCHAR: 'string', NCHAR: 'string', 'VARYING CHARACTER': 'string', 'NATIVE CHARACTER': 'string',
-  TEXT: 'text', CLOB: 'text',
-  JSON: 'json', JSONB: 'json',
-  TIMESTAMP: 'timestamp', DATETIME: 'timestamp', TIMESTAMPTZ: 'timestamp',
+  BOOLEAN: 'boolean',
+  BOOL: 'boolean',
+  INTEGER: 'integer',
+  INT: 'integer',
+  SMALLINT: 'integer',
+  TINYINT: 'integer',
+  MEDIUMINT: 'integer',
+  INT2: 'integer',
+  INT4: 'integer',
+  BIGINT: 'bigint',
+  INT8: 'bigint',
+  'UNSIGNED BIG INT': 'bigint',
+  DECIMAL_TEXT: 'decimal',
+  DECIMAL: 'decimal',
+  NUMERIC: 'decimal',
+  REAL: 'double',
+  DOUBLE: 'double',
+  'DOUBLE PRECISION': 'double',
+  FLOAT: 'double',
+  VARCHAR: 'string',
+  CHAR: 'string',
+  CHARACTER: 'string',
+  NVARCHAR: 'string',
+  NCHAR: 'string',
+  'VARYING CHARACTER': 'string',
+  'NATIVE CHARACTER': 'string',
+  TEXT: 'text',
+  CLOB: 'text',
+  JSON: 'json',
+  JSONB: 'json',
+  TIMESTAMP: 'timestamp',
+  DATETIME: 'timestamp',
+  TIMESTAMPTZ: 'timestamp',
   DATE: 'date',
-  BLOB: 'binary', BINARY: 'binary', VARBINARY: 'binary', BYTEA: 'binary',
+  BLOB: 'binary',
+  BINARY: 'binary',
+  VARBINARY: 'binary',
+  BYTEA: 'binary',
   UUID: 'uuid',
 }
 
@@ -90,7 +134,10 @@ export class SqliteDialect extends SqlDialect {
     database.pragma('synchronous = NORMAL')
     database.pragma('foreign_keys = ON')
     this.database = database
-    return { inTransaction: false, execute: (sql, params, options) => this.exclusive(() => this.runNow(sql, params, options)) }
+    return {
+      inTransaction: false,
+      execute: (sql, params, options) => this.exclusive(() => this.runNow(sql, params, options)),
+    }
   }
 
   protected async closeDriver(): Promise<void> {
@@ -105,7 +152,10 @@ export class SqliteDialect extends SqlDialect {
     return this.exclusive(async () => {
       this.runNow('BEGIN IMMEDIATE', [])
       try {
-        const result = await fn({ inTransaction: true, execute: async (sql, params, options) => this.runNow(sql, params, options) })
+        const result = await fn({
+          inTransaction: true,
+          execute: async (sql, params, options) => this.runNow(sql, params, options),
+        })
         this.runNow('COMMIT', [])
         return result
       } catch (error) {
@@ -132,9 +182,12 @@ export class SqliteDialect extends SqlDialect {
       const column = description.columns.find((candidate) => candidate.name === name)!
       const reference = `${alias}.${q(name)}`
       // hex(NULL) is '' in SQLite: keep NULL a NULL
-      const value = column.type === 'binary' ? `CASE WHEN ${reference} IS NULL THEN NULL ELSE hex(${reference}) END`
-        : column.type === 'bigint' || column.type === 'unknown' ? `CASE WHEN typeof(${reference}) = 'blob' THEN hex(${reference}) ELSE CAST(${reference} AS TEXT) END`
-        : reference
+      const value =
+        column.type === 'binary'
+          ? `CASE WHEN ${reference} IS NULL THEN NULL ELSE hex(${reference}) END`
+          : column.type === 'bigint' || column.type === 'unknown'
+            ? `CASE WHEN typeof(${reference}) = 'blob' THEN hex(${reference}) ELSE CAST(${reference} AS TEXT) END`
+            : reference
       return `${sqlString(name)}, ${value}`
     })
     return `json_object(${parts.join(', ')})`
@@ -149,7 +202,11 @@ export class SqliteDialect extends SqlDialect {
     for (const collection of options.collections) {
       const description = await this.describeCollection(collection)
       if (!description.primaryKey.length) {
-        throw new ReplicatorError('NOT_SUPPORTED', `[replicator:sqlite] Collection "${collection}" has no primary key; change capture needs one.`, { details: { collection } })
+        throw new ReplicatorError(
+          'NOT_SUPPORTED',
+          `[replicator:sqlite] Collection "${collection}" has no primary key; change capture needs one.`,
+          { details: { collection } },
+        )
       }
       const all = description.columns.map((column) => column.name)
       const [insert, update, remove] = this.triggerNames(options.name, collection).map(q)
@@ -166,13 +223,18 @@ export class SqliteDialect extends SqlDialect {
         `CREATE TRIGGER IF NOT EXISTS ${remove} AFTER DELETE ON ${table} BEGIN INSERT INTO ${log} (op, collection, key, after) VALUES ('d', ${name}, ${this.rowJson(description, 'OLD', description.primaryKey)}, NULL); END`,
       )
     }
-    await this.transaction(async (tx) => { for (const statement of statements) await tx.query(statement) })
+    await this.transaction(async (tx) => {
+      for (const statement of statements) await tx.query(statement)
+    })
   }
 
   async dropCapture(name: string): Promise<void> {
     const q = (identifier: string) => this.flavor.quoteIdentifier(identifier)
     const prefix = `_replicator_${name}_`
-    const triggers = await this.query<{ name: string }>(`SELECT name FROM sqlite_schema WHERE type = 'trigger' AND substr(name, 1, ?) = ?`, [prefix.length, prefix])
+    const triggers = await this.query<{ name: string }>(
+      `SELECT name FROM sqlite_schema WHERE type = 'trigger' AND substr(name, 1, ?) = ?`,
+      [prefix.length, prefix],
+    )
     await this.transaction(async (tx) => {
       for (const trigger of triggers) await tx.query(`DROP TRIGGER IF EXISTS ${q(trigger.name)}`)
       await tx.query(`DROP TABLE IF EXISTS ${q(this.changelogOf(name))}`)
@@ -182,7 +244,14 @@ export class SqliteDialect extends SqlDialect {
 
   async readChanges(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
     const after = options.after ? Number(options.after.value) : 0
-    const rows = await this.query<{ id: bigint; op: string; collection: string; key: string; after: string | null; at: string }>(
+    const rows = await this.query<{
+      id: bigint
+      op: string
+      collection: string
+      key: string
+      after: string | null
+      at: string
+    }>(
       `SELECT id, op, collection, key, after, at FROM ${this.flavor.quoteIdentifier(this.changelogOf(name))} WHERE id > ? ORDER BY id LIMIT ?`,
       [after, Math.max(1, options.maxEvents)],
     )
@@ -221,27 +290,41 @@ export class SqliteDialect extends SqlDialect {
   }
 
   async captureBacklog(name: string): Promise<CaptureBacklog | null> {
-    const exists = await this.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [this.changelogOf(name)])
+    const exists = await this.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [
+      this.changelogOf(name),
+    ])
     if (!exists.length) return null
-    const [row] = await this.query<{ pending: number }>(`SELECT count(*) AS pending FROM ${this.flavor.quoteIdentifier(this.changelogOf(name))}`)
+    const [row] = await this.query<{ pending: number }>(
+      `SELECT count(*) AS pending FROM ${this.flavor.quoteIdentifier(this.changelogOf(name))}`,
+    )
     return { pendingEvents: Number(row?.pending ?? 0) }
   }
 
   async confirmChanges(name: string, position: Position): Promise<void> {
-    await this.query(`DELETE FROM ${this.flavor.quoteIdentifier(this.changelogOf(name))} WHERE id <= ?`, [Number(position.value)])
+    await this.query(`DELETE FROM ${this.flavor.quoteIdentifier(this.changelogOf(name))} WHERE id <= ?`, [
+      Number(position.value),
+    ])
   }
 
   protected async introspect(collection: string, executor: SqlExecutor): Promise<CollectionDescription | null> {
-    const exists = await executor.execute(`SELECT name FROM sqlite_schema WHERE type = 'table' AND name = ?`, [collection])
+    const exists = await executor.execute(`SELECT name FROM sqlite_schema WHERE type = 'table' AND name = ?`, [
+      collection,
+    ])
     if (exists.rows.length === 0) return null
-    const { rows } = await executor.execute(`SELECT name, type, "notnull" AS required, pk FROM pragma_table_info(?) ORDER BY cid`, [collection])
+    const { rows } = await executor.execute(
+      `SELECT name, type, "notnull" AS required, pk FROM pragma_table_info(?) ORDER BY cid`,
+      [collection],
+    )
     const keyRows = rows.filter((row) => Number(row.pk) > 0).sort((a, b) => Number(a.pk) - Number(b.pk))
     const columns = rows.map((row) => toColumn(row, keyRows.length === 1 && keyRows[0]!.name === row.name))
     return { name: collection, columns, primaryKey: keyRows.map((row) => String(row.name)) }
   }
 
   protected async listTables(executor: SqlExecutor): Promise<string[]> {
-    const { rows } = await executor.execute(`SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name`, [])
+    const { rows } = await executor.execute(
+      `SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name`,
+      [],
+    )
     return rows.map((row) => String(row.name))
   }
 }
@@ -252,7 +335,12 @@ function toColumn(row: Record<string, unknown>, soleKey: boolean): ColumnDescrip
   const base = upper.replace(/\s*\(.*$/, '').trim()
   const type = PORTABLE_BY_DECLARED_TYPE[base] ?? 'unknown'
   // A column whose declared type is exactly INTEGER and is the sole key is the rowid: it can be NULL-free and autogenerated.
-  const column: ColumnDescription = { name: String(row.name), type, nativeType: declared, nullable: Number(row.required) === 0 && !(soleKey && upper === 'INTEGER') }
+  const column: ColumnDescription = {
+    name: String(row.name),
+    type,
+    nativeType: declared,
+    nullable: Number(row.required) === 0 && !(soleKey && upper === 'INTEGER'),
+  }
   if (soleKey && upper === 'INTEGER') column.autoIncrement = true
   const sizes = /\((\d+)(?:\s*,\s*(\d+))?\)/.exec(declared)
   if (sizes && type === 'string') column.length = Number(sizes[1])

@@ -1,6 +1,15 @@
 import {
-  nativeTypeFor, normalizeDecimal, onConflictUpsertSql, quoteWith, ReplicatorError, toDateString,
-  type ColumnDescription, type ColumnSchema, type SqlErrorKind, type SqlFlavor, type ValueConverter,
+  nativeTypeFor,
+  normalizeDecimal,
+  onConflictUpsertSql,
+  quoteWith,
+  ReplicatorError,
+  toDateString,
+  type ColumnDescription,
+  type ColumnSchema,
+  type SqlErrorKind,
+  type SqlFlavor,
+  type ValueConverter,
 } from '@mostajs/replicator-core'
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
@@ -43,7 +52,10 @@ export const sqliteFlavor: SqlFlavor = {
 
   quoteIdentifier(name: string): string {
     if (typeof name !== 'string' || name === '' || name.includes('\u0000')) {
-      throw new ReplicatorError('CONFIG_INVALID', `[replicator:sqlite] Invalid identifier ${JSON.stringify(name)}: names must be non-empty, without NUL.`)
+      throw new ReplicatorError(
+        'CONFIG_INVALID',
+        `[replicator:sqlite] Invalid identifier ${JSON.stringify(name)}: names must be non-empty, without NUL.`,
+      )
     }
     return quoteWith('"', name)
   },
@@ -61,7 +73,7 @@ export const sqliteFlavor: SqlFlavor = {
   upsertSql: (table, columns, key, valuesSql) => onConflictUpsertSql(table, columns, key, valuesSql, 'excluded'),
 
   columnDefinition(column: ColumnSchema, isKey: boolean): string {
-    const nullable = isKey ? false : column.nullable ?? true
+    const nullable = isKey ? false : (column.nullable ?? true)
     return `${this.quoteIdentifier(column.name)} ${nativeTypeFor('sqlite', column.type, column)}${nullable ? '' : ' NOT NULL'}`
   },
 
@@ -79,9 +91,17 @@ export const sqliteFlavor: SqlFlavor = {
       case 'date':
         return (value) => (value instanceof Date ? toDateString(value) : value)
       case 'decimal':
-        return (value) => (typeof value === 'string' || typeof value === 'number' || typeof value === 'bigint' ? normalizeDecimal(value) : value)
+        return (value) =>
+          typeof value === 'string' || typeof value === 'number' || typeof value === 'bigint'
+            ? normalizeDecimal(value)
+            : value
       case 'bigint':
-        return (value) => (typeof value === 'number' && Number.isInteger(value) ? BigInt(value) : typeof value === 'string' && /^-?\d+$/.test(value) ? BigInt(value) : value)
+        return (value) =>
+          typeof value === 'number' && Number.isInteger(value)
+            ? BigInt(value)
+            : typeof value === 'string' && /^-?\d+$/.test(value)
+              ? BigInt(value)
+              : value
       case 'integer':
       case 'double':
       case 'string':
@@ -105,7 +125,8 @@ export const sqliteFlavor: SqlFlavor = {
       case 'decimal':
         return (value) => normalizeDecimal(String(value))
       case 'json':
-        return (value) => (typeof value === 'string' ? JSON.parse(value) : typeof value === 'bigint' ? Number(value) : value)
+        return (value) =>
+          typeof value === 'string' ? JSON.parse(value) : typeof value === 'bigint' ? Number(value) : value
       case 'timestamp':
         return (value) => (typeof value === 'string' ? parseUtcTimestamp(value) : new Date(Number(value)))
       case 'date':
@@ -122,7 +143,11 @@ export const sqliteFlavor: SqlFlavor = {
 
   needsExactIntegers(column: ColumnDescription): boolean {
     // a decimal kept as text (DECIMAL_TEXT) never arrives as an integer
-    return column.type === 'bigint' || column.type === 'unknown' || (column.type === 'decimal' && !/TEXT/i.test(column.nativeType))
+    return (
+      column.type === 'bigint' ||
+      column.type === 'unknown' ||
+      (column.type === 'decimal' && !/TEXT/i.test(column.nativeType))
+    )
   },
 
   classifyError(error: unknown): SqlErrorKind {
@@ -130,8 +155,15 @@ export const sqliteFlavor: SqlFlavor = {
     const message = error instanceof Error ? error.message : ''
     if (/^no such table/i.test(message)) return 'missing-table'
     if (typeof code === 'string') {
-      if (code.startsWith('SQLITE_CONSTRAINT') || code === 'SQLITE_MISMATCH' || code === 'SQLITE_TOOBIG') return 'row-rejected'
-      if (code === 'SQLITE_CANTOPEN' || code === 'SQLITE_NOTADB' || code === 'SQLITE_IOERR' || code.startsWith('SQLITE_IOERR_')) return 'connection'
+      if (code.startsWith('SQLITE_CONSTRAINT') || code === 'SQLITE_MISMATCH' || code === 'SQLITE_TOOBIG')
+        return 'row-rejected'
+      if (
+        code === 'SQLITE_CANTOPEN' ||
+        code === 'SQLITE_NOTADB' ||
+        code === 'SQLITE_IOERR' ||
+        code.startsWith('SQLITE_IOERR_')
+      )
+        return 'connection'
     }
     // better-sqlite3 refuses to bind some JS values with a TypeError or RangeError.
     if (error instanceof TypeError || error instanceof RangeError) return 'row-rejected'

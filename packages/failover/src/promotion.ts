@@ -4,8 +4,18 @@ import { maskSecretsInText, ReplicatorError, type Dialect, type Heartbeat } from
  * Waits until `replica` has applied heartbeat `sequence` (of writer `source`) (polling every `pollMs`); resolves
  * with the heartbeat it reached, or null when `timeoutMs` passed first.
  */
-export async function waitForHeartbeat(replica: Dialect, sequence: bigint, timeoutMs: number, source?: string, pollMs = 25): Promise<Heartbeat | null> {
-  if (!replica.readHeartbeat) throw new ReplicatorError('NOT_SUPPORTED', `[replicator:${replica.name}] ${replica.maskedUri} cannot report heartbeats.`)
+export async function waitForHeartbeat(
+  replica: Dialect,
+  sequence: bigint,
+  timeoutMs: number,
+  source?: string,
+  pollMs = 25,
+): Promise<Heartbeat | null> {
+  if (!replica.readHeartbeat)
+    throw new ReplicatorError(
+      'NOT_SUPPORTED',
+      `[replicator:${replica.name}] ${replica.maskedUri} cannot report heartbeats.`,
+    )
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const heartbeat = await replica.readHeartbeat(source).catch(() => null)
@@ -33,7 +43,8 @@ export async function fenceMaster(master: Dialect, finalSequence: bigint, source
   let finalHeartbeat: Heartbeat | null = null
   try {
     if (master.writeHeartbeat) finalHeartbeat = await master.writeHeartbeat(finalSequence, source)
-    if (!master.setReadOnly) return { readOnly: false, finalHeartbeat, error: `${master.name} cannot be made read-only` }
+    if (!master.setReadOnly)
+      return { readOnly: false, finalHeartbeat, error: `${master.name} cannot be made read-only` }
     await master.setReadOnly(true)
     return { readOnly: true, finalHeartbeat }
   } catch (error) {
@@ -44,7 +55,10 @@ export async function fenceMaster(master: Dialect, finalSequence: bigint, source
 /** Promotes a native replica at the database level (pg_promote, MariaDB STOP/RESET SLAVE + read_only=0). */
 export async function promoteNativeReplica(replica: Dialect): Promise<void> {
   if (!replica.promote) {
-    throw new ReplicatorError('NOT_SUPPORTED', `[replicator:${replica.name}] ${replica.maskedUri} has no native promotion; add it with replication: 'managed' instead.`)
+    throw new ReplicatorError(
+      'NOT_SUPPORTED',
+      `[replicator:${replica.name}] ${replica.maskedUri} has no native promotion; add it with replication: 'managed' instead.`,
+    )
   }
   await replica.promote()
 }
@@ -53,19 +67,28 @@ export async function promoteNativeReplica(replica: Dialect): Promise<void> {
  * Re-points native replicas at a new primary. Those that cannot follow it (no hook, an
  * error) are reported as needing re-attachment rather than failing the promotion.
  */
-export async function repointReplicas(replicas: Array<{ name: string; dialect: Dialect }>, primaryUri: string): Promise<{ repointed: string[]; needsReattachment: Array<{ name: string; reason: string }> }> {
+export async function repointReplicas(
+  replicas: Array<{ name: string; dialect: Dialect }>,
+  primaryUri: string,
+): Promise<{ repointed: string[]; needsReattachment: Array<{ name: string; reason: string }> }> {
   const repointed: string[] = []
   const needsReattachment: Array<{ name: string; reason: string }> = []
   for (const replica of replicas) {
     if (!replica.dialect.replicateFrom) {
-      needsReattachment.push({ name: replica.name, reason: `${replica.dialect.name} cannot be re-pointed automatically` })
+      needsReattachment.push({
+        name: replica.name,
+        reason: `${replica.dialect.name} cannot be re-pointed automatically`,
+      })
       continue
     }
     try {
       await replica.dialect.replicateFrom(primaryUri)
       repointed.push(replica.name)
     } catch (error) {
-      needsReattachment.push({ name: replica.name, reason: maskSecretsInText(error instanceof Error ? error.message : String(error)) })
+      needsReattachment.push({
+        name: replica.name,
+        reason: maskSecretsInText(error instanceof Error ? error.message : String(error)),
+      })
     }
   }
   return { repointed, needsReattachment }

@@ -6,30 +6,41 @@ import { ReplicatorError } from '@mostajs/replicator-core'
 /** Current version of the tree file format. */
 export const TREE_VERSION = 1
 
-const replicaSchema = z.object({
-  name: z.string().min(1),
-  role: z.enum(['master', 'slave']),
-  dialect: z.string().min(1),
-  uri: z.string().min(1),
-  pool: z.object({ min: z.number().int().min(0).optional(), max: z.number().int().min(1).optional(), idleTimeoutMs: z.number().int().min(0).optional() }).strict().optional(),
-  schemaStrategy: z.enum(['none', 'validate', 'create', 'update']).optional(),
-  lagTolerance: z.number().min(0).optional(),
-  replication: z.enum(['native', 'managed']).optional(),
-  weight: z.number().min(0).optional(),
-  fenced: z.boolean().optional(),
-}).strict()
+const replicaSchema = z
+  .object({
+    name: z.string().min(1),
+    role: z.enum(['master', 'slave']),
+    dialect: z.string().min(1),
+    uri: z.string().min(1),
+    pool: z
+      .object({
+        min: z.number().int().min(0).optional(),
+        max: z.number().int().min(1).optional(),
+        idleTimeoutMs: z.number().int().min(0).optional(),
+      })
+      .strict()
+      .optional(),
+    schemaStrategy: z.enum(['none', 'validate', 'create', 'update']).optional(),
+    lagTolerance: z.number().min(0).optional(),
+    replication: z.enum(['native', 'managed']).optional(),
+    weight: z.number().min(0).optional(),
+    fenced: z.boolean().optional(),
+  })
+  .strict()
 
 const ruleSchema = z.object({ name: z.string().min(1) }).catchall(z.unknown())
 
 /** The tree file: projects' replicas, their read routing, replication rules. */
-export const treeSchema = z.object({
-  version: z.literal(TREE_VERSION),
-  replicas: z.record(z.string().min(1), z.array(replicaSchema)),
-  routing: z.record(z.string().min(1), z.enum(['round-robin', 'least-lag', 'random', 'weighted'])).default({}),
-  rules: z.array(ruleSchema).default([]),
-  /** Promotion counter per project: a fenced master of an older epoch never comes back as master. */
-  epochs: z.record(z.string().min(1), z.number().int().min(0)).default({}),
-}).strict()
+export const treeSchema = z
+  .object({
+    version: z.literal(TREE_VERSION),
+    replicas: z.record(z.string().min(1), z.array(replicaSchema)),
+    routing: z.record(z.string().min(1), z.enum(['round-robin', 'least-lag', 'random', 'weighted'])).default({}),
+    rules: z.array(ruleSchema).default([]),
+    /** Promotion counter per project: a fenced master of an older epoch never comes back as master. */
+    epochs: z.record(z.string().min(1), z.number().int().min(0)).default({}),
+  })
+  .strict()
 
 /** A replica as stored in the tree file (URIs may hold `${ENV}` references). */
 export type StoredReplica = z.infer<typeof replicaSchema>
@@ -46,7 +57,13 @@ export interface TreeProblem {
 
 function jsonPath(path: ReadonlyArray<PropertyKey>): string {
   let text = '$'
-  for (const part of path) text += typeof part === 'number' ? `[${part}]` : /^[A-Za-z_$][\w$]*$/.test(String(part)) ? `.${String(part)}` : `[${JSON.stringify(String(part))}]`
+  for (const part of path)
+    text +=
+      typeof part === 'number'
+        ? `[${part}]`
+        : /^[A-Za-z_$][\w$]*$/.test(String(part))
+          ? `.${String(part)}`
+          : `[${JSON.stringify(String(part))}]`
   return text
 }
 
@@ -54,22 +71,34 @@ function jsonPath(path: ReadonlyArray<PropertyKey>): string {
 export function parseTree(value: unknown, source = 'tree'): ReplicatorTree {
   const result = treeSchema.safeParse(value)
   if (!result.success) {
-    const problems: TreeProblem[] = result.error.issues.map((issue) => ({ path: jsonPath(issue.path), message: issue.message }))
+    const problems: TreeProblem[] = result.error.issues.map((issue) => ({
+      path: jsonPath(issue.path),
+      message: issue.message,
+    }))
     throw invalid(source, problems)
   }
   const problems: TreeProblem[] = []
   for (const [project, replicas] of Object.entries(result.data.replicas)) {
     const names = new Set<string>()
     replicas.forEach((replica, index) => {
-      if (names.has(replica.name)) problems.push({ path: jsonPath(['replicas', project, index, 'name']), message: `duplicate replica name "${replica.name}"` })
+      if (names.has(replica.name))
+        problems.push({
+          path: jsonPath(['replicas', project, index, 'name']),
+          message: `duplicate replica name "${replica.name}"`,
+        })
       names.add(replica.name)
     })
     const masters = replicas.filter((replica) => replica.role === 'master' && !replica.fenced)
-    if (masters.length > 1) problems.push({ path: jsonPath(['replicas', project]), message: `${masters.length} masters (${masters.map((m) => m.name).join(', ')}); a project has one` })
+    if (masters.length > 1)
+      problems.push({
+        path: jsonPath(['replicas', project]),
+        message: `${masters.length} masters (${masters.map((m) => m.name).join(', ')}); a project has one`,
+      })
   }
   const ruleNames = new Set<string>()
   result.data.rules.forEach((rule, index) => {
-    if (ruleNames.has(rule.name)) problems.push({ path: jsonPath(['rules', index, 'name']), message: `duplicate rule name "${rule.name}"` })
+    if (ruleNames.has(rule.name))
+      problems.push({ path: jsonPath(['rules', index, 'name']), message: `duplicate rule name "${rule.name}"` })
     ruleNames.add(rule.name)
   })
   if (problems.length) throw invalid(source, problems)
@@ -78,7 +107,11 @@ export function parseTree(value: unknown, source = 'tree'): ReplicatorTree {
 
 function invalid(source: string, problems: TreeProblem[]): ReplicatorError {
   const listed = problems.map((problem) => `  ${problem.path}: ${problem.message}`).join('\n')
-  return new ReplicatorError('CONFIG_INVALID', `${source} is not a valid replicator tree (${problems.length} problem${problems.length > 1 ? 's' : ''}):\n${listed}`, { details: { source, problems } })
+  return new ReplicatorError(
+    'CONFIG_INVALID',
+    `${source} is not a valid replicator tree (${problems.length} problem${problems.length > 1 ? 's' : ''}):\n${listed}`,
+    { details: { source, problems } },
+  )
 }
 
 const ENV_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g
@@ -91,7 +124,11 @@ export function resolveEnvReferences(text: string, path: string, env: NodeJS.Pro
   return text.replace(ENV_REFERENCE, (_match, name: string) => {
     const value = env[name]
     if (value === undefined) {
-      throw new ReplicatorError('CONFIG_INVALID', `${path} refers to \${${name}}, but the environment variable ${name} is not set.`, { details: { path, variable: name } })
+      throw new ReplicatorError(
+        'CONFIG_INVALID',
+        `${path} refers to \${${name}}, but the environment variable ${name} is not set.`,
+        { details: { path, variable: name } },
+      )
     }
     return value
   })
@@ -103,13 +140,19 @@ export async function readTreeFile(path: string): Promise<ReplicatorTree> {
   try {
     text = await readFile(path, 'utf8')
   } catch (error) {
-    throw new ReplicatorError('CONFIG_INVALID', `Cannot read tree file ${path}: ${(error as Error).message}`, { cause: error, details: { path } })
+    throw new ReplicatorError('CONFIG_INVALID', `Cannot read tree file ${path}: ${(error as Error).message}`, {
+      cause: error,
+      details: { path },
+    })
   }
   let parsed: unknown
   try {
     parsed = JSON.parse(text)
   } catch (error) {
-    throw new ReplicatorError('CONFIG_INVALID', `Tree file ${path} is not valid JSON: ${(error as Error).message}`, { cause: error, details: { path } })
+    throw new ReplicatorError('CONFIG_INVALID', `Tree file ${path} is not valid JSON: ${(error as Error).message}`, {
+      cause: error,
+      details: { path },
+    })
   }
   return parseTree(parsed, `Tree file ${path}`)
 }
@@ -130,7 +173,9 @@ export async function writeTreeFile(path: string, tree: ReplicatorTree): Promise
     await handle.close()
   }
   try {
-    await copyFile(path, `${path}.bak`).catch((error: NodeJS.ErrnoException) => { if (error.code !== 'ENOENT') throw error })
+    await copyFile(path, `${path}.bak`).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error
+    })
     await rename(temp, path)
   } catch (error) {
     await rm(temp, { force: true })

@@ -10,17 +10,29 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
 const tree: ReplicatorTree = {
   version: 1,
-  replicas: { shop: [
-    { name: 'primary', role: 'master', dialect: 'postgres', uri: 'postgres://app:${DB_PASSWORD}@db:5432/shop' },
-    { name: 'r1', role: 'slave', dialect: 'postgres', uri: '${REPLICA_URL}', lagTolerance: 500, weight: 2, replication: 'native' },
-  ] },
+  replicas: {
+    shop: [
+      { name: 'primary', role: 'master', dialect: 'postgres', uri: 'postgres://app:${DB_PASSWORD}@db:5432/shop' },
+      {
+        name: 'r1',
+        role: 'slave',
+        dialect: 'postgres',
+        uri: '${REPLICA_URL}',
+        lagTolerance: 500,
+        weight: 2,
+        replication: 'native',
+      },
+    ],
+  },
   routing: { shop: 'least-lag' },
   rules: [{ name: 'users-to-analytics', source: 'shop', target: 'analytics', mode: 'cdc', collections: ['users'] }],
   epochs: { shop: 2 },
 }
 
 function problemsOf(fn: () => unknown): Array<{ path: string; message: string }> {
-  try { fn() } catch (error) {
+  try {
+    fn()
+  } catch (error) {
     expect(ReplicatorError.isInstance(error) && error.code).toBe('CONFIG_INVALID')
     return (error as ReplicatorError).details.problems as Array<{ path: string; message: string }>
   }
@@ -40,20 +52,41 @@ describe('tree file', () => {
   })
 
   it('lists every problem of a malformed tree with its JSON path', () => {
-    const problems = problemsOf(() => parseTree({
-      version: 1,
-      replicas: { shop: [{ name: 'a', role: 'boss', dialect: 'postgres', uri: '' }, { name: 'b', role: 'slave', dialect: 'sqlite', uri: 'x.db', lagTolernce: 5 }] },
-      routing: { shop: 'fastest' },
-    }))
+    const problems = problemsOf(() =>
+      parseTree({
+        version: 1,
+        replicas: {
+          shop: [
+            { name: 'a', role: 'boss', dialect: 'postgres', uri: '' },
+            { name: 'b', role: 'slave', dialect: 'sqlite', uri: 'x.db', lagTolernce: 5 },
+          ],
+        },
+        routing: { shop: 'fastest' },
+      }),
+    )
     const paths = problems.map((problem) => problem.path)
-    expect(paths).toEqual(expect.arrayContaining(['$.replicas.shop[0].role', '$.replicas.shop[0].uri', '$.replicas.shop[1]', '$.routing.shop']))
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        '$.replicas.shop[0].role',
+        '$.replicas.shop[0].uri',
+        '$.replicas.shop[1]',
+        '$.routing.shop',
+      ]),
+    )
   })
 
   it('refuses duplicate names and two masters', () => {
-    const problems = problemsOf(() => parseTree({ version: 1, replicas: { shop: [
-      { name: 'a', role: 'master', dialect: 'postgres', uri: 'postgres://h/d' },
-      { name: 'a', role: 'master', dialect: 'postgres', uri: 'postgres://h/e' },
-    ] } }))
+    const problems = problemsOf(() =>
+      parseTree({
+        version: 1,
+        replicas: {
+          shop: [
+            { name: 'a', role: 'master', dialect: 'postgres', uri: 'postgres://h/d' },
+            { name: 'a', role: 'master', dialect: 'postgres', uri: 'postgres://h/e' },
+          ],
+        },
+      }),
+    )
     expect(problems.map((problem) => problem.path)).toEqual(['$.replicas.shop[1].name', '$.replicas.shop'])
   })
 
@@ -64,12 +97,18 @@ describe('tree file', () => {
     await expect(readTreeFile(bad)).rejects.toThrow(/not valid JSON/)
     expect(readFileSync(bad, 'utf8')).toBe('{ "version": 1, "replicas": ')
     expect(problemsOf(() => parseTree({ version: 2, replicas: {} }))[0]!.path).toBe('$.version')
-    await expect(writeTreeFile(join(dir, 'never.json'), { version: 1, replicas: { p: [{ name: '' }] } } as never)).rejects.toMatchObject({ code: 'CONFIG_INVALID' })
+    await expect(
+      writeTreeFile(join(dir, 'never.json'), { version: 1, replicas: { p: [{ name: '' }] } } as never),
+    ).rejects.toMatchObject({ code: 'CONFIG_INVALID' })
     expect(existsSync(join(dir, 'never.json'))).toBe(false)
   })
 
   it('resolves ${ENV} references, also inside a URI, and names a missing one', () => {
-    expect(resolveEnvReferences('postgres://app:${PW}@${HOST}:5432/db', '$.x', { PW: 's3cret', HOST: 'db1' })).toBe('postgres://app:s3cret@db1:5432/db')
-    expect(() => resolveEnvReferences('${MISSING_ONE}', '$.replicas.shop[1].uri', {})).toThrow(/\$\.replicas\.shop\[1\]\.uri refers to \$\{MISSING_ONE\}/)
+    expect(resolveEnvReferences('postgres://app:${PW}@${HOST}:5432/db', '$.x', { PW: 's3cret', HOST: 'db1' })).toBe(
+      'postgres://app:s3cret@db1:5432/db',
+    )
+    expect(() => resolveEnvReferences('${MISSING_ONE}', '$.replicas.shop[1].uri', {})).toThrow(
+      /\$\.replicas\.shop\[1\]\.uri refers to \$\{MISSING_ONE\}/,
+    )
   })
 })

@@ -1,7 +1,17 @@
 import { ReplicatorError, type Dialect } from '@mostajs/replicator-core'
 
 /** Dialect members that change data: a session records its position after each of them. */
-const WRITES = new Set(['insert', 'update', 'delete', 'upsertMany', 'deleteMany', 'transaction', '$transaction', 'query', 'ensureCollection'])
+const WRITES = new Set([
+  'insert',
+  'update',
+  'delete',
+  'upsertMany',
+  'deleteMany',
+  'transaction',
+  '$transaction',
+  'query',
+  'ensureCollection',
+])
 
 /** What the guard needs to know of the replica behind a dialect. */
 export interface GuardTarget {
@@ -25,12 +35,22 @@ export function guardDialect(dialect: Dialect, target: GuardTarget, onWrite?: ()
       const name = String(property)
       const wrapper = function guarded(this: unknown, ...args: unknown[]) {
         if (target.fenced) {
-          return Promise.reject(new ReplicatorError('FENCED', `${target.label} was demoted by a promotion and is fenced; resolve a new service from the manager (resolveWriteService / resolveReadService).`, {
-            details: { replica: target.label, operation: name },
-          }))
+          return Promise.reject(
+            new ReplicatorError(
+              'FENCED',
+              `${target.label} was demoted by a promotion and is fenced; resolve a new service from the manager (resolveWriteService / resolveReadService).`,
+              {
+                details: { replica: target.label, operation: name },
+              },
+            ),
+          )
         }
         const result = (value as (...callArgs: unknown[]) => unknown).apply(object, args)
-        if (onWrite && WRITES.has(name) && result instanceof Promise) return result.then((settled) => { onWrite(); return settled })
+        if (onWrite && WRITES.has(name) && result instanceof Promise)
+          return result.then((settled) => {
+            onWrite()
+            return settled
+          })
         return result
       }
       wrappers.set(property, wrapper)

@@ -12,7 +12,11 @@ export interface MasterHeartbeat extends Heartbeat {
  * the master's latest heartbeat; null when nothing arrived yet. Both times come from the
  * master's clock, so clock skew between servers does not matter.
  */
-export function measureLag(latest: MasterHeartbeat | undefined, applied: Heartbeat | null, nowMs: number): number | null {
+export function measureLag(
+  latest: MasterHeartbeat | undefined,
+  applied: Heartbeat | null,
+  nowMs: number,
+): number | null {
   if (!applied || !latest) return null
   if (applied.sequence >= latest.sequence) return 0
   const masterNow = latest.at.getTime() + Math.max(0, nowMs - latest.confirmedAtMs)

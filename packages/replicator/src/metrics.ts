@@ -23,31 +23,43 @@ export function createReplicatorMetrics(manager: ReplicationManager): Replicator
   const replicas = () => manager.listProjects().flatMap((project) => manager.getReplicaStatus(project))
 
   new Gauge({
-    name: 'replicator_replica_lag_seconds', help: 'Measured replication lag (heartbeat) of each replica; absent until measured', registers: [registry],
+    name: 'replicator_replica_lag_seconds',
+    help: 'Measured replication lag (heartbeat) of each replica; absent until measured',
+    registers: [registry],
     labelNames: ['project', 'replica', 'role', 'dialect'],
     collect() {
       this.reset()
-      for (const r of replicas()) if (r.lag !== null) this.set({ project: r.project, replica: r.name, role: r.role, dialect: r.dialect }, r.lag / 1000)
+      for (const r of replicas())
+        if (r.lag !== null)
+          this.set({ project: r.project, replica: r.name, role: r.role, dialect: r.dialect }, r.lag / 1000)
     },
   })
   new Gauge({
-    name: 'replicator_replica_lag_tolerance_seconds', help: 'Largest lag at which a slave serves reads', registers: [registry],
+    name: 'replicator_replica_lag_tolerance_seconds',
+    help: 'Largest lag at which a slave serves reads',
+    registers: [registry],
     labelNames: ['project', 'replica'],
     collect() {
       this.reset()
-      for (const r of replicas()) if (r.role === 'slave') this.set({ project: r.project, replica: r.name }, r.lagTolerance / 1000)
+      for (const r of replicas())
+        if (r.role === 'slave') this.set({ project: r.project, replica: r.name }, r.lagTolerance / 1000)
     },
   })
   new Gauge({
-    name: 'replicator_replica_healthy', help: '1 when the replica answers and is not fenced, else 0', registers: [registry],
+    name: 'replicator_replica_healthy',
+    help: '1 when the replica answers and is not fenced, else 0',
+    registers: [registry],
     labelNames: ['project', 'replica', 'role', 'state'],
     collect() {
       this.reset()
-      for (const r of replicas()) this.set({ project: r.project, replica: r.name, role: r.role, state: r.status }, r.healthy ? 1 : 0)
+      for (const r of replicas())
+        this.set({ project: r.project, replica: r.name, role: r.role, state: r.status }, r.healthy ? 1 : 0)
     },
   })
   new Counter({
-    name: 'replicator_replica_reads_routed_total', help: 'Reads resolveReadService sent to each replica', registers: [registry],
+    name: 'replicator_replica_reads_routed_total',
+    help: 'Reads resolveReadService sent to each replica',
+    registers: [registry],
     labelNames: ['project', 'replica'],
     collect() {
       this.reset()
@@ -55,12 +67,15 @@ export function createReplicatorMetrics(manager: ReplicationManager): Replicator
     },
   })
 
-  const ruleStats = () => manager.listRules().flatMap((rule) => {
-    const stats = manager.getSyncStats(rule.name)
-    return stats.reverse ? [stats, stats.reverse] : [stats]
-  })
+  const ruleStats = () =>
+    manager.listRules().flatMap((rule) => {
+      const stats = manager.getSyncStats(rule.name)
+      return stats.reverse ? [stats, stats.reverse] : [stats]
+    })
   new Counter({
-    name: 'replicator_rule_events_applied_total', help: 'Changes applied to the target per rule and operation (snapshot rows as create)', registers: [registry],
+    name: 'replicator_rule_events_applied_total',
+    help: 'Changes applied to the target per rule and operation (snapshot rows as create)',
+    registers: [registry],
     labelNames: ['rule', 'op'],
     collect() {
       this.reset()
@@ -73,35 +88,52 @@ export function createReplicatorMetrics(manager: ReplicationManager): Replicator
     },
   })
   new Counter({
-    name: 'replicator_rule_skipped_total', help: 'Changes the conflict resolution refused', registers: [registry], labelNames: ['rule'],
+    name: 'replicator_rule_skipped_total',
+    help: 'Changes the conflict resolution refused',
+    registers: [registry],
+    labelNames: ['rule'],
     collect() {
       this.reset()
       for (const stats of ruleStats()) this.inc({ rule: stats.ruleName }, stats.skipped)
     },
   })
   new Counter({
-    name: 'replicator_rule_dead_letters_total', help: 'Rows the target rejected (kept in _replicator_dead_letters)', registers: [registry], labelNames: ['rule'],
+    name: 'replicator_rule_dead_letters_total',
+    help: 'Rows the target rejected (kept in _replicator_dead_letters)',
+    registers: [registry],
+    labelNames: ['rule'],
     collect() {
       this.reset()
       for (const stats of ruleStats()) this.inc({ rule: stats.ruleName }, stats.deadLettered)
     },
   })
   new Counter({
-    name: 'replicator_stream_failures_total', help: 'Failed streaming attempts (source or target unreachable…); retried with backoff', registers: [registry], labelNames: ['stream', 'kind'],
+    name: 'replicator_stream_failures_total',
+    help: 'Failed streaming attempts (source or target unreachable…); retried with backoff',
+    registers: [registry],
+    labelNames: ['stream', 'kind'],
     collect() {
       this.reset()
-      for (const stream of manager.listStreams()) this.inc({ stream: stream.name, kind: stream.kind }, stream.totalFailures)
+      for (const stream of manager.listStreams())
+        this.inc({ stream: stream.name, kind: stream.kind }, stream.totalFailures)
     },
   })
   new Gauge({
-    name: 'replicator_stream_consecutive_failures', help: 'Failed attempts since the last success of each streaming loop', registers: [registry], labelNames: ['stream', 'kind'],
+    name: 'replicator_stream_consecutive_failures',
+    help: 'Failed attempts since the last success of each streaming loop',
+    registers: [registry],
+    labelNames: ['stream', 'kind'],
     collect() {
       this.reset()
-      for (const stream of manager.listStreams()) this.set({ stream: stream.name, kind: stream.kind }, stream.consecutiveFailures)
+      for (const stream of manager.listStreams())
+        this.set({ stream: stream.name, kind: stream.kind }, stream.consecutiveFailures)
     },
   })
   new Gauge({
-    name: 'replicator_rule_lag_seconds', help: 'Age of the newest change when the rule applied it (0 when nothing was pending)', registers: [registry], labelNames: ['rule'],
+    name: 'replicator_rule_lag_seconds',
+    help: 'Age of the newest change when the rule applied it (0 when nothing was pending)',
+    registers: [registry],
+    labelNames: ['rule'],
     collect() {
       this.reset()
       for (const stats of ruleStats()) this.set({ rule: stats.ruleName }, stats.lagMs / 1000)
@@ -110,10 +142,16 @@ export function createReplicatorMetrics(manager: ReplicationManager): Replicator
   // Both capture gauges come from one round of queries per scrape (the first one's collect,
   // which runs first, fills the second).
   const pendingEvents = new Gauge({
-    name: 'replicator_capture_pending_events', help: 'Captured changes not yet confirmed (SQLite changelog rows)', labelNames: ['capture', 'source'], registers: [],
+    name: 'replicator_capture_pending_events',
+    help: 'Captured changes not yet confirmed (SQLite changelog rows)',
+    labelNames: ['capture', 'source'],
+    registers: [],
   })
   new Gauge({
-    name: 'replicator_capture_retained_bytes', help: 'Log bytes a capture keeps on its source (PostgreSQL replication slot WAL)', registers: [registry], labelNames: ['capture', 'source'],
+    name: 'replicator_capture_retained_bytes',
+    help: 'Log bytes a capture keeps on its source (PostgreSQL replication slot WAL)',
+    registers: [registry],
+    labelNames: ['capture', 'source'],
     async collect() {
       this.reset()
       pendingEvents.reset()
@@ -127,12 +165,18 @@ export function createReplicatorMetrics(manager: ReplicationManager): Replicator
   registry.registerMetric(pendingEvents)
 
   const applyDuration = new Histogram({
-    name: 'replicator_apply_duration_seconds', help: 'Time to apply one target transaction of captured changes (rows + offset)', registers: [registry],
-    labelNames: ['rule'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    name: 'replicator_apply_duration_seconds',
+    help: 'Time to apply one target transaction of captured changes (rows + offset)',
+    registers: [registry],
+    labelNames: ['rule'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
   })
   const applyLag = new Histogram({
-    name: 'replicator_apply_lag_seconds', help: 'Source commit to target commit of the newest change of each applied transaction', registers: [registry],
-    labelNames: ['rule'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    name: 'replicator_apply_lag_seconds',
+    help: 'Source commit to target commit of the newest change of each applied transaction',
+    registers: [registry],
+    labelNames: ['rule'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
   })
   const onBatch = (info: { rule: string; durationMs: number; lagMs: number }) => {
     applyDuration.observe({ rule: info.rule }, info.durationMs / 1000)
@@ -143,6 +187,8 @@ export function createReplicatorMetrics(manager: ReplicationManager): Replicator
   return {
     registry,
     text: () => registry.metrics(),
-    detach: () => { manager.off('rule.batch', onBatch) },
+    detach: () => {
+      manager.off('rule.batch', onBatch)
+    },
   }
 }

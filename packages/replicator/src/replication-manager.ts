@@ -2,13 +2,46 @@ import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { hostname } from 'node:os'
 import {
-  type ChangeStream, createDialect, EntityService, HEARTBEAT_COLLECTION, maskSecretsInText, maskUri, ReplicatorError, withTimeout,
-  type CaptureBacklog, type Dialect, type DialectConfig, type EntitySchema, type NativeReplicationStatus,
+  type ChangeStream,
+  createDialect,
+  EntityService,
+  HEARTBEAT_COLLECTION,
+  maskSecretsInText,
+  maskUri,
+  ReplicatorError,
+  withTimeout,
+  type CaptureBacklog,
+  type Dialect,
+  type DialectConfig,
+  type EntitySchema,
+  type NativeReplicationStatus,
 } from '@mostajs/replicator-core'
-import { bidirectionalConfigs, DEAD_LETTERS_COLLECTION, OFFSETS_COLLECTION, openChangeStream, RuleRunner, validateRule, type OpenChangeStreamOptions, type ReplicationRuleConfig, type RuleObserver, type SyncStats } from '@mostajs/replicator-cdc'
+import {
+  bidirectionalConfigs,
+  DEAD_LETTERS_COLLECTION,
+  OFFSETS_COLLECTION,
+  openChangeStream,
+  RuleRunner,
+  validateRule,
+  type OpenChangeStreamOptions,
+  type ReplicationRuleConfig,
+  type RuleObserver,
+  type SyncStats,
+} from '@mostajs/replicator-cdc'
 import { fenceMaster, promoteNativeReplica, repointReplicas, waitForHeartbeat } from '@mostajs/replicator-failover'
-import { readTreeFile, resolveEnvReferences, writeTreeFile, type ReplicatorTree, type StoredRule } from '@mostajs/replicator-persistence'
-import { assertStrategy, ReadRouter, type ReadRoutingStrategy, type RoutingCandidate } from '@mostajs/replicator-routing'
+import {
+  readTreeFile,
+  resolveEnvReferences,
+  writeTreeFile,
+  type ReplicatorTree,
+  type StoredRule,
+} from '@mostajs/replicator-persistence'
+import {
+  assertStrategy,
+  ReadRouter,
+  type ReadRoutingStrategy,
+  type RoutingCandidate,
+} from '@mostajs/replicator-routing'
 import { guardDialect } from './guarded-dialect.js'
 import { measureLag, type MasterHeartbeat } from './lag.js'
 
@@ -161,7 +194,13 @@ interface ProjectState {
   timers: NodeJS.Timeout[]
 }
 
-const FAMILY: Record<string, string> = { postgres: 'postgres', postgresql: 'postgres', mysql: 'mysql', mariadb: 'mysql', sqlite: 'sqlite' }
+const FAMILY: Record<string, string> = {
+  postgres: 'postgres',
+  postgresql: 'postgres',
+  mysql: 'mysql',
+  mariadb: 'mysql',
+  sqlite: 'sqlite',
+}
 const familyOf = (dialect: string) => FAMILY[dialect.toLowerCase()] ?? dialect.toLowerCase()
 
 /** Result of `getRuleProgress`. */
@@ -219,13 +258,20 @@ export class ReplicationManager extends EventEmitter {
   private readonly ruleIntervals = new Map<string, number>()
   /** Turns runner callbacks into manager events ('rule.batch', 'rule.progress'). */
   private readonly observer: RuleObserver = {
-    batchApplied: (info) => { this.emit('rule.batch', info) },
-    snapshotProgress: (info) => { this.emit('rule.progress', info) },
+    batchApplied: (info) => {
+      this.emit('rule.batch', info)
+    },
+    snapshotProgress: (info) => {
+      this.emit('rule.progress', info)
+    },
   }
   private autoPersistPath: string | undefined
   private persistQueue: Promise<void> = Promise.resolve()
 
-  constructor(private readonly projectManager?: ProjectManagerLike | null, options: ReplicationManagerOptions = {}) {
+  constructor(
+    private readonly projectManager?: ProjectManagerLike | null,
+    options: ReplicationManagerOptions = {},
+  ) {
     super()
     this.options = {
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? 250,
@@ -249,18 +295,40 @@ export class ReplicationManager extends EventEmitter {
     return this.addReplicaInternal(project, config, schemas, false)
   }
 
-  private async addReplicaInternal(project: string, config: ReplicaConfig, schemas: EntitySchema[] | undefined, tolerateDown: boolean, fenced = false): Promise<ReplicaStatus> {
+  private async addReplicaInternal(
+    project: string,
+    config: ReplicaConfig,
+    schemas: EntitySchema[] | undefined,
+    tolerateDown: boolean,
+    fenced = false,
+  ): Promise<ReplicaStatus> {
     this.validateProjectName(project)
     const normalized = this.validateReplica(project, config, fenced)
     const state = this.projectState(project, true)!
     if (schemas?.length) state.schemas = schemas
     else if (!state.schemas.length) state.schemas = this.projectManager?.getProject(project)?.schemas ?? []
 
-    const dialect = createDialect({ dialect: normalized.dialect, uri: this.resolveUri(project, normalized), pool: normalized.pool, connectTimeoutMs: this.options.connectTimeoutMs })
+    const dialect = createDialect({
+      dialect: normalized.dialect,
+      uri: this.resolveUri(project, normalized),
+      pool: normalized.pool,
+      connectTimeoutMs: this.options.connectTimeoutMs,
+    })
     const label = `${project}/${normalized.name}`
     const entry: ReplicaEntry = {
-      project, config: normalized, dialect, connected: false, healthy: true, failures: 0, lagMs: normalized.role === 'master' ? 0 : null,
-      appliedSequence: null, lastHeartbeatAt: null, fenced, state: 'connecting', label, readsRouted: 0,
+      project,
+      config: normalized,
+      dialect,
+      connected: false,
+      healthy: true,
+      failures: 0,
+      lagMs: normalized.role === 'master' ? 0 : null,
+      appliedSequence: null,
+      lastHeartbeatAt: null,
+      fenced,
+      state: 'connecting',
+      label,
+      readsRouted: 0,
       service: undefined as unknown as EntityService,
     }
     entry.service = new EntityService(guardDialect(dialect, entry), state.schemas)
@@ -281,7 +349,9 @@ export class ReplicationManager extends EventEmitter {
     this.updateState(entry)
     this.startMonitors(state)
     if (!fenced && normalized.role === 'slave' && normalized.replication === 'managed') this.startManaged(state, entry)
-    if (!fenced && normalized.role === 'master') for (const slave of state.replicas.values()) if (slave.config.replication === 'managed' && slave.config.role === 'slave') this.startManaged(state, slave)
+    if (!fenced && normalized.role === 'master')
+      for (const slave of state.replicas.values())
+        if (slave.config.replication === 'managed' && slave.config.role === 'slave') this.startManaged(state, slave)
     this.emit('replica.added', { project, name: normalized.name, role: normalized.role })
     this.schedulePersist()
     return this.statusOf(entry)
@@ -291,8 +361,11 @@ export class ReplicationManager extends EventEmitter {
   async removeReplica(project: string, name: string): Promise<void> {
     const state = this.requireProject(project)
     const entry = this.requireReplica(state, name)
-    if (entry.config.role === 'slave' && entry.config.replication === 'managed') await this.stopManaged(state, entry, true)
-    if (entry.config.role === 'master') for (const slave of state.replicas.values()) if (slave.config.replication === 'managed') await this.stopManaged(state, slave, false)
+    if (entry.config.role === 'slave' && entry.config.replication === 'managed')
+      await this.stopManaged(state, entry, true)
+    if (entry.config.role === 'master')
+      for (const slave of state.replicas.values())
+        if (slave.config.replication === 'managed') await this.stopManaged(state, slave, false)
     state.replicas.delete(name)
     await entry.dialect.close().catch(() => undefined)
     if (state.replicas.size === 0) {
@@ -343,14 +416,21 @@ export class ReplicationManager extends EventEmitter {
     const master = this.masterOf(state)
     if (options.consistency === 'strong') return this.requireMaster(state, master).service
     if (options.session && options.session.project !== project) {
-      throw new ReplicatorError('CONFIG_INVALID', `This session belongs to project "${options.session.project}", not "${project}".`)
+      throw new ReplicatorError(
+        'CONFIG_INVALID',
+        `This session belongs to project "${options.session.project}", not "${project}".`,
+      )
     }
     const candidates: RoutingCandidate[] = []
     for (const entry of state.replicas.values()) {
       if (entry.config.role !== 'slave' || entry.fenced || !entry.connected) continue
       candidates.push({
-        name: entry.config.name, healthy: entry.healthy, lagMs: entry.lagMs, lagToleranceMs: entry.config.lagTolerance,
-        weight: entry.config.weight, appliedSequence: entry.appliedSequence,
+        name: entry.config.name,
+        healthy: entry.healthy,
+        lagMs: entry.lagMs,
+        lagToleranceMs: entry.config.lagTolerance,
+        weight: entry.config.weight,
+        appliedSequence: entry.appliedSequence,
       })
     }
     const minSequence = options.session?.minSequence
@@ -372,7 +452,15 @@ export class ReplicationManager extends EventEmitter {
       strategy: state.router.strategy,
       master: this.masterOf(state)?.config.name ?? null,
       eligible: replicas
-        .filter((entry) => entry.config.role === 'slave' && entry.connected && !entry.fenced && entry.healthy && entry.lagMs !== null && entry.lagMs <= entry.config.lagTolerance)
+        .filter(
+          (entry) =>
+            entry.config.role === 'slave' &&
+            entry.connected &&
+            !entry.fenced &&
+            entry.healthy &&
+            entry.lagMs !== null &&
+            entry.lagMs <= entry.config.lagTolerance,
+        )
         .map((entry) => entry.config.name),
       readsRouted: Object.fromEntries(replicas.map((entry) => [entry.config.name, entry.readsRouted])),
     }
@@ -399,7 +487,10 @@ export class ReplicationManager extends EventEmitter {
     const master = this.requireMaster(state, this.masterOf(state))
     // A heartbeat issued after this write completed commits after it: a slave that applied
     // that heartbeat has the write.
-    return new EntityService(guardDialect(master.dialect, master, () => session.recordPosition(state.issued + 1n)), state.schemas)
+    return new EntityService(
+      guardDialect(master.dialect, master, () => session.recordPosition(state.issued + 1n)),
+      state.schemas,
+    )
   }
 
   // ---------------------------------------------------------------- status
@@ -420,7 +511,7 @@ export class ReplicationManager extends EventEmitter {
       name: entry.config.name,
       role: entry.config.role,
       dialect: entry.config.dialect,
-      replication: entry.config.role === 'slave' ? entry.config.replication ?? 'native' : null,
+      replication: entry.config.role === 'slave' ? (entry.config.replication ?? 'native') : null,
       status: entry.state,
       healthy: entry.healthy && entry.connected,
       lag: entry.lagMs,
@@ -450,10 +541,19 @@ export class ReplicationManager extends EventEmitter {
     const state = this.requireProject(project)
     const candidate = this.requireReplica(state, name)
     if (candidate.config.role !== 'slave' || candidate.fenced) {
-      throw new ReplicatorError('CONFIG_INVALID', `${project}/${name} is ${candidate.fenced ? 'fenced' : 'the master'}; only a slave can be promoted.`, { details: { project, name } })
+      throw new ReplicatorError(
+        'CONFIG_INVALID',
+        `${project}/${name} is ${candidate.fenced ? 'fenced' : 'the master'}; only a slave can be promoted.`,
+        { details: { project, name } },
+      )
     }
-    if (!candidate.connected) throw new ReplicatorError('CONNECTION_FAILED', `${project}/${name} is not connected (${candidate.lastError ?? 'unreachable'}); it cannot be promoted.`)
-    if (state.promoting) throw new ReplicatorError('CONFIG_INVALID', `A promotion of project "${project}" is already running.`)
+    if (!candidate.connected)
+      throw new ReplicatorError(
+        'CONNECTION_FAILED',
+        `${project}/${name} is not connected (${candidate.lastError ?? 'unreachable'}); it cannot be promoted.`,
+      )
+    if (state.promoting)
+      throw new ReplicatorError('CONFIG_INVALID', `A promotion of project "${project}" is already running.`)
     const force = options.force === true
     state.promoting = true
     try {
@@ -461,12 +561,20 @@ export class ReplicationManager extends EventEmitter {
       await this.measureNow(state)
       const lagAtPromotionMs = candidate.lagMs
       const tolerance = candidate.config.lagTolerance
-      const behind = lagAtPromotionMs === null || lagAtPromotionMs > tolerance ||
-        (tolerance === 0 && (candidate.appliedSequence === null || (state.latest !== undefined && candidate.appliedSequence < state.latest.sequence)))
+      const behind =
+        lagAtPromotionMs === null ||
+        lagAtPromotionMs > tolerance ||
+        (tolerance === 0 &&
+          (candidate.appliedSequence === null ||
+            (state.latest !== undefined && candidate.appliedSequence < state.latest.sequence)))
       if (behind && !force) {
-        throw new ReplicatorError('LAG_TOO_HIGH', `${project}/${name} is ${lagAtPromotionMs === null ? 'of unknown lag (no heartbeat applied yet)' : `${lagAtPromotionMs} ms behind`} (tolerance ${tolerance} ms); promoting it could lose writes. Wait for it to catch up, or pass { force: true }.`, {
-          details: { project, name, lag: lagAtPromotionMs, lagTolerance: tolerance },
-        })
+        throw new ReplicatorError(
+          'LAG_TOO_HIGH',
+          `${project}/${name} is ${lagAtPromotionMs === null ? 'of unknown lag (no heartbeat applied yet)' : `${lagAtPromotionMs} ms behind`} (tolerance ${tolerance} ms); promoting it could lose writes. Wait for it to catch up, or pass { force: true }.`,
+          {
+            details: { project, name, lag: lagAtPromotionMs, lagTolerance: tolerance },
+          },
+        )
       }
       const native = candidate.config.replication !== 'managed'
       let previousMasterReadOnly = false
@@ -475,14 +583,24 @@ export class ReplicationManager extends EventEmitter {
         const fence = await fenceMaster(previous.dialect, ++state.issued, this.options.heartbeatId)
         previousMasterReadOnly = fence.readOnly
         if (fence.finalHeartbeat && native) {
-          const reached = await waitForHeartbeat(candidate.dialect, fence.finalHeartbeat.sequence, Math.max(tolerance, this.options.catchUpTimeoutMs), this.options.heartbeatId)
+          const reached = await waitForHeartbeat(
+            candidate.dialect,
+            fence.finalHeartbeat.sequence,
+            Math.max(tolerance, this.options.catchUpTimeoutMs),
+            this.options.heartbeatId,
+          )
           if (!reached && !force) {
             if (fence.readOnly) await previous.dialect.setReadOnly?.(false).catch(() => undefined)
-            throw new ReplicatorError('LAG_TOO_HIGH', `${project}/${name} did not apply the master's final heartbeat within ${Math.max(tolerance, this.options.catchUpTimeoutMs)} ms; the old master was left writable. Retry, or pass { force: true }.`, {
-              details: { project, name },
-            })
+            throw new ReplicatorError(
+              'LAG_TOO_HIGH',
+              `${project}/${name} did not apply the master's final heartbeat within ${Math.max(tolerance, this.options.catchUpTimeoutMs)} ms; the old master was left writable. Retry, or pass { force: true }.`,
+              {
+                details: { project, name },
+              },
+            )
           }
-          if (!reached) possibleDataLoss = `writes after heartbeat ${candidate.appliedSequence ?? 'none'} on ${previous.label} may be missing on ${project}/${name}`
+          if (!reached)
+            possibleDataLoss = `writes after heartbeat ${candidate.appliedSequence ?? 'none'} on ${previous.label} may be missing on ${project}/${name}`
         } else if (!fence.finalHeartbeat) {
           possibleDataLoss = `${previous.label} was unreachable while fencing (${fence.error ?? 'unknown error'}); writes it took after ${project}/${name}'s last applied heartbeat may be lost`
         }
@@ -494,7 +612,8 @@ export class ReplicationManager extends EventEmitter {
       }
       // Managed slaves were fed from the old master: stop them (and free its capture).
       for (const entry of state.replicas.values()) {
-        if (entry.config.role === 'slave' && entry.config.replication === 'managed') await this.stopManaged(state, entry, true)
+        if (entry.config.role === 'slave' && entry.config.replication === 'managed')
+          await this.stopManaged(state, entry, true)
       }
       if (previous) {
         previous.fenced = true
@@ -506,17 +625,43 @@ export class ReplicationManager extends EventEmitter {
       candidate.lagMs = 0
       this.updateState(candidate)
       state.epoch++
-      const others = [...state.replicas.values()].filter((entry) => entry !== candidate && !entry.fenced && entry.config.role === 'slave' && entry.config.replication !== 'managed' && entry.connected)
+      const others = [...state.replicas.values()].filter(
+        (entry) =>
+          entry !== candidate &&
+          !entry.fenced &&
+          entry.config.role === 'slave' &&
+          entry.config.replication !== 'managed' &&
+          entry.connected,
+      )
       const { repointed, needsReattachment } = native
-        ? await repointReplicas(others.map((entry) => ({ name: entry.config.name, dialect: entry.dialect })), this.resolveUri(project, candidate.config))
-        : { repointed: [], needsReattachment: others.map((entry) => ({ name: entry.config.name, reason: 'its old master was promoted by the replicator (managed); re-attach it to the new master' })) }
+        ? await repointReplicas(
+            others.map((entry) => ({ name: entry.config.name, dialect: entry.dialect })),
+            this.resolveUri(project, candidate.config),
+          )
+        : {
+            repointed: [],
+            needsReattachment: others.map((entry) => ({
+              name: entry.config.name,
+              reason: 'its old master was promoted by the replicator (managed); re-attach it to the new master',
+            })),
+          }
       // Managed slaves and rules follow the new master: a capture there, and a re-seed of each
       // target (the old server's log positions mean nothing on the new one).
-      for (const entry of state.replicas.values()) if (entry.config.role === 'slave' && entry.config.replication === 'managed' && !entry.fenced) this.startManaged(state, entry)
+      for (const entry of state.replicas.values())
+        if (entry.config.role === 'slave' && entry.config.replication === 'managed' && !entry.fenced)
+          this.startManaged(state, entry)
       await this.followNewMaster(project, previous)
       const result: PromotionResult = {
-        project, promoted: name, previousMaster: previous?.config.name ?? null, epoch: state.epoch, previousMasterReadOnly,
-        forced: force, lagAtPromotionMs, possibleDataLoss, repointed, needsReattachment,
+        project,
+        promoted: name,
+        previousMaster: previous?.config.name ?? null,
+        epoch: state.epoch,
+        previousMasterReadOnly,
+        forced: force,
+        lagAtPromotionMs,
+        possibleDataLoss,
+        repointed,
+        needsReattachment,
       }
       this.emit('replica.promoted', result)
       this.schedulePersist()
@@ -544,7 +689,9 @@ export class ReplicationManager extends EventEmitter {
       replicas.forEach((replica, index) => resolveEnvReferences(replica.uri, `$.replicas.${project}[${index}].uri`)) // fail before touching anything
     }
     for (const [project, replicas] of Object.entries(tree.replicas)) {
-      const ordered = [...replicas].sort((a, b) => Number(b.role === 'master' && !b.fenced) - Number(a.role === 'master' && !a.fenced))
+      const ordered = [...replicas].sort(
+        (a, b) => Number(b.role === 'master' && !b.fenced) - Number(a.role === 'master' && !a.fenced),
+      )
       for (const replica of ordered) {
         const { fenced, ...config } = replica
         if (this.projects.get(project)?.replicas.has(config.name)) continue
@@ -584,7 +731,12 @@ export class ReplicationManager extends EventEmitter {
    */
   async addReplicationRule(config: ReplicationRuleConfig): Promise<void> {
     validateRule(config)
-    if (this.rules.some((rule) => rule.name === config.name)) throw new ReplicatorError('CONFIG_INVALID', `Rule "${config.name}" already exists; remove it first or pick another name.`, { details: { rule: config.name } })
+    if (this.rules.some((rule) => rule.name === config.name))
+      throw new ReplicatorError(
+        'CONFIG_INVALID',
+        `Rule "${config.name}" already exists; remove it first or pick another name.`,
+        { details: { rule: config.name } },
+      )
     const runner = this.runnerFor(config)
     await runner.prepare()
     this.runners.set(config.name, runner)
@@ -649,12 +801,14 @@ export class ReplicationManager extends EventEmitter {
       runner = this.runnerFor(rule as unknown as ReplicationRuleConfig)
       this.runners.set(name, runner)
     }
-    const intervalMs = options.intervalMs ?? this.ruleIntervals.get(name) ?? (Number(process.env.REPLICATOR_INTERVAL_MS) || 200)
+    const intervalMs =
+      options.intervalMs ?? this.ruleIntervals.get(name) ?? (Number(process.env.REPLICATOR_INTERVAL_MS) || 200)
     this.ruleIntervals.set(name, intervalMs)
     this.startStream(`rule:${name}`, runner, intervalMs)
     if (rule.mode === 'bidirectional') {
       let reverse = this.reverseRunners.get(name)
-      if (!reverse) this.reverseRunners.set(name, (reverse = this.reverseRunnerFor(rule as unknown as ReplicationRuleConfig)!))
+      if (!reverse)
+        this.reverseRunners.set(name, (reverse = this.reverseRunnerFor(rule as unknown as ReplicationRuleConfig)!))
       this.startStream(`rule:${name}.r`, reverse, intervalMs)
     }
   }
@@ -671,7 +825,8 @@ export class ReplicationManager extends EventEmitter {
    * `managed.<project>.<replica>`) is going; null when it is not streaming.
    */
   getStreamState(name: string): StreamState | null {
-    const stream = this.streams.get(`rule:${name}`) ?? [...this.streams.values()].find((candidate) => candidate.state.name === name)
+    const stream =
+      this.streams.get(`rule:${name}`) ?? [...this.streams.values()].find((candidate) => candidate.state.name === name)
     return stream ? { ...stream.state } : null
   }
 
@@ -692,7 +847,9 @@ export class ReplicationManager extends EventEmitter {
       if (rule.mode === 'bidirectional') captures.push({ capture: `${rule.name}.r`, project: String(rule.target) })
     }
     for (const state of this.projects.values()) {
-      for (const entry of state.replicas.values()) if (entry.config.replication === 'managed') captures.push({ capture: this.managedRuleName(state.name, entry.config.name), project: state.name })
+      for (const entry of state.replicas.values())
+        if (entry.config.replication === 'managed')
+          captures.push({ capture: this.managedRuleName(state.name, entry.config.name), project: state.name })
     }
     const found: Array<{ capture: string; source: string } & CaptureBacklog> = []
     for (const { capture, project } of captures) {
@@ -710,7 +867,14 @@ export class ReplicationManager extends EventEmitter {
     let timer: NodeJS.Timeout | undefined
     let running: Promise<void> = Promise.resolve()
     let delay = intervalMs
-    const state: StreamState = { name: runner.config.name, kind: key.startsWith('managed:') ? 'managed' : 'rule', consecutiveFailures: 0, totalFailures: 0, lastError: null, lastSuccessAt: null }
+    const state: StreamState = {
+      name: runner.config.name,
+      kind: key.startsWith('managed:') ? 'managed' : 'rule',
+      consecutiveFailures: 0,
+      totalFailures: 0,
+      lastError: null,
+      lastSuccessAt: null,
+    }
     const tick = async (): Promise<void> => {
       if (stopped) return
       try {
@@ -727,7 +891,9 @@ export class ReplicationManager extends EventEmitter {
         delay = Math.min(Math.max(delay * 2, 100), 30_000) // target or source down: back off
       }
       if (stopped) return
-      timer = setTimeout(() => { running = tick() }, delay)
+      timer = setTimeout(() => {
+        running = tick()
+      }, delay)
       timer.unref()
     }
     running = tick()
@@ -758,17 +924,30 @@ export class ReplicationManager extends EventEmitter {
     if (!master || !master.connected || !slave.connected || slave.fenced) return
     const key = `managed:${state.name}:${slave.config.name}`
     if (this.streams.has(key)) return
-    const runner = new RuleRunner({
-      name: this.managedRuleName(state.name, slave.config.name), source: `${state.name}/${master.config.name}`, target: `${state.name}/${slave.config.name}`,
-      mode: 'cdc', collections: ['*'], alsoCarry: [HEARTBEAT_COLLECTION], origin: master.label,
-    }, master.dialect, slave.dialect, this.observer)
+    const runner = new RuleRunner(
+      {
+        name: this.managedRuleName(state.name, slave.config.name),
+        source: `${state.name}/${master.config.name}`,
+        target: `${state.name}/${slave.config.name}`,
+        mode: 'cdc',
+        collections: ['*'],
+        alsoCarry: [HEARTBEAT_COLLECTION],
+        origin: master.label,
+      },
+      master.dialect,
+      slave.dialect,
+      this.observer,
+    )
     this.startStream(key, runner, Math.min(this.options.heartbeatIntervalMs, 200))
   }
 
   private async stopManaged(state: ProjectState, slave: ReplicaEntry, dropCapture: boolean): Promise<void> {
     await this.stopStream(`managed:${state.name}:${slave.config.name}`)
     const master = this.masterOf(state)
-    if (dropCapture && master?.dialect.dropCapture) await master.dialect.dropCapture(this.managedRuleName(state.name, slave.config.name)).catch((error) => this.report(error))
+    if (dropCapture && master?.dialect.dropCapture)
+      await master.dialect
+        .dropCapture(this.managedRuleName(state.name, slave.config.name))
+        .catch((error) => this.report(error))
   }
 
   /**
@@ -777,7 +956,10 @@ export class ReplicationManager extends EventEmitter {
    */
   async getRuleProgress(name: string): Promise<RuleProgress> {
     const rule = this.requireRule(name)
-    const target = this.requireMaster(this.requireProject(String(rule.target)), this.masterOf(this.requireProject(String(rule.target))))
+    const target = this.requireMaster(
+      this.requireProject(String(rule.target)),
+      this.masterOf(this.requireProject(String(rule.target))),
+    )
     const missingTable = (error: unknown) => {
       if (ReplicatorError.isInstance(error) && error.code === 'COLLECTION_NOT_FOUND') return null // no sync yet
       throw error
@@ -786,7 +968,7 @@ export class ReplicationManager extends EventEmitter {
     const deadLetters = await target.dialect.count(DEAD_LETTERS_COLLECTION, { rule: name }).catch(missingTable)
     return {
       rule: name,
-      position: offset?.position ? JSON.parse(String(offset.position)) as RuleProgress['position'] : null,
+      position: offset?.position ? (JSON.parse(String(offset.position)) as RuleProgress['position']) : null,
       appliedAt: offset?.updated_at instanceof Date ? offset.updated_at : null,
       deadLetters: deadLetters ?? 0,
     }
@@ -810,13 +992,34 @@ export class ReplicationManager extends EventEmitter {
     const runner = this.runners.get(name)
     const reverse = this.reverseRunners.get(name)
     if (runner) return reverse ? { ...runner.getStats(), reverse: reverse.getStats() } : runner.getStats()
-    return { ruleName: rule.name, lastSync: null, recordsSynced: 0, created: 0, updated: 0, deleted: 0, skipped: 0, errors: 0, deadLettered: 0, reseeds: 0, duration: 0, lagMs: 0, position: null, details: [] }
+    return {
+      ruleName: rule.name,
+      lastSync: null,
+      recordsSynced: 0,
+      created: 0,
+      updated: 0,
+      deleted: 0,
+      skipped: 0,
+      errors: 0,
+      deadLettered: 0,
+      reseeds: 0,
+      duration: 0,
+      lagMs: 0,
+      position: null,
+      details: [],
+    }
   }
 
   private runnerFor(config: ReplicationRuleConfig): RuleRunner {
     const direction = config.mode === 'bidirectional' ? bidirectionalConfigs(config)[0] : config
-    const source = this.requireMaster(this.requireProject(config.source), this.masterOf(this.requireProject(config.source)))
-    const target = this.requireMaster(this.requireProject(config.target), this.masterOf(this.requireProject(config.target)))
+    const source = this.requireMaster(
+      this.requireProject(config.source),
+      this.masterOf(this.requireProject(config.source)),
+    )
+    const target = this.requireMaster(
+      this.requireProject(config.target),
+      this.masterOf(this.requireProject(config.target)),
+    )
     return new RuleRunner({ ...direction, origin: source.label }, source.dialect, target.dialect, this.observer)
   }
 
@@ -824,8 +1027,14 @@ export class ReplicationManager extends EventEmitter {
   private reverseRunnerFor(config: ReplicationRuleConfig): RuleRunner | undefined {
     if (config.mode !== 'bidirectional') return undefined
     const [, reverse] = bidirectionalConfigs(config)
-    const source = this.requireMaster(this.requireProject(reverse.source), this.masterOf(this.requireProject(reverse.source)))
-    const target = this.requireMaster(this.requireProject(reverse.target), this.masterOf(this.requireProject(reverse.target)))
+    const source = this.requireMaster(
+      this.requireProject(reverse.source),
+      this.masterOf(this.requireProject(reverse.source)),
+    )
+    const target = this.requireMaster(
+      this.requireProject(reverse.target),
+      this.masterOf(this.requireProject(reverse.target)),
+    )
     return new RuleRunner({ ...reverse, origin: source.label }, source.dialect, target.dialect, this.observer)
   }
 
@@ -864,7 +1073,12 @@ export class ReplicationManager extends EventEmitter {
 
   private requireRule(name: string): StoredRule {
     const rule = this.rules.find((candidate) => candidate.name === name)
-    if (!rule) throw new ReplicatorError('CONFIG_INVALID', `No replication rule "${name}". Rules: ${this.rules.map((r) => r.name).join(', ') || '(none)'}.`, { details: { rule: name } })
+    if (!rule)
+      throw new ReplicatorError(
+        'CONFIG_INVALID',
+        `No replication rule "${name}". Rules: ${this.rules.map((r) => r.name).join(', ') || '(none)'}.`,
+        { details: { rule: name } },
+      )
     return rule
   }
 
@@ -873,7 +1087,13 @@ export class ReplicationManager extends EventEmitter {
     for (const state of this.projects.values()) {
       tree.replicas[state.name] = [...state.replicas.values()].map((entry) => {
         const { pool, schemaStrategy, replication, ...rest } = entry.config
-        return { ...rest, ...(pool ? { pool } : {}), ...(schemaStrategy ? { schemaStrategy } : {}), ...(replication ? { replication } : {}), ...(entry.fenced ? { fenced: true } : {}) }
+        return {
+          ...rest,
+          ...(pool ? { pool } : {}),
+          ...(schemaStrategy ? { schemaStrategy } : {}),
+          ...(replication ? { replication } : {}),
+          ...(entry.fenced ? { fenced: true } : {}),
+        }
       })
       tree.routing[state.name] = state.router.strategy
       tree.epochs[state.name] = state.epoch
@@ -902,7 +1122,8 @@ export class ReplicationManager extends EventEmitter {
     for (const state of this.projects.values()) this.stopMonitors(state)
     await this.persistQueue
     const closing: Promise<void>[] = []
-    for (const state of this.projects.values()) for (const entry of state.replicas.values()) closing.push(entry.dialect.close().catch(() => undefined))
+    for (const state of this.projects.values())
+      for (const entry of state.replicas.values()) closing.push(entry.dialect.close().catch(() => undefined))
     await Promise.all(closing)
     this.projects.clear()
   }
@@ -947,7 +1168,9 @@ export class ReplicationManager extends EventEmitter {
         const written = await master.dialect.writeHeartbeat(++state.issued, source)
         if (++this.heartbeatCount % 2000 === 0) {
           // rows of managers that stopped long ago
-          await master.dialect.delete(HEARTBEAT_COLLECTION, { at: { $lt: new Date(written.at.getTime() - 86_400_000) } }).catch(() => undefined)
+          await master.dialect
+            .delete(HEARTBEAT_COLLECTION, { at: { $lt: new Date(written.at.getTime() - 86_400_000) } })
+            .catch(() => undefined)
         }
         state.latest = { ...written, confirmedAtMs: Date.now() }
         master.lastHeartbeatAt = written.at
@@ -956,18 +1179,22 @@ export class ReplicationManager extends EventEmitter {
         master.lastError = (error as Error).message
       }
     }
-    const slaves = [...state.replicas.values()].filter((entry) => entry.config.role === 'slave' && !entry.fenced && entry.connected && entry.dialect.readHeartbeat)
-    await Promise.all(slaves.map(async (entry) => {
-      try {
-        const applied = await entry.dialect.readHeartbeat!(this.options.heartbeatId)
-        entry.appliedSequence = applied?.sequence ?? null
-        entry.lastHeartbeatAt = applied?.at ?? null
-        entry.lagMs = measureLag(state.latest, applied, Date.now())
-      } catch (error) {
-        entry.lastError = (error as Error).message
-      }
-      this.updateState(entry)
-    }))
+    const slaves = [...state.replicas.values()].filter(
+      (entry) => entry.config.role === 'slave' && !entry.fenced && entry.connected && entry.dialect.readHeartbeat,
+    )
+    await Promise.all(
+      slaves.map(async (entry) => {
+        try {
+          const applied = await entry.dialect.readHeartbeat!(this.options.heartbeatId)
+          entry.appliedSequence = applied?.sequence ?? null
+          entry.lastHeartbeatAt = applied?.at ?? null
+          entry.lagMs = measureLag(state.latest, applied, Date.now())
+        } catch (error) {
+          entry.lastError = (error as Error).message
+        }
+        this.updateState(entry)
+      }),
+    )
   }
 
   /** Pings every replica; reconnects those that were never reached. */
@@ -975,29 +1202,40 @@ export class ReplicationManager extends EventEmitter {
     if (state.healthRunning) return
     state.healthRunning = true
     try {
-      await Promise.all([...state.replicas.values()].map(async (entry) => {
-        try {
-          if (!entry.connected) {
-            await entry.dialect.connect()
-            entry.connected = true
-            await this.applySchemas(entry, state.schemas)
-            if (entry.config.role === 'slave' && entry.config.replication === 'managed') this.startManaged(state, entry)
-            if (entry.config.role === 'master') for (const slave of state.replicas.values()) if (slave.config.replication === 'managed' && slave.config.role === 'slave') this.startManaged(state, slave)
+      await Promise.all(
+        [...state.replicas.values()].map(async (entry) => {
+          try {
+            if (!entry.connected) {
+              await entry.dialect.connect()
+              entry.connected = true
+              await this.applySchemas(entry, state.schemas)
+              if (entry.config.role === 'slave' && entry.config.replication === 'managed')
+                this.startManaged(state, entry)
+              if (entry.config.role === 'master')
+                for (const slave of state.replicas.values())
+                  if (slave.config.replication === 'managed' && slave.config.role === 'slave')
+                    this.startManaged(state, slave)
+            }
+            await withTimeout(entry.dialect.ping(), Math.max(1000, this.options.healthCheckIntervalMs))
+            entry.failures = 0
+            entry.healthy = true
+            entry.lastError = undefined
+            if (
+              entry.config.role === 'slave' &&
+              entry.dialect.replicationStatus &&
+              entry.config.replication !== 'managed' &&
+              !entry.fenced
+            ) {
+              entry.native = await entry.dialect.replicationStatus().catch(() => entry.native)
+            }
+          } catch (error) {
+            entry.failures++
+            entry.lastError = (error as Error).message
+            if (entry.failures >= this.options.failureThreshold) entry.healthy = false
           }
-          await withTimeout(entry.dialect.ping(), Math.max(1000, this.options.healthCheckIntervalMs))
-          entry.failures = 0
-          entry.healthy = true
-          entry.lastError = undefined
-          if (entry.config.role === 'slave' && entry.dialect.replicationStatus && entry.config.replication !== 'managed' && !entry.fenced) {
-            entry.native = await entry.dialect.replicationStatus().catch(() => entry.native)
-          }
-        } catch (error) {
-          entry.failures++
-          entry.lastError = (error as Error).message
-          if (entry.failures >= this.options.failureThreshold) entry.healthy = false
-        }
-        this.updateState(entry)
-      }))
+          this.updateState(entry)
+        }),
+      )
     } finally {
       state.healthRunning = false
     }
@@ -1013,7 +1251,13 @@ export class ReplicationManager extends EventEmitter {
     if (next !== entry.state) {
       const previous = entry.state
       entry.state = next
-      this.emit('replica.state', { project: entry.project, name: entry.config.name, state: next, previous, lag: entry.lagMs })
+      this.emit('replica.state', {
+        project: entry.project,
+        name: entry.config.name,
+        state: next,
+        previous,
+        lag: entry.lagMs,
+      })
     }
   }
 
@@ -1039,38 +1283,72 @@ export class ReplicationManager extends EventEmitter {
   }
 
   private validateProjectName(project: string): void {
-    if (typeof project !== 'string' || project.trim() === '') throw new ReplicatorError('CONFIG_INVALID', 'A project name must be a non-empty string.')
+    if (typeof project !== 'string' || project.trim() === '')
+      throw new ReplicatorError('CONFIG_INVALID', 'A project name must be a non-empty string.')
     if (this.projectManager && !this.projectManager.hasProject(project)) {
-      throw new ReplicatorError('CONFIG_INVALID', `Project "${project}" is not known to the ProjectManager; create it there first.`, { details: { project } })
+      throw new ReplicatorError(
+        'CONFIG_INVALID',
+        `Project "${project}" is not known to the ProjectManager; create it there first.`,
+        { details: { project } },
+      )
     }
   }
 
   private validateReplica(project: string, config: ReplicaConfig, fenced: boolean): ReplicaEntry['config'] {
     const where = `Replica "${config?.name}" of project "${project}"`
-    if (!config || typeof config.name !== 'string' || config.name.trim() === '') throw new ReplicatorError('CONFIG_INVALID', `A replica of project "${project}" needs a non-empty name.`)
-    if (config.role !== 'master' && config.role !== 'slave') throw new ReplicatorError('CONFIG_INVALID', `${where}: role must be 'master' or 'slave', got ${JSON.stringify(config.role)}.`)
-    if (typeof config.uri !== 'string' || config.uri === '') throw new ReplicatorError('CONFIG_INVALID', `${where} needs a uri.`)
-    if (config.lagTolerance !== undefined && !(Number.isFinite(config.lagTolerance) && config.lagTolerance >= 0)) throw new ReplicatorError('CONFIG_INVALID', `${where}: lagTolerance is in ms and must be ≥ 0.`)
-    if (config.weight !== undefined && !(Number.isFinite(config.weight) && config.weight >= 0)) throw new ReplicatorError('CONFIG_INVALID', `${where}: weight must be ≥ 0.`)
-    if (config.replication !== undefined && config.replication !== 'native' && config.replication !== 'managed') throw new ReplicatorError('CONFIG_INVALID', `${where}: replication must be 'native' or 'managed'.`)
+    if (!config || typeof config.name !== 'string' || config.name.trim() === '')
+      throw new ReplicatorError('CONFIG_INVALID', `A replica of project "${project}" needs a non-empty name.`)
+    if (config.role !== 'master' && config.role !== 'slave')
+      throw new ReplicatorError(
+        'CONFIG_INVALID',
+        `${where}: role must be 'master' or 'slave', got ${JSON.stringify(config.role)}.`,
+      )
+    if (typeof config.uri !== 'string' || config.uri === '')
+      throw new ReplicatorError('CONFIG_INVALID', `${where} needs a uri.`)
+    if (config.lagTolerance !== undefined && !(Number.isFinite(config.lagTolerance) && config.lagTolerance >= 0))
+      throw new ReplicatorError('CONFIG_INVALID', `${where}: lagTolerance is in ms and must be ≥ 0.`)
+    if (config.weight !== undefined && !(Number.isFinite(config.weight) && config.weight >= 0))
+      throw new ReplicatorError('CONFIG_INVALID', `${where}: weight must be ≥ 0.`)
+    if (config.replication !== undefined && config.replication !== 'native' && config.replication !== 'managed')
+      throw new ReplicatorError('CONFIG_INVALID', `${where}: replication must be 'native' or 'managed'.`)
     const state = this.projects.get(project)
-    if (state?.replicas.has(config.name)) throw new ReplicatorError('CONFIG_INVALID', `${where} already exists; remove it first or pick another name.`, { details: { project, name: config.name } })
+    if (state?.replicas.has(config.name))
+      throw new ReplicatorError('CONFIG_INVALID', `${where} already exists; remove it first or pick another name.`, {
+        details: { project, name: config.name },
+      })
     const master = state ? this.masterOf(state) : undefined
     if (config.role === 'master' && master && !fenced) {
-      throw new ReplicatorError('CONFIG_INVALID', `Project "${project}" already has a master ("${master.config.name}"); add "${config.name}" as a slave, or promote it.`, { details: { project, name: config.name } })
+      throw new ReplicatorError(
+        'CONFIG_INVALID',
+        `Project "${project}" already has a master ("${master.config.name}"); add "${config.name}" as a slave, or promote it.`,
+        { details: { project, name: config.name } },
+      )
     }
     if (config.role === 'slave' && (config.replication ?? 'native') === 'native') {
       if (familyOf(config.dialect) === 'sqlite') {
-        throw new ReplicatorError('CONFIG_INVALID', `${where}: SQLite has no native replication; add it with replication: 'managed' (the replicator streams the master's changes into it).`)
+        throw new ReplicatorError(
+          'CONFIG_INVALID',
+          `${where}: SQLite has no native replication; add it with replication: 'managed' (the replicator streams the master's changes into it).`,
+        )
       }
       if (master && familyOf(master.config.dialect) !== familyOf(config.dialect)) {
-        throw new ReplicatorError('CONFIG_INVALID', `${where} is a ${config.dialect} slave of a ${master.config.dialect} master: a database cannot natively replicate another kind. Use replication: 'managed'.`)
+        throw new ReplicatorError(
+          'CONFIG_INVALID',
+          `${where} is a ${config.dialect} slave of a ${master.config.dialect} master: a database cannot natively replicate another kind. Use replication: 'managed'.`,
+        )
       }
     }
     if (config.role === 'master' && state) {
       for (const slave of state.replicas.values()) {
-        if (slave.config.role === 'slave' && (slave.config.replication ?? 'native') === 'native' && familyOf(slave.config.dialect) !== familyOf(config.dialect)) {
-          throw new ReplicatorError('CONFIG_INVALID', `${where}: its native slave "${slave.config.name}" is ${slave.config.dialect}, which cannot natively replicate ${config.dialect}. Re-add that slave with replication: 'managed'.`)
+        if (
+          slave.config.role === 'slave' &&
+          (slave.config.replication ?? 'native') === 'native' &&
+          familyOf(slave.config.dialect) !== familyOf(config.dialect)
+        ) {
+          throw new ReplicatorError(
+            'CONFIG_INVALID',
+            `${where}: its native slave "${slave.config.name}" is ${slave.config.dialect}, which cannot natively replicate ${config.dialect}. Re-add that slave with replication: 'managed'.`,
+          )
         }
       }
     }
@@ -1085,7 +1363,18 @@ export class ReplicationManager extends EventEmitter {
   private projectState(project: string, create: boolean): ProjectState | undefined {
     let state = this.projects.get(project)
     if (!state && create) {
-      state = { name: project, replicas: new Map(), router: new ReadRouter('round-robin'), schemas: [], issued: 0n, epoch: 0, promoting: false, heartbeatRunning: false, healthRunning: false, timers: [] }
+      state = {
+        name: project,
+        replicas: new Map(),
+        router: new ReadRouter('round-robin'),
+        schemas: [],
+        issued: 0n,
+        epoch: 0,
+        promoting: false,
+        heartbeatRunning: false,
+        healthRunning: false,
+        timers: [],
+      }
       this.projects.set(project, state)
     }
     return state
@@ -1094,7 +1383,11 @@ export class ReplicationManager extends EventEmitter {
   private requireProject(project: string): ProjectState {
     const state = this.projects.get(project)
     if (!state) {
-      throw new ReplicatorError('REPLICA_NOT_FOUND', `Project "${project}" has no replicas. Known projects: ${this.listProjects().join(', ') || '(none)'}.`, { details: { project } })
+      throw new ReplicatorError(
+        'REPLICA_NOT_FOUND',
+        `Project "${project}" has no replicas. Known projects: ${this.listProjects().join(', ') || '(none)'}.`,
+        { details: { project } },
+      )
     }
     return state
   }
@@ -1102,7 +1395,11 @@ export class ReplicationManager extends EventEmitter {
   private requireReplica(state: ProjectState, name: string): ReplicaEntry {
     const entry = state.replicas.get(name)
     if (!entry) {
-      throw new ReplicatorError('REPLICA_NOT_FOUND', `Project "${state.name}" has no replica "${name}". Replicas: ${[...state.replicas.keys()].join(', ')}.`, { details: { project: state.name, name } })
+      throw new ReplicatorError(
+        'REPLICA_NOT_FOUND',
+        `Project "${state.name}" has no replica "${name}". Replicas: ${[...state.replicas.keys()].join(', ')}.`,
+        { details: { project: state.name, name } },
+      )
     }
     return entry
   }
@@ -1113,7 +1410,12 @@ export class ReplicationManager extends EventEmitter {
   }
 
   private requireMaster(state: ProjectState, master: ReplicaEntry | undefined): ReplicaEntry {
-    if (!master) throw new ReplicatorError('REPLICA_NOT_FOUND', `Project "${state.name}" has no master; add one or promote a slave.`, { details: { project: state.name } })
+    if (!master)
+      throw new ReplicatorError(
+        'REPLICA_NOT_FOUND',
+        `Project "${state.name}" has no master; add one or promote a slave.`,
+        { details: { project: state.name } },
+      )
     return master
   }
 }
@@ -1126,7 +1428,10 @@ export class ReplicationSession {
   /** Master heartbeat sequence a slave must have applied to serve this session's reads. */
   minSequence: bigint | undefined
 
-  constructor(private readonly manager: ReplicationManager, readonly project: string) {}
+  constructor(
+    private readonly manager: ReplicationManager,
+    readonly project: string,
+  ) {}
 
   /** The master's service; each write moves the session's position forward. */
   write(): EntityService {

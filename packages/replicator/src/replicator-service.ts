@@ -50,17 +50,21 @@ export async function runReplicatorService(options: ReplicatorServiceOptions = {
   const tree = options.tree ?? process.env.REPLICATOR_TREE ?? '.mostajs/replicator-tree.json'
   const quiet = options.quiet ?? process.env.REPLICATOR_QUIET === '1'
   const intervalMs = options.intervalMs ?? (Number(process.env.REPLICATOR_INTERVAL_MS) || 200)
-  const say = (line: string) => { if (!quiet) process.stdout.write(`[replicator] ${line}\n`) }
+  const say = (line: string) => {
+    if (!quiet) process.stdout.write(`[replicator] ${line}\n`)
+  }
   const manager = new ReplicationManager(null, options.manager)
   manager.on('error', (error: Error) => say(`error: ${error.message}`))
-  manager.on('replica.state', (event: { project: string; name: string; state: string; lag: number | null }) => say(`${event.project}/${event.name} is ${event.state}${event.lag === null ? '' : ` (lag ${event.lag} ms)`}`))
+  manager.on('replica.state', (event: { project: string; name: string; state: string; lag: number | null }) =>
+    say(`${event.project}/${event.name} is ${event.state}${event.lag === null ? '' : ` (lag ${event.lag} ms)`}`),
+  )
   await manager.loadFromFile(tree)
   for (const rule of manager.listRules()) {
     if (rule.enabled === false) continue
     await manager.startRule(rule.name, { intervalMs })
     say(`streaming rule ${rule.name}`)
   }
-  const http = options.http === false ? undefined : options.http ?? httpFromEnv()
+  const http = options.http === false ? undefined : (options.http ?? httpFromEnv())
   let status: StatusServer | null = null
   if (http) {
     try {
@@ -73,7 +77,9 @@ export async function runReplicatorService(options: ReplicatorServiceOptions = {
   }
   // The manager's timers do not hold the process (a library must not); the service does, until stopped.
   const keepAlive = setInterval(() => undefined, 60_000)
-  say(`running: ${manager.size} replicas in ${manager.listProjects().length} projects, ${manager.listRules().length} rules (tree ${tree})`)
+  say(
+    `running: ${manager.size} replicas in ${manager.listProjects().length} projects, ${manager.listRules().length} rules (tree ${tree})`,
+  )
   let stopping: Promise<void> | undefined
   return {
     manager,

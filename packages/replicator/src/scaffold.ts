@@ -44,10 +44,14 @@ await service.stop() // batches in flight finish; their offsets are stored in th
  *
  * @example scaffoldReplicatorService({ dir: '.', dryRun: true }).content
  */
-export async function scaffoldReplicatorService(options: ScaffoldOptions = {}): Promise<{ path: string; written: boolean; content: string }> {
+export async function scaffoldReplicatorService(
+  options: ScaffoldOptions = {},
+): Promise<{ path: string; written: boolean; content: string }> {
   const path = resolve(options.dir ?? '.', options.path ?? join('services', 'replicator.mjs'))
   if (!options.dryRun && existsSync(path) && !options.force) {
-    throw new ReplicatorError('CONFIG_INVALID', `${path} already exists; pass force to overwrite it.`, { details: { path } })
+    throw new ReplicatorError('CONFIG_INVALID', `${path} already exists; pass force to overwrite it.`, {
+      details: { path },
+    })
   }
   if (!options.dryRun) {
     await mkdir(dirname(path), { recursive: true })

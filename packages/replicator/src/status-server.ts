@@ -54,15 +54,24 @@ export function healthOf(manager: ReplicationManager, unhealthyAfterFailures = 3
     const replicas = manager.getReplicaStatus(project)
     const master = replicas.find((replica) => replica.role === 'master' && replica.status !== 'fenced')
     if (!master) reasons.push(`project ${project}: no master`)
-    else if (!master.healthy) reasons.push(`project ${project}: master ${master.name} is ${master.status}${master.lastError ? ` (${master.lastError})` : ''}`)
+    else if (!master.healthy)
+      reasons.push(
+        `project ${project}: master ${master.name} is ${master.status}${master.lastError ? ` (${master.lastError})` : ''}`,
+      )
     for (const replica of replicas) {
       if (replica.role !== 'slave' || replica.status === 'healthy') continue
-      warnings.push(`project ${project}: slave ${replica.name} is ${replica.status}${replica.lag === null ? '' : ` (lag ${replica.lag} ms, tolerance ${replica.lagTolerance} ms)`}`)
+      warnings.push(
+        `project ${project}: slave ${replica.name} is ${replica.status}${replica.lag === null ? '' : ` (lag ${replica.lag} ms, tolerance ${replica.lagTolerance} ms)`}`,
+      )
     }
   }
   for (const stream of manager.listStreams()) {
-    if (stream.consecutiveFailures >= unhealthyAfterFailures) reasons.push(`${stream.kind === 'rule' ? 'rule' : 'managed feed'} ${stream.name}: ${stream.consecutiveFailures} failed attempts in a row (${stream.lastError ?? 'unknown error'})`)
-    else if (stream.consecutiveFailures > 0) warnings.push(`${stream.name}: retrying after ${stream.lastError ?? 'an error'}`)
+    if (stream.consecutiveFailures >= unhealthyAfterFailures)
+      reasons.push(
+        `${stream.kind === 'rule' ? 'rule' : 'managed feed'} ${stream.name}: ${stream.consecutiveFailures} failed attempts in a row (${stream.lastError ?? 'unknown error'})`,
+      )
+    else if (stream.consecutiveFailures > 0)
+      warnings.push(`${stream.name}: retrying after ${stream.lastError ?? 'an error'}`)
   }
   return { status: reasons.length ? 'down' : 'ok', reasons, warnings, checkedAt: new Date().toISOString() }
 }
@@ -102,12 +111,22 @@ function sendJson(response: ServerResponse, status: number, body: unknown): void
  * const status = await startStatusServer(manager, { port: 9470 })
  * // curl http://127.0.0.1:9470/health
  */
-export async function startStatusServer(manager: ReplicationManager, options: StatusServerOptions = {}): Promise<StatusServer> {
+export async function startStatusServer(
+  manager: ReplicationManager,
+  options: StatusServerOptions = {},
+): Promise<StatusServer> {
   const host = options.host ?? '127.0.0.1'
   const port = options.port ?? DEFAULT_STATUS_PORT
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ReplicatorError('CONFIG_INVALID', `Status server port ${JSON.stringify(options.port)} is not a TCP port (0-65535).`)
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new ReplicatorError(
+      'CONFIG_INVALID',
+      `Status server port ${JSON.stringify(options.port)} is not a TCP port (0-65535).`,
+    )
   if (!LOOPBACK.has(host) && !options.token) {
-    throw new ReplicatorError('CONFIG_INVALID', `The status server would listen on ${host} without a token: set a token (REPLICATOR_HTTP_TOKEN) or bind it to 127.0.0.1.`)
+    throw new ReplicatorError(
+      'CONFIG_INVALID',
+      `The status server would listen on ${host} without a token: set a token (REPLICATOR_HTTP_TOKEN) or bind it to 127.0.0.1.`,
+    )
   }
   const metrics = createReplicatorMetrics(manager)
   const routes: Record<string, (response: ServerResponse) => Promise<void> | void> = {
@@ -120,9 +139,19 @@ export async function startStatusServer(manager: ReplicationManager, options: St
       response.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' })
       response.end(text)
     },
-    '/api/replicas': (response) => sendJson(response, 200, manager.listProjects().flatMap((project) => manager.getReplicaStatus(project).map(replicaView))),
+    '/api/replicas': (response) =>
+      sendJson(
+        response,
+        200,
+        manager.listProjects().flatMap((project) => manager.getReplicaStatus(project).map(replicaView)),
+      ),
     '/api/rules': (response) => sendJson(response, 200, rulesView(manager)),
-    '/api/routing': (response) => sendJson(response, 200, manager.listProjects().map((project) => manager.getRoutingStatus(project))),
+    '/api/routing': (response) =>
+      sendJson(
+        response,
+        200,
+        manager.listProjects().map((project) => manager.getRoutingStatus(project)),
+      ),
   }
 
   const server = createServer((request: IncomingMessage, response: ServerResponse) => {
@@ -146,7 +175,13 @@ export async function startStatusServer(manager: ReplicationManager, options: St
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => {
-      reject(new ReplicatorError('CONFIG_INVALID', `The status server cannot listen on ${host}:${port}: ${error.code === 'EADDRINUSE' ? 'the port is in use' : error.message}.`, { cause: error }))
+      reject(
+        new ReplicatorError(
+          'CONFIG_INVALID',
+          `The status server cannot listen on ${host}:${port}: ${error.code === 'EADDRINUSE' ? 'the port is in use' : error.message}.`,
+          { cause: error },
+        ),
+      )
     })
     server.listen(port, host, () => resolve())
   })
@@ -155,10 +190,11 @@ export async function startStatusServer(manager: ReplicationManager, options: St
   return {
     url: `http://${urlHost}:${bound}`,
     port: bound,
-    close: () => new Promise<void>((resolve) => {
-      metrics.detach()
-      server.closeAllConnections()
-      server.close(() => resolve())
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        metrics.detach()
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
   }
 }

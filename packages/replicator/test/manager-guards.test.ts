@@ -40,8 +40,19 @@ describe('ReplicationManager: instantiation, guards and bookkeeping', () => {
     const events: string[] = []
     rm.on('replica.added', (event) => events.push(`added:${event.name}`))
     rm.on('replica.removed', (event) => events.push(`removed:${event.name}`))
-    await rm.addReplica('notes', { name: 'main', role: 'master', dialect: 'sqlite', uri: file(), schemaStrategy: 'create' }, [Note])
-    await rm.addReplica('notes', { name: 'copy', role: 'slave', dialect: 'sqlite', uri: file(), replication: 'managed', schemaStrategy: 'create' })
+    await rm.addReplica(
+      'notes',
+      { name: 'main', role: 'master', dialect: 'sqlite', uri: file(), schemaStrategy: 'create' },
+      [Note],
+    )
+    await rm.addReplica('notes', {
+      name: 'copy',
+      role: 'slave',
+      dialect: 'sqlite',
+      uri: file(),
+      replication: 'managed',
+      schemaStrategy: 'create',
+    })
     expect(rm.size).toBe(2)
     expect(rm.hasReplicas('notes')).toBe(true)
     const written = await rm.resolveWriteService('notes').create('Note', { text: 'hello' })
@@ -49,7 +60,14 @@ describe('ReplicationManager: instantiation, guards and bookkeeping', () => {
     // the managed slave has the table (schemaStrategy create) but no heartbeat: it never serves reads
     expect(await rm.resolveReadService('notes').count('Note')).toBe(1)
     const slave = rm.getReplicaStatus('notes').find((replica) => replica.name === 'copy')!
-    expect(slave).toMatchObject({ role: 'slave', replication: 'managed', status: 'lagging', lag: null, lagTolerance: 1000, weight: 1 })
+    expect(slave).toMatchObject({
+      role: 'slave',
+      replication: 'managed',
+      status: 'lagging',
+      lag: null,
+      lagTolerance: 1000,
+      weight: 1,
+    })
     await rm.removeReplica('notes', 'copy')
     await rm.removeReplica('notes', 'main')
     expect(rm.size).toBe(0)
@@ -60,32 +78,82 @@ describe('ReplicationManager: instantiation, guards and bookkeeping', () => {
   it('refuses bad input with clear errors and adds nothing', async () => {
     const rm = manager()
     await rm.addReplica('p', { name: 'main', role: 'master', dialect: 'sqlite', uri: file() })
-    await expectReplicatorError(rm.addReplica('p', { name: 'main', role: 'slave', dialect: 'sqlite', uri: file(), replication: 'managed' }), 'CONFIG_INVALID')
-    const second = await expectReplicatorError(rm.addReplica('p', { name: 'other', role: 'master', dialect: 'sqlite', uri: file() }), 'CONFIG_INVALID')
+    await expectReplicatorError(
+      rm.addReplica('p', { name: 'main', role: 'slave', dialect: 'sqlite', uri: file(), replication: 'managed' }),
+      'CONFIG_INVALID',
+    )
+    const second = await expectReplicatorError(
+      rm.addReplica('p', { name: 'other', role: 'master', dialect: 'sqlite', uri: file() }),
+      'CONFIG_INVALID',
+    )
     expect(second.message).toContain('already has a master')
-    await expectReplicatorError(rm.addReplica('p', { name: 'x', role: 'boss' as never, dialect: 'sqlite', uri: file() }), 'CONFIG_INVALID')
-    const native = await expectReplicatorError(rm.addReplica('p', { name: 'y', role: 'slave', dialect: 'sqlite', uri: file() }), 'CONFIG_INVALID')
+    await expectReplicatorError(
+      rm.addReplica('p', { name: 'x', role: 'boss' as never, dialect: 'sqlite', uri: file() }),
+      'CONFIG_INVALID',
+    )
+    const native = await expectReplicatorError(
+      rm.addReplica('p', { name: 'y', role: 'slave', dialect: 'sqlite', uri: file() }),
+      'CONFIG_INVALID',
+    )
     expect(native.message).toContain("replication: 'managed'")
-    const crossKind = await expectReplicatorError(rm.addReplica('p', { name: 'z', role: 'slave', dialect: 'postgres', uri: 'postgres://u@127.0.0.1:1/x' }), 'CONFIG_INVALID')
+    const crossKind = await expectReplicatorError(
+      rm.addReplica('p', { name: 'z', role: 'slave', dialect: 'postgres', uri: 'postgres://u@127.0.0.1:1/x' }),
+      'CONFIG_INVALID',
+    )
     expect(crossKind.message).toContain("Use replication: 'managed'")
-    await expectReplicatorError(rm.addReplica('p', { name: 'w', role: 'slave', dialect: 'oracle', uri: 'oracle://x', replication: 'managed' }), 'UNKNOWN_DIALECT')
-    await expectReplicatorError(rm.addReplica('p', { name: 'v', role: 'slave', dialect: 'sqlite', uri: file(), replication: 'managed', lagTolerance: -1 }), 'CONFIG_INVALID')
-    const unreachable = await expectReplicatorError(rm.addReplica('q', { name: 'pg', role: 'master', dialect: 'postgres', uri: 'postgres://u:secret-pw@127.0.0.1:1/x' }), 'CONNECTION_FAILED')
+    await expectReplicatorError(
+      rm.addReplica('p', { name: 'w', role: 'slave', dialect: 'oracle', uri: 'oracle://x', replication: 'managed' }),
+      'UNKNOWN_DIALECT',
+    )
+    await expectReplicatorError(
+      rm.addReplica('p', {
+        name: 'v',
+        role: 'slave',
+        dialect: 'sqlite',
+        uri: file(),
+        replication: 'managed',
+        lagTolerance: -1,
+      }),
+      'CONFIG_INVALID',
+    )
+    const unreachable = await expectReplicatorError(
+      rm.addReplica('q', {
+        name: 'pg',
+        role: 'master',
+        dialect: 'postgres',
+        uri: 'postgres://u:secret-pw@127.0.0.1:1/x',
+      }),
+      'CONNECTION_FAILED',
+    )
     expect(unreachable.message).not.toContain('secret-pw')
     expect(rm.listProjects()).toEqual(['p'])
     expect(rm.size).toBe(1)
     expect(() => rm.resolveReadService('nope')).toThrow(expect.objectContaining({ code: 'REPLICA_NOT_FOUND' }))
-    expect(() => rm.setReadRouting('p', 'fastest' as never)).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }))
+    expect(() => rm.setReadRouting('p', 'fastest' as never)).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID' }),
+    )
     await expectReplicatorError(rm.removeReplica('p', 'ghost'), 'REPLICA_NOT_FOUND')
     await expectReplicatorError(rm.promoteToMaster('p', 'main'), 'CONFIG_INVALID') // a master cannot be promoted
     await expectReplicatorError(rm.promoteToMaster('p', 'ghost'), 'REPLICA_NOT_FOUND')
   })
 
   it('checks projects against a ProjectManager and takes its schemas', async () => {
-    const projectManager = { hasProject: (name: string) => name === 'known', getProject: (name: string) => (name === 'known' ? { schemas: [Note] } : undefined) }
+    const projectManager = {
+      hasProject: (name: string) => name === 'known',
+      getProject: (name: string) => (name === 'known' ? { schemas: [Note] } : undefined),
+    }
     const rm = manager(projectManager)
-    await expectReplicatorError(rm.addReplica('unknown', { name: 'm', role: 'master', dialect: 'sqlite', uri: file() }), 'CONFIG_INVALID')
-    await rm.addReplica('known', { name: 'm', role: 'master', dialect: 'sqlite', uri: file(), schemaStrategy: 'create' })
+    await expectReplicatorError(
+      rm.addReplica('unknown', { name: 'm', role: 'master', dialect: 'sqlite', uri: file() }),
+      'CONFIG_INVALID',
+    )
+    await rm.addReplica('known', {
+      name: 'm',
+      role: 'master',
+      dialect: 'sqlite',
+      uri: file(),
+      schemaStrategy: 'create',
+    })
     expect(await rm.resolveWriteService('known').count('Note')).toBe(0)
   })
 
@@ -100,7 +168,10 @@ describe('ReplicationManager: instantiation, guards and bookkeeping', () => {
     expect(result).toMatchObject({ promoted: 'copy', previousMaster: 'main', forced: true, epoch: 1 })
     expect(result.possibleDataLoss).toMatch(/main/)
     await expectReplicatorError(before.count('anything'), 'FENCED')
-    expect(rm.getReplicaStatus('p').map((replica) => [replica.name, replica.role, replica.status])).toEqual([['main', 'slave', 'fenced'], ['copy', 'master', 'healthy']])
+    expect(rm.getReplicaStatus('p').map((replica) => [replica.name, replica.role, replica.status])).toEqual([
+      ['main', 'slave', 'fenced'],
+      ['copy', 'master', 'healthy'],
+    ])
     expect(rm.getEpoch('p')).toBe(1)
   })
 

@@ -1,9 +1,13 @@
 import '@mostajs/replicator-dialect-mysql'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectDialect, ReplicationManager, type Dialect, type EntityService } from '@mostajs/replicator'
-import { createMariaDBDatabase, startMariaDB, startMariaDBReplica, type RunningMariaDB } from '@mostajs/replicator-testkit'
+import {
+  createMariaDBDatabase,
+  startMariaDB,
+  startMariaDBReplica,
+  type RunningMariaDB,
+} from '@mostajs/replicator-testkit'
 import { expectReplicatorError, privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
-
 
 const { available, skipNote } = privateServer('mariadb')
 
@@ -27,13 +31,46 @@ describe.skipIf(!available)(`ReplicationManager on a real MariaDB master with 2 
       uri.port = String(replica.port)
       replicaUris.push(uri.toString())
     }
-    for (const uri of replicaUris) admin.push(await connectDialect({ dialect: 'mariadb', uri: uri.replace(/\/orders$/, '/mysql') }))
+    for (const uri of replicaUris)
+      admin.push(await connectDialect({ dialect: 'mariadb', uri: uri.replace(/\/orders$/, '/mysql') }))
     manager = new ReplicationManager(null, { heartbeatIntervalMs: 50, healthCheckIntervalMs: 200 })
     await manager.addReplica('orders', { name: 'primary', role: 'master', dialect: 'mariadb', uri: masterUri })
-    await waitFor(async () => (await admin[0]!.query<{ n: number }>("SELECT COUNT(*) AS n FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'orders'"))[0]!.n > 0, 15_000, 'database replicated')
-    await waitFor(async () => (await admin[1]!.query<{ n: number }>("SELECT COUNT(*) AS n FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'orders'"))[0]!.n > 0, 15_000, 'database replicated')
-    for (let i = 0; i < 2; i++) await manager.addReplica('orders', { name: `r${i + 1}`, role: 'slave', dialect: 'mariadb', uri: replicaUris[i]!, lagTolerance: 500 })
-    await manager.resolveWriteService('orders').dialect.ensureCollection({ name: 'orders', columns: [{ name: 'id', type: 'integer' }, { name: 'total', type: 'decimal' }], primaryKey: ['id'] })
+    await waitFor(
+      async () =>
+        (
+          await admin[0]!.query<{ n: number }>(
+            "SELECT COUNT(*) AS n FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'orders'",
+          )
+        )[0]!.n > 0,
+      15_000,
+      'database replicated',
+    )
+    await waitFor(
+      async () =>
+        (
+          await admin[1]!.query<{ n: number }>(
+            "SELECT COUNT(*) AS n FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'orders'",
+          )
+        )[0]!.n > 0,
+      15_000,
+      'database replicated',
+    )
+    for (let i = 0; i < 2; i++)
+      await manager.addReplica('orders', {
+        name: `r${i + 1}`,
+        role: 'slave',
+        dialect: 'mariadb',
+        uri: replicaUris[i]!,
+        lagTolerance: 500,
+      })
+    await manager.resolveWriteService('orders').dialect.ensureCollection({
+      name: 'orders',
+      columns: [
+        { name: 'id', type: 'integer' },
+        { name: 'total', type: 'decimal' },
+      ],
+      primaryKey: ['id'],
+    })
   })
 
   afterAll(async () => {
@@ -44,8 +81,16 @@ describe.skipIf(!available)(`ReplicationManager on a real MariaDB master with 2 
   })
 
   it('measures the replicas by heartbeat, with the native Seconds_Behind_Master beside it', async () => {
-    await waitFor(() => manager.getReplicaStatus('orders').every((replica) => replica.status === 'healthy'), 15_000, 'healthy replicas')
-    await waitFor(() => status('r1').native?.role === 'replica' && status('r1').native?.applying === true, 5000, 'native status')
+    await waitFor(
+      () => manager.getReplicaStatus('orders').every((replica) => replica.status === 'healthy'),
+      15_000,
+      'healthy replicas',
+    )
+    await waitFor(
+      () => status('r1').native?.role === 'replica' && status('r1').native?.applying === true,
+      5000,
+      'native status',
+    )
     expect(status('r1').lag!).toBeLessThanOrEqual(500)
     expect(status('r1').native!.lagMs).not.toBeUndefined()
   })
@@ -66,7 +111,13 @@ describe.skipIf(!available)(`ReplicationManager on a real MariaDB master with 2 
     const before = manager.resolveWriteService('orders')
     await before.create('orders', { id: 1, total: '10.5' })
     const result = await manager.promoteToMaster('orders', 'r2')
-    expect(result).toMatchObject({ promoted: 'r2', previousMaster: 'primary', previousMasterReadOnly: true, possibleDataLoss: null, repointed: ['r1'] })
+    expect(result).toMatchObject({
+      promoted: 'r2',
+      previousMaster: 'primary',
+      previousMasterReadOnly: true,
+      possibleDataLoss: null,
+      repointed: ['r1'],
+    })
     const writes = manager.resolveWriteService('orders')
     expect(portOf(writes)).toBe(replicas[1]!.port)
     expect((await writes.findById('orders', 1))?.total).toBe('10.5')
@@ -78,7 +129,11 @@ describe.skipIf(!available)(`ReplicationManager on a real MariaDB master with 2 
     expect(Number((await oldMaster.query<{ ro: number }>('SELECT @@global.read_only AS ro'))[0]!.ro)).toBe(1)
     await oldMaster.close()
     const r1 = await connectDialect({ dialect: 'mariadb', uri: replicaUris[0]! })
-    await waitFor(async () => (await r1.findOne('orders', { id: 2 }))?.total === '20', 15_000, 'r1 follows the new master')
+    await waitFor(
+      async () => (await r1.findOne('orders', { id: 2 }))?.total === '20',
+      15_000,
+      'r1 follows the new master',
+    )
     await r1.close()
     await waitFor(() => status('r1').status === 'healthy', 15_000, 'r1 healthy under the new master')
   })

@@ -4,10 +4,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connectDialect, ReplicationManager, ReplicatorError, type Dialect, type EntityService } from '@mostajs/replicator'
+import {
+  connectDialect,
+  ReplicationManager,
+  ReplicatorError,
+  type Dialect,
+  type EntityService,
+} from '@mostajs/replicator'
 import { startPostgres, startPostgresStandby, type RunningPostgres } from '@mostajs/replicator-testkit'
 import { expectReplicatorError, privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
-
 
 const { available, skipNote } = privateServer('postgres')
 
@@ -20,7 +25,11 @@ describe.skipIf(!available)(`ReplicationManager on a real PostgreSQL master with
   const admin: Dialect[] = [] // direct connections to pause/resume replay
   const dir = mkdtempSync(join(tmpdir(), 'replicator-topology-'))
 
-  const onPort = (port: number) => (url: string) => { const parsed = new URL(url); parsed.port = String(port); return parsed.toString() }
+  const onPort = (port: number) => (url: string) => {
+    const parsed = new URL(url)
+    parsed.port = String(port)
+    return parsed.toString()
+  }
   const portOf = (service: EntityService) => Number(new URL(service.dialect.maskedUri).port)
 
   beforeAll(async () => {
@@ -30,11 +39,25 @@ describe.skipIf(!available)(`ReplicationManager on a real PostgreSQL master with
     for (const standby of standbys) standbyUris.push(onPort(standby.port)(masterUri))
     for (const uri of standbyUris) admin.push(await connectDialect({ dialect: 'postgres', uri }))
     const setup = await connectDialect({ dialect: 'postgres', uri: masterUri })
-    await setup.ensureCollection({ name: 'items', columns: [{ name: 'id', type: 'integer' }, { name: 'label', type: 'string' }], primaryKey: ['id'] })
+    await setup.ensureCollection({
+      name: 'items',
+      columns: [
+        { name: 'id', type: 'integer' },
+        { name: 'label', type: 'string' },
+      ],
+      primaryKey: ['id'],
+    })
     await setup.close()
     manager = new ReplicationManager(null, { heartbeatIntervalMs: 50, healthCheckIntervalMs: 200 })
     await manager.addReplica('shop', { name: 'primary', role: 'master', dialect: 'postgres', uri: masterUri })
-    for (let i = 0; i < 3; i++) await manager.addReplica('shop', { name: `s${i + 1}`, role: 'slave', dialect: 'postgres', uri: standbyUris[i]!, lagTolerance: 500 })
+    for (let i = 0; i < 3; i++)
+      await manager.addReplica('shop', {
+        name: `s${i + 1}`,
+        role: 'slave',
+        dialect: 'postgres',
+        uri: standbyUris[i]!,
+        lagTolerance: 500,
+      })
   })
 
   afterAll(async () => {
@@ -46,9 +69,18 @@ describe.skipIf(!available)(`ReplicationManager on a real PostgreSQL master with
   })
 
   it('measures lag by heartbeat and marks every standby healthy', async () => {
-    await waitFor(() => manager.getReplicaStatus('shop').every((replica) => replica.status === 'healthy'), 15_000, 'healthy standbys')
+    await waitFor(
+      () => manager.getReplicaStatus('shop').every((replica) => replica.status === 'healthy'),
+      15_000,
+      'healthy standbys',
+    )
     const status = manager.getReplicaStatus('shop')
-    expect(status.map((replica) => [replica.name, replica.role])).toEqual([['primary', 'master'], ['s1', 'slave'], ['s2', 'slave'], ['s3', 'slave']])
+    expect(status.map((replica) => [replica.name, replica.role])).toEqual([
+      ['primary', 'master'],
+      ['s1', 'slave'],
+      ['s2', 'slave'],
+      ['s3', 'slave'],
+    ])
     for (const replica of status.filter((r) => r.role === 'slave')) {
       expect(replica.lag).not.toBeNull()
       expect(replica.lag!).toBeLessThanOrEqual(500)
@@ -56,7 +88,15 @@ describe.skipIf(!available)(`ReplicationManager on a real PostgreSQL master with
       expect(replica.uri).toContain(':****@')
       expect(BigInt(replica.appliedSequence!)).toBeGreaterThan(0n)
     }
-    await waitFor(() => manager.getReplicaStatus('shop').slice(1).every((replica) => replica.native?.role === 'replica'), 5000, 'native figures')
+    await waitFor(
+      () =>
+        manager
+          .getReplicaStatus('shop')
+          .slice(1)
+          .every((replica) => replica.native?.role === 'replica'),
+      5000,
+      'native figures',
+    )
     expect(JSON.stringify(status)).not.toContain(new URL(masterUri).password)
   })
 
@@ -73,29 +113,53 @@ describe.skipIf(!available)(`ReplicationManager on a real PostgreSQL master with
   it('a paused standby shows growing lag, leaves routing, and comes back when resumed', async () => {
     manager.setReadRouting('shop', 'least-lag')
     await admin[0]!.query('SELECT pg_wal_replay_pause()')
-    await waitFor(() => manager.getReplicaStatus('shop').find((r) => r.name === 's1')!.status === 'lagging', 10_000, 's1 lagging')
+    await waitFor(
+      () => manager.getReplicaStatus('shop').find((r) => r.name === 's1')!.status === 'lagging',
+      10_000,
+      's1 lagging',
+    )
     const first = manager.getReplicaStatus('shop').find((r) => r.name === 's1')!.lag!
     await new Promise((resolve) => setTimeout(resolve, 300))
     const later = manager.getReplicaStatus('shop').find((r) => r.name === 's1')!
     expect(later.lag!).toBeGreaterThan(first)
     expect(later.lag!).toBeGreaterThan(500)
-    await waitFor(() => manager.getReplicaStatus('shop').find((r) => r.name === 's1')!.native?.applying === false, 5000, 'native paused flag')
+    await waitFor(
+      () => manager.getReplicaStatus('shop').find((r) => r.name === 's1')!.native?.applying === false,
+      5000,
+      'native paused flag',
+    )
     for (let i = 0; i < 200; i++) expect(portOf(manager.resolveReadService('shop'))).not.toBe(standbys[0]!.port)
     await admin[0]!.query('SELECT pg_wal_replay_resume()')
-    await waitFor(() => manager.getReplicaStatus('shop').find((r) => r.name === 's1')!.status === 'healthy', 10_000, 's1 healthy again')
+    await waitFor(
+      () => manager.getReplicaStatus('shop').find((r) => r.name === 's1')!.status === 'healthy',
+      10_000,
+      's1 healthy again',
+    )
   })
 
   it('a standby that goes down turns unhealthy, leaves routing, and comes back after it restarts', async () => {
     const states: string[] = []
-    const listener = (event: { name: string; state: string }) => { if (event.name === 's3') states.push(event.state) }
+    const listener = (event: { name: string; state: string }) => {
+      if (event.name === 's3') states.push(event.state)
+    }
     manager.on('replica.state', listener)
     try {
       await standbys[2]!.halt!()
-      await waitFor(() => manager.getReplicaStatus('shop').find((r) => r.name === 's3')!.status === 'unhealthy', 10_000, 's3 unhealthy')
-      expect(manager.getReplicaStatus('shop').find((r) => r.name === 's3')!.consecutiveFailures).toBeGreaterThanOrEqual(3)
+      await waitFor(
+        () => manager.getReplicaStatus('shop').find((r) => r.name === 's3')!.status === 'unhealthy',
+        10_000,
+        's3 unhealthy',
+      )
+      expect(manager.getReplicaStatus('shop').find((r) => r.name === 's3')!.consecutiveFailures).toBeGreaterThanOrEqual(
+        3,
+      )
       for (let i = 0; i < 100; i++) expect(portOf(manager.resolveReadService('shop'))).not.toBe(standbys[2]!.port)
       await standbys[2]!.resume!()
-      await waitFor(() => manager.getReplicaStatus('shop').find((r) => r.name === 's3')!.status === 'healthy', 20_000, 's3 healthy again')
+      await waitFor(
+        () => manager.getReplicaStatus('shop').find((r) => r.name === 's3')!.status === 'healthy',
+        20_000,
+        's3 healthy again',
+      )
       expect(states).toContain('unhealthy')
       expect(states[states.length - 1]).toBe('healthy')
     } finally {
@@ -109,8 +173,19 @@ describe.skipIf(!available)(`ReplicationManager on a real PostgreSQL master with
     const relaxed = new ReplicationManager(null, { heartbeatIntervalMs: 50, healthCheckIntervalMs: 200 })
     try {
       await relaxed.addReplica('shop', { name: 'primary', role: 'master', dialect: 'postgres', uri: masterUri })
-      for (let i = 0; i < 3; i++) await relaxed.addReplica('shop', { name: `s${i + 1}`, role: 'slave', dialect: 'postgres', uri: standbyUris[i]!, lagTolerance: 120_000 })
-      await waitFor(() => relaxed.getReplicaStatus('shop').every((replica) => replica.status === 'healthy'), 15_000, 'relaxed healthy')
+      for (let i = 0; i < 3; i++)
+        await relaxed.addReplica('shop', {
+          name: `s${i + 1}`,
+          role: 'slave',
+          dialect: 'postgres',
+          uri: standbyUris[i]!,
+          lagTolerance: 120_000,
+        })
+      await waitFor(
+        () => relaxed.getReplicaStatus('shop').every((replica) => replica.status === 'healthy'),
+        15_000,
+        'relaxed healthy',
+      )
       await admin[0]!.query('SELECT pg_wal_replay_pause()')
       const session = relaxed.session('shop')
       let stale = 0
@@ -138,11 +213,19 @@ describe.skipIf(!available)(`ReplicationManager on a real PostgreSQL master with
 
   it('refuses to promote a standby that lags beyond its tolerance', async () => {
     await admin[1]!.query('SELECT pg_wal_replay_pause()')
-    await waitFor(() => manager.getReplicaStatus('shop').find((r) => r.name === 's2')!.status === 'lagging', 10_000, 's2 lagging')
+    await waitFor(
+      () => manager.getReplicaStatus('shop').find((r) => r.name === 's2')!.status === 'lagging',
+      10_000,
+      's2 lagging',
+    )
     const error = await expectReplicatorError(manager.promoteToMaster('shop', 's2'), 'LAG_TOO_HIGH')
     expect(error.message).toContain('force')
     await admin[1]!.query('SELECT pg_wal_replay_resume()')
-    await waitFor(() => manager.getReplicaStatus('shop').find((r) => r.name === 's2')!.status === 'healthy', 10_000, 's2 healthy')
+    await waitFor(
+      () => manager.getReplicaStatus('shop').find((r) => r.name === 's2')!.status === 'healthy',
+      10_000,
+      's2 healthy',
+    )
   })
 
   it('saves the topology and a new manager reloads and reconnects it (${ENV} URIs)', async () => {
@@ -150,8 +233,20 @@ describe.skipIf(!available)(`ReplicationManager on a real PostgreSQL master with
     process.env.REPLICATOR_TEST_MASTER_URL = masterUri
     const referenced = new ReplicationManager(null, { heartbeatIntervalMs: 50, healthCheckIntervalMs: 200 })
     try {
-      await referenced.addReplica('shop', { name: 'primary', role: 'master', dialect: 'postgres', uri: '${REPLICATOR_TEST_MASTER_URL}' })
-      await referenced.addReplica('shop', { name: 's3', role: 'slave', dialect: 'postgres', uri: standbyUris[2]!, lagTolerance: 750, weight: 2 })
+      await referenced.addReplica('shop', {
+        name: 'primary',
+        role: 'master',
+        dialect: 'postgres',
+        uri: '${REPLICATOR_TEST_MASTER_URL}',
+      })
+      await referenced.addReplica('shop', {
+        name: 's3',
+        role: 'slave',
+        dialect: 'postgres',
+        uri: standbyUris[2]!,
+        lagTolerance: 750,
+        weight: 2,
+      })
       referenced.setReadRouting('shop', 'weighted')
       await referenced.saveToFile(path)
     } finally {
@@ -163,10 +258,19 @@ describe.skipIf(!available)(`ReplicationManager on a real PostgreSQL master with
     try {
       await reloaded.loadFromFile(path)
       expect(reloaded.getReadRouting('shop')).toBe('weighted')
-      await waitFor(() => reloaded.getReplicaStatus('shop').every((replica) => replica.status === 'healthy'), 15_000, 'reloaded healthy')
-      expect(reloaded.getReplicaStatus('shop').map((r) => [r.name, r.role, r.lagTolerance, r.weight])).toEqual([['primary', 'master', 1000, 1], ['s3', 'slave', 750, 2]])
+      await waitFor(
+        () => reloaded.getReplicaStatus('shop').every((replica) => replica.status === 'healthy'),
+        15_000,
+        'reloaded healthy',
+      )
+      expect(reloaded.getReplicaStatus('shop').map((r) => [r.name, r.role, r.lagTolerance, r.weight])).toEqual([
+        ['primary', 'master', 1000, 1],
+        ['s3', 'slave', 750, 2],
+      ])
       await reloaded.resolveWriteService('shop').create('items', { id: 999_999, label: 'written after reload' })
-      expect((await reloaded.resolveWriteService('shop').findById('items', 999_999))?.label).toBe('written after reload')
+      expect((await reloaded.resolveWriteService('shop').findById('items', 999_999))?.label).toBe(
+        'written after reload',
+      )
     } finally {
       await reloaded.disconnectAll()
     }
@@ -191,7 +295,15 @@ describe.skipIf(!available)(`ReplicationManager on a real PostgreSQL master with
     const events: unknown[] = []
     manager.on('replica.promoted', (event) => events.push(event))
     const result = await manager.promoteToMaster('shop', 's3')
-    expect(result).toMatchObject({ project: 'shop', promoted: 's3', previousMaster: 'primary', epoch: 1, previousMasterReadOnly: true, forced: false, possibleDataLoss: null })
+    expect(result).toMatchObject({
+      project: 'shop',
+      promoted: 's3',
+      previousMaster: 'primary',
+      epoch: 1,
+      previousMasterReadOnly: true,
+      forced: false,
+      possibleDataLoss: null,
+    })
     expect(result.repointed.sort()).toEqual(['s1', 's2'])
     expect(events).toHaveLength(1)
     // the new master has everything and takes writes
@@ -205,9 +317,18 @@ describe.skipIf(!available)(`ReplicationManager on a real PostgreSQL master with
     // the old master itself refuses writes
     const oldMaster = await connectDialect({ dialect: 'postgres', uri: masterUri })
     try {
-      await waitFor(async () => {
-        try { await oldMaster.insert('items', { id: 4, label: 'direct' }); return false } catch (error) { return ReplicatorError.isInstance(error) && /read-only/.test(error.message) }
-      }, 5000, 'old master read-only')
+      await waitFor(
+        async () => {
+          try {
+            await oldMaster.insert('items', { id: 4, label: 'direct' })
+            return false
+          } catch (error) {
+            return ReplicatorError.isInstance(error) && /read-only/.test(error.message)
+          }
+        },
+        5000,
+        'old master read-only',
+      )
     } finally {
       await oldMaster.close()
     }
@@ -215,8 +336,20 @@ describe.skipIf(!available)(`ReplicationManager on a real PostgreSQL master with
     expect(status.find((r) => r.name === 'primary')).toMatchObject({ status: 'fenced', role: 'slave' })
     expect(status.find((r) => r.name === 's3')).toMatchObject({ role: 'master' })
     // re-pointed standbys follow the new master
-    await waitFor(async () => (await admin[0]!.findOne('items', { id: 2 }))?.label === 'after promotion', 20_000, 's1 follows the new master')
-    await waitFor(() => manager.getReplicaStatus('shop').filter((r) => r.name === 's1' || r.name === 's2').every((r) => r.status === 'healthy'), 20_000, 'standbys healthy under the new master')
+    await waitFor(
+      async () => (await admin[0]!.findOne('items', { id: 2 }))?.label === 'after promotion',
+      20_000,
+      's1 follows the new master',
+    )
+    await waitFor(
+      () =>
+        manager
+          .getReplicaStatus('shop')
+          .filter((r) => r.name === 's1' || r.name === 's2')
+          .every((r) => r.status === 'healthy'),
+      20_000,
+      'standbys healthy under the new master',
+    )
     expect([standbys[0]!.port, standbys[1]!.port]).toContain(portOf(manager.resolveReadService('shop')))
   })
 })

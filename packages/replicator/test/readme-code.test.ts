@@ -27,7 +27,8 @@ describe('README code blocks', () => {
     const config = ts.readConfigFile(`${root}tsconfig.json`, ts.sys.readFile)
     const parsed = ts.parseJsonConfigFileContent(config.config, ts.sys, root)
     const program = ts.createProgram(files, { ...parsed.options, noEmit: true, noUnusedLocals: false })
-    const problems = ts.getPreEmitDiagnostics(program)
+    const problems = ts
+      .getPreEmitDiagnostics(program)
       .filter((diagnostic) => diagnostic.file && files.includes(diagnostic.file.fileName))
       .map((diagnostic) => {
         const { line } = diagnostic.file!.getLineAndCharacterOfPosition(diagnostic.start ?? 0)

@@ -4,7 +4,12 @@ import { ReplicatorError } from '@mostajs/replicator-core'
 export type ReadRoutingStrategy = 'round-robin' | 'least-lag' | 'random' | 'weighted'
 
 /** The strategies, in documentation order. */
-export const READ_ROUTING_STRATEGIES: readonly ReadRoutingStrategy[] = ['round-robin', 'least-lag', 'random', 'weighted']
+export const READ_ROUTING_STRATEGIES: readonly ReadRoutingStrategy[] = [
+  'round-robin',
+  'least-lag',
+  'random',
+  'weighted',
+]
 
 /** What routing knows of one slave: in-memory state kept fresh by the monitors (no I/O per call). */
 export interface RoutingCandidate {
@@ -31,15 +36,28 @@ export interface RouteOptions {
 
 /** True when a slave may serve a read now. */
 export function isEligible(candidate: RoutingCandidate, options: RouteOptions = {}): boolean {
-  if (candidate.excluded || !candidate.healthy || candidate.lagMs === null || candidate.lagMs > candidate.lagToleranceMs) return false
-  if (options.minSequence !== undefined && (candidate.appliedSequence === null || candidate.appliedSequence < options.minSequence)) return false
+  if (
+    candidate.excluded ||
+    !candidate.healthy ||
+    candidate.lagMs === null ||
+    candidate.lagMs > candidate.lagToleranceMs
+  )
+    return false
+  if (
+    options.minSequence !== undefined &&
+    (candidate.appliedSequence === null || candidate.appliedSequence < options.minSequence)
+  )
+    return false
   return true
 }
 
 /** Throws CONFIG_INVALID for an unknown strategy name. */
 export function assertStrategy(strategy: string): asserts strategy is ReadRoutingStrategy {
   if (!READ_ROUTING_STRATEGIES.includes(strategy as ReadRoutingStrategy)) {
-    throw new ReplicatorError('CONFIG_INVALID', `Unknown read routing "${strategy}". Use one of: ${READ_ROUTING_STRATEGIES.join(', ')}.`)
+    throw new ReplicatorError(
+      'CONFIG_INVALID',
+      `Unknown read routing "${strategy}". Use one of: ${READ_ROUTING_STRATEGIES.join(', ')}.`,
+    )
   }
 }
 
@@ -55,7 +73,10 @@ export class ReadRouter {
   private rotation = 0
   private strategyName: ReadRoutingStrategy
 
-  constructor(strategy: ReadRoutingStrategy = 'round-robin', private readonly random: () => number = Math.random) {
+  constructor(
+    strategy: ReadRoutingStrategy = 'round-robin',
+    private readonly random: () => number = Math.random,
+  ) {
     assertStrategy(strategy)
     this.strategyName = strategy
   }

@@ -3,7 +3,13 @@ import { isEligible, ReadRouter, type RoutingCandidate } from '../src/index.js'
 
 // Routing is pure logic over in-memory state: plain objects stand for measured slaves.
 const slave = (name: string, overrides: Partial<RoutingCandidate> = {}): RoutingCandidate => ({
-  name, healthy: true, lagMs: 10, lagToleranceMs: 1000, weight: 1, appliedSequence: 100n, ...overrides,
+  name,
+  healthy: true,
+  lagMs: 10,
+  lagToleranceMs: 1000,
+  weight: 1,
+  appliedSequence: 100n,
+  ...overrides,
 })
 
 function tally(router: ReadRouter, candidates: RoutingCandidate[], picks: number): Record<string, number> {
@@ -24,7 +30,13 @@ describe('ReadRouter', () => {
 
   it('drops unhealthy, fenced, unmeasured and too-lagging slaves; none left → master (null)', () => {
     const router = new ReadRouter('round-robin')
-    const slaves = [slave('sick', { healthy: false }), slave('unknown', { lagMs: null }), slave('slow', { lagMs: 1500 }), slave('fenced', { excluded: true }), slave('ok')]
+    const slaves = [
+      slave('sick', { healthy: false }),
+      slave('unknown', { lagMs: null }),
+      slave('slow', { lagMs: 1500 }),
+      slave('fenced', { excluded: true }),
+      slave('ok'),
+    ]
     expect(tally(router, slaves, 30)).toEqual({ ok: 30 })
     expect(router.pick(slaves.slice(0, 4))).toBeNull()
     expect(isEligible(slave('edge', { lagMs: 1000 }))).toBe(true)
@@ -33,13 +45,22 @@ describe('ReadRouter', () => {
 
   it('least-lag picks the freshest and shares ties', () => {
     const router = new ReadRouter('least-lag')
-    expect(tally(router, [slave('a', { lagMs: 80 }), slave('b', { lagMs: 5 }), slave('c', { lagMs: 40 })], 10)).toEqual({ b: 10 })
-    expect(tally(router, [slave('a', { lagMs: 0 }), slave('b', { lagMs: 0 }), slave('c', { lagMs: 9 })], 10)).toEqual({ a: 5, b: 5 })
+    expect(tally(router, [slave('a', { lagMs: 80 }), slave('b', { lagMs: 5 }), slave('c', { lagMs: 40 })], 10)).toEqual(
+      { b: 10 },
+    )
+    expect(tally(router, [slave('a', { lagMs: 0 }), slave('b', { lagMs: 0 }), slave('c', { lagMs: 9 })], 10)).toEqual({
+      a: 5,
+      b: 5,
+    })
   })
 
   it('weighted follows the weights within tolerance; weight 0 never serves', () => {
     const router = new ReadRouter('weighted')
-    const counts = tally(router, [slave('a', { weight: 1 }), slave('b', { weight: 3 }), slave('never', { weight: 0 })], 40_000)
+    const counts = tally(
+      router,
+      [slave('a', { weight: 1 }), slave('b', { weight: 3 }), slave('never', { weight: 0 })],
+      40_000,
+    )
     expect(counts.never).toBeUndefined()
     expect(counts.b! / 40_000).toBeGreaterThan(0.73)
     expect(counts.b! / 40_000).toBeLessThan(0.77)
@@ -52,14 +73,25 @@ describe('ReadRouter', () => {
 
   it('read-your-writes: only slaves that applied the session position', () => {
     const router = new ReadRouter('round-robin')
-    const slaves = [slave('behind', { appliedSequence: 41n }), slave('there', { appliedSequence: 42n }), slave('blank', { appliedSequence: null })]
-    expect(Array.from({ length: 4 }, () => router.pick(slaves, { minSequence: 42n }))).toEqual(['there', 'there', 'there', 'there'])
+    const slaves = [
+      slave('behind', { appliedSequence: 41n }),
+      slave('there', { appliedSequence: 42n }),
+      slave('blank', { appliedSequence: null }),
+    ]
+    expect(Array.from({ length: 4 }, () => router.pick(slaves, { minSequence: 42n }))).toEqual([
+      'there',
+      'there',
+      'there',
+      'there',
+    ])
     expect(router.pick(slaves, { minSequence: 43n })).toBeNull()
   })
 
   it('rejects an unknown strategy', () => {
     expect(() => new ReadRouter('fastest' as never)).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }))
     const router = new ReadRouter()
-    expect(() => { router.strategy = 'nope' as never }).toThrow(/round-robin, least-lag, random, weighted/)
+    expect(() => {
+      router.strategy = 'nope' as never
+    }).toThrow(/round-robin, least-lag, random, weighted/)
   })
 })

@@ -12,9 +12,15 @@ const dir = mkdtempSync(join(tmpdir(), 'replicator-cli-'))
 const tree = join(dir, 'tree.json')
 
 /** Runs the CLI as a user would (a separate node process). */
-function run(args: string[], options: { env?: Record<string, string>; untilOutput?: RegExp; signal?: NodeJS.Signals } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(
+  args: string[],
+  options: { env?: Record<string, string>; untilOutput?: RegExp; signal?: NodeJS.Signals } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', cli, ...args], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', cli, ...args], {
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     let signaled = false
@@ -25,7 +31,9 @@ function run(args: string[], options: { env?: Record<string, string>; untilOutpu
         child.kill(options.signal ?? 'SIGTERM')
       }
     })
-    child.stderr.on('data', (chunk) => { stderr += chunk })
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk
+    })
     child.on('error', reject)
     child.on('close', (code) => resolve({ code, stdout, stderr }))
   })
@@ -40,17 +48,34 @@ describe('mostajs-replicator CLI (spawned)', () => {
   beforeAll(async () => {
     app = await connectDialect({ dialect: 'sqlite', uri: appUri })
     copy = await connectDialect({ dialect: 'sqlite', uri: copyUri })
-    await app.ensureCollection({ name: 'users', columns: [{ name: 'id', type: 'integer' }, { name: 'email', type: 'string' }], primaryKey: ['id'] })
-    await app.upsertMany('users', [{ id: 1, email: 'a@example.com' }, { id: 2, email: 'b@example.com' }])
-    writeFileSync(tree, JSON.stringify({
-      version: 1,
-      replicas: {
-        app: [{ name: 'main', role: 'master', dialect: 'sqlite', uri: '${CLI_TEST_APP_URI}' }],
-        copy: [{ name: 'main', role: 'master', dialect: 'sqlite', uri: copyUri }],
-      },
-      routing: { app: 'least-lag' },
-      rules: [{ name: 'users-copy', source: 'app', target: 'copy', mode: 'cdc', collections: ['users'] }],
-    }, null, 2))
+    await app.ensureCollection({
+      name: 'users',
+      columns: [
+        { name: 'id', type: 'integer' },
+        { name: 'email', type: 'string' },
+      ],
+      primaryKey: ['id'],
+    })
+    await app.upsertMany('users', [
+      { id: 1, email: 'a@example.com' },
+      { id: 2, email: 'b@example.com' },
+    ])
+    writeFileSync(
+      tree,
+      JSON.stringify(
+        {
+          version: 1,
+          replicas: {
+            app: [{ name: 'main', role: 'master', dialect: 'sqlite', uri: '${CLI_TEST_APP_URI}' }],
+            copy: [{ name: 'main', role: 'master', dialect: 'sqlite', uri: copyUri }],
+          },
+          routing: { app: 'least-lag' },
+          rules: [{ name: 'users-copy', source: 'app', target: 'copy', mode: 'cdc', collections: ['users'] }],
+        },
+        null,
+        2,
+      ),
+    )
   })
 
   afterAll(async () => {
@@ -64,12 +89,17 @@ describe('mostajs-replicator CLI (spawned)', () => {
     expect(good.code).toBe(0)
     expect(good.stdout).toContain('is valid: 2 replicas in 2 projects, 1 rules')
     const badTree = join(dir, 'bad.json')
-    writeFileSync(badTree, JSON.stringify({ version: 1, replicas: { app: [{ name: 'm', role: 'boss', dialect: 'sqlite', uri: '' }] } }))
+    writeFileSync(
+      badTree,
+      JSON.stringify({ version: 1, replicas: { app: [{ name: 'm', role: 'boss', dialect: 'sqlite', uri: '' }] } }),
+    )
     const bad = await run(['validate', badTree, '--json'])
     expect(bad.code).toBe(1)
     const report = JSON.parse(bad.stdout) as { valid: boolean; problems: Array<{ path: string }> }
     expect(report.valid).toBe(false)
-    expect(report.problems.map((problem) => problem.path)).toEqual(expect.arrayContaining(['$.replicas.app[0].role', '$.replicas.app[0].uri']))
+    expect(report.problems.map((problem) => problem.path)).toEqual(
+      expect.arrayContaining(['$.replicas.app[0].role', '$.replicas.app[0].uri']),
+    )
     const missing = await run(['validate', join(dir, 'nope.json')])
     expect(missing.code).toBe(1)
     expect((await run(['frobnicate'])).code).toBe(2)
@@ -81,16 +111,27 @@ describe('mostajs-replicator CLI (spawned)', () => {
     expect(synced.stderr).toMatch(/^users\s+\[#{30}\] 100%  2\/2 rows$/m) // the snapshot progress bar
     expect(synced.code).toBe(0)
     expect(JSON.parse(synced.stdout)).toMatchObject({ ruleName: 'users-copy', recordsSynced: 2 })
-    expect(await copy.find('users', {}, { sort: { id: 1 } })).toEqual([{ id: 1, email: 'a@example.com' }, { id: 2, email: 'b@example.com' }])
+    expect(await copy.find('users', {}, { sort: { id: 1 } })).toEqual([
+      { id: 1, email: 'a@example.com' },
+      { id: 2, email: 'b@example.com' },
+    ])
     const quiet = await run(['sync', 'users-copy', '--tree', tree, '--no-progress'], { env })
     expect(quiet.stderr).toBe('')
     expect(quiet.stdout).toMatch(/^users-copy: \d+ records/)
     const status = await run(['status', '--tree', tree, '--json', '--wait', '300'], { env })
     expect(status.code).toBe(0)
-    const parsed = JSON.parse(status.stdout) as { replicas: Array<{ project: string; role: string; healthy: boolean }>; rules: Array<{ name: string }> }
-    expect(parsed.replicas.map((replica) => [replica.project, replica.role, replica.healthy])).toEqual([['app', 'master', true], ['copy', 'master', true]])
+    const parsed = JSON.parse(status.stdout) as {
+      replicas: Array<{ project: string; role: string; healthy: boolean }>
+      rules: Array<{ name: string }>
+    }
+    expect(parsed.replicas.map((replica) => [replica.project, replica.role, replica.healthy])).toEqual([
+      ['app', 'master', true],
+      ['copy', 'master', true],
+    ])
     expect(parsed.rules.map((rule) => rule.name)).toEqual(['users-copy'])
-    const [progress] = (parsed.rules as unknown as Array<{ progress: { deadLetters: number; appliedAt: string | null } }>).map((rule) => rule.progress)
+    const [progress] = (
+      parsed.rules as unknown as Array<{ progress: { deadLetters: number; appliedAt: string | null } }>
+    ).map((rule) => rule.progress)
     expect(progress).toMatchObject({ deadLetters: 0 }) // read from the target: this process never synced
     expect(progress!.appliedAt).not.toBeNull()
     const text = await run(['status', '--tree', tree, '--wait', '0'], { env })
@@ -120,13 +161,18 @@ describe('mostajs-replicator CLI (spawned)', () => {
       // the generated file runs the service and stops cleanly
       const service = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
         const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', file], {
-          cwd: project, env: { ...process.env, REPLICATOR_TREE: tree, CLI_TEST_APP_URI: appUri }, stdio: ['ignore', 'pipe', 'pipe'],
+          cwd: project,
+          env: { ...process.env, REPLICATOR_TREE: tree, CLI_TEST_APP_URI: appUri },
+          stdio: ['ignore', 'pipe', 'pipe'],
         })
         let stdout = ''
         let signaled = false
         child.stdout.on('data', (chunk) => {
           stdout += chunk
-          if (!signaled && /running:/.test(stdout)) { signaled = true; child.kill('SIGTERM') }
+          if (!signaled && /running:/.test(stdout)) {
+            signaled = true
+            child.kill('SIGTERM')
+          }
         })
         child.on('error', reject)
         child.on('close', (code) => resolve({ code, stdout }))
@@ -140,7 +186,10 @@ describe('mostajs-replicator CLI (spawned)', () => {
 
   it('run: streams the rule continuously and exits cleanly on SIGTERM', async () => {
     await app.upsertMany('users', [{ id: 3, email: 'c@example.com' }])
-    const service = await run(['run', '--tree', tree], { env: { CLI_TEST_APP_URI: appUri, REPLICATOR_INTERVAL_MS: '50' }, untilOutput: /streaming rule users-copy[\s\S]*running:/ })
+    const service = await run(['run', '--tree', tree], {
+      env: { CLI_TEST_APP_URI: appUri, REPLICATOR_INTERVAL_MS: '50' },
+      untilOutput: /streaming rule users-copy[\s\S]*running:/,
+    })
     expect(service.stdout).toContain('stopped')
     expect(service.code).toBe(0)
     expect(readFileSync(tree, 'utf8')).toContain('users-copy')

@@ -37,5 +37,10 @@ export function postgresAvailability(): BackendAvailability {
 export function mariadbAvailability(): BackendAvailability {
   if (process.env.MYSQL_URL) return { available: true }
   const missing = ['mariadbd', 'mariadb-install-db'].filter((name) => !findExecutable(name))
-  return missing.length ? { available: false, reason: `${missing.join(' and ')} not found (apt-get install mariadb-server) and MYSQL_URL is not set` } : { available: true }
+  return missing.length
+    ? {
+        available: false,
+        reason: `${missing.join(' and ')} not found (apt-get install mariadb-server) and MYSQL_URL is not set`,
+      }
+    : { available: true }
 }

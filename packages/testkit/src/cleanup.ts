@@ -1,7 +1,11 @@
 import { rmSync } from 'node:fs'
 
 /** A process and its dirs to remove at exit; `pid` may be updated when the process restarts. */
-export interface Tracked { pid?: number; signal: NodeJS.Signals; dirs: string[] }
+export interface Tracked {
+  pid?: number
+  signal: NodeJS.Signals
+  dirs: string[]
+}
 
 const tracked = new Set<Tracked>()
 let hooked = false
@@ -28,10 +32,18 @@ export function trackForExit(entry: Tracked): () => void {
 function killAllNow(): void {
   for (const entry of tracked) {
     if (entry.pid) {
-      try { process.kill(entry.pid, entry.signal) } catch { /* already gone */ }
+      try {
+        process.kill(entry.pid, entry.signal)
+      } catch {
+        /* already gone */
+      }
     }
     for (const dir of entry.dirs) {
-      try { rmSync(dir, { recursive: true, force: true }) } catch { /* best effort */ }
+      try {
+        rmSync(dir, { recursive: true, force: true })
+      } catch {
+        /* best effort */
+      }
     }
   }
   tracked.clear()

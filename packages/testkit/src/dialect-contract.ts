@@ -1,7 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
-  EntityService, ReplicatorError, scanAll,
-  type CollectionSchema, type Dialect, type EntitySchema, type Row,
+  EntityService,
+  ReplicatorError,
+  scanAll,
+  type CollectionSchema,
+  type Dialect,
+  type EntitySchema,
+  type Row,
 } from '@mostajs/replicator-core'
 
 /** How the contract suite obtains a connected dialect on a fresh, empty database. */
@@ -61,7 +66,9 @@ export async function expectReplicatorError(promise: Promise<unknown>, code: str
  * identifier quoting and the error codes of bad input.
  */
 export function testDialectContract(subject: DialectUnderTest): void {
-  const title = subject.connect ? `dialect contract: ${subject.name}` : `dialect contract: ${subject.name} (skipped: ${subject.skipReason})`
+  const title = subject.connect
+    ? `dialect contract: ${subject.name}`
+    : `dialect contract: ${subject.name} (skipped: ${subject.skipReason})`
   describe.skipIf(!subject.connect)(title, () => {
     let dialect: Dialect
     let cleanup: () => Promise<void> = async () => {}
@@ -105,7 +112,11 @@ export function testDialectContract(subject: DialectUnderTest): void {
         ['$gte', { age: { $gte: 36 } }, (r) => r.age !== null && (r.age as number) >= 36],
         ['$lt', { score: { $lt: 4.25 } }, (r) => r.score !== null && (r.score as number) < 4.25],
         ['$lte', { score: { $lte: 4.25 } }, (r) => r.score !== null && (r.score as number) <= 4.25],
-        ['range', { age: { $gt: 17, $lt: 50 } }, (r) => r.age !== null && (r.age as number) > 17 && (r.age as number) < 50],
+        [
+          'range',
+          { age: { $gt: 17, $lt: 50 } },
+          (r) => r.age !== null && (r.age as number) > 17 && (r.age as number) < 50,
+        ],
         ['$in', { name: { $in: ['ada', 'eve', 'zed'] } }, (r) => ['ada', 'eve'].includes(r.name as string)],
         ['$in with null', { age: { $in: [17, null] } }, (r) => r.age === 17 || r.age === null],
         ['$in empty', { age: { $in: [] } }, () => false],
@@ -115,11 +126,25 @@ export function testDialectContract(subject: DialectUnderTest): void {
         ['$ne null', { age: { $ne: null } }, (r) => r.age !== null],
         ['boolean', { active: true }, (r) => r.active === true],
         ['boolean false', { active: false }, (r) => r.active === false],
-        ['timestamp range', { joined: { $gte: new Date('2020-01-01T00:00:00.001Z'), $lt: new Date('2022-12-31T23:59:59.999Z') } },
-          (r) => r.joined instanceof Date && r.joined.getTime() >= Date.parse('2020-01-01T00:00:00.001Z') && r.joined.getTime() < Date.parse('2022-12-31T23:59:59.999Z')],
+        [
+          'timestamp range',
+          { joined: { $gte: new Date('2020-01-01T00:00:00.001Z'), $lt: new Date('2022-12-31T23:59:59.999Z') } },
+          (r) =>
+            r.joined instanceof Date &&
+            r.joined.getTime() >= Date.parse('2020-01-01T00:00:00.001Z') &&
+            r.joined.getTime() < Date.parse('2022-12-31T23:59:59.999Z'),
+        ],
         ['$or', { $or: [{ name: 'ada' }, { age: { $gt: 50 } }] }, (r) => r.name === 'ada' || (r.age as number) > 50],
-        ['$and', { $and: [{ active: true }, { score: { $gt: 5 } }] }, (r) => r.active === true && (r.score as number) > 5],
-        ['nested $or in $and', { $and: [{ $or: [{ age: 17 }, { age: null }] }, { active: false }] }, (r) => (r.age === 17 || r.age === null) && r.active === false],
+        [
+          '$and',
+          { $and: [{ active: true }, { score: { $gt: 5 } }] },
+          (r) => r.active === true && (r.score as number) > 5,
+        ],
+        [
+          'nested $or in $and',
+          { $and: [{ $or: [{ age: 17 }, { age: null }] }, { active: false }] },
+          (r) => (r.age === 17 || r.age === null) && r.active === false,
+        ],
         ['empty $or', { $or: [] }, () => false],
       ]
       for (const [label, filter, predicate] of cases) {
@@ -138,12 +163,14 @@ export function testDialectContract(subject: DialectUnderTest): void {
 
     it('sorts (nulls first ascending), skips and limits', async () => {
       const rows = await dialect.find('people', {}, { sort: { age: 'asc', name: 'desc' }, skip: 1, limit: 4 })
-      const expected = [...SEED].sort((a, b) => {
-        const left = a.age as number | null
-        const right = b.age as number | null
-        if (left !== right) return left === null ? -1 : right === null ? 1 : left - right
-        return (b.name as string).localeCompare(a.name as string)
-      }).slice(1, 5)
+      const expected = [...SEED]
+        .sort((a, b) => {
+          const left = a.age as number | null
+          const right = b.age as number | null
+          if (left !== right) return left === null ? -1 : right === null ? 1 : left - right
+          return (b.name as string).localeCompare(a.name as string)
+        })
+        .slice(1, 5)
       expect(rows.map((row) => row.id)).toEqual(expected.map((row) => row.id))
       const descending = await dialect.find('people', {}, { sort: { score: -1 }, limit: 3 })
       expect(descending.map((row) => row.score)).toEqual([9.5, 8, 7])
@@ -154,7 +181,15 @@ export function testDialectContract(subject: DialectUnderTest): void {
     })
 
     it('inserts, updates with $set/$inc, and deletes by filter', async () => {
-      await dialect.ensureCollection({ name: 'crud', columns: [{ name: 'id', type: 'string' }, { name: 'n', type: 'integer' }, { name: 'label', type: 'text' }], primaryKey: ['id'] })
+      await dialect.ensureCollection({
+        name: 'crud',
+        columns: [
+          { name: 'id', type: 'string' },
+          { name: 'n', type: 'integer' },
+          { name: 'label', type: 'text' },
+        ],
+        primaryKey: ['id'],
+      })
       const inserted = await dialect.insert('crud', { id: 'a', n: 1, label: 'first' })
       expect(inserted).toEqual({ id: 'a', n: 1, label: 'first' })
       await dialect.insert('crud', { id: 'b', n: 10 })
@@ -180,7 +215,15 @@ export function testDialectContract(subject: DialectUnderTest): void {
     })
 
     it('upsertMany is idempotent and replaces by key', async () => {
-      await dialect.ensureCollection({ name: 'upserts', columns: [{ name: 'id', type: 'integer' }, { name: 'v', type: 'string' }, { name: 'n', type: 'bigint' }], primaryKey: ['id'] })
+      await dialect.ensureCollection({
+        name: 'upserts',
+        columns: [
+          { name: 'id', type: 'integer' },
+          { name: 'v', type: 'string' },
+          { name: 'n', type: 'bigint' },
+        ],
+        primaryKey: ['id'],
+      })
       const batch = Array.from({ length: 600 }, (_, i) => ({ id: i, v: `v${i}`, n: BigInt(i) * 1_000_000_007n }))
       expect(await dialect.upsertMany('upserts', batch)).toBe(600)
       const once = await dialect.find('upserts', {}, { sort: { id: 1 } })
@@ -189,12 +232,19 @@ export function testDialectContract(subject: DialectUnderTest): void {
       expect(twice).toEqual(once)
       expect(twice).toEqual(batch)
       // changed values replace; a key repeated in one batch keeps its last row
-      await dialect.upsertMany('upserts', [{ id: 3, v: 'old', n: 1n }, { id: 4, v: 'four', n: 4n }, { id: 3, v: 'new', n: 3n }])
+      await dialect.upsertMany('upserts', [
+        { id: 3, v: 'old', n: 1n },
+        { id: 4, v: 'four', n: 4n },
+        { id: 3, v: 'new', n: 3n },
+      ])
       expect(await dialect.findOne('upserts', { id: 3 })).toEqual({ id: 3, v: 'new', n: 3n })
       expect(await dialect.findOne('upserts', { id: 4 })).toEqual({ id: 4, v: 'four', n: 4n })
       expect(await dialect.count('upserts')).toBe(600)
       // rows of different shapes in one call
-      await dialect.upsertMany('upserts', [{ id: 1000, v: 'a' }, { id: 1001, n: 5n }])
+      await dialect.upsertMany('upserts', [
+        { id: 1000, v: 'a' },
+        { id: 1001, n: 5n },
+      ])
       expect(await dialect.findOne('upserts', { id: 1001 })).toEqual({ id: 1001, v: null, n: 5n })
       expect(await dialect.upsertMany('upserts', [])).toBe(0)
     })
@@ -202,17 +252,48 @@ export function testDialectContract(subject: DialectUnderTest): void {
     it('upsertMany carries awkward values unchanged, in a batch and row by row', async () => {
       await dialect.ensureCollection({
         name: 'awkward',
-        columns: [{ name: 'id', type: 'integer' }, { name: 's', type: 'string', length: 200 }, { name: 't', type: 'text' }, { name: 'j', type: 'json' }, { name: 'd', type: 'double' }, { name: 'b', type: 'boolean' }, { name: 'n', type: 'bigint' }],
+        columns: [
+          { name: 'id', type: 'integer' },
+          { name: 's', type: 'string', length: 200 },
+          { name: 't', type: 'text' },
+          { name: 'j', type: 'json' },
+          { name: 'd', type: 'double' },
+          { name: 'b', type: 'boolean' },
+          { name: 'n', type: 'bigint' },
+        ],
         primaryKey: ['id'],
       })
-      const strings = ['', 'NULL', 'null', '"', '\\', '\\"', 'a,b', '{x}', '{"a":1}', ' lead and trail ', 'tab\tnew\nline', 'ünï©ødé ✓ 𝄞', "it's", '\\N']
+      const strings = [
+        '',
+        'NULL',
+        'null',
+        '"',
+        '\\',
+        '\\"',
+        'a,b',
+        '{x}',
+        '{"a":1}',
+        ' lead and trail ',
+        'tab\tnew\nline',
+        'ünï©ødé ✓ 𝄞',
+        "it's",
+        '\\N',
+      ]
       const rows: Row[] = strings.map((text, index) => ({
-        id: index + 1, s: text, t: `${text}|${text}`, j: { text, list: [text, null, 1.5], nested: { q: '"\\' } },
-        d: [0, -1.5, 1e-300, 1.7976931348623157e308, -0.25, 271 / 3, 0.1 + 0.2][index % 7]!, b: index % 3 === 0 ? null : index % 2 === 0, n: BigInt(index) * -9_007_199_254_740_993n,
+        id: index + 1,
+        s: text,
+        t: `${text}|${text}`,
+        j: { text, list: [text, null, 1.5], nested: { q: '"\\' } },
+        d: [0, -1.5, 1e-300, 1.7976931348623157e308, -0.25, 271 / 3, 0.1 + 0.2][index % 7]!,
+        b: index % 3 === 0 ? null : index % 2 === 0,
+        n: BigInt(index) * -9_007_199_254_740_993n,
       }))
       await dialect.upsertMany('awkward', rows) // one batch
       expect(await dialect.find('awkward', {}, { sort: { id: 1 } })).toEqual(rows)
-      await dialect.deleteMany('awkward', rows.map((row) => row.id as number))
+      await dialect.deleteMany(
+        'awkward',
+        rows.map((row) => row.id as number),
+      )
       for (const row of rows) await dialect.upsertMany('awkward', [row]) // one row per statement
       expect(await dialect.find('awkward', {}, { sort: { id: 1 } })).toEqual(rows)
     })
@@ -222,9 +303,20 @@ export function testDialectContract(subject: DialectUnderTest): void {
       process.env.TZ = 'America/New_York'
       try {
         expect(new Date('2024-05-01T10:00:00.000Z').getHours()).toBe(6) // the zone is in effect
-        await dialect.ensureCollection({ name: 'instants', columns: [{ name: 'id', type: 'integer' }, { name: 'at', type: 'timestamp' }], primaryKey: ['id'] })
+        await dialect.ensureCollection({
+          name: 'instants',
+          columns: [
+            { name: 'id', type: 'integer' },
+            { name: 'at', type: 'timestamp' },
+          ],
+          primaryKey: ['id'],
+        })
         const at = new Date('2024-05-01T10:00:00.123Z')
-        const rows: Row[] = [{ id: 1, at }, { id: 2, at: new Date('1999-12-31T23:59:59.999Z') }, { id: 3, at: null }]
+        const rows: Row[] = [
+          { id: 1, at },
+          { id: 2, at: new Date('1999-12-31T23:59:59.999Z') },
+          { id: 3, at: null },
+        ]
         await dialect.upsertMany('instants', rows.slice(0, 1))
         await dialect.upsertMany('instants', rows.slice(1))
         expect(await dialect.find('instants', {}, { sort: { id: 1 } })).toEqual(rows)
@@ -236,7 +328,15 @@ export function testDialectContract(subject: DialectUnderTest): void {
     })
 
     it('deleteMany deletes by key, composite keys too', async () => {
-      await dialect.ensureCollection({ name: 'pairs', columns: [{ name: 'a', type: 'string' }, { name: 'b', type: 'integer' }, { name: 'v', type: 'double' }], primaryKey: ['a', 'b'] })
+      await dialect.ensureCollection({
+        name: 'pairs',
+        columns: [
+          { name: 'a', type: 'string' },
+          { name: 'b', type: 'integer' },
+          { name: 'v', type: 'double' },
+        ],
+        primaryKey: ['a', 'b'],
+      })
       const rows = Array.from({ length: 50 }, (_, i) => ({ a: `k${i % 5}`, b: i, v: i / 2 }))
       await dialect.upsertMany('pairs', rows)
       const doomed = rows.filter((row) => row.b % 3 === 0).map(({ a, b }) => ({ a, b }))
@@ -249,12 +349,22 @@ export function testDialectContract(subject: DialectUnderTest): void {
     })
 
     it('scans 10,000 rows by keyset pages without gaps or repeats', async () => {
-      await dialect.ensureCollection({ name: 'big', columns: [{ name: 'id', type: 'integer' }, { name: 'payload', type: 'string' }], primaryKey: ['id'] })
+      await dialect.ensureCollection({
+        name: 'big',
+        columns: [
+          { name: 'id', type: 'integer' },
+          { name: 'payload', type: 'string' },
+        ],
+        primaryKey: ['id'],
+      })
       const total = 10_000
       // shuffled keys: the scan order must come from the key, not the insert order
       const keys = Array.from({ length: total }, (_, i) => i * 3 + 1).sort(() => Math.random() - 0.5)
       for (let start = 0; start < total; start += 1000) {
-        await dialect.upsertMany('big', keys.slice(start, start + 1000).map((id) => ({ id, payload: `p${id}` })))
+        await dialect.upsertMany(
+          'big',
+          keys.slice(start, start + 1000).map((id) => ({ id, payload: `p${id}` })),
+        )
       }
       const seen: number[] = []
       let pages = 0
@@ -287,26 +397,46 @@ export function testDialectContract(subject: DialectUnderTest): void {
     })
 
     it('commits and rolls back transactions ($transaction as the ORM spells it)', async () => {
-      await dialect.ensureCollection({ name: 'accounts', columns: [{ name: 'id', type: 'string' }, { name: 'balance', type: 'integer' }], primaryKey: ['id'] })
-      await dialect.upsertMany('accounts', [{ id: 'a', balance: 100 }, { id: 'b', balance: 0 }])
+      await dialect.ensureCollection({
+        name: 'accounts',
+        columns: [
+          { name: 'id', type: 'string' },
+          { name: 'balance', type: 'integer' },
+        ],
+        primaryKey: ['id'],
+      })
+      await dialect.upsertMany('accounts', [
+        { id: 'a', balance: 100 },
+        { id: 'b', balance: 0 },
+      ])
       await dialect.$transaction(async (tx) => {
         await tx.update('accounts', { id: 'a' }, { $inc: { balance: -50 } })
         await tx.update('accounts', { id: 'b' }, { $inc: { balance: 50 } })
       })
-      expect(await dialect.find('accounts', {}, { sort: { id: 1 } })).toEqual([{ id: 'a', balance: 50 }, { id: 'b', balance: 50 }])
-      await expect(dialect.transaction(async (tx) => {
-        await tx.update('accounts', { id: 'a' }, { $inc: { balance: -50 } })
-        await tx.upsertMany('accounts', [{ id: 'c', balance: 1 }])
-        expect(await tx.count('accounts')).toBe(3)
-        throw new Error('boom')
-      })).rejects.toThrow('boom')
-      expect(await dialect.find('accounts', {}, { sort: { id: 1 } })).toEqual([{ id: 'a', balance: 50 }, { id: 'b', balance: 50 }])
+      expect(await dialect.find('accounts', {}, { sort: { id: 1 } })).toEqual([
+        { id: 'a', balance: 50 },
+        { id: 'b', balance: 50 },
+      ])
+      await expect(
+        dialect.transaction(async (tx) => {
+          await tx.update('accounts', { id: 'a' }, { $inc: { balance: -50 } })
+          await tx.upsertMany('accounts', [{ id: 'c', balance: 1 }])
+          expect(await tx.count('accounts')).toBe(3)
+          throw new Error('boom')
+        }),
+      ).rejects.toThrow('boom')
+      expect(await dialect.find('accounts', {}, { sort: { id: 1 } })).toEqual([
+        { id: 'a', balance: 50 },
+        { id: 'b', balance: 50 },
+      ])
       const value = await dialect.transaction(async (tx) => (await tx.findOne('accounts', { id: 'b' }))?.balance)
       expect(value).toBe(50)
     })
 
     it('describes a table it did not create (composite key)', async () => {
-      await dialect.query(`CREATE TABLE ext_orders (region VARCHAR(20) NOT NULL, order_no INTEGER NOT NULL, amount DECIMAL(12,2), note TEXT, PRIMARY KEY (region, order_no))`)
+      await dialect.query(
+        `CREATE TABLE ext_orders (region VARCHAR(20) NOT NULL, order_no INTEGER NOT NULL, amount DECIMAL(12,2), note TEXT, PRIMARY KEY (region, order_no))`,
+      )
       const description = await dialect.describeCollection('ext_orders')
       expect(description.primaryKey).toEqual(['region', 'order_no'])
       expect(description.columns.map((column) => [column.name, column.type, column.nullable])).toEqual([
@@ -317,8 +447,16 @@ export function testDialectContract(subject: DialectUnderTest): void {
       ])
       const amount = description.columns.find((column) => column.name === 'amount')!
       expect([amount.precision, amount.scale]).toEqual([12, 2])
-      await dialect.upsertMany('ext_orders', [{ region: 'eu', order_no: 1, amount: '10.5', note: 'x' }, { region: 'us', order_no: 1, amount: '-3', note: null }])
-      expect(await dialect.findOne('ext_orders', { region: 'eu', order_no: 1 })).toEqual({ region: 'eu', order_no: 1, amount: '10.5', note: 'x' })
+      await dialect.upsertMany('ext_orders', [
+        { region: 'eu', order_no: 1, amount: '10.5', note: 'x' },
+        { region: 'us', order_no: 1, amount: '-3', note: null },
+      ])
+      expect(await dialect.findOne('ext_orders', { region: 'eu', order_no: 1 })).toEqual({
+        region: 'eu',
+        order_no: 1,
+        amount: '10.5',
+        note: 'x',
+      })
       expect(await dialect.listCollections()).toEqual(expect.arrayContaining(['people', 'ext_orders', 'pairs']))
     })
 
@@ -332,9 +470,16 @@ export function testDialectContract(subject: DialectUnderTest): void {
 
     it('creates tables from @mostajs/orm entity schemas and serves EntityService', async () => {
       const User: EntitySchema = {
-        name: 'User', collection: 'users',
-        fields: { email: { type: 'string', required: true }, name: { type: 'string' }, profile: { type: 'json' }, admin: { type: 'boolean' } },
-        timestamps: true, softDelete: true,
+        name: 'User',
+        collection: 'users',
+        fields: {
+          email: { type: 'string', required: true },
+          name: { type: 'string' },
+          profile: { type: 'json' },
+          admin: { type: 'boolean' },
+        },
+        timestamps: true,
+        softDelete: true,
       }
       await dialect.ensureCollection(User)
       const service = new EntityService(dialect, [User])
@@ -342,16 +487,28 @@ export function testDialectContract(subject: DialectUnderTest): void {
       service.on('entity.created', (event) => events.push(`created:${event.entity}`))
       service.on('entity.updated', (event) => events.push(`updated:${event.entity}:${event.data.name}`))
       service.on('entity.deleted', (event) => events.push(`deleted:${event.entity}`))
-      const alice = await service.create('User', { email: 'alice@example.com', name: 'Alice', profile: { tags: ['a'], n: 1 }, admin: false })
+      const alice = await service.create('User', {
+        email: 'alice@example.com',
+        name: 'Alice',
+        profile: { tags: ['a'], n: 1 },
+        admin: false,
+      })
       expect(typeof alice.id).toBe('string')
       expect(alice.createdAt).toBeInstanceOf(Date)
-      expect(await service.findById('User', alice.id)).toMatchObject({ email: 'alice@example.com', profile: { tags: ['a'], n: 1 }, admin: false })
+      expect(await service.findById('User', alice.id)).toMatchObject({
+        email: 'alice@example.com',
+        profile: { tags: ['a'], n: 1 },
+        admin: false,
+      })
       const updated = await service.update('User', alice.id, { name: 'Alicia' })
       expect(updated?.name).toBe('Alicia')
       expect(await service.update('User', 'missing', { name: 'x' })).toBeNull()
       await service.create(User, { email: 'bob@example.com' })
       expect(await service.count('User')).toBe(2)
-      expect((await service.findAll('User', {}, { sort: { email: 1 } })).map((user) => user.email)).toEqual(['alice@example.com', 'bob@example.com'])
+      expect((await service.findAll('User', {}, { sort: { email: 1 } })).map((user) => user.email)).toEqual([
+        'alice@example.com',
+        'bob@example.com',
+      ])
       expect(await service.delete('User', alice.id)).toBe(true)
       expect(await service.delete('User', alice.id)).toBe(false)
       expect(await service.findById('User', alice.id)).toBeNull()
@@ -369,13 +526,25 @@ export function testDialectContract(subject: DialectUnderTest): void {
       await dialect.ensureCollection({ name: 'x', columns: [{ name: 'id', type: 'integer' }], primaryKey: ['id'] })
       await dialect.upsertMany('x', [{ id: 1 }])
       const column = `it's a "col\`umn`
-      await dialect.ensureCollection({ name: hostile, columns: [{ name: 'id', type: 'string' }, { name: column, type: 'text' }], primaryKey: ['id'] })
-      await dialect.upsertMany(hostile, [{ id: "'; --", [column]: 'v1' }, { id: '"', [column]: 'v2' }])
-      await dialect.update(hostile, { id: '"' }, { [column]: 'v3' })
-      expect(await dialect.find(hostile, { [column]: { $in: ['v1', 'v3'] } }, { sort: { id: 1 } })).toEqual([
-        { id: '"', [column]: 'v3' },
+      await dialect.ensureCollection({
+        name: hostile,
+        columns: [
+          { name: 'id', type: 'string' },
+          { name: column, type: 'text' },
+        ],
+        primaryKey: ['id'],
+      })
+      await dialect.upsertMany(hostile, [
         { id: "'; --", [column]: 'v1' },
-      ].sort((a, b) => (a.id < b.id ? -1 : 1)))
+        { id: '"', [column]: 'v2' },
+      ])
+      await dialect.update(hostile, { id: '"' }, { [column]: 'v3' })
+      expect(await dialect.find(hostile, { [column]: { $in: ['v1', 'v3'] } }, { sort: { id: 1 } })).toEqual(
+        [
+          { id: '"', [column]: 'v3' },
+          { id: "'; --", [column]: 'v1' },
+        ].sort((a, b) => (a.id < b.id ? -1 : 1)),
+      )
       expect((await dialect.scan(hostile)).rows).toHaveLength(2)
       expect(await dialect.deleteMany(hostile, ["'; --"])).toBe(1)
       expect(await dialect.listCollections()).toEqual(expect.arrayContaining([hostile, 'x']))
@@ -387,23 +556,40 @@ export function testDialectContract(subject: DialectUnderTest): void {
       await expectReplicatorError(dialect.upsertMany('no_such_table', [{ id: 1 }]), 'COLLECTION_NOT_FOUND')
       await expectReplicatorError(dialect.describeCollection('no_such_table'), 'COLLECTION_NOT_FOUND')
       // a table dropped behind the cache's back
-      await dialect.ensureCollection({ name: 'dropped', columns: [{ name: 'id', type: 'integer' }], primaryKey: ['id'] })
+      await dialect.ensureCollection({
+        name: 'dropped',
+        columns: [{ name: 'id', type: 'integer' }],
+        primaryKey: ['id'],
+      })
       await dialect.count('dropped')
       await dialect.query('DROP TABLE dropped')
       await expectReplicatorError(dialect.find('dropped'), 'COLLECTION_NOT_FOUND')
     })
 
     it('rejects a bad batch as a whole, naming the collection and the failing keys', async () => {
-      await dialect.ensureCollection({ name: 'strict', columns: [{ name: 'id', type: 'integer' }, { name: 'email', type: 'string', nullable: false }], primaryKey: ['id'] })
+      await dialect.ensureCollection({
+        name: 'strict',
+        columns: [
+          { name: 'id', type: 'integer' },
+          { name: 'email', type: 'string', nullable: false },
+        ],
+        primaryKey: ['id'],
+      })
       await dialect.upsertMany('strict', [{ id: 1, email: 'kept@example.com' }])
-      const batch = Array.from({ length: 20 }, (_, i) => ({ id: 100 + i, email: i === 7 || i === 13 ? null : `u${i}@example.com` }))
+      const batch = Array.from({ length: 20 }, (_, i) => ({
+        id: 100 + i,
+        email: i === 7 || i === 13 ? null : `u${i}@example.com`,
+      }))
       const error = await expectReplicatorError(dialect.upsertMany('strict', batch), 'ROW_REJECTED')
       expect(error.message).toContain('"strict"')
       expect(error.message).toContain('107')
       expect(error.details.collection).toBe('strict')
       expect((error.details.failures as Array<{ key: unknown }>).map((failure) => failure.key)).toEqual([107, 113])
       expect(await dialect.count('strict')).toBe(1) // all or nothing: no row of the batch was written
-      const insertError = await expectReplicatorError(dialect.insert('strict', { id: 1, email: 'dup@example.com' }), 'ROW_REJECTED')
+      const insertError = await expectReplicatorError(
+        dialect.insert('strict', { id: 1, email: 'dup@example.com' }),
+        'ROW_REJECTED',
+      )
       expect(insertError.message).toContain('strict')
       expect(insertError.details.key).toBe(1)
       await expectReplicatorError(dialect.upsertMany('strict', [{ email: 'no key' }]), 'ROW_REJECTED')

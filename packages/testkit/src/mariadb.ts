@@ -31,13 +31,21 @@ export async function startMariaDB(options: { serverId?: number; flags?: string[
   if (process.env.MYSQL_URL) return externalMariaDB(process.env.MYSQL_URL, serverId)
   const installDb = findExecutable('mariadb-install-db')
   const mariadbd = findExecutable('mariadbd')
-  if (!installDb || !mariadbd) throw new Error('mariadbd / mariadb-install-db not found: apt-get install mariadb-server, or set MYSQL_URL')
+  if (!installDb || !mariadbd)
+    throw new Error('mariadbd / mariadb-install-db not found: apt-get install mariadb-server, or set MYSQL_URL')
   const root = await mkdtemp(join(tmpdir(), 'replicator-mariadb-'))
   const dataDir = join(root, 'data')
   const untrackDir = trackForExit({ signal: 'SIGKILL', dirs: [root] })
   try {
     // own tmpdir: concurrent installs in a shared /tmp collide on their temp table names
-    await run(installDb, ['--no-defaults', `--datadir=${dataDir}`, `--tmpdir=${root}`, '--user=root', '--auth-root-authentication-method=normal', '--skip-test-db'])
+    await run(installDb, [
+      '--no-defaults',
+      `--datadir=${dataDir}`,
+      `--tmpdir=${root}`,
+      '--user=root',
+      '--auth-root-authentication-method=normal',
+      '--skip-test-db',
+    ])
   } catch (error) {
     await rm(root, { recursive: true, force: true })
     untrackDir()
@@ -45,25 +53,29 @@ export async function startMariaDB(options: { serverId?: number; flags?: string[
   }
   const port = await freePort()
   const errorLog = join(root, 'error.log')
-  const child = spawn(mariadbd, [
-    '--no-defaults',
-    `--datadir=${dataDir}`,
-    `--port=${port}`,
-    '--bind-address=127.0.0.1',
-    `--socket=${join(root, 'mysqld.sock')}`,
-    `--pid-file=${join(root, 'mysqld.pid')}`,
-    `--log-error=${errorLog}`,
-    `--tmpdir=${root}`,
-    '--user=root',
-    `--log-bin=${join(dataDir, 'binlog')}`,
-    '--binlog-format=ROW',
-    `--server-id=${serverId}`,
-    '--skip-name-resolve',
-    '--innodb-buffer-pool-size=128M',
-    '--innodb-flush-log-at-trx-commit=2',
-    '--max-connections=200',
-    ...(options.flags ?? []),
-  ], { stdio: 'ignore' })
+  const child = spawn(
+    mariadbd,
+    [
+      '--no-defaults',
+      `--datadir=${dataDir}`,
+      `--port=${port}`,
+      '--bind-address=127.0.0.1',
+      `--socket=${join(root, 'mysqld.sock')}`,
+      `--pid-file=${join(root, 'mysqld.pid')}`,
+      `--log-error=${errorLog}`,
+      `--tmpdir=${root}`,
+      '--user=root',
+      `--log-bin=${join(dataDir, 'binlog')}`,
+      '--binlog-format=ROW',
+      `--server-id=${serverId}`,
+      '--skip-name-resolve',
+      '--innodb-buffer-pool-size=128M',
+      '--innodb-flush-log-at-trx-commit=2',
+      '--max-connections=200',
+      ...(options.flags ?? []),
+    ],
+    { stdio: 'ignore' },
+  )
   untrackDir()
   const forget = trackForExit({ pid: child.pid, signal: 'SIGKILL', dirs: [root] })
   const url = `mysql://root@127.0.0.1:${port}/mysql`
@@ -77,7 +89,9 @@ export async function startMariaDB(options: { serverId?: number; flags?: string[
   } catch (error) {
     const log = await readFile(errorLog, 'utf8').catch(() => '')
     await stop()
-    throw new Error(`MariaDB did not start: ${error instanceof Error ? error.message : String(error)}\n${log.split('\n').slice(-15).join('\n')}`)
+    throw new Error(
+      `MariaDB did not start: ${error instanceof Error ? error.message : String(error)}\n${log.split('\n').slice(-15).join('\n')}`,
+    )
   }
   let stopped = false
   return {
@@ -121,20 +135,37 @@ export async function startMariaDBReplica(master: RunningMariaDB): Promise<Runni
 
 function connectRoot(url: string) {
   const parsed = new URL(url)
-  return mysql.createConnection({ host: parsed.hostname, port: Number(parsed.port || 3306), user: decodeURIComponent(parsed.username || 'root'), password: decodeURIComponent(parsed.password) })
+  return mysql.createConnection({
+    host: parsed.hostname,
+    port: Number(parsed.port || 3306),
+    user: decodeURIComponent(parsed.username || 'root'),
+    password: decodeURIComponent(parsed.password),
+  })
 }
 
 async function externalMariaDB(url: string, serverId: number): Promise<RunningMariaDB> {
   const parsed = new URL(url)
-  return { url, port: Number(parsed.port || 3306), serverId, external: true, createDatabase: (name) => createMariaDBDatabase(url, name), async stop() {} }
+  return {
+    url,
+    port: Number(parsed.port || 3306),
+    serverId,
+    external: true,
+    createDatabase: (name) => createMariaDBDatabase(url, name),
+    async stop() {},
+  }
 }
 
 /** Creates a database (utf8mb4, binary collation) on the server of `adminUrl` and returns its URL. */
-export async function createMariaDBDatabase(adminUrl: string, name = `t_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`): Promise<string> {
+export async function createMariaDBDatabase(
+  adminUrl: string,
+  name = `t_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`,
+): Promise<string> {
   const parsed = new URL(adminUrl)
   const connection = await connectRoot(adminUrl)
   try {
-    await connection.query(`CREATE DATABASE \`${name.replaceAll('`', '``')}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`)
+    await connection.query(
+      `CREATE DATABASE \`${name.replaceAll('`', '``')}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`,
+    )
   } finally {
     await connection.end()
   }
@@ -146,10 +177,16 @@ function run(command: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     let output = ''
-    child.stdout.on('data', (chunk) => { output += chunk })
-    child.stderr.on('data', (chunk) => { output += chunk })
+    child.stdout.on('data', (chunk) => {
+      output += chunk
+    })
+    child.stderr.on('data', (chunk) => {
+      output += chunk
+    })
     child.on('error', reject)
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${command} exited with ${code}: ${output.slice(-2000)}`))))
+    child.on('close', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${command} exited with ${code}: ${output.slice(-2000)}`)),
+    )
   })
 }
 
@@ -160,7 +197,12 @@ async function waitUntilReady(url: string, child: ChildProcess, timeoutMs: numbe
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`mariadbd exited with code ${child.exitCode}`)
     try {
-      const connection = await mysql.createConnection({ host: parsed.hostname, port: Number(parsed.port), user: 'root', connectTimeout: 1000 })
+      const connection = await mysql.createConnection({
+        host: parsed.hostname,
+        port: Number(parsed.port),
+        user: 'root',
+        connectTimeout: 1000,
+      })
       await connection.end()
       return
     } catch (error) {
@@ -168,7 +210,9 @@ async function waitUntilReady(url: string, child: ChildProcess, timeoutMs: numbe
       await new Promise((resolve) => setTimeout(resolve, 150))
     }
   }
-  throw new Error(`not ready after ${timeoutMs} ms: ${lastError instanceof Error ? lastError.message : String(lastError)}`)
+  throw new Error(
+    `not ready after ${timeoutMs} ms: ${lastError instanceof Error ? lastError.message : String(lastError)}`,
+  )
 }
 
 function stopChild(child: ChildProcess): Promise<void> {

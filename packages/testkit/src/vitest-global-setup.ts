@@ -20,9 +20,14 @@ declare module 'vitest' {
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const started: Array<{ stop(): Promise<void> }> = []
-  const attempt = async <T extends { url: string; stop(): Promise<void> }>(name: string, availability: BackendAvailability, start: () => Promise<T>) => {
+  const attempt = async <T extends { url: string; stop(): Promise<void> }>(
+    name: string,
+    availability: BackendAvailability,
+    start: () => Promise<T>,
+  ) => {
     if (!availability.available) {
-      if (requireBackends) throw new Error(`${name} is required (REPLICATOR_REQUIRE_BACKENDS=1) but unavailable: ${availability.reason}`)
+      if (requireBackends)
+        throw new Error(`${name} is required (REPLICATOR_REQUIRE_BACKENDS=1) but unavailable: ${availability.reason}`)
       return { url: null, reason: availability.reason ?? 'unavailable' }
     }
     try {

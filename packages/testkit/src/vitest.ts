@@ -23,18 +23,33 @@ export function testBackends(): Record<'postgres' | 'mariadb' | 'sqlite', TestBa
   const mariadbUrl = inject('mariadbUrl')
   return {
     postgres: {
-      kind: 'postgres', serverUrl: postgresUrl, skipReason: inject('postgresSkipReason'),
-      async freshDatabase() { return { uri: await createPostgresDatabase(postgresUrl!), async cleanup() {} } },
+      kind: 'postgres',
+      serverUrl: postgresUrl,
+      skipReason: inject('postgresSkipReason'),
+      async freshDatabase() {
+        return { uri: await createPostgresDatabase(postgresUrl!), async cleanup() {} }
+      },
     },
     mariadb: {
-      kind: 'mariadb', serverUrl: mariadbUrl, skipReason: inject('mariadbSkipReason'),
-      async freshDatabase() { return { uri: (await createMariaDBDatabase(mariadbUrl!)).replace(/^mysql:/, 'mariadb:'), async cleanup() {} } },
+      kind: 'mariadb',
+      serverUrl: mariadbUrl,
+      skipReason: inject('mariadbSkipReason'),
+      async freshDatabase() {
+        return { uri: (await createMariaDBDatabase(mariadbUrl!)).replace(/^mysql:/, 'mariadb:'), async cleanup() {} }
+      },
     },
     sqlite: {
-      kind: 'sqlite', serverUrl: 'sqlite', skipReason: '',
+      kind: 'sqlite',
+      serverUrl: 'sqlite',
+      skipReason: '',
       async freshDatabase() {
         const file = sqliteFile()
-        return { uri: file.uri, async cleanup() { file.cleanup() } }
+        return {
+          uri: file.uri,
+          async cleanup() {
+            file.cleanup()
+          },
+        }
       },
     },
   }
@@ -44,7 +59,10 @@ export function testBackends(): Record<'postgres' | 'mariadb' | 'sqlite', TestBa
  * A {@link DialectUnderTest} for a backend of this run: connects the registered dialect
  * `dialectName` (import its package first) to a fresh database.
  */
-export function dialectUnderTest(kind: 'postgres' | 'mariadb' | 'sqlite', dialectName: string = kind): DialectUnderTest {
+export function dialectUnderTest(
+  kind: 'postgres' | 'mariadb' | 'sqlite',
+  dialectName: string = kind,
+): DialectUnderTest {
   const backend = testBackends()[kind]
   return {
     name: dialectName,
@@ -63,7 +81,11 @@ export function dialectUnderTest(kind: 'postgres' | 'mariadb' | 'sqlite', dialec
 export * from './dialect-contract.js'
 
 /** Polls `check` every 25 ms until it returns true; fails naming `what` after `timeoutMs`. */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 15_000, what = 'condition'): Promise<void> {
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 15_000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
@@ -79,22 +101,42 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
 export function privateServer(kind: 'postgres' | 'mariadb'): { available: boolean; skipNote: string } {
   const external = kind === 'postgres' ? process.env.PG_URL : process.env.MYSQL_URL
   const availability = kind === 'postgres' ? postgresAvailability() : mariadbAvailability()
-  if (external) return { available: false, skipNote: ` (skipped: needs private servers, but ${kind === 'postgres' ? 'PG_URL' : 'MYSQL_URL'} is set)` }
-  if (!availability.available && requireBackends) throw new Error(`${kind} required (REPLICATOR_REQUIRE_BACKENDS=1): ${availability.reason}`)
-  return { available: availability.available, skipNote: availability.available ? '' : ` (skipped: ${availability.reason})` }
+  if (external)
+    return {
+      available: false,
+      skipNote: ` (skipped: needs private servers, but ${kind === 'postgres' ? 'PG_URL' : 'MYSQL_URL'} is set)`,
+    }
+  if (!availability.available && requireBackends)
+    throw new Error(`${kind} required (REPLICATOR_REQUIRE_BACKENDS=1): ${availability.reason}`)
+  return {
+    available: availability.available,
+    skipNote: availability.available ? '' : ` (skipped: ${availability.reason})`,
+  }
 }
 
 /**
  * Runs a TypeScript entry point as a user runs one (its own node process, the workspace
  * sources through tsx) and resolves with its exit code and output.
  */
-export function runScript(script: string, args: string[] = [], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runScript(
+  script: string,
+  args: string[] = [],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', script, ...args], { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', script, ...args], {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
-    child.stdout.on('data', (chunk) => { stdout += chunk })
-    child.stderr.on('data', (chunk) => { stderr += chunk })
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk
+    })
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk
+    })
     child.on('error', reject)
     child.on('close', (code) => resolve({ code, stdout, stderr }))
   })

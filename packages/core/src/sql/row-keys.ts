@@ -10,9 +10,13 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 /** The primary key columns of a collection, or NOT_SUPPORTED when it has none. */
 export function requirePrimaryKey(description: CollectionDescription, operation: string): string[] {
   if (description.primaryKey.length === 0) {
-    throw new ReplicatorError('NOT_SUPPORTED', `${operation} needs a primary key, and collection "${description.name}" has none. Add a primary key to the table.`, {
-      details: { collection: description.name },
-    })
+    throw new ReplicatorError(
+      'NOT_SUPPORTED',
+      `${operation} needs a primary key, and collection "${description.name}" has none. Add a primary key to the table.`,
+      {
+        details: { collection: description.name },
+      },
+    )
   }
   return description.primaryKey
 }
@@ -25,14 +29,22 @@ export function keyToObject(key: RowKey, primaryKey: string[], collection: strin
   if (isPlainObject(key)) {
     const missing = primaryKey.filter((column) => !(column in key))
     if (missing.length) {
-      throw new ReplicatorError('FILTER_INVALID', `Key of "${collection}" is missing primary key column(s) ${missing.join(', ')}.`, { details: { collection, key } })
+      throw new ReplicatorError(
+        'FILTER_INVALID',
+        `Key of "${collection}" is missing primary key column(s) ${missing.join(', ')}.`,
+        { details: { collection, key } },
+      )
     }
     const object: Row = {}
     for (const column of primaryKey) object[column] = key[column]
     return object
   }
   if (primaryKey.length !== 1) {
-    throw new ReplicatorError('FILTER_INVALID', `Collection "${collection}" has a composite primary key (${primaryKey.join(', ')}); pass keys as objects.`, { details: { collection } })
+    throw new ReplicatorError(
+      'FILTER_INVALID',
+      `Collection "${collection}" has a composite primary key (${primaryKey.join(', ')}); pass keys as objects.`,
+      { details: { collection } },
+    )
   }
   return { [primaryKey[0]!]: key }
 }
@@ -61,7 +73,10 @@ export function keyIdentity(row: Row, primaryKey: string[]): string {
 
 /** Renders a key for an error message. */
 export function describeKey(key: RowKey): string {
-  if (isPlainObject(key)) return `{ ${Object.entries(key).map(([k, v]) => `${k}: ${describeKey(v)}`).join(', ')} }`
+  if (isPlainObject(key))
+    return `{ ${Object.entries(key)
+      .map(([k, v]) => `${k}: ${describeKey(v)}`)
+      .join(', ')} }`
   if (typeof key === 'string') return JSON.stringify(key)
   if (key instanceof Date) return key.toISOString()
   if (Buffer.isBuffer(key)) return `0x${key.toString('hex')}`

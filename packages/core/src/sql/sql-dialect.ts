@@ -1,10 +1,29 @@
-import { DEFAULT_CAPABILITIES, HEARTBEAT_COLLECTION, HEARTBEAT_SCHEMA, type Dialect, type DialectCapabilities, type DialectConfig, type DialectOperations, type Heartbeat, type ScanOptions, type ScanPage } from '../dialect.js'
+import {
+  DEFAULT_CAPABILITIES,
+  HEARTBEAT_COLLECTION,
+  HEARTBEAT_SCHEMA,
+  type Dialect,
+  type DialectCapabilities,
+  type DialectConfig,
+  type DialectOperations,
+  type Heartbeat,
+  type ScanOptions,
+  type ScanPage,
+} from '../dialect.js'
 import type { NativeRow } from '../native-row.js'
 import { ReplicatorError, type ReplicatorErrorCode } from '../errors.js'
 import type { Filter, FindOptions, UpdateChanges } from '../filter.js'
 import { maskUri } from '../mask-uri.js'
 import { withTimeout } from '../with-timeout.js'
-import { toCollectionSchema, type CollectionDescription, type CollectionSchema, type ColumnDescription, type EntitySchema, type Row, type RowKey } from '../schema.js'
+import {
+  toCollectionSchema,
+  type CollectionDescription,
+  type CollectionSchema,
+  type ColumnDescription,
+  type EntitySchema,
+  type Row,
+  type RowKey,
+} from '../schema.js'
 import { columnDecoder, type SqlExecutor, type SqlFlavor } from './sql-flavor.js'
 import { SqlOperations } from './sql-operations.js'
 
@@ -42,11 +61,24 @@ export abstract class SqlDialect implements Dialect {
   private readonly exactIntegers = new WeakMap<CollectionDescription, boolean>()
   private readonly statementTexts = new Map<string, string>()
 
-  constructor(config: DialectConfig, readonly flavor: SqlFlavor, capabilities: Partial<DialectCapabilities> = {}) {
+  constructor(
+    config: DialectConfig,
+    readonly flavor: SqlFlavor,
+    capabilities: Partial<DialectCapabilities> = {},
+  ) {
     this.config = config
     this.maskedUri = maskUri(config.uri)
-    const capturing = typeof (this as unknown as Dialect).setupCapture === 'function' && typeof (this as unknown as Dialect).readChanges === 'function'
-    this.capabilities = { ...DEFAULT_CAPABILITIES, sql: true, supportsReturning: flavor.supportsReturning, maxParameters: flavor.maxParameters, changeCapture: capturing, ...capabilities }
+    const capturing =
+      typeof (this as unknown as Dialect).setupCapture === 'function' &&
+      typeof (this as unknown as Dialect).readChanges === 'function'
+    this.capabilities = {
+      ...DEFAULT_CAPABILITIES,
+      sql: true,
+      supportsReturning: flavor.supportsReturning,
+      maxParameters: flavor.maxParameters,
+      changeCapture: capturing,
+      ...capabilities,
+    }
   }
 
   // ---- driver adapter, provided by each dialect package ----
@@ -68,11 +100,14 @@ export abstract class SqlDialect implements Dialect {
     if (this.poolOperations) return
     const timeoutMs = this.config.connectTimeoutMs ?? 5000
     try {
-      const executor = await withTimeout((async () => {
-        const opened = await this.openDriver()
-        await opened.execute('SELECT 1', [])
-        return opened
-      })(), timeoutMs)
+      const executor = await withTimeout(
+        (async () => {
+          const opened = await this.openDriver()
+          await opened.execute('SELECT 1', [])
+          return opened
+        })(),
+        timeoutMs,
+      )
       this.poolOperations = new SqlOperations(this, executor)
     } catch (error) {
       await this.closeDriver().catch(() => undefined)
@@ -100,7 +135,11 @@ export abstract class SqlDialect implements Dialect {
   /** The pool-bound operations; NOT_CONNECTED before connect(). */
   protected operations(): SqlOperations {
     if (!this.poolOperations) {
-      throw new ReplicatorError('NOT_CONNECTED', `[replicator:${this.name}] ${this.maskedUri} is not connected; call connect() first.`, { details: { dialect: this.name, uri: this.maskedUri } })
+      throw new ReplicatorError(
+        'NOT_CONNECTED',
+        `[replicator:${this.name}] ${this.maskedUri} is not connected; call connect() first.`,
+        { details: { dialect: this.name, uri: this.maskedUri } },
+      )
     }
     return this.poolOperations
   }
@@ -112,17 +151,39 @@ export abstract class SqlDialect implements Dialect {
 
   // ---- CRUD, delegated to the pool-bound operations ----
 
-  async find(collection: string, filter?: Filter, options?: FindOptions): Promise<Row[]> { return this.operations().find(collection, filter, options) }
-  async findOne(collection: string, filter?: Filter, options?: Omit<FindOptions, 'limit'>): Promise<Row | null> { return this.operations().findOne(collection, filter, options) }
-  async count(collection: string, filter?: Filter): Promise<number> { return this.operations().count(collection, filter) }
-  async insert(collection: string, row: Row): Promise<Row> { return this.operations().insert(collection, row) }
-  async update(collection: string, filter: Filter, changes: UpdateChanges): Promise<number> { return this.operations().update(collection, filter, changes) }
-  async delete(collection: string, filter: Filter): Promise<number> { return this.operations().delete(collection, filter) }
-  async upsertMany(collection: string, rows: Row[]): Promise<number> { return this.operations().upsertMany(collection, rows) }
-  async upsertNative(collection: string, rows: NativeRow[], options?: { fresh?: boolean }): Promise<number> { return this.operations().upsertNative(collection, rows, options) }
-  async deleteMany(collection: string, keys: RowKey[]): Promise<number> { return this.operations().deleteMany(collection, keys) }
-  async scan(collection: string, options?: ScanOptions): Promise<ScanPage> { return this.operations().scan(collection, options) }
-  async query<T = Row>(sql: string, params?: unknown[]): Promise<T[]> { return this.operations().query<T>(sql, params) }
+  async find(collection: string, filter?: Filter, options?: FindOptions): Promise<Row[]> {
+    return this.operations().find(collection, filter, options)
+  }
+  async findOne(collection: string, filter?: Filter, options?: Omit<FindOptions, 'limit'>): Promise<Row | null> {
+    return this.operations().findOne(collection, filter, options)
+  }
+  async count(collection: string, filter?: Filter): Promise<number> {
+    return this.operations().count(collection, filter)
+  }
+  async insert(collection: string, row: Row): Promise<Row> {
+    return this.operations().insert(collection, row)
+  }
+  async update(collection: string, filter: Filter, changes: UpdateChanges): Promise<number> {
+    return this.operations().update(collection, filter, changes)
+  }
+  async delete(collection: string, filter: Filter): Promise<number> {
+    return this.operations().delete(collection, filter)
+  }
+  async upsertMany(collection: string, rows: Row[]): Promise<number> {
+    return this.operations().upsertMany(collection, rows)
+  }
+  async upsertNative(collection: string, rows: NativeRow[], options?: { fresh?: boolean }): Promise<number> {
+    return this.operations().upsertNative(collection, rows, options)
+  }
+  async deleteMany(collection: string, keys: RowKey[]): Promise<number> {
+    return this.operations().deleteMany(collection, keys)
+  }
+  async scan(collection: string, options?: ScanOptions): Promise<ScanPage> {
+    return this.operations().scan(collection, options)
+  }
+  async query<T = Row>(sql: string, params?: unknown[]): Promise<T[]> {
+    return this.operations().query<T>(sql, params)
+  }
 
   async transaction<T>(fn: (tx: DialectOperations) => Promise<T>): Promise<T> {
     this.operations()
@@ -161,14 +222,22 @@ export abstract class SqlDialect implements Dialect {
    * @internal Cached description; re-read once when `columns` names a column the cached one
    * lacks (the table may have been altered since).
    */
-  async describeWith(collection: string, executor: SqlExecutor, columns?: Iterable<string>): Promise<CollectionDescription> {
+  async describeWith(
+    collection: string,
+    executor: SqlExecutor,
+    columns?: Iterable<string>,
+  ): Promise<CollectionDescription> {
     const cached = this.catalog.get(collection)
     if (cached) {
       if (!columns) return cached
       let known = this.columnNames.get(cached)
       if (!known) this.columnNames.set(cached, (known = new Set(cached.columns.map((column) => column.name))))
       let complete = true
-      for (const name of columns) if (!known.has(name)) { complete = false; break }
+      for (const name of columns)
+        if (!known.has(name)) {
+          complete = false
+          break
+        }
       if (complete) return cached
     }
     this.flavor.quoteIdentifier(collection) // rejects names the database cannot hold
@@ -180,9 +249,13 @@ export abstract class SqlDialect implements Dialect {
     }
     if (!description) {
       this.catalog.delete(collection)
-      throw new ReplicatorError('COLLECTION_NOT_FOUND', `[replicator:${this.name}] Collection "${collection}" does not exist in ${this.maskedUri}. Create it (ensureCollection) or check the name.`, {
-        details: { dialect: this.name, collection, uri: this.maskedUri },
-      })
+      throw new ReplicatorError(
+        'COLLECTION_NOT_FOUND',
+        `[replicator:${this.name}] Collection "${collection}" does not exist in ${this.maskedUri}. Create it (ensureCollection) or check the name.`,
+        {
+          details: { dialect: this.name, collection, uri: this.maskedUri },
+        },
+      )
     }
     this.catalog.set(collection, description)
     return description
@@ -215,9 +288,17 @@ export abstract class SqlDialect implements Dialect {
     }
     const q = (name: string) => this.flavor.quoteIdentifier(name)
     const values = `(${this.flavor.placeholder(1)}, ${this.flavor.placeholder(2)}, ${this.flavor.serverNowSql})`
-    await operations.run(this.flavor.upsertSql(q(HEARTBEAT_COLLECTION), [q('source'), q('sequence'), q('at')], [q('source')], values), [source, sequence.toString()], HEARTBEAT_COLLECTION)
+    await operations.run(
+      this.flavor.upsertSql(q(HEARTBEAT_COLLECTION), [q('source'), q('sequence'), q('at')], [q('source')], values),
+      [source, sequence.toString()],
+      HEARTBEAT_COLLECTION,
+    )
     const written = await this.readHeartbeat(source)
-    if (!written) throw new ReplicatorError('QUERY_FAILED', `[replicator:${this.name}] The heartbeat just written to ${this.maskedUri} cannot be read back.`)
+    if (!written)
+      throw new ReplicatorError(
+        'QUERY_FAILED',
+        `[replicator:${this.name}] The heartbeat just written to ${this.maskedUri} cannot be read back.`,
+      )
     return written
   }
 
@@ -294,7 +375,8 @@ export abstract class SqlDialect implements Dialect {
     const tuples = new Array<string>(rowCount)
     for (let row = 0; row < rowCount; row++) {
       const placeholders = new Array<string>(width)
-      for (let column = 0; column < width; column++) placeholders[column] = this.flavor.placeholder(row * width + column + 1)
+      for (let column = 0; column < width; column++)
+        placeholders[column] = this.flavor.placeholder(row * width + column + 1)
       tuples[row] = `(${placeholders.join(', ')})`
     }
     const q = (name: string) => this.flavor.quoteIdentifier(name)
@@ -323,10 +405,14 @@ export abstract class SqlDialect implements Dialect {
     const kind = this.flavor.classifyError(error)
     if (kind === 'missing-table' && collection) this.catalog.delete(collection)
     const where = collection ? ` (collection "${collection}")` : ''
-    return new ReplicatorError(KIND_TO_CODE[kind] ?? 'QUERY_FAILED', `[replicator:${this.name}] ${this.redact(errorMessage(error))}${where}`, {
-      cause: error,
-      details: { dialect: this.name, ...(collection ? { collection } : {}), ...driverDetails(error) },
-    })
+    return new ReplicatorError(
+      KIND_TO_CODE[kind] ?? 'QUERY_FAILED',
+      `[replicator:${this.name}] ${this.redact(errorMessage(error))}${where}`,
+      {
+        cause: error,
+        details: { dialect: this.name, ...(collection ? { collection } : {}), ...driverDetails(error) },
+      },
+    )
   }
 
   /** Removes the URI's password from a text even where it does not appear as part of a URI. */
@@ -337,7 +423,10 @@ export abstract class SqlDialect implements Dialect {
 }
 
 function operationsExecutor(operations: SqlOperations): SqlExecutor {
-  return { inTransaction: false, execute: async (sql, params, options) => operations.run(sql, params, undefined, options) }
+  return {
+    inTransaction: false,
+    execute: async (sql, params, options) => operations.run(sql, params, undefined, options),
+  }
 }
 
 function errorMessage(error: unknown): string {
@@ -351,7 +440,8 @@ function driverDetails(error: unknown): Record<string, unknown> {
   const source = error as Record<string, unknown>
   const details: Record<string, unknown> = {}
   for (const field of ['code', 'errno', 'sqlState', 'constraint', 'detail', 'column', 'table']) {
-    if (source[field] !== undefined && source[field] !== null) details[`driver${field[0]!.toUpperCase()}${field.slice(1)}`] = source[field]
+    if (source[field] !== undefined && source[field] !== null)
+      details[`driver${field[0]!.toUpperCase()}${field.slice(1)}`] = source[field]
   }
   return details
 }

@@ -114,7 +114,12 @@ export type ValueConverter = (value: unknown) => unknown
 const encoders = new WeakMap<SqlFlavor, WeakMap<ColumnDescription, ValueConverter | null>>()
 const decoders = new WeakMap<SqlFlavor, WeakMap<ColumnDescription, ValueConverter | null>>()
 
-function cached(store: WeakMap<SqlFlavor, WeakMap<ColumnDescription, ValueConverter | null>>, flavor: SqlFlavor, column: ColumnDescription, make: () => ValueConverter | null): ValueConverter | null {
+function cached(
+  store: WeakMap<SqlFlavor, WeakMap<ColumnDescription, ValueConverter | null>>,
+  flavor: SqlFlavor,
+  column: ColumnDescription,
+  make: () => ValueConverter | null,
+): ValueConverter | null {
   let perColumn = store.get(flavor)
   if (!perColumn) store.set(flavor, (perColumn = new WeakMap()))
   let converter = perColumn.get(column)

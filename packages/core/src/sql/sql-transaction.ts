@@ -12,7 +12,11 @@ export interface TransactionConnection {
  * Runs `fn` between `begin` and COMMIT on one connection, rolling back when it throws, and
  * always releases the connection (discarding it when even ROLLBACK failed).
  */
-export async function runTransactionOn<T>(connection: TransactionConnection, begin: string, fn: (executor: SqlExecutor) => Promise<T>): Promise<T> {
+export async function runTransactionOn<T>(
+  connection: TransactionConnection,
+  begin: string,
+  fn: (executor: SqlExecutor) => Promise<T>,
+): Promise<T> {
   let broken = false
   try {
     await connection.executor.execute(begin, [])
@@ -20,7 +24,9 @@ export async function runTransactionOn<T>(connection: TransactionConnection, beg
     await connection.executor.execute('COMMIT', [])
     return result
   } catch (error) {
-    await connection.executor.execute('ROLLBACK', []).catch(() => { broken = true })
+    await connection.executor.execute('ROLLBACK', []).catch(() => {
+      broken = true
+    })
     throw error
   } finally {
     connection.release(broken)
@@ -31,7 +37,13 @@ export async function runTransactionOn<T>(connection: TransactionConnection, beg
  * `INSERT … ON CONFLICT (key) DO UPDATE SET c = <excluded>.c` as PostgreSQL and SQLite spell
  * it (`DO NOTHING` when every column is part of the key). Names are already quoted.
  */
-export function onConflictUpsertSql(table: string, columns: string[], key: string[], valuesSql: string, excluded: string): string {
+export function onConflictUpsertSql(
+  table: string,
+  columns: string[],
+  key: string[],
+  valuesSql: string,
+  excluded: string,
+): string {
   const keySet = new Set(key)
   const updates = columns.filter((column) => !keySet.has(column)).map((column) => `${column} = ${excluded}.${column}`)
   const onConflict = updates.length ? `DO UPDATE SET ${updates.join(', ')}` : 'DO NOTHING'
