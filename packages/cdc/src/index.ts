@@ -1,2 +1,15 @@
-export * from './rule-runner.js'
-export * from './change-stream.js'
+export { openChangeStream, type OpenChangeStreamOptions } from './change-stream.js'
+export {
+  bidirectionalConfigs,
+  replicationRuleSchema,
+  validateRule,
+  withRuleDefaults,
+  type ReplicationRuleConfig,
+  type ResolvedRuleConfig,
+  type RunnerConfig,
+} from './rule-config.js'
+export { DEAD_LETTERS_COLLECTION, OFFSETS_COLLECTION, TOMBSTONES_COLLECTION } from './runner/internal-tables.js'
+export { RuleRunner } from './runner/rule-runner.js'
+export type { CollectionStats, RuleObserver, SyncStats } from './runner/sync-stats.js'
+export { managedFeedName, RuleSet, type RuleEndpoint, type RuleProgress, type RuleSetHost } from './rule-set.js'
+export type { StreamState } from './stream-loop.js'

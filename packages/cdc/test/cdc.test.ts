@@ -5,11 +5,18 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { connectDialect, type CollectionSchema, type Dialect, type Row } from '@mostajs/replicator-core'
+import {
+  connectDialect,
+  type CaptureSettings,
+  type CollectionSchema,
+  type Dialect,
+  type Row,
+} from '@mostajs/replicator-core'
 import { bidirectionalConfigs, RuleRunner, DEAD_LETTERS_COLLECTION } from '@mostajs/replicator-cdc'
 import { ReplicationManager } from '@mostajs/replicator'
 import {
   expectReplicatorError,
+  expectThrownReplicatorError,
   privateServer,
   testBackends,
   type TestBackend,
@@ -70,9 +77,9 @@ afterAll(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup()
 })
 
-async function open(backend: TestBackend): Promise<Dialect> {
+async function open(backend: TestBackend, capture?: CaptureSettings): Promise<Dialect> {
   const database = await backend.freshDatabase()
-  const dialect = await connectDialect({ dialect: backend.kind, uri: database.uri })
+  const dialect = await connectDialect({ dialect: backend.kind, uri: database.uri, ...(capture ? { capture } : {}) })
   cleanups.push(async () => {
     await dialect.close()
     await database.cleanup()
@@ -96,16 +103,13 @@ function countBulkLoads(target: Dialect): { count: number } {
 }
 const byId = (rows: Row[]) => [...rows].sort((a, b) => Number(a.id) - Number(b.id))
 
-/** Spills transactions of more than `limit` changes (read when a capture reader starts) into a fresh directory. */
-function spillInto(limit: number): { dir: string; restore(): void } {
+/** Capture settings that spill transactions of more than `limit` changes into a fresh directory. */
+function spillInto(limit: number): { dir: string; settings: CaptureSettings; restore(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'replicator-spill-test-'))
-  process.env.REPLICATOR_SPILL_CHANGES = String(limit)
-  process.env.REPLICATOR_SPILL_DIR = dir
   return {
     dir,
+    settings: { spillAfterChanges: limit, spillDirectory: dir },
     restore() {
-      delete process.env.REPLICATOR_SPILL_CHANGES
-      delete process.env.REPLICATOR_SPILL_DIR
       rmSync(dir, { recursive: true, force: true })
     },
   }
@@ -291,7 +295,7 @@ describe.skipIf(!privateServer('mariadb').available)(`CDC on MariaDB${privateSer
 
   it('a transaction larger than memory allows is spilled to disk with every type intact and applied whole, in one target transaction', async () => {
     const spill = spillInto(50)
-    const source = await open(backends.mariadb)
+    const source = await open(backends.mariadb, spill.settings)
     const target = await open(backends.postgres)
     await source.ensureCollection(schema)
     const runner = new RuleRunner(
@@ -334,8 +338,7 @@ describe.skipIf(!privateServer('mariadb').available)(`CDC on MariaDB${privateSer
   })
 
   it('a backlog larger than the binlog buffer: reading pauses while it is full, resumes as it drains, and every change arrives', async () => {
-    process.env.REPLICATOR_BINLOG_BUFFER_EVENTS = '100' // read when the rule's binlog reader starts
-    const source = await open(backends.mariadb)
+    const source = await open(backends.mariadb, { binlogBufferEvents: 100 })
     const target = await open(backends.sqlite)
     try {
       const numbers: CollectionSchema = {
@@ -368,7 +371,7 @@ describe.skipIf(!privateServer('mariadb').available)(`CDC on MariaDB${privateSer
       expect(byId(await target.find('numbers'))).toEqual(byId(await source.find('numbers')))
       await runner.teardown()
     } finally {
-      delete process.env.REPLICATOR_BINLOG_BUFFER_EVENTS
+      await target.close().catch(() => undefined) // closed again by the file's cleanup: harmless
     }
   })
 })
@@ -448,18 +451,26 @@ describe.skipIf(!backends.postgres.serverUrl)(
         collections: ['users'],
         conflictResolution: 'source-wins',
       })
-      await expectReplicatorError(
-        rm.addReplicationRule({
-          name: 'users-to-analytics',
-          source: 'shop',
-          target: 'analytics',
-          mode: 'cdc',
-          collections: ['users'],
-        }),
+      expectThrownReplicatorError(
+        () =>
+          rm.addReplicationRule({
+            name: 'users-to-analytics',
+            source: 'shop',
+            target: 'analytics',
+            mode: 'cdc',
+            collections: ['users'],
+          }),
         'CONFIG_INVALID',
       )
-      await expectReplicatorError(
-        rm.addReplicationRule({ name: 'bad', source: 'shop', target: 'nowhere', mode: 'cdc', collections: ['users'] }),
+      expectThrownReplicatorError(
+        () =>
+          rm.addReplicationRule({
+            name: 'bad',
+            source: 'shop',
+            target: 'nowhere',
+            mode: 'cdc',
+            collections: ['users'],
+          }),
         'REPLICA_NOT_FOUND',
       )
       expect(rm.getSyncStats('users-to-analytics').lastSync).toBeNull()
@@ -721,9 +732,9 @@ describe.skipIf(!backends.postgres.serverUrl)('PostgreSQL specifics', () => {
   })
 
   it('a source transaction larger than memory allows is spilled to disk and still applied whole, in one target transaction', async () => {
-    const source = await open(backends.postgres)
-    const target = await open(backends.postgres)
     const spill = spillInto(50)
+    const source = await open(backends.postgres, spill.settings)
+    const target = await open(backends.postgres)
     const numbers: CollectionSchema = {
       name: 'bulk',
       columns: [
@@ -998,14 +1009,15 @@ describe('bidirectional rules', () => {
           ],
           primaryKey: ['id'],
         })
-        await expectReplicatorError(
-          rm.addReplicationRule({
-            name: 'both',
-            source: 'shop',
-            target: 'edge',
-            mode: 'bidirectional',
-            collections: ['notes'],
-          }),
+        expectThrownReplicatorError(
+          () =>
+            rm.addReplicationRule({
+              name: 'both',
+              source: 'shop',
+              target: 'edge',
+              mode: 'bidirectional',
+              collections: ['notes'],
+            }),
           'CONFIG_INVALID',
         )
         await rm.addReplicationRule({

@@ -84,7 +84,11 @@ describe('openChangeStream: captured changes as an async iterable, at least once
     'postgres: a transaction spilled to disk comes whole, in order, with plain after-images',
     async () => {
       const database = await backends.postgres.freshDatabase()
-      const source = await connectDialect({ dialect: 'postgres', uri: database.uri })
+      const source = await connectDialect({
+        dialect: 'postgres',
+        uri: database.uri,
+        capture: { spillAfterChanges: 20 },
+      })
       cleanups.push(async () => {
         await source.close()
         await database.cleanup()
@@ -97,7 +101,6 @@ describe('openChangeStream: captured changes as an async iterable, at least once
         ],
         primaryKey: ['id'],
       })
-      process.env.REPLICATOR_SPILL_CHANGES = '20'
       const stream = await openChangeStream(source, {
         name: 'spilled',
         collections: ['lines'],
@@ -116,7 +119,6 @@ describe('openChangeStream: captured changes as an async iterable, at least once
         expect({ ...events[99] }.after).toEqual({ id: 100, n: 198 }) // plain objects: a spread keeps after
         expect(new Set(events.slice(0, 100).map((event) => event.txId)).size).toBe(1)
       } finally {
-        delete process.env.REPLICATOR_SPILL_CHANGES
         await stream.close()
       }
     },

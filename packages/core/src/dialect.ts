@@ -12,6 +12,18 @@ export interface DialectConfig {
   pool?: { min?: number; max?: number; idleTimeoutMs?: number }
   /** How long connect() may take before it fails with CONNECTION_FAILED (default 5000 ms). */
   connectTimeoutMs?: number
+  /** Memory limits of change capture (see {@link CaptureSettings}). */
+  capture?: CaptureSettings
+}
+
+/** Memory limits of change capture; each has a default. */
+export interface CaptureSettings {
+  /** Changes of one source transaction held in memory before it goes to a spill file (default 100,000). */
+  spillAfterChanges?: number
+  /** Directory of spill files (default the system's temporary directory). */
+  spillDirectory?: string
+  /** MariaDB/MySQL: binlog events buffered before reading pauses (default 100,000). */
+  binlogBufferEvents?: number
 }
 
 /** What a dialect can do. Unset flags take the defaults of {@link DEFAULT_CAPABILITIES}. */

@@ -1,4 +1,5 @@
 export * from './errors.js'
+export * from './json-path.js'
 export * from './mask-uri.js'
 export * from './portable-types.js'
 export * from './schema.js'

@@ -23,7 +23,7 @@ export class SpillFile {
   /** Messages written. */
   count = 0
 
-  constructor(directory = process.env.REPLICATOR_SPILL_DIR || tmpdir()) {
+  constructor(directory: string = tmpdir()) {
     this.path = join(directory, `mostajs-replicator-${process.pid}-${randomBytes(6).toString('hex')}.spill`)
     this.fd = this.wrap('create', () => openSync(this.path, 'wx+', 0o600))
   }

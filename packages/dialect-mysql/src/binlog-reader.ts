@@ -6,6 +6,7 @@ import {
   type ChangeEvent,
   type CollectionDescription,
   type Row,
+  type CaptureSettings,
 } from '@mostajs/replicator-core'
 
 /** Where a binlog reader stands: the GTID position to resume from, and file + offset. */
@@ -48,8 +49,8 @@ export class BinlogReader {
   private pending: ChangeEvent[] = []
   /** The transaction being read, once it outgrew memory. */
   private spilling: SpillFile | null = null
-  /** Changes of one transaction held in memory before all of it goes to a spill file (`REPLICATOR_SPILL_CHANGES`). */
-  readonly spillAfter = Number(process.env.REPLICATOR_SPILL_CHANGES) || 100_000
+  /** Changes of one transaction held in memory before all of it goes to a spill file. */
+  readonly spillAfter: number
   private zongji: ZongJiInstance | undefined
   private failure: Error | undefined
   private ready: Promise<void> | undefined
@@ -62,8 +63,8 @@ export class BinlogReader {
   private resumeFrom: BinlogPosition | null = null
   /** Bumped at each pause: events of a stopped connection still in the queue are dropped. */
   private generation = 0
-  /** Events buffered before reading pauses (`REPLICATOR_BINLOG_BUFFER_EVENTS`); a transaction is never split. */
-  readonly highWater = Number(process.env.REPLICATOR_BINLOG_BUFFER_EVENTS) || 100_000
+  /** Events buffered before reading pauses; a transaction is never split. */
+  readonly highWater: number
   /** Where the current connection started reading. */
   private connectedFrom: string
 
@@ -75,8 +76,11 @@ export class BinlogReader {
     private readonly describe: (collection: string) => Promise<CollectionDescription>,
     private readonly decode: (row: Row, description: CollectionDescription) => Row,
     private readonly dialectName: string,
+    private readonly settings: CaptureSettings = {},
   ) {
     this.connectedFrom = startGtid
+    this.spillAfter = settings.spillAfterChanges ?? 100_000
+    this.highWater = settings.binlogBufferEvents ?? 100_000
   }
 
   /** Connects and starts streaming from `startGtid`. */
@@ -219,7 +223,7 @@ export class BinlogReader {
     }
     this.pending.push(event)
     if (this.pending.length > this.spillAfter) {
-      this.spilling = new SpillFile()
+      this.spilling = new SpillFile(this.settings.spillDirectory)
       for (const kept of this.pending) this.spilling.write(encodeEvent(kept))
       this.pending = []
     }

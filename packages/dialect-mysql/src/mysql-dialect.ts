@@ -321,6 +321,7 @@ export class MysqlDialect extends SqlDialect {
         (collection) => this.describeCollection(collection),
         (row, description) => this.decodeBinlogRow(row, description),
         this.name,
+        this.config.capture,
       )
       this.readers.set(name, reader)
       await reader.start()

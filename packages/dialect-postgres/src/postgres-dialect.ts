@@ -604,7 +604,14 @@ export class PostgresDialect extends SqlDialect {
       const from = after > slotConfirmed ? after : slotConfirmed
       // waits while a dying session of an earlier run still holds the slot
       const stream = await this.onSlot(slot, () =>
-        ReplicationStream.open(this.config.uri, slot, publication, from, this.config.connectTimeoutMs ?? 5000),
+        ReplicationStream.open(
+          this.config.uri,
+          slot,
+          publication,
+          from,
+          this.config.connectTimeoutMs ?? 5000,
+          this.config.capture,
+        ),
       )
       state = {
         stream,

@@ -2,7 +2,7 @@ import type { Duplex } from 'node:stream'
 import pg from 'pg'
 import * as copyStreams from 'pg-copy-streams'
 import { formatLsn } from './pgoutput.js'
-import { SpillFile } from '@mostajs/replicator-core'
+import { SpillFile, type CaptureSettings } from '@mostajs/replicator-core'
 
 /** `both` of pg-copy-streams (CopyBoth mode), which its type declarations leave out. */
 const copyBoth = (
@@ -57,8 +57,9 @@ export class ReplicationStream {
 
   /** Pause reading the socket above this many buffered messages (memory stays bounded). */
   static readonly HIGH_WATER_MESSAGES = 60_000
-  /** Messages of one transaction held in memory before the rest goes to a spill file (`REPLICATOR_SPILL_CHANGES`). */
-  readonly spillAfter = Number(process.env.REPLICATOR_SPILL_CHANGES) || 100_000
+  /** Messages of one transaction held in memory before the rest goes to a spill file. */
+  readonly spillAfter: number
+  private readonly spillDirectory: string | undefined
   /** Spill files not handed out yet (removed when the stream closes). */
   private readonly spills = new Set<SpillFile>()
 
@@ -68,7 +69,10 @@ export class ReplicationStream {
     private readonly publication: string,
     from: bigint,
     connectTimeoutMs: number,
+    settings: CaptureSettings,
   ) {
+    this.spillAfter = settings.spillAfterChanges ?? 100_000
+    this.spillDirectory = settings.spillDirectory
     this.client = new pg.Client({
       connectionString: uri,
       replication: 'database',
@@ -86,8 +90,9 @@ export class ReplicationStream {
     publication: string,
     from: bigint,
     connectTimeoutMs: number,
+    settings: CaptureSettings = {},
   ): Promise<ReplicationStream> {
-    const stream = new ReplicationStream(uri, slot, publication, from, connectTimeoutMs)
+    const stream = new ReplicationStream(uri, slot, publication, from, connectTimeoutMs, settings)
     try {
       await stream.start()
     } catch (error) {
@@ -175,7 +180,7 @@ export class ReplicationStream {
     } else {
       current.push(message)
       if (current.length > this.spillAfter) {
-        const file = new SpillFile()
+        const file = new SpillFile(this.spillDirectory)
         this.spills.add(file)
         this.spilling = { file, relations: current.filter((kept) => kept[0] === 0x52) }
         for (const kept of current) file.write(kept)

@@ -1,1 +1,14 @@
-export * from './tree-file.js'
+export {
+  parseTree,
+  readTreeFile,
+  replicaConfigSchema,
+  resolveEnvReferences,
+  TREE_VERSION,
+  treeSchema,
+  validateReplicaConfig,
+  writeTreeFile,
+  type ReplicatorTree,
+  type StoredReplica,
+  type StoredRule,
+  type TreeProblem,
+} from './tree-file.js'

@@ -1,12 +1,14 @@
 import { copyFile, mkdir, open, readFile, rename, rm } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
 import { z } from 'zod'
-import { ReplicatorError } from '@mostajs/replicator-core'
+import { jsonPath, ReplicatorError } from '@mostajs/replicator-core'
+import { replicationRuleSchema, type ReplicationRuleConfig } from '@mostajs/replicator-cdc'
 
 /** Current version of the tree file format. */
 export const TREE_VERSION = 1
 
-const replicaSchema = z
+/** A replica as `addReplica` takes it and the tree file stores it (URIs may hold `${ENV}` references). */
+export const replicaConfigSchema = z
   .object({
     name: z.string().min(1),
     role: z.enum(['master', 'slave']),
@@ -28,24 +30,22 @@ const replicaSchema = z
   })
   .strict()
 
-const ruleSchema = z.object({ name: z.string().min(1) }).catchall(z.unknown())
-
 /** The tree file: projects' replicas, their read routing, replication rules. */
 export const treeSchema = z
   .object({
     version: z.literal(TREE_VERSION),
-    replicas: z.record(z.string().min(1), z.array(replicaSchema)),
+    replicas: z.record(z.string().min(1), z.array(replicaConfigSchema)),
     routing: z.record(z.string().min(1), z.enum(['round-robin', 'least-lag', 'random', 'weighted'])).default({}),
-    rules: z.array(ruleSchema).default([]),
+    rules: z.array(replicationRuleSchema).default([]),
     /** Promotion counter per project: a fenced master of an older epoch never comes back as master. */
     epochs: z.record(z.string().min(1), z.number().int().min(0)).default({}),
   })
   .strict()
 
 /** A replica as stored in the tree file (URIs may hold `${ENV}` references). */
-export type StoredReplica = z.infer<typeof replicaSchema>
+export type StoredReplica = z.infer<typeof replicaConfigSchema>
 /** A replication rule as stored in the tree file. */
-export type StoredRule = z.infer<typeof ruleSchema>
+export type StoredRule = ReplicationRuleConfig
 /** The whole tree file. */
 export type ReplicatorTree = z.infer<typeof treeSchema>
 
@@ -53,18 +53,6 @@ export type ReplicatorTree = z.infer<typeof treeSchema>
 export interface TreeProblem {
   path: string
   message: string
-}
-
-function jsonPath(path: ReadonlyArray<PropertyKey>): string {
-  let text = '$'
-  for (const part of path)
-    text +=
-      typeof part === 'number'
-        ? `[${part}]`
-        : /^[A-Za-z_$][\w$]*$/.test(String(part))
-          ? `.${String(part)}`
-          : `[${JSON.stringify(String(part))}]`
-  return text
 }
 
 /** Validates a parsed tree; CONFIG_INVALID listing every problem with its JSON path. */
@@ -181,4 +169,19 @@ export async function writeTreeFile(path: string, tree: ReplicatorTree): Promise
     await rm(temp, { force: true })
     throw error
   }
+}
+
+/** Checks the shape of a replica config; CONFIG_INVALID naming each problem with its JSON path. */
+export function validateReplicaConfig(config: unknown, where: string): StoredReplica {
+  const result = replicaConfigSchema.safeParse(config)
+  if (result.success) return result.data
+  const problems: TreeProblem[] = result.error.issues.map((issue) => ({
+    path: jsonPath(issue.path),
+    message: issue.message,
+  }))
+  throw new ReplicatorError(
+    'CONFIG_INVALID',
+    `${where}: ${problems.map((problem) => `${problem.path}: ${problem.message}`).join('; ')}.`,
+    { details: { problems } },
+  )
 }

@@ -1,24 +1,65 @@
-export * from './replication-manager.js'
-export { measureLag, type MasterHeartbeat } from './lag.js'
-export { guardDialect } from './guarded-dialect.js'
-export * from '@mostajs/replicator-core'
+// The facade: what an application needs to run several databases as one. Importing a dialect
+// package (`@mostajs/replicator-dialect-postgres`, …) registers that database kind.
+export { ReplicationManager } from './replication-manager.js'
+export { ReplicationSession } from './session.js'
+export type { ReplicationManagerOptions } from './options.js'
+export type { ReplicationManagerEvents } from './events.js'
+export type {
+  ProjectManagerLike,
+  PromotionResult,
+  ReplicaConfig,
+  ReplicaStatus,
+  ReplicationKind,
+  ResolveReadOptions,
+  RoutingStatus,
+} from './types.js'
+export { READ_ROUTING_STRATEGIES, type ReadRoutingStrategy, type ReplicaState } from '@mostajs/replicator-routing'
 export {
-  READ_ROUTING_STRATEGIES,
-  ReadRouter,
-  type ReadRoutingStrategy,
-  type RoutingCandidate,
-} from '@mostajs/replicator-routing'
-export { openChangeStream, type OpenChangeStreamOptions } from '@mostajs/replicator-cdc'
-export { readTreeFile, writeTreeFile, parseTree, type ReplicatorTree } from '@mostajs/replicator-persistence'
-export { runReplicatorService, type ReplicatorService, type ReplicatorServiceOptions } from './replicator-service.js'
-export { scaffoldReplicatorService, SERVICE_TEMPLATE, type ScaffoldOptions } from './scaffold.js'
+  openChangeStream,
+  type CollectionStats,
+  type OpenChangeStreamOptions,
+  type ReplicationRuleConfig,
+  type ResolvedRuleConfig,
+  type RuleProgress,
+  type StreamState,
+  type SyncStats,
+} from '@mostajs/replicator-cdc'
+export { parseTree, readTreeFile, writeTreeFile, type ReplicatorTree } from '@mostajs/replicator-persistence'
 export {
-  startStatusServer,
+  connectDialect,
+  createDialect,
+  EntityService,
+  HEARTBEAT_COLLECTION,
+  HEARTBEAT_SCHEMA,
+  maskSecretsInText,
+  maskUri,
+  ReplicatorError,
+  scanAll,
+  type ChangeEvent,
+  type ChangeStream,
+  type CollectionSchema,
+  type Dialect,
+  type DialectConfig,
+  type EntitySchema,
+  type Filter,
+  type Position,
+  type ReplicatorErrorCode,
+  type Row,
+} from '@mostajs/replicator-core'
+export {
+  DEFAULT_STATUS_PORT,
   healthOf,
   rulesView,
-  DEFAULT_STATUS_PORT,
+  startStatusServer,
+  type HealthReport,
   type StatusServer,
   type StatusServerOptions,
-  type HealthReport,
-} from './status-server.js'
-export { createReplicatorMetrics, type ReplicatorMetrics } from './metrics.js'
+} from './service/status-server.js'
+export { createReplicatorMetrics, type ReplicatorMetrics } from './service/metrics.js'
+export {
+  runReplicatorService,
+  serviceOptionsFromEnv,
+  type ReplicatorService,
+  type ReplicatorServiceOptions,
+} from './service/replicator-service.js'
+export { scaffoldReplicatorService, SERVICE_TEMPLATE, type ScaffoldOptions } from './service/scaffold.js'

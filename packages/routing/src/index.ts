@@ -1,1 +1,13 @@
-export * from './read-router.js'
+export { HealthMonitor, type HealthMonitorOptions } from './health-monitor.js'
+export { measureLag, type MasterHeartbeat } from './lag.js'
+export { LagMonitor, type LagMonitorOptions } from './lag-monitor.js'
+export {
+  assertStrategy,
+  isEligible,
+  READ_ROUTING_STRATEGIES,
+  ReadRouter,
+  type ReadRoutingStrategy,
+  type RouteOptions,
+  type RoutingCandidate,
+} from './read-router.js'
+export { replicaStateOf, type MonitoredReplica, type ReplicaState, type ReplicaStateInputs } from './replica-state.js'

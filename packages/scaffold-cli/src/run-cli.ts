@@ -9,6 +9,7 @@ import {
   ReplicationManager,
   ReplicatorError,
   runReplicatorService,
+  serviceOptionsFromEnv,
   scaffoldReplicatorService,
 } from '@mostajs/replicator'
 
@@ -56,9 +57,7 @@ function progressBar(write: (text: string) => void, interactive: boolean) {
 }
 
 /** The rules as the running service reports them (`/api/rules`), or null when it does not answer. */
-async function serviceRules(
-  base: string,
-): Promise<Array<{
+async function serviceRules(base: string): Promise<Array<{
   name: string
   streaming: boolean
   lastError: string | null
@@ -323,7 +322,7 @@ export async function runCli(
                 : {}),
               ...(process.env.REPLICATOR_HTTP_TOKEN ? { token: process.env.REPLICATOR_HTTP_TOKEN } : {}),
             }
-      const service = await runReplicatorService({ tree: options.tree, http })
+      const service = await runReplicatorService({ ...serviceOptionsFromEnv(), tree: options.tree, http })
       await signaled
       await service.stop() // the batches in flight finish and their offsets are stored
     })

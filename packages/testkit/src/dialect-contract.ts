@@ -60,6 +60,20 @@ export async function expectReplicatorError(promise: Promise<unknown>, code: str
   return caught as ReplicatorError
 }
 
+/** Expects `call` to throw a ReplicatorError of `code` at once (not a rejected promise); returns it. */
+export function expectThrownReplicatorError(call: () => unknown, code: string): ReplicatorError {
+  let caught: unknown
+  try {
+    call()
+  } catch (error) {
+    caught = error
+  }
+  expect(caught, `expected ${code} to be thrown at once`).toBeDefined()
+  expect(ReplicatorError.isInstance(caught), `not a ReplicatorError: ${String(caught)}`).toBe(true)
+  expect((caught as ReplicatorError).code, (caught as Error).message).toBe(code)
+  return caught as ReplicatorError
+}
+
 /**
  * The contract every dialect passes against its real server: CRUD, the filter operators,
  * sort/skip/limit, idempotent upserts, deletes, keyset scans, transactions, introspection,

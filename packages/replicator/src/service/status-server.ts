@@ -3,7 +3,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { maskSecretsInText, ReplicatorError } from '@mostajs/replicator-core'
 import { createReplicatorMetrics } from './metrics.js'
-import type { ReplicationManager, ReplicaStatus } from './replication-manager.js'
+import type { ReplicationManager } from '../replication-manager.js'
+import type { ReplicaStatus } from '../types.js'
 
 /** Options of {@link startStatusServer}. */
 export interface StatusServerOptions {

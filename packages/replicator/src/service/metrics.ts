@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
-import type { ReplicationManager } from './replication-manager.js'
+import type { ReplicationManager } from '../replication-manager.js'
 
 /** A Prometheus registry reading a manager's state at each scrape. */
 export interface ReplicatorMetrics {

@@ -1,30 +1,55 @@
-import { ReplicationManager, type ReplicationManagerOptions } from './replication-manager.js'
+import type { ReplicationManagerOptions } from '../options.js'
+import { ReplicationManager } from '../replication-manager.js'
 import { startStatusServer, type StatusServer, type StatusServerOptions } from './status-server.js'
 
 /** Options of {@link runReplicatorService}. */
 export interface ReplicatorServiceOptions {
-  /** Tree file to load (default `REPLICATOR_TREE` or `.mostajs/replicator-tree.json`). */
+  /** Tree file to load (default `.mostajs/replicator-tree.json`). */
   tree?: string
-  /** Streaming period of the rules (default `REPLICATOR_INTERVAL_MS` or 200 ms). */
+  /** Streaming period of the rules (default 200 ms). */
   intervalMs?: number
-  /** No progress lines on stdout (default `REPLICATOR_QUIET=1`). */
+  /** No progress lines on stdout (default false). */
   quiet?: boolean
-  /**
-   * Status endpoint (/health, /metrics, /api/…). Default: on when `REPLICATOR_HTTP_PORT` is
-   * set (with `REPLICATOR_HTTP_HOST`, `REPLICATOR_HTTP_TOKEN`), else off. `false` turns it off.
-   */
+  /** Status endpoint (/health, /metrics, /api/…); off when not given or `false`. */
   http?: StatusServerOptions | false
   manager?: ReplicationManagerOptions
 }
 
-/** The status endpoint options the environment asks for, or undefined. */
-function httpFromEnv(): StatusServerOptions | undefined {
-  const port = process.env.REPLICATOR_HTTP_PORT
-  if (port === undefined || port === '') return undefined
+const DEFAULT_TREE = '.mostajs/replicator-tree.json'
+
+/** A positive number from an environment variable, or undefined. */
+function positive(value: string | undefined): number | undefined {
+  const number = Number(value)
+  return value && Number.isFinite(number) && number > 0 ? number : undefined
+}
+
+/**
+ * The service's options from `REPLICATOR_*` environment variables (the only place they are
+ * read; see the README's table). Unset variables leave the defaults.
+ */
+export function serviceOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): ReplicatorServiceOptions {
+  const capture = {
+    ...(positive(env.REPLICATOR_SPILL_CHANGES) ? { spillAfterChanges: positive(env.REPLICATOR_SPILL_CHANGES) } : {}),
+    ...(env.REPLICATOR_SPILL_DIR ? { spillDirectory: env.REPLICATOR_SPILL_DIR } : {}),
+    ...(positive(env.REPLICATOR_BINLOG_BUFFER_EVENTS)
+      ? { binlogBufferEvents: positive(env.REPLICATOR_BINLOG_BUFFER_EVENTS) }
+      : {}),
+  }
+  const port = env.REPLICATOR_HTTP_PORT
   return {
-    port: Number(port),
-    ...(process.env.REPLICATOR_HTTP_HOST ? { host: process.env.REPLICATOR_HTTP_HOST } : {}),
-    ...(process.env.REPLICATOR_HTTP_TOKEN ? { token: process.env.REPLICATOR_HTTP_TOKEN } : {}),
+    ...(env.REPLICATOR_TREE ? { tree: env.REPLICATOR_TREE } : {}),
+    ...(positive(env.REPLICATOR_INTERVAL_MS) ? { intervalMs: positive(env.REPLICATOR_INTERVAL_MS) } : {}),
+    ...(env.REPLICATOR_QUIET === '1' ? { quiet: true } : {}),
+    ...(port
+      ? {
+          http: {
+            port: Number(port),
+            ...(env.REPLICATOR_HTTP_HOST ? { host: env.REPLICATOR_HTTP_HOST } : {}),
+            ...(env.REPLICATOR_HTTP_TOKEN ? { token: env.REPLICATOR_HTTP_TOKEN } : {}),
+          },
+        }
+      : {}),
+    ...(Object.keys(capture).length ? { manager: { capture } } : {}),
   }
 }
 
@@ -47,15 +72,15 @@ export interface ReplicatorService {
  * process.once('SIGTERM', () => service.stop().then(() => process.exit(0)))
  */
 export async function runReplicatorService(options: ReplicatorServiceOptions = {}): Promise<ReplicatorService> {
-  const tree = options.tree ?? process.env.REPLICATOR_TREE ?? '.mostajs/replicator-tree.json'
-  const quiet = options.quiet ?? process.env.REPLICATOR_QUIET === '1'
-  const intervalMs = options.intervalMs ?? (Number(process.env.REPLICATOR_INTERVAL_MS) || 200)
+  const tree = options.tree ?? DEFAULT_TREE
+  const quiet = options.quiet ?? false
+  const intervalMs = options.intervalMs ?? 200
   const say = (line: string) => {
     if (!quiet) process.stdout.write(`[replicator] ${line}\n`)
   }
   const manager = new ReplicationManager(null, options.manager)
-  manager.on('error', (error: Error) => say(`error: ${error.message}`))
-  manager.on('replica.state', (event: { project: string; name: string; state: string; lag: number | null }) =>
+  manager.on('error', (error) => say(`error: ${(error as Error).message}`))
+  manager.on('replica.state', (event) =>
     say(`${event.project}/${event.name} is ${event.state}${event.lag === null ? '' : ` (lag ${event.lag} ms)`}`),
   )
   await manager.loadFromFile(tree)
@@ -64,7 +89,7 @@ export async function runReplicatorService(options: ReplicatorServiceOptions = {
     await manager.startRule(rule.name, { intervalMs })
     say(`streaming rule ${rule.name}`)
   }
-  const http = options.http === false ? undefined : (options.http ?? httpFromEnv())
+  const http = options.http === false ? undefined : options.http
   let status: StatusServer | null = null
   if (http) {
     try {

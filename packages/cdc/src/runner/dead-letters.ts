@@ -1,0 +1,38 @@
+import { describeKey, type ChangeEvent, type Position, type Row } from '@mostajs/replicator-core'
+import type { RuleContext } from './rule-context.js'
+
+/** JSON of an event that keeps bigint, Buffer and Date readable. */
+function eventJson(event: ChangeEvent): string {
+  return JSON.stringify(event, (key, value: unknown) => {
+    if (key === 'nativeAfter') return undefined // the same row as `after`
+    if (typeof value === 'bigint') return value.toString()
+    if (
+      value &&
+      typeof value === 'object' &&
+      (value as { type?: string }).type === 'Buffer' &&
+      Array.isArray((value as { data?: unknown }).data)
+    ) {
+      return { $binary: Buffer.from((value as { data: number[] }).data).toString('base64') }
+    }
+    return value
+  })
+}
+
+export function deadLetterId(ctx: RuleContext, event: ChangeEvent, position: Position): string {
+  return `${ctx.config.name}:${JSON.stringify(position.value)}:${event.collection}:${describeKey(event.key)}`.slice(
+    0,
+    255,
+  )
+}
+
+export function deadLetter(ctx: RuleContext, event: ChangeEvent, message: string, position: Position): Row {
+  return {
+    id: deadLetterId(ctx, event, position),
+    rule: ctx.config.name,
+    collection: event.collection,
+    row_key: describeKey(event.key),
+    event: eventJson(event),
+    error: message,
+    at: new Date(),
+  }
+}

@@ -1,0 +1,84 @@
+import type { CollectionSchema, Position, Row } from '@mostajs/replicator-core'
+import type { RuleContext } from './rule-context.js'
+
+/** Where a rule's progress is kept, in the target, in the same transaction as the rows. */
+export const OFFSETS_COLLECTION = '_replicator_offsets'
+/** Rows a target refused, with the event and the error. */
+export const DEAD_LETTERS_COLLECTION = '_replicator_dead_letters'
+/** Deletes applied by bidirectional rules, with the time they were made (on both sides). */
+export const TOMBSTONES_COLLECTION = '_replicator_tombstones'
+export const TOMBSTONES_SCHEMA = {
+  name: TOMBSTONES_COLLECTION,
+  primaryKey: ['id'],
+  columns: [
+    { name: 'id', type: 'string' as const, length: 64 },
+    { name: 'rule', type: 'string' as const },
+    { name: 'collection', type: 'string' as const },
+    { name: 'row_key', type: 'text' as const },
+    { name: 'deleted_at', type: 'timestamp' as const },
+  ],
+}
+/** Tables of the replicator itself: never carried by `['*']`, never checked for conflicts. */
+export const INTERNAL_PREFIX = '_replicator_'
+
+const OFFSETS_SCHEMA: CollectionSchema = {
+  name: OFFSETS_COLLECTION,
+  primaryKey: ['rule'],
+  columns: [
+    { name: 'rule', type: 'string' },
+    { name: 'position', type: 'text' },
+    { name: 'snapshot_done', type: 'boolean' },
+    { name: 'origin', type: 'string' },
+    { name: 'updated_at', type: 'timestamp' },
+  ],
+}
+
+const DEAD_LETTERS_SCHEMA: CollectionSchema = {
+  name: DEAD_LETTERS_COLLECTION,
+  primaryKey: ['id'],
+  columns: [
+    { name: 'id', type: 'string', length: 255 },
+    { name: 'rule', type: 'string' },
+    { name: 'collection', type: 'string' },
+    { name: 'row_key', type: 'text' },
+    { name: 'event', type: 'text' },
+    { name: 'error', type: 'text' },
+    { name: 'at', type: 'timestamp' },
+  ],
+}
+
+/** Creates the rule's own tables on the target (and the tombstones on both sides). */
+export async function ensureInternalTables(ctx: RuleContext): Promise<void> {
+  await ctx.target.ensureCollection(OFFSETS_SCHEMA)
+  await ctx.target.ensureCollection(DEAD_LETTERS_SCHEMA)
+  if (ctx.config.tombstones) {
+    await ctx.target.ensureCollection(TOMBSTONES_SCHEMA)
+    await ctx.source.ensureCollection(TOMBSTONES_SCHEMA)
+  }
+}
+
+export interface StoredOffset {
+  position: Position | null
+  snapshotDone: boolean
+  origin?: string | null
+}
+
+export async function readOffset(ctx: RuleContext): Promise<StoredOffset> {
+  const row = await ctx.target.findOne(OFFSETS_COLLECTION, { rule: ctx.config.name })
+  if (!row) return { position: null, snapshotDone: false }
+  return {
+    position: row.position ? (JSON.parse(String(row.position)) as Position) : null,
+    snapshotDone: row.snapshot_done === true,
+    origin: typeof row.origin === 'string' ? row.origin : null,
+  }
+}
+
+export function offsetRow(ctx: RuleContext, position: Position | null): Row {
+  return {
+    rule: ctx.config.name,
+    position: position ? JSON.stringify(position) : null,
+    snapshot_done: true,
+    origin: ctx.config.origin ?? null,
+    updated_at: new Date(),
+  }
+}

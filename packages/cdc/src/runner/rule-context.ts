@@ -1,0 +1,15 @@
+import type { Dialect } from '@mostajs/replicator-core'
+import type { RunnerConfig } from '../rule-config.js'
+import type { CollectionStats, RuleObserver, SyncStats } from './sync-stats.js'
+
+/** What the parts of a rule runner share: the rule, both databases, and its counters. */
+export interface RuleContext {
+  readonly config: RunnerConfig
+  readonly source: Dialect
+  readonly target: Dialect
+  readonly observer: RuleObserver
+  readonly stats: SyncStats
+  readonly perCollection: Map<string, CollectionStats>
+  /** Column compared by `timestamp` conflict resolution and by bidirectional rules. */
+  readonly timestampColumn: string
+}

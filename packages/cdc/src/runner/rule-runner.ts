@@ -1,0 +1,256 @@
+import {
+  collectionSchemaOf,
+  ReplicatorError,
+  type ChangeBatch,
+  type CollectionDescription,
+  type Dialect,
+  type Position,
+} from '@mostajs/replicator-core'
+import { validateRule, type RunnerConfig } from '../rule-config.js'
+import { applyBatch, transactionSlices } from './apply-batch.js'
+import { ensureInternalTables, INTERNAL_PREFIX, OFFSETS_COLLECTION, offsetRow, readOffset } from './internal-tables.js'
+import { mergeCollection, mirrorCollection } from './mirror.js'
+import type { RuleContext } from './rule-context.js'
+import { copyCollection } from './snapshot.js'
+import {
+  emptyCollectionStats,
+  emptySyncStats,
+  type CollectionStats,
+  type RuleObserver,
+  type SyncStats,
+} from './sync-stats.js'
+
+/** Events read from the source log at once (applied in slices of batchSize). */
+const READ_AHEAD_EVENTS = 20_000
+
+/**
+ * Runs one replication rule between two connected dialects: prepares the target tables and
+ * the source capture, snapshots by keyset pages, then applies captured changes in batches.
+ * Each batch is one target transaction that also stores the rule's offset, and the source
+ * only forgets changes after that commit: a crash can neither lose nor double-apply a batch.
+ */
+export class RuleRunner {
+  private collections: string[] = []
+  private prepared = false
+  private resumed = false
+  private readonly stats: SyncStats
+  private readonly perCollection = new Map<string, CollectionStats>()
+  private readonly context: RuleContext
+
+  constructor(
+    readonly config: RunnerConfig,
+    private readonly source: Dialect,
+    private readonly target: Dialect,
+    observer: RuleObserver = {},
+  ) {
+    const { alsoCarry: _a, suppressNoOps: _s, skipSnapshot: _k, tombstones: _t, origin: _o, ...rule } = config
+    validateRule(rule)
+    this.stats = emptySyncStats(config.name)
+    this.context = {
+      config,
+      source,
+      target,
+      observer,
+      stats: this.stats,
+      perCollection: this.perCollection,
+      timestampColumn: config.timestampColumn ?? 'updatedAt',
+    }
+    const needed =
+      config.mode !== 'snapshot' ? (['setupCapture', 'readChanges', 'confirmChanges', 'dropCapture'] as const) : []
+    for (const capability of needed) {
+      if (typeof source[capability] !== 'function') {
+        throw new ReplicatorError(
+          'NOT_SUPPORTED',
+          `Rule "${config.name}": the source (${source.name}) has no change capture (${capability}) yet.`,
+          { details: { rule: config.name, dialect: source.name } },
+        )
+      }
+    }
+  }
+
+  /**
+   * Checks every collection can be carried (a compatibility report listing each column of no
+   * portable type), creates missing target tables from the source's columns, and sets up the
+   * source capture. Idempotent.
+   */
+  async prepare(): Promise<void> {
+    const wanted = await this.wantedCollections()
+    const descriptions: CollectionDescription[] = []
+    const problems: string[] = []
+    for (const collection of wanted) {
+      const description = await this.source.describeCollection(collection)
+      for (const column of description.columns)
+        if (column.type === 'unknown') problems.push(`${collection}.${column.name} (${column.nativeType})`)
+      if (this.config.conflictResolution === 'timestamp' && !collection.startsWith(INTERNAL_PREFIX)) {
+        const column = this.context.timestampColumn
+        if (!description.columns.some((candidate) => candidate.name === column && candidate.type === 'timestamp')) {
+          throw new ReplicatorError(
+            'CONFIG_INVALID',
+            `Rule "${this.config.name}": conflictResolution 'timestamp' compares "${column}", and collection "${collection}" has no timestamp column of that name. Set timestampColumn.`,
+            { details: { rule: this.config.name, collection } },
+          )
+        }
+      }
+      if (!description.primaryKey.length) problems.push(`${collection} has no primary key`)
+      descriptions.push(description)
+    }
+    if (problems.length) {
+      throw new ReplicatorError(
+        'TYPE_UNSUPPORTED',
+        `Rule "${this.config.name}" cannot carry: ${problems.join('; ')}. Give these columns a portable type or leave the collection out.`,
+        {
+          details: { rule: this.config.name, problems },
+        },
+      )
+    }
+    for (const description of descriptions) await this.target.ensureCollection(collectionSchemaOf(description))
+    await ensureInternalTables(this.context)
+    if (this.config.mode !== 'snapshot')
+      await this.source.setupCapture!({ name: this.config.name, collections: wanted })
+    this.collections = wanted
+    this.prepared = true
+    for (const collection of wanted)
+      if (!this.perCollection.has(collection)) this.perCollection.set(collection, emptyCollectionStats(collection))
+  }
+
+  /** The collections to carry now: `['*']` follows the source catalogue. */
+  private async wantedCollections(): Promise<string[]> {
+    const catalogue =
+      this.config.collections.includes('*') || this.config.alsoCarry?.length ? await this.source.listCollections() : []
+    const named = this.config.collections.includes('*')
+      ? catalogue.filter((name) => !name.startsWith(INTERNAL_PREFIX))
+      : this.config.collections
+    const extra = (this.config.alsoCarry ?? []).filter((name) => catalogue.includes(name) && !named.includes(name))
+    return [...named, ...extra]
+  }
+
+  /** Snapshot when none was taken yet, then applies every captured change until none is pending. */
+  async sync(): Promise<SyncStats> {
+    if (this.config.mode === 'snapshot') return this.mirror()
+    const started = performance.now()
+    if (!this.prepared) await this.prepare()
+    else if (this.config.collections.includes('*') || this.config.alsoCarry?.length) await this.followCatalogue()
+    let offset = await readOffset(this.context)
+    if (!offset.snapshotDone) {
+      if (!this.config.skipSnapshot) await this.snapshot()
+      await this.target.upsertMany(OFFSETS_COLLECTION, [offsetRow(this.context, offset.position)])
+      offset = { ...offset, snapshotDone: true }
+    } else if (this.config.origin && offset.origin && offset.origin !== this.config.origin) {
+      // A new source master: its capture (created by prepare) holds every change from now on;
+      // a mirror pass carries what happened before, including deletes.
+      if (this.config.mode === 'cdc')
+        for (const collection of this.collections) await mirrorCollection(this.context, collection)
+      else for (const collection of this.collections) await mergeCollection(this.context, collection)
+      await this.target.upsertMany(OFFSETS_COLLECTION, [offsetRow(this.context, null)])
+      offset = { position: null, snapshotDone: true, origin: this.config.origin }
+      this.stats.reseeds++
+    }
+    if (offset.position && !this.resumed) {
+      // After a restart: let the source forget what the target already committed (a crash may
+      // have come between the target's commit and the source's confirmation).
+      await this.source.confirmChanges!(this.config.name, offset.position)
+    }
+    this.resumed = true
+    let pendingSeen = false
+    const batchSize = this.config.batchSize ?? 1000
+    // Read wide (a log read can cost a scan of the retained log: PostgreSQL re-decodes from the
+    // slot's restart point), apply in target transactions of about batchSize, confirm once.
+    const read = (after: Position | null) =>
+      this.source.readChanges!(this.config.name, {
+        after,
+        maxEvents: Math.max(batchSize, READ_AHEAD_EVENTS),
+        lazyAfter: true,
+      })
+    let next: Promise<ChangeBatch> | null = read(offset.position)
+    try {
+      for (;;) {
+        const batch: ChangeBatch = await next
+        next = null
+        if (!batch.position) break
+        // Read (and decode) the next batch while this one is applied. The source is asked for
+        // what follows this batch: nothing is confirmed before it is applied. (Not while a
+        // transaction too large to hold is read in parts.)
+        if (!batch.nextPart) {
+          next = read(batch.position)
+          next.catch(() => undefined) // its failure is reported when it is awaited
+        }
+        if (batch.events.length) {
+          pendingSeen = true
+          for (const slice of transactionSlices(batch.events, batchSize)) {
+            const sliceStarted = performance.now()
+            await applyBatch(this.context, slice.events, slice.position, batch.nextPart)
+            offset = { position: slice.position, snapshotDone: true }
+            const newestOfSlice = slice.events[slice.events.length - 1]!
+            this.context.observer.batchApplied?.({
+              rule: this.config.name,
+              events: slice.events.length,
+              durationMs: performance.now() - sliceStarted,
+              lagMs: Math.max(0, Date.now() - newestOfSlice.source.ts),
+            })
+          }
+          const newest = batch.events[batch.events.length - 1]!
+          this.stats.lagMs = Math.max(0, Date.now() - newest.source.ts)
+        }
+        // also when only transactions the target already had were read: move the source past them
+        await this.source.confirmChanges!(this.config.name, batch.position)
+        next ??= read(batch.position)
+      }
+    } finally {
+      // A failed apply never leaves a read running behind it (it would hold the capture).
+      if (next) await next.catch(() => undefined)
+    }
+    if (!pendingSeen) this.stats.lagMs = 0
+    this.stats.position = offset.position
+    this.stats.lastSync = new Date()
+    this.stats.duration = Math.round(performance.now() - started)
+    return this.getStats()
+  }
+
+  /**
+   * Picks up collections created on the source since the last sync: they join the capture
+   * first, then are snapshotted, so no change of theirs falls between the two.
+   */
+  private async followCatalogue(): Promise<void> {
+    const wanted = await this.wantedCollections()
+    const added = wanted.filter((name) => !this.collections.includes(name))
+    if (!added.length) return
+    const known = this.collections
+    await this.prepare()
+    for (const collection of added) if (!known.includes(collection)) await copyCollection(this.context, collection)
+  }
+
+  /** Removes the source capture (slot and publication, or triggers and changelog). */
+  async teardown(): Promise<void> {
+    if (this.config.mode !== 'snapshot') await this.source.dropCapture!(this.config.name)
+  }
+
+  /**
+   * `snapshot` mode: copies every source page into the target, then walks the target by pages
+   * and deletes the rows whose keys the source no longer has (looked up by key, so the two
+   * databases' key orders need not agree). Memory stays at one page.
+   */
+  private async mirror(): Promise<SyncStats> {
+    const started = performance.now()
+    await this.prepare()
+    for (const collection of this.collections) await mirrorCollection(this.context, collection)
+    this.stats.lastSync = new Date()
+    this.stats.duration = Math.round(performance.now() - started)
+    return this.getStats()
+  }
+
+  /** Copies every collection by keyset pages. */
+  private async snapshot(): Promise<void> {
+    for (const collection of this.collections) await copyCollection(this.context, collection)
+  }
+
+  /** Continues the counters of an earlier runner of the same rule (a new one is made when a master changes). */
+  carryStatsFrom(previous: SyncStats): void {
+    const { details, reverse: _reverse, ...totals } = previous
+    Object.assign(this.stats, totals, { ruleName: this.config.name })
+    for (const detail of details) this.perCollection.set(detail.collection, { ...detail })
+  }
+
+  getStats(): SyncStats {
+    return { ...this.stats, details: [...this.perCollection.values()].map((detail) => ({ ...detail })) }
+  }
+}

@@ -1,0 +1,69 @@
+import type { Position } from '@mostajs/replicator-core'
+
+/** Per-collection counters of a rule. */
+export interface CollectionStats {
+  collection: string
+  snapshotRows: number
+  created: number
+  updated: number
+  deleted: number
+  deadLettered: number
+}
+
+/** What a rule did so far (the original `getSyncStats` shape, plus ours). */
+export interface SyncStats {
+  ruleName: string
+  lastSync: Date | null
+  /** Rows written and rows deleted on the target (snapshot copies, streamed changes, mirror deletes). */
+  recordsSynced: number
+  created: number
+  updated: number
+  deleted: number
+  skipped: number
+  errors: number
+  deadLettered: number
+  /** Times the target was re-seeded because the source master changed (promotion). */
+  reseeds: number
+  /** Duration of the last sync() in ms. */
+  duration: number
+  /** Age of the newest applied change when it was applied (ms); 0 when nothing was pending. */
+  lagMs: number
+  /** Source position applied last (null before the first change). */
+  position: Position | null
+  details: CollectionStats[]
+  /** The target → source direction of a bidirectional rule. */
+  reverse?: SyncStats
+}
+
+/** Callbacks a runner calls as it works (monitoring, progress bars). They must not throw. */
+export interface RuleObserver {
+  /** After each committed target transaction of captured changes. */
+  batchApplied?(info: { rule: string; events: number; durationMs: number; lagMs: number }): void
+  /** During a snapshot, after each page written; `total` is the source's row count when the copy began. */
+  snapshotProgress?(info: { rule: string; collection: string; done: number; total: number }): void
+}
+
+/** Counters of a rule before its first sync. */
+export function emptySyncStats(ruleName: string): SyncStats {
+  return {
+    ruleName,
+    lastSync: null,
+    recordsSynced: 0,
+    created: 0,
+    updated: 0,
+    deleted: 0,
+    skipped: 0,
+    errors: 0,
+    deadLettered: 0,
+    reseeds: 0,
+    duration: 0,
+    lagMs: 0,
+    position: null,
+    details: [],
+  }
+}
+
+/** Counters of one collection before anything was carried. */
+export function emptyCollectionStats(collection: string): CollectionStats {
+  return { collection, snapshotRows: 0, created: 0, updated: 0, deleted: 0, deadLettered: 0 }
+}

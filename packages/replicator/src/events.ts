@@ -1,0 +1,19 @@
+import type { RuleObserver } from '@mostajs/replicator-cdc'
+import type { ReplicaState } from '@mostajs/replicator-routing'
+import type { PromotionResult } from './types.js'
+
+type Info<K extends keyof RuleObserver> = Parameters<NonNullable<RuleObserver[K]>>[0]
+
+/** The events of a ReplicationManager and what each carries. */
+export interface ReplicationManagerEvents {
+  'replica.added': [{ project: string; name: string; role: 'master' | 'slave' }]
+  'replica.removed': [{ project: string; name: string }]
+  'replica.state': [{ project: string; name: string; state: ReplicaState; previous: ReplicaState; lag: number | null }]
+  'replica.promoted': [PromotionResult]
+  /** After each committed target transaction of a rule or managed feed. */
+  'rule.batch': [Info<'batchApplied'>]
+  /** During snapshots, after each page written. */
+  'rule.progress': [Info<'snapshotProgress'>]
+  /** Problems of background work (monitors, streaming loops); never thrown into the application. */
+  error: [unknown]
+}

@@ -1,0 +1,290 @@
+import { EventEmitter } from 'node:events'
+import {
+  createDialect,
+  EntityService,
+  HEARTBEAT_COLLECTION,
+  maskUri,
+  ReplicatorError,
+  type EntitySchema,
+} from '@mostajs/replicator-core'
+import { resolveEnvReferences } from '@mostajs/replicator-persistence'
+import { guardDialect } from './guarded-dialect.js'
+import { managedFeedName, RuleSet } from '@mostajs/replicator-cdc'
+import { HealthMonitor, LagMonitor, ReadRouter, replicaStateOf } from '@mostajs/replicator-routing'
+import type { ReplicationManagerEvents } from './events.js'
+import { resolveOptions, type ReplicationManagerOptions } from './options.js'
+import {
+  isManagedSlave,
+  masterOf,
+  requireMaster,
+  validateReplica,
+  type ProjectState,
+  type ReplicaEntry,
+} from './topology.js'
+import type { ProjectManagerLike, ReplicaConfig, ReplicaStatus } from './types.js'
+
+/**
+ * What the public `ReplicationManager` stands on: the projects with their monitors (lag,
+ * health, the replica state machine), the feeds of managed replicas, the rule set, and
+ * problem reporting. Nothing here is public API.
+ */
+export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
+  protected readonly projects = new Map<string, ProjectState>()
+  protected readonly options: Required<ReplicationManagerOptions>
+  protected readonly rules: RuleSet
+
+  constructor(
+    protected readonly projectManager?: ProjectManagerLike | null,
+    options: ReplicationManagerOptions = {},
+  ) {
+    super()
+    this.options = resolveOptions(options)
+    this.rules = new RuleSet({
+      master: (project) => requireMaster(this.requireProject(project)),
+      report: (error) => this.report(error),
+      changed: () => this.schedulePersist(),
+      observer: {
+        batchApplied: (info) => this.emit('rule.batch', info),
+        snapshotProgress: (info) => this.emit('rule.progress', info),
+      },
+      defaultIntervalMs: this.options.ruleIntervalMs,
+    })
+  }
+
+  /** Saves the tree when auto-persist is on (the manager overrides it). */
+  protected schedulePersist(): void {}
+
+  protected report(error: unknown): void {
+    // Background work never throws into the application; listeners of 'error' hear about problems.
+    if (this.listenerCount('error') > 0) this.emit('error', error)
+  }
+
+  protected requireProject(project: string): ProjectState {
+    const state = this.projects.get(project)
+    if (!state) {
+      const known = this.listProjects().join(', ') || '(none)'
+      throw new ReplicatorError(
+        'REPLICA_NOT_FOUND',
+        `Project "${project}" has no replicas. Known projects: ${known}.`,
+        {
+          details: { project },
+        },
+      )
+    }
+    return state
+  }
+
+  /** Projects that have replicas. */
+  listProjects(): string[] {
+    return [...this.projects.keys()]
+  }
+
+  protected validateProjectName(project: string): void {
+    if (typeof project !== 'string' || project.trim() === '')
+      throw new ReplicatorError('CONFIG_INVALID', 'A project name must be a non-empty string.')
+    if (this.projectManager && !this.projectManager.hasProject(project)) {
+      throw new ReplicatorError(
+        'CONFIG_INVALID',
+        `Project "${project}" is not known to the ProjectManager; create it there first.`,
+        { details: { project } },
+      )
+    }
+  }
+
+  /** The project's state, created (with its monitors, not started) on first use. */
+  protected projectState(project: string): ProjectState {
+    let state = this.projects.get(project)
+    if (state) return state
+    const lag = new LagMonitor({
+      heartbeatId: this.options.heartbeatId,
+      intervalMs: this.options.heartbeatIntervalMs,
+      view: () => ({
+        master: masterOf(state!),
+        slaves: [...state!.replicas.values()].filter(
+          (entry) => entry.config.role === 'slave' && !entry.fenced && entry.connected && entry.dialect.readHeartbeat,
+        ),
+      }),
+      measured: (replica) => this.updateState(replica as ReplicaEntry),
+      paused: () => state!.promoting,
+      report: (error) => this.report(error),
+    })
+    state = {
+      name: project,
+      replicas: new Map(),
+      router: new ReadRouter('round-robin'),
+      schemas: [],
+      lag,
+      health: undefined,
+      epoch: 0,
+      promoting: false,
+    }
+    this.projects.set(project, state)
+    return state
+  }
+
+  protected startMonitors(state: ProjectState): void {
+    state.health ??= new HealthMonitor({
+      intervalMs: this.options.healthCheckIntervalMs,
+      failureThreshold: this.options.failureThreshold,
+      replicas: () => [...state.replicas.values()],
+      reconnected: async (replica) => {
+        const entry = replica as ReplicaEntry
+        await this.applySchemas(entry, state.schemas)
+        this.startFeedsOf(state, entry)
+      },
+      wantsNativeStatus: (replica) => {
+        const entry = replica as ReplicaEntry
+        return entry.config.role === 'slave' && entry.config.replication !== 'managed' && !entry.fenced
+      },
+      checked: (replica) => this.updateState(replica as ReplicaEntry),
+    })
+    state.health.start()
+    state.lag.start()
+  }
+
+  protected stopMonitors(state: ProjectState): void {
+    state.lag.stop()
+    state.health?.stop()
+  }
+
+  /** Moves a replica's state (and tells listeners) from what the monitors last measured. */
+  protected updateState(entry: ReplicaEntry): void {
+    const next = replicaStateOf({
+      fenced: entry.fenced,
+      isMaster: entry.config.role === 'master',
+      connected: entry.connected,
+      healthy: entry.healthy,
+      failures: entry.failures,
+      lagMs: entry.lagMs,
+      lagToleranceMs: entry.config.lagTolerance,
+    })
+    if (next === entry.state) return
+    const previous = entry.state
+    entry.state = next
+    this.emit('replica.state', {
+      project: entry.project,
+      name: entry.config.name,
+      state: next,
+      previous,
+      lag: entry.lagMs,
+    })
+  }
+
+  /** Creates (`create`/`update`) or checks (`validate`) the project's tables on a replica. */
+  protected async applySchemas(entry: ReplicaEntry, schemas: EntitySchema[]): Promise<void> {
+    const strategy = entry.config.schemaStrategy ?? 'none'
+    if (strategy === 'none' || !schemas.length) return
+    const writable = entry.config.role === 'master' || entry.config.replication === 'managed'
+    for (const schema of schemas) {
+      if ((strategy === 'create' || strategy === 'update') && writable) await entry.dialect.ensureCollection(schema)
+      else await entry.dialect.describeCollection(schema.collection) // validate: the table must exist
+    }
+  }
+
+  protected managedSlaves(state: ProjectState): ReplicaEntry[] {
+    return [...state.replicas.values()].filter(isManagedSlave)
+  }
+
+  /** Starts the feeds a replica takes part in: its own (managed slave), or its slaves' (master). */
+  protected startFeedsOf(state: ProjectState, entry: ReplicaEntry): void {
+    if (isManagedSlave(entry)) this.startFeed(state, entry)
+    if (entry.config.role === 'master') for (const slave of this.managedSlaves(state)) this.startFeed(state, slave)
+  }
+
+  /** Feeds a managed slave from its project's master (all collections, and the heartbeat for lag). */
+  protected startFeed(state: ProjectState, slave: ReplicaEntry): void {
+    const master = masterOf(state)
+    if (!master?.connected || !slave.connected || slave.fenced) return
+    const config = {
+      name: managedFeedName(state.name, slave.config.name),
+      source: master.label,
+      target: slave.label,
+      mode: 'cdc' as const,
+      collections: ['*'],
+      alsoCarry: [HEARTBEAT_COLLECTION],
+      origin: master.label,
+    }
+    const intervalMs = Math.min(this.options.heartbeatIntervalMs, 200)
+    this.rules.startFeed(slave.label, config, master.dialect, slave.dialect, intervalMs)
+  }
+
+  protected async stopFeed(state: ProjectState, slave: ReplicaEntry, dropCapture: boolean): Promise<void> {
+    await this.rules.stopFeed(slave.label)
+    const master = masterOf(state)
+    if (!dropCapture || !master?.dialect.dropCapture) return
+    await master.dialect
+      .dropCapture(managedFeedName(state.name, slave.config.name))
+      .catch((error) => this.report(error))
+  }
+
+  /** Validates, connects and adds a replica; a replica that cannot be reached is kept when `tolerateDown`. */
+  protected async connectReplica(
+    project: string,
+    config: ReplicaConfig,
+    how: { schemas?: EntitySchema[]; tolerateDown: boolean; fenced: boolean },
+  ): Promise<ReplicaStatus> {
+    this.validateProjectName(project)
+    const { fenced } = how
+    const normalized = validateReplica(project, config, this.projects.get(project), {
+      fenced,
+      defaultLagTolerance: this.options.defaultLagTolerance,
+    })
+    const state = this.projectState(project)
+    if (how.schemas?.length) state.schemas = how.schemas
+    else if (!state.schemas.length) state.schemas = this.projectManager?.getProject(project)?.schemas ?? []
+    const uri = resolveEnvReferences(normalized.uri, `${project}/${normalized.name}.uri`)
+    const dialect = createDialect({
+      dialect: normalized.dialect,
+      uri,
+      pool: normalized.pool,
+      connectTimeoutMs: this.options.connectTimeoutMs,
+      capture: this.options.capture,
+    })
+    const entry: ReplicaEntry = {
+      ...{ project, config: normalized, dialect, connected: false, healthy: true, failures: 0, fenced },
+      ...{ lagMs: normalized.role === 'master' ? 0 : null, appliedSequence: null, lastHeartbeatAt: null },
+      ...{ state: 'connecting', label: `${project}/${normalized.name}`, readsRouted: 0 },
+      service: undefined as unknown as EntityService,
+    }
+    entry.service = new EntityService(guardDialect(dialect, entry), state.schemas)
+    try {
+      await dialect.connect()
+      entry.connected = true
+    } catch (error) {
+      if (!how.tolerateDown) {
+        if (state.replicas.size === 0) this.projects.delete(project)
+        throw error
+      }
+      entry.healthy = false
+      entry.failures = 1
+      entry.lastError = (error as Error).message
+    }
+    if (entry.connected && !fenced) await this.applySchemas(entry, state.schemas)
+    state.replicas.set(normalized.name, entry)
+    this.updateState(entry)
+    this.startMonitors(state)
+    if (!fenced) this.startFeedsOf(state, entry)
+    this.emit('replica.added', { project, name: normalized.name, role: normalized.role })
+    this.schedulePersist()
+    return this.statusOf(entry)
+  }
+
+  protected statusOf(entry: ReplicaEntry): ReplicaStatus {
+    return {
+      ...{ project: entry.project, name: entry.config.name, role: entry.config.role, dialect: entry.config.dialect },
+      replication: entry.config.role === 'slave' ? (entry.config.replication ?? 'native') : null,
+      ...{ status: entry.state, healthy: entry.healthy && entry.connected, lag: entry.lagMs },
+      ...{
+        lagTolerance: entry.config.lagTolerance,
+        weight: entry.config.weight,
+        uri: maskUri(entry.dialect.maskedUri),
+      },
+      appliedSequence: entry.appliedSequence === null ? null : entry.appliedSequence.toString(),
+      lastHeartbeatAt: entry.lastHeartbeatAt,
+      ...(entry.native ? { native: entry.native } : {}),
+      consecutiveFailures: entry.failures,
+      ...(entry.lastError ? { lastError: entry.lastError } : {}),
+      readsRouted: entry.readsRouted,
+    }
+  }
+}

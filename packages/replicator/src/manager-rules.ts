@@ -1,0 +1,106 @@
+import { maskUri, type CaptureBacklog, type ChangeStream } from '@mostajs/replicator-core'
+import {
+  managedFeedName,
+  openChangeStream,
+  type OpenChangeStreamOptions,
+  type ReplicationRuleConfig,
+  type ResolvedRuleConfig,
+  type RuleProgress,
+  type StreamState,
+  type SyncStats,
+} from '@mostajs/replicator-cdc'
+import { ManagerCore } from './manager-core.js'
+import { masterOf, requireMaster } from './topology.js'
+
+/** The change-data-capture part of the manager's API: rules, streams, change streams, backlogs. */
+export class ManagerWithRules extends ManagerCore {
+  // ---------------------------------------------------------------- replication rules (CDC)
+
+  /**
+   * Adds a change-data-capture rule from the master of `source` to the master of `target`
+   * (any two database kinds). The rule is registered at once (a malformed rule or an unknown
+   * project throws here); its preparation (column check, target tables, source capture) runs
+   * in the background, and the returned promise settles with it. `sync` waits for it.
+   *
+   * @example
+   * rm.addReplicationRule({ name: 'users-to-analytics', source: 'shop', target: 'analytics', mode: 'cdc', collections: ['users'] })
+   * const stats = await rm.sync('users-to-analytics')
+   */
+  addReplicationRule(config: ReplicationRuleConfig): Promise<void> {
+    return this.rules.add(config)
+  }
+
+  /** Removes a rule and what its capture holds on the source (replication slot and publication, or triggers). */
+  async removeReplicationRule(name: string): Promise<void> {
+    await this.rules.remove(name)
+  }
+
+  /** The replication rules, with their defaults filled in (`enabled`, `conflictResolution`, `batchSize`, …). */
+  listRules(): ResolvedRuleConfig[] {
+    return this.rules.list()
+  }
+
+  /** Snapshot (first time), then applies every pending captured change; resolves with the rule's stats. */
+  async sync(name: string): Promise<SyncStats> {
+    return this.rules.sync(name)
+  }
+
+  /**
+   * Streams a rule continuously: applies pending changes every `intervalMs` (default the
+   * manager's `ruleIntervalMs`, 200 ms). Errors are reported on 'error' and retried with
+   * backoff; the offset only advances with applied batches.
+   */
+  async startRule(name: string, options: { intervalMs?: number } = {}): Promise<void> {
+    this.rules.start(name, options)
+  }
+
+  /** Stops a rule's continuous streaming (after its current batch). */
+  async stopRule(name: string): Promise<void> {
+    await this.rules.stop(name)
+  }
+
+  /** Counters of a rule (zeros before its first sync). */
+  getSyncStats(name: string): SyncStats {
+    return this.rules.stats(name)
+  }
+
+  /** What a rule's target has stored, so it survives restarts: position applied last, when, dead letters. */
+  async getRuleProgress(name: string): Promise<RuleProgress> {
+    return this.rules.progress(name)
+  }
+
+  /** A streaming loop by rule name (or `managed.<project>.<replica>`); null when it is not streaming. */
+  getStreamState(name: string): StreamState | null {
+    return this.rules.streamState(name)
+  }
+
+  /** Every streaming loop: rules (and their reverse direction) and managed replica feeds. */
+  listStreams(): StreamState[] {
+    return this.rules.listStreams()
+  }
+
+  /**
+   * The captured changes of a project's master as an async iterable (at least once: a batch
+   * is confirmed when the loop has gone past it). See `openChangeStream`.
+   */
+  async openChangeStream(project: string, options: OpenChangeStreamOptions): Promise<ChangeStream> {
+    return openChangeStream(requireMaster(this.requireProject(project)).dialect, options)
+  }
+
+  /** What each capture holds on its source (WAL retained by a slot, unconfirmed changelog rows). */
+  async captureBacklogs(): Promise<Array<{ capture: string; source: string } & CaptureBacklog>> {
+    const captures = this.rules.captures()
+    for (const state of this.projects.values())
+      for (const entry of this.managedSlaves(state))
+        captures.push({ capture: managedFeedName(state.name, entry.config.name), project: state.name })
+    const found: Array<{ capture: string; source: string } & CaptureBacklog> = []
+    for (const { capture, project } of captures) {
+      const state = this.projects.get(project)
+      const master = state && masterOf(state)
+      if (!master?.connected || !master.dialect.captureBacklog) continue
+      const backlog = await master.dialect.captureBacklog(capture).catch(() => null)
+      if (backlog) found.push({ capture, source: master.label, ...backlog })
+    }
+    return found
+  }
+}

@@ -1,0 +1,44 @@
+import { randomUUID } from 'node:crypto'
+import { hostname } from 'node:os'
+import type { CaptureSettings } from '@mostajs/replicator-core'
+
+/** Options of {@link ReplicationManager}. */
+export interface ReplicationManagerOptions {
+  /** Heartbeat write/read period (default 250 ms). */
+  heartbeatIntervalMs?: number
+  /** Ping period (default 1000 ms). */
+  healthCheckIntervalMs?: number
+  /** Consecutive failed pings before a replica is unhealthy (default 3). */
+  failureThreshold?: number
+  /** lagTolerance of slaves that give none (default 1000 ms). */
+  defaultLagTolerance?: number
+  /** connect() timeout of every replica (default 5000 ms). */
+  connectTimeoutMs?: number
+  /** How long a promotion waits for the candidate to apply the fenced master's final heartbeat (default 10 s). */
+  catchUpTimeoutMs?: number
+  /**
+   * Identity of this manager's heartbeat row (default: random per manager). Every manager
+   * writes and reads its own row, so several application instances on one master never
+   * mistake each other's heartbeats for their own.
+   */
+  heartbeatId?: string
+  /** Streaming period of rules started without one (default 200 ms). */
+  ruleIntervalMs?: number
+  /** Memory limits of change capture on every replica (spill threshold and directory, binlog buffer). */
+  capture?: CaptureSettings
+}
+
+/** The options with every default filled in. */
+export function resolveOptions(options: ReplicationManagerOptions): Required<ReplicationManagerOptions> {
+  return {
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? 250,
+    healthCheckIntervalMs: options.healthCheckIntervalMs ?? 1000,
+    failureThreshold: options.failureThreshold ?? 3,
+    defaultLagTolerance: options.defaultLagTolerance ?? 1000,
+    connectTimeoutMs: options.connectTimeoutMs ?? 5000,
+    catchUpTimeoutMs: options.catchUpTimeoutMs ?? 10_000,
+    heartbeatId: options.heartbeatId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+    ruleIntervalMs: options.ruleIntervalMs ?? 200,
+    capture: options.capture ?? {},
+  }
+}
