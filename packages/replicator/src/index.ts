@@ -63,3 +63,5 @@ export {
   type ReplicatorServiceOptions,
 } from './service/replicator-service.js'
 export { scaffoldReplicatorService, SERVICE_TEMPLATE, type ScaffoldOptions } from './service/scaffold.js'
+export { EXIT, runCli } from './cli/run-cli.js'
+export { DIALECT_PACKAGES, loadInstalledDialects } from './cli/load-dialects.js'

@@ -1,1 +1,1 @@
-export { EXIT, runCli } from './run-cli.js'
+export { EXIT, runCli } from '@mostajs/replicator'

@@ -105,6 +105,37 @@ describe('mostajs-replicator CLI (spawned)', () => {
     expect((await run(['frobnicate'])).code).toBe(2)
   })
 
+  it('validate: a malformed rule is refused with the JSON path of each problem', async () => {
+    const badRules = join(dir, 'bad-rules.json')
+    const rule = { name: 'r', source: 'app', target: 'copy', collections: ['users'] }
+    writeFileSync(
+      badRules,
+      JSON.stringify({
+        version: 1,
+        replicas: { app: [{ name: 'm', role: 'master', dialect: 'sqlite', uri: appUri }] },
+        rules: [
+          { ...rule, mode: 'cdcx' },
+          { ...rule, name: 'two', mode: 'cdc', batchSize: 0, conflictResolution: 'newest' },
+          { ...rule, name: 'both', mode: 'bidirectional' },
+          { ...rule, name: 'typo', mode: 'cdc', colections: ['users'] },
+        ],
+      }),
+    )
+    const bad = await run(['validate', badRules, '--json'])
+    expect(bad.code).toBe(1)
+    const report = JSON.parse(bad.stdout) as { problems: Array<{ path: string; message: string }> }
+    expect(report.problems.map((problem) => problem.path)).toEqual(
+      expect.arrayContaining([
+        '$.rules[0].mode',
+        '$.rules[1].batchSize',
+        '$.rules[1].conflictResolution',
+        '$.rules[2].conflictResolution',
+        '$.rules[3]',
+      ]),
+    )
+    expect(report.problems.find((problem) => problem.path === '$.rules[0].mode')?.message).toContain("'cdc'")
+  })
+
   it('sync and status: the rule copies the rows; status shows replicas with masked URIs and rule counts', async () => {
     const env = { CLI_TEST_APP_URI: appUri }
     const synced = await run(['sync', 'users-copy', '--tree', tree, '--json'], { env })

@@ -1,17 +1,10 @@
-import '@mostajs/replicator-dialect-postgres'
-import '@mostajs/replicator-dialect-mysql'
-import '@mostajs/replicator-dialect-sqlite'
 import { readFile } from 'node:fs/promises'
 import { Command, CommanderError } from 'commander'
-import {
-  maskSecretsInText,
-  parseTree,
-  ReplicationManager,
-  ReplicatorError,
-  runReplicatorService,
-  serviceOptionsFromEnv,
-  scaffoldReplicatorService,
-} from '@mostajs/replicator'
+import { maskSecretsInText, ReplicatorError } from '@mostajs/replicator-core'
+import { parseTree } from '@mostajs/replicator-persistence'
+import { ReplicationManager } from '../replication-manager.js'
+import { runReplicatorService, serviceOptionsFromEnv } from '../service/replicator-service.js'
+import { scaffoldReplicatorService } from '../service/scaffold.js'
 
 /** Exit codes: 0 success; 1 the command failed (bad tree, unreachable, refused); 2 usage error. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const
