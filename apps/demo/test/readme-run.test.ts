@@ -207,7 +207,7 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
       expect(result.output).toMatch(/^d users 1 null$/m)
       expect(result.code).toBe(0)
     } finally {
-      await db.dropCapture!('audit').catch(() => undefined)
+      await db.capture!.drop('audit').catch(() => undefined)
       await db.close()
     }
   })

@@ -1,5 +1,6 @@
 import {
   ReplicatorError,
+  type ChangeCapture,
   type ChangeEvent,
   type ChangeStream,
   type Dialect,
@@ -34,12 +35,12 @@ export interface OpenChangeStreamOptions {
  * for await (const event of changes) console.log(event.op, event.collection, event.key)
  */
 export async function openChangeStream(source: Dialect, options: OpenChangeStreamOptions): Promise<ChangeStream> {
-  const { setupCapture, readChanges, confirmChanges } = source
-  if (!setupCapture || !readChanges || !confirmChanges) {
+  if (!source.capture) {
     throw new ReplicatorError('NOT_SUPPORTED', `${source.name} has no change capture.`, {
       details: { dialect: source.name },
     })
   }
+  const capture: ChangeCapture = source.capture
   if (typeof options.name !== 'string' || !/^[A-Za-z0-9_.-]{1,48}$/.test(options.name)) {
     throw new ReplicatorError(
       'CONFIG_INVALID',
@@ -48,7 +49,7 @@ export async function openChangeStream(source: Dialect, options: OpenChangeStrea
   }
   if (!Array.isArray(options.collections) || !options.collections.length)
     throw new ReplicatorError('CONFIG_INVALID', `Change stream "${options.name}" needs collections.`)
-  await setupCapture.call(source, { name: options.name, collections: options.collections })
+  await capture.setup({ name: options.name, collections: options.collections })
   const maxEvents = options.batchSize ?? 1000
   const pollMs = options.pollMs ?? 200
   let closed = false
@@ -58,7 +59,7 @@ export async function openChangeStream(source: Dialect, options: OpenChangeStrea
   async function* events(): AsyncGenerator<ChangeEvent> {
     let after = options.after ?? null
     while (!closed) {
-      const batch = await readChanges!.call(source, options.name, { after, maxEvents })
+      const batch = await capture.read(options.name, { after, maxEvents })
       if (!batch.position) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, pollMs)
@@ -77,7 +78,7 @@ export async function openChangeStream(source: Dialect, options: OpenChangeStrea
         }
       }
       // The loop body ran for every event of the batch: the source may forget it.
-      await confirmChanges!.call(source, options.name, batch.position)
+      await capture.confirm(options.name, batch.position)
       after = batch.position
     }
   }
@@ -95,7 +96,7 @@ export async function openChangeStream(source: Dialect, options: OpenChangeStrea
     async close() {
       closed = true
       wakeUp?.()
-      if (options.dropOnClose) await source.dropCapture?.(options.name)
+      if (options.dropOnClose) await source.capture?.drop(options.name)
     },
   }
 }

@@ -273,7 +273,7 @@ export class RuleSet {
       }
       if (previous && rule.mode !== 'snapshot') {
         const oldCapture = rule.source === project ? rule.name : rule.mode === 'bidirectional' ? `${rule.name}.r` : null
-        if (oldCapture) await previous.dropCapture?.(oldCapture).catch((error: unknown) => this.host.report(error))
+        if (oldCapture) await previous.capture?.drop(oldCapture).catch((error: unknown) => this.host.report(error))
       }
       if (streaming) {
         try {

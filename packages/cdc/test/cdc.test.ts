@@ -94,8 +94,9 @@ const parseLsnText = (text: string): bigint => {
 /** Counts the target's COPY loads (the loads themselves are real). */
 function countBulkLoads(target: Dialect): { count: number } {
   const counter = { count: 0 }
-  const bulkImport = target.bulkImport!.bind(target)
-  target.bulkImport = (...args) => {
+  const bulk = target.bulk!
+  const bulkImport = bulk.import.bind(bulk)
+  bulk.import = (...args) => {
     counter.count++
     return bulkImport(...args)
   }
@@ -363,7 +364,7 @@ describe.skipIf(!privateServer('mariadb').available)(`CDC on MariaDB${privateSer
           Array.from({ length: 50 }, (_, index) => ({ id: first + index, v: first + index })),
         )
       // Read without confirming: the reader stopped once it held 100 events (a transaction is never split).
-      const held = await source.readChanges!('backlog', { after: null, maxEvents: 100_000 })
+      const held = await source.capture!.read('backlog', { after: null, maxEvents: 100_000 })
       expect(held.events.length).toBeGreaterThan(0)
       expect(held.events.length).toBeLessThanOrEqual(150)
       const stats = await runner.sync()
@@ -676,7 +677,7 @@ describe.skipIf(!backends.postgres.serverUrl)('PostgreSQL specifics', () => {
     await source.insert('docs', { id: 1, title: 'first', body })
     await runner.sync()
     await source.update('docs', { id: 1 }, { title: 'renamed' }) // pgoutput sends body as "unchanged TOAST"
-    const pending = await source.readChanges!('toast', { after: null, maxEvents: 10 })
+    const pending = await source.capture!.read('toast', { after: null, maxEvents: 10 })
     expect(pending.events.map((event) => [event.op, Object.keys(event.after ?? {}).sort()])).toEqual([
       ['u', ['id', 'title']],
     ]) // the value was not sent
@@ -697,7 +698,7 @@ describe.skipIf(!backends.postgres.serverUrl)('PostgreSQL specifics', () => {
       ],
       primaryKey: ['id'],
     })
-    await source.setupCapture!({ name: 'acks', collections: ['notes'] })
+    await source.capture!.setup({ name: 'acks', collections: ['notes'] })
     const confirmedFlush = async () => {
       const [row] = await source.query<{ lsn: string }>(
         `SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name LIKE 'replicator_acks_%'`,
@@ -707,14 +708,14 @@ describe.skipIf(!backends.postgres.serverUrl)('PostgreSQL specifics', () => {
     try {
       const before = await confirmedFlush()
       for (let id = 1; id <= 3; id++) await source.insert('notes', { id, text: `n${id}` }) // three transactions
-      const first = await source.readChanges!('acks', { after: null, maxEvents: 1 })
+      const first = await source.capture!.read('acks', { after: null, maxEvents: 1 })
       expect(first.events.map((event) => event.key)).toEqual([1])
-      const pending = await source.readChanges!('acks', { after: null, maxEvents: 100 }) // not confirmed: handed out again
+      const pending = await source.capture!.read('acks', { after: null, maxEvents: 100 }) // not confirmed: handed out again
       expect(pending.events.map((event) => event.key)).toEqual([1, 2, 3])
       await new Promise((resolve) => setTimeout(resolve, 300)) // keepalive pings went back and forth meanwhile
       expect(await confirmedFlush()).toBe(before)
       const firstOnly = first.events[0]!.source.position
-      await source.confirmChanges!('acks', firstOnly)
+      await source.capture!.confirm('acks', firstOnly)
       const firstLsn = parseLsnText(String(firstOnly.value))
       const deadline = Date.now() + 10_000
       while ((await confirmedFlush()) < firstLsn && Date.now() < deadline)
@@ -723,10 +724,10 @@ describe.skipIf(!backends.postgres.serverUrl)('PostgreSQL specifics', () => {
       // a new session (a restarted process) gets exactly what was not confirmed
       await source.close()
       source = await connect()
-      const again = await source.readChanges!('acks', { after: null, maxEvents: 100 })
+      const again = await source.capture!.read('acks', { after: null, maxEvents: 100 })
       expect(again.events.map((event) => event.key)).toEqual([2, 3])
     } finally {
-      await source.dropCapture!('acks')
+      await source.capture!.drop('acks')
       await source.close()
     }
   })

@@ -135,7 +135,7 @@ for (const [backend, targetBackend, kills] of [
         expect(writes).toBeGreaterThan(100)
         expect(actual).toEqual(expected)
         await target.close()
-        await source.dropCapture!('crash_test')
+        await source.capture!.drop('crash_test')
         if (backend.kind === 'postgres')
           expect(
             await source.query(

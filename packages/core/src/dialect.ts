@@ -26,14 +26,14 @@ export interface CaptureSettings {
   binlogBufferEvents?: number
 }
 
-/** What a dialect can do. Unset flags take the defaults of {@link DEFAULT_CAPABILITIES}. */
+/**
+ * How a dialect's SQL behaves. Unset flags take the defaults of {@link DEFAULT_CAPABILITIES}.
+ * What a dialect can do beyond CRUD is told by its optional members instead (`capture`,
+ * `heartbeat`, `replication`, `bulk`): present exactly when available.
+ */
 export interface DialectCapabilities {
   /** INSERT … RETURNING is available. */
   supportsReturning: boolean
-  /** The database replicates by itself (streaming standby, binlog replica). */
-  nativeReplication: boolean
-  /** Log-based change capture: setupCapture / readChanges / confirmChanges / dropCapture (used by rules and `openChangeStream`). */
-  changeCapture: boolean
   /** DDL inside a transaction rolls back with it. */
   transactionalDdl: boolean
   /** `query(sql, params)` is available. */
@@ -45,8 +45,6 @@ export interface DialectCapabilities {
 /** Defaults of {@link DialectCapabilities}: the most conservative values. */
 export const DEFAULT_CAPABILITIES: DialectCapabilities = {
   supportsReturning: false,
-  nativeReplication: false,
-  changeCapture: false,
   transactionalDdl: false,
   sql: false,
   maxParameters: 999,
@@ -238,49 +236,69 @@ export interface Dialect extends DialectOperations {
   /** Creates the table when missing (idempotent); an existing table is left as it is. */
   ensureCollection(schema: CollectionSchema | EntitySchema): Promise<CollectionDescription>
 
-  // Change capture (log-based). Pull + confirm: changes stay in the source's log until the
-  // consumer confirms them after they are durably applied, so a crash can never lose any.
+  // Optional capabilities: a member is present exactly when the database has the capability.
+  /** Log-based change capture (rules, managed replicas, `openChangeStream`). */
+  readonly capture?: ChangeCapture
+  /** The heartbeat row the manager measures replication lag with. */
+  readonly heartbeat?: HeartbeatStore
+  /** The database's own replication: status, promotion, read-only, re-pointing. */
+  readonly replication?: NativeReplication
+  /** Bulk copy of whole tables in the database's own format (snapshots into an empty table). */
+  readonly bulk?: BulkCopy
+
+  /** Name of the native text form of this database's values (see `NativeRow`), when it has one. */
+  readonly nativeTextFormat?: string
+}
+
+/**
+ * Log-based change capture. Pull + confirm: changes stay in the source's log until the
+ * consumer confirms them after they are durably applied, so a crash can never lose any.
+ */
+export interface ChangeCapture {
   /** Creates what capture `name` needs (slot + publication, triggers + changelog); idempotent. */
-  setupCapture?(options: CaptureOptions): Promise<void>
+  setup(options: CaptureOptions): Promise<void>
   /** Removes capture `name` and everything it holds on the source (slot, publication, triggers). */
-  dropCapture?(name: string): Promise<void>
+  drop(name: string): Promise<void>
   /** Reads complete transactions captured after `after` (null: from the capture's start), without consuming them. */
-  readChanges?(name: string, options: ReadChangesOptions): Promise<ChangeBatch>
+  read(name: string, options: ReadChangesOptions): Promise<ChangeBatch>
   /** Lets the source forget changes up to `position` (they were applied). */
-  confirmChanges?(name: string, position: Position): Promise<void>
+  confirm(name: string, position: Position): Promise<void>
   /**
    * What the source still holds for capture `name` (null when it does not exist): log bytes a
    * slot keeps from being recycled, or changelog rows not yet confirmed. For monitoring.
    */
-  captureBacklog?(name: string): Promise<CaptureBacklog | null>
+  backlog(name: string): Promise<CaptureBacklog | null>
+}
 
-  /** Name of the native text form of this database's values (see `NativeRow`), when it has one. */
-  readonly nativeTextFormat?: string
+/** The heartbeat row (`_replicator_heartbeat`), one per writer. */
+export interface HeartbeatStore {
+  /** Writes heartbeat `sequence` of writer `source` with the server clock; returns it as stored. */
+  write(sequence: bigint, source?: string): Promise<Heartbeat>
+  /** The newest heartbeat of writer `source` this database holds (written here or replicated), or null. */
+  read(source?: string): Promise<Heartbeat | null>
+}
 
-  // Bulk copy (snapshots into an empty table). Export and import pair only when both sides
-  // name the same `bulkFormat` (PostgreSQL: `postgres-copy-text`): the rows then pass through
-  // without being decoded, as `COPY … TO STDOUT | COPY … FROM STDIN` would carry them.
-  readonly bulkFormat?: string
-  /** The whole table's `columns` in `bulkFormat`, as a stream (one consistent read). */
-  bulkExport?(collection: string, columns: string[]): Promise<Readable>
-  /** Loads a `bulkFormat` stream into `collection` in one statement; resolves with the row count. */
-  bulkImport?(
-    collection: string,
-    columns: string[],
-    data: Readable,
-    onRows?: (rowsSoFar: number) => void,
-  ): Promise<number>
-  currentPosition?(): Promise<Position>
-  /** Writes heartbeat `sequence` of writer `source` (one row per writer) with the server clock. */
-  writeHeartbeat?(sequence: bigint, source?: string): Promise<Heartbeat>
-  /** The newest heartbeat of writer `source` this database holds, or null. */
-  readHeartbeat?(source?: string): Promise<Heartbeat | null>
-  // Native replication hooks, where the database has them.
-  replicationStatus?(): Promise<NativeReplicationStatus>
+/** The database's own replication, where it has it. */
+export interface NativeReplication {
+  /** Replay position and lag as the database reports them. */
+  status(): Promise<NativeReplicationStatus>
   /** Turns a native replica into a writable primary (PostgreSQL pg_promote, MariaDB STOP/RESET SLAVE). */
-  promote?(): Promise<void>
+  promote(): Promise<void>
   /** Refuses (true) or allows (false) writes at the database level. */
-  setReadOnly?(readOnly: boolean): Promise<void>
+  setReadOnly(readOnly: boolean): Promise<void>
   /** Makes this native replica follow another primary (given by its URI). */
-  replicateFrom?(primaryUri: string): Promise<void>
+  replicateFrom(primaryUri: string): Promise<void>
+}
+
+/**
+ * Bulk copy of whole tables. Export and import pair only when both sides name the same
+ * `format` (PostgreSQL: `postgres-copy-text`): the rows then pass through undecoded, as
+ * `COPY … TO STDOUT | COPY … FROM STDIN` would carry them.
+ */
+export interface BulkCopy {
+  readonly format: string
+  /** The whole table's `columns` in `format`, as a stream (one consistent read). */
+  export(collection: string, columns: string[]): Promise<Readable>
+  /** Loads a `format` stream into `collection` in one statement; resolves with the row count. */
+  import(collection: string, columns: string[], data: Readable, onRows?: (rowsSoFar: number) => void): Promise<number>
 }

@@ -20,10 +20,8 @@ import {
   type SqlResult,
 } from '@mostajs/replicator-core'
 import { createMysqlFlavor } from './mysql-flavor.js'
-import { BinlogReader, binlogTimestamp, decodeEvent } from './binlog-reader.js'
-
-/** Where captures keep their start position on a MySQL/MariaDB source. */
-const CAPTURES_COLLECTION = '_replicator_captures'
+import { MysqlCapture } from './mysql-capture.js'
+import { MysqlReplication } from './mysql-replication.js'
 
 /** Session settings of every connection: UTC, and strict mode so bad values fail instead of being truncated. */
 const SESSION_SETUP =
@@ -117,7 +115,12 @@ function connectionOptions(uri: string): mysql.PoolOptions {
 export class MysqlDialect extends SqlDialect {
   readonly name: 'mysql' | 'mariadb'
   private pool: mysql.Pool | undefined
-  private serverIsMariaDB = false
+  /** @internal Whether the server is MariaDB (its GTIDs and replication statements differ). */
+  serverIsMariaDB = false
+  /** The binary log in ROW format, from a GTID position. */
+  readonly capture: MysqlCapture = new MysqlCapture(this)
+  /** Replication hooks: status, promotion, read-only, re-pointing. */
+  readonly replication: MysqlReplication = new MysqlReplication(this)
 
   constructor(config: DialectConfig) {
     const family = config.dialect === 'mariadb' ? 'mariadb' : 'mysql'
@@ -178,208 +181,10 @@ export class MysqlDialect extends SqlDialect {
 
   // ---- native replication ----
 
-  async replicationStatus(): Promise<NativeReplicationStatus> {
-    const rows = await this.query<Record<string, unknown>>('SHOW SLAVE STATUS')
-    const [flags] = await this.query<{ readOnly: number | string }>('SELECT @@global.read_only AS readOnly')
-    const readOnly = Number(flags?.readOnly ?? 0) !== 0
-    const status = rows[0]
-    if (!status) return { role: 'primary', readOnly }
-    const seconds = status.Seconds_Behind_Master
-    return {
-      role: 'replica',
-      lagMs: seconds === null || seconds === undefined ? null : Number(seconds) * 1000,
-      applying: status.Slave_SQL_Running === 'Yes',
-      receiving: status.Slave_IO_Running === 'Yes',
-      gtidPosition: status.Gtid_IO_Pos,
-      lastError: status.Last_Error || undefined,
-      readOnly,
-    }
-  }
-
-  /** Stops and forgets replication, then accepts writes. */
-  async promote(): Promise<void> {
-    await this.query('STOP SLAVE')
-    await this.query('RESET SLAVE ALL')
-    await this.setReadOnly(false)
-  }
-
-  /** SET GLOBAL read_only (accounts with SUPER / READ ONLY ADMIN still bypass it). */
-  async setReadOnly(readOnly: boolean): Promise<void> {
-    await this.query(`SET GLOBAL read_only = ${readOnly ? 1 : 0}`)
-  }
-
-  /** Re-points this replica at another primary, continuing from its GTID position. */
-  async replicateFrom(primaryUri: string): Promise<void> {
-    const url = new URL(primaryUri)
-    await this.query('STOP SLAVE')
-    await this.query(
-      `CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ?, MASTER_USER = ?, MASTER_PASSWORD = ?, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1`,
-      [
-        url.hostname,
-        Number(url.port || 3306),
-        decodeURIComponent(url.username || 'root'),
-        decodeURIComponent(url.password),
-      ],
-    )
-    await this.query('START SLAVE')
-  }
-
   // ---- change capture (binary log in ROW format) ----
 
-  private readonly readers = new Map<string, BinlogReader>()
-
-  /** The capture bookkeeping table on the source: where each capture starts (GTID). */
-  private async capturesTable(): Promise<void> {
-    await this.ensureCollection({
-      name: CAPTURES_COLLECTION,
-      primaryKey: ['name'],
-      columns: [
-        { name: 'name', type: 'string' },
-        { name: 'start_gtid', type: 'text' },
-        { name: 'collections', type: 'json' },
-      ],
-    })
-  }
-
-  private async gtidPosition(): Promise<string> {
-    const [row] = await this.query<{ gtid: string }>(
-      this.serverIsMariaDB ? 'SELECT @@gtid_binlog_pos AS gtid' : 'SELECT @@gtid_executed AS gtid',
-    )
-    return String(row?.gtid ?? '')
-  }
-
-  async setupCapture(options: CaptureOptions): Promise<void> {
-    const [settings] = await this.query<{ logBin: number | string; format: string }>(
-      'SELECT @@global.log_bin AS logBin, @@global.binlog_format AS format',
-    )
-    if (Number(settings?.logBin) !== 1) {
-      throw new ReplicatorError(
-        'NOT_SUPPORTED',
-        `[replicator:${this.name}] The binary log is off on ${this.maskedUri}; change capture needs it: start the server with --log-bin --binlog-format=ROW.`,
-      )
-    }
-    if (String(settings?.format).toUpperCase() !== 'ROW') {
-      throw new ReplicatorError(
-        'NOT_SUPPORTED',
-        `[replicator:${this.name}] binlog_format is ${settings?.format} on ${this.maskedUri}; change capture needs ROW (SET GLOBAL binlog_format = 'ROW', or --binlog-format=ROW).`,
-      )
-    }
-    for (const collection of options.collections) {
-      const description = await this.describeCollection(collection)
-      if (!description.primaryKey.length)
-        throw new ReplicatorError(
-          'NOT_SUPPORTED',
-          `[replicator:${this.name}] Collection "${collection}" has no primary key; change capture needs one.`,
-          { details: { collection } },
-        )
-    }
-    await this.capturesTable()
-    const existing = await this.findOne(CAPTURES_COLLECTION, { name: options.name })
-    const startGtid = existing ? String(existing.start_gtid) : await this.gtidPosition()
-    await this.upsertMany(CAPTURES_COLLECTION, [
-      { name: options.name, start_gtid: startGtid, collections: options.collections },
-    ])
-    const reader = this.readers.get(options.name)
-    if (reader && existing && JSON.stringify(existing.collections) !== JSON.stringify(options.collections)) {
-      reader.stop() // the collection list changed: read again with the new filter
-      this.readers.delete(options.name)
-    }
-  }
-
-  async dropCapture(name: string): Promise<void> {
-    this.readers.get(name)?.stop()
-    this.readers.delete(name)
-    await this.delete(CAPTURES_COLLECTION, { name }).catch((error) => {
-      if (!(ReplicatorError.isInstance(error) && error.code === 'COLLECTION_NOT_FOUND')) throw error
-    })
-  }
-
-  async readChanges(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
-    const capture = await this.findOne(CAPTURES_COLLECTION, { name })
-    if (!capture)
-      throw new ReplicatorError(
-        'CONFIG_INVALID',
-        `[replicator:${this.name}] No capture "${name}" on ${this.maskedUri}; set it up first.`,
-      )
-    const from = options.after
-      ? String((options.after.value as { gtid?: string }).gtid ?? '')
-      : String(capture.start_gtid)
-    let reader = this.readers.get(name)
-    if (!reader || (options.after === null && reader.startGtid !== from)) {
-      reader?.stop()
-      const url = new URL(this.config.uri)
-      reader = new BinlogReader(
-        {
-          host: url.hostname || '127.0.0.1',
-          port: Number(url.port || 3306),
-          user: decodeURIComponent(url.username || 'root'),
-          password: decodeURIComponent(url.password),
-        },
-        decodeURIComponent(url.pathname.slice(1)),
-        capture.collections as string[],
-        from,
-        (collection) => this.describeCollection(collection),
-        (row, description) => this.decodeBinlogRow(row, description),
-        this.name,
-        this.config.capture,
-      )
-      this.readers.set(name, reader)
-      await reader.start()
-    }
-    const [status] = await this.query<{ File: string; Position: number }>('SHOW MASTER STATUS')
-    if (status) await reader.catchUp({ file: status.File, pos: Number(status.Position) }, 3000)
-    const { events, position, spill } = reader.take(Math.max(1, options.maxEvents), options.after ? from : null)
-    if (spill) {
-      // A transaction too large to hold: read back from its spill file in parts.
-      const value = { ...position! }
-      const nextPart = async (): Promise<ChangeEvent[] | null> => {
-        const records = spill.read(reader.spillAfter)
-        if (!records.length) return null
-        return records.map((record) => {
-          const event = decodeEvent(record)
-          event.source.position = { dialect: this.name, value: { ...value } }
-          return event
-        })
-      }
-      const first = await nextPart()
-      return first
-        ? { events: first, position: { dialect: this.name, value }, nextPart }
-        : { events: [], position: { dialect: this.name, value } }
-    }
-    return { events, position: position ? { dialect: this.name, value: { ...position } } : null }
-  }
-
-  /** A row image from the binlog → portable values, as a read of the table gives them. */
-  private decodeBinlogRow(row: Row, description: CollectionDescription): Row {
-    const decoded: Row = {}
-    for (const column of description.columns) {
-      let value = row[column.name]
-      if (value === undefined) continue
-      if (value !== null) {
-        if (column.type === 'timestamp') value = binlogTimestamp(value)
-        const decode = columnDecoder(this.flavor, column)
-        if (decode) value = decode(value)
-      }
-      decoded[column.name] = value
-    }
-    return decoded
-  }
-
-  async confirmChanges(name: string, position: Position): Promise<void> {
-    this.readers.get(name)?.confirm(String((position.value as { gtid?: string }).gtid ?? ''))
-  }
-
-  async currentPosition(): Promise<Position> {
-    const [status] = await this.query<{ File: string; Position: number }>('SHOW MASTER STATUS')
-    return {
-      dialect: this.name,
-      value: { gtid: await this.gtidPosition(), file: status?.File ?? '', pos: Number(status?.Position ?? 0) },
-    }
-  }
-
   override async close(): Promise<void> {
-    for (const reader of this.readers.values()) reader.stop()
-    this.readers.clear()
+    this.capture.closeAll()
     await super.close()
   }
 

@@ -20,6 +20,7 @@ import {
   type SqlExecutor,
   type SqlResult,
 } from '@mostajs/replicator-core'
+import { SqliteCapture } from './sqlite-capture.js'
 import { sqliteFlavor } from './sqlite-flavor.js'
 
 const PORTABLE_BY_DECLARED_TYPE: Record<string, ColumnType> = {
@@ -65,7 +66,7 @@ const PORTABLE_BY_DECLARED_TYPE: Record<string, ColumnType> = {
 }
 
 /** A SQL string literal. */
-function sqlString(text: string): string {
+export function sqlString(text: string): string {
   return `'${text.replaceAll("'", "''")}'`
 }
 
@@ -93,6 +94,8 @@ export function sqlitePathOf(uri: string): string {
  */
 export class SqliteDialect extends SqlDialect {
   readonly name = 'sqlite'
+  /** Triggers writing each change to a changelog table, in the same transaction. */
+  readonly capture: SqliteCapture = new SqliteCapture(this)
   private database: Database.Database | undefined
   private readonly prepared = new Map<string, Database.Statement>()
   private queue: Promise<unknown> = Promise.resolve()
@@ -166,145 +169,6 @@ export class SqliteDialect extends SqlDialect {
   }
 
   // ---- change capture (triggers + changelog) ----
-
-  private changelogOf(name: string): string {
-    return `_replicator_changelog_${name}`
-  }
-
-  private triggerNames(name: string, collection: string): string[] {
-    return ['c', 'u', 'd'].map((op) => `_replicator_${name}_${collection}_${op}`)
-  }
-
-  /** JSON of a row's columns as written by a trigger (`NEW`/`OLD`): exact for 64-bit integers and blobs. */
-  private rowJson(description: CollectionDescription, alias: 'NEW' | 'OLD', columns: string[]): string {
-    const q = (identifier: string) => this.flavor.quoteIdentifier(identifier)
-    const parts = columns.map((name) => {
-      const column = description.columns.find((candidate) => candidate.name === name)!
-      const reference = `${alias}.${q(name)}`
-      // hex(NULL) is '' in SQLite: keep NULL a NULL
-      const value =
-        column.type === 'binary'
-          ? `CASE WHEN ${reference} IS NULL THEN NULL ELSE hex(${reference}) END`
-          : column.type === 'bigint' || column.type === 'unknown'
-            ? `CASE WHEN typeof(${reference}) = 'blob' THEN hex(${reference}) ELSE CAST(${reference} AS TEXT) END`
-            : reference
-      return `${sqlString(name)}, ${value}`
-    })
-    return `json_object(${parts.join(', ')})`
-  }
-
-  async setupCapture(options: CaptureOptions): Promise<void> {
-    const q = (identifier: string) => this.flavor.quoteIdentifier(identifier)
-    const log = q(this.changelogOf(options.name))
-    const statements = [
-      `CREATE TABLE IF NOT EXISTS ${log} (id INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, collection TEXT NOT NULL, key TEXT NOT NULL, after TEXT, at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))`,
-    ]
-    for (const collection of options.collections) {
-      const description = await this.describeCollection(collection)
-      if (!description.primaryKey.length) {
-        throw new ReplicatorError(
-          'NOT_SUPPORTED',
-          `[replicator:sqlite] Collection "${collection}" has no primary key; change capture needs one.`,
-          { details: { collection } },
-        )
-      }
-      const all = description.columns.map((column) => column.name)
-      const [insert, update, remove] = this.triggerNames(options.name, collection).map(q)
-      const table = q(collection)
-      const name = sqlString(collection)
-      const keyChanged = description.primaryKey.map((key) => `OLD.${q(key)} IS NOT NEW.${q(key)}`).join(' OR ')
-      // Each trigger writes in the same transaction as the change: nothing committed is missed.
-      statements.push(
-        `CREATE TRIGGER IF NOT EXISTS ${insert} AFTER INSERT ON ${table} BEGIN INSERT INTO ${log} (op, collection, key, after) VALUES ('c', ${name}, ${this.rowJson(description, 'NEW', description.primaryKey)}, ${this.rowJson(description, 'NEW', all)}); END`,
-        `CREATE TRIGGER IF NOT EXISTS ${update} AFTER UPDATE ON ${table} BEGIN
-           INSERT INTO ${log} (op, collection, key, after) SELECT 'd', ${name}, ${this.rowJson(description, 'OLD', description.primaryKey)}, NULL WHERE ${keyChanged};
-           INSERT INTO ${log} (op, collection, key, after) VALUES ('u', ${name}, ${this.rowJson(description, 'NEW', description.primaryKey)}, ${this.rowJson(description, 'NEW', all)});
-         END`,
-        `CREATE TRIGGER IF NOT EXISTS ${remove} AFTER DELETE ON ${table} BEGIN INSERT INTO ${log} (op, collection, key, after) VALUES ('d', ${name}, ${this.rowJson(description, 'OLD', description.primaryKey)}, NULL); END`,
-      )
-    }
-    await this.transaction(async (tx) => {
-      for (const statement of statements) await tx.query(statement)
-    })
-  }
-
-  async dropCapture(name: string): Promise<void> {
-    const q = (identifier: string) => this.flavor.quoteIdentifier(identifier)
-    const prefix = `_replicator_${name}_`
-    const triggers = await this.query<{ name: string }>(
-      `SELECT name FROM sqlite_schema WHERE type = 'trigger' AND substr(name, 1, ?) = ?`,
-      [prefix.length, prefix],
-    )
-    await this.transaction(async (tx) => {
-      for (const trigger of triggers) await tx.query(`DROP TRIGGER IF EXISTS ${q(trigger.name)}`)
-      await tx.query(`DROP TABLE IF EXISTS ${q(this.changelogOf(name))}`)
-    })
-    this.invalidateCatalog()
-  }
-
-  async readChanges(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
-    const after = options.after ? Number(options.after.value) : 0
-    const rows = await this.query<{
-      id: bigint
-      op: string
-      collection: string
-      key: string
-      after: string | null
-      at: string
-    }>(
-      `SELECT id, op, collection, key, after, at FROM ${this.flavor.quoteIdentifier(this.changelogOf(name))} WHERE id > ? ORDER BY id LIMIT ?`,
-      [after, Math.max(1, options.maxEvents)],
-    )
-    const events: ChangeEvent[] = []
-    for (const row of rows) {
-      const description = await this.describeCollection(row.collection)
-      const keyRow = this.changelogRow(description, row.key)
-      const afterRow = row.after === null ? null : this.changelogRow(description, row.after)
-      const position = { dialect: 'sqlite', value: Number(row.id) }
-      events.push({
-        op: row.op as ChangeEvent['op'],
-        collection: row.collection,
-        key: keyOfRow(keyRow, description.primaryKey),
-        before: null,
-        after: afterRow,
-        source: { dialect: 'sqlite', database: sqlitePathOf(this.config.uri), position, ts: Date.parse(row.at) },
-      })
-    }
-    const last = rows[rows.length - 1]
-    return { events, position: last ? { dialect: 'sqlite', value: Number(last.id) } : null }
-  }
-
-  /** A row from the changelog JSON, turned into portable values like a read of the table. */
-  private changelogRow(description: CollectionDescription, json: string): Row {
-    const row = JSON.parse(json) as Row
-    for (const column of description.columns) {
-      const value = row[column.name]
-      if (value === null || value === undefined) continue
-      if (column.type === 'binary') row[column.name] = Buffer.from(String(value), 'hex')
-      else {
-        const decode = columnDecoder(this.flavor, column)
-        if (decode) row[column.name] = decode(value)
-      }
-    }
-    return row
-  }
-
-  async captureBacklog(name: string): Promise<CaptureBacklog | null> {
-    const exists = await this.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [
-      this.changelogOf(name),
-    ])
-    if (!exists.length) return null
-    const [row] = await this.query<{ pending: number }>(
-      `SELECT count(*) AS pending FROM ${this.flavor.quoteIdentifier(this.changelogOf(name))}`,
-    )
-    return { pendingEvents: Number(row?.pending ?? 0) }
-  }
-
-  async confirmChanges(name: string, position: Position): Promise<void> {
-    await this.query(`DELETE FROM ${this.flavor.quoteIdentifier(this.changelogOf(name))} WHERE id <= ?`, [
-      Number(position.value),
-    ])
-  }
 
   protected async introspect(collection: string, executor: SqlExecutor): Promise<CollectionDescription | null> {
     const exists = await executor.execute(`SELECT name FROM sqlite_schema WHERE type = 'table' AND name = ?`, [

@@ -74,7 +74,7 @@ export async function promote(context: PromotionContext): Promise<PromotionOutco
         context.heartbeatId,
       )
       if (!reached && !force) {
-        if (fence.readOnly) await previous.dialect.setReadOnly?.(false).catch(() => undefined)
+        if (fence.readOnly) await previous.dialect.replication?.setReadOnly(false).catch(() => undefined)
         throw catchUpTimedOut(candidate.label, waitMs)
       }
       if (!reached) possibleDataLoss = possibleLoss.notCaughtUp(previous.label, candidate.label, lag.appliedSequence)

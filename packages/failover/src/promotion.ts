@@ -11,14 +11,14 @@ export async function waitForHeartbeat(
   source?: string,
   pollMs = 25,
 ): Promise<Heartbeat | null> {
-  if (!replica.readHeartbeat)
+  if (!replica.heartbeat)
     throw new ReplicatorError(
       'NOT_SUPPORTED',
       `[replicator:${replica.name}] ${replica.maskedUri} cannot report heartbeats.`,
     )
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const heartbeat = await replica.readHeartbeat(source).catch(() => null)
+    const heartbeat = await replica.heartbeat!.read(source).catch(() => null)
     if (heartbeat && heartbeat.sequence >= sequence) return heartbeat
     if (Date.now() >= deadline) return null
     await new Promise((resolve) => setTimeout(resolve, pollMs))
@@ -42,10 +42,10 @@ export interface FenceResult {
 export async function fenceMaster(master: Dialect, finalSequence: bigint, source?: string): Promise<FenceResult> {
   let finalHeartbeat: Heartbeat | null = null
   try {
-    if (master.writeHeartbeat) finalHeartbeat = await master.writeHeartbeat(finalSequence, source)
-    if (!master.setReadOnly)
+    if (master.heartbeat) finalHeartbeat = await master.heartbeat.write(finalSequence, source)
+    if (!master.replication)
       return { readOnly: false, finalHeartbeat, error: `${master.name} cannot be made read-only` }
-    await master.setReadOnly(true)
+    await master.replication.setReadOnly(true)
     return { readOnly: true, finalHeartbeat }
   } catch (error) {
     return { readOnly: false, finalHeartbeat, error: error instanceof Error ? error.message : String(error) }
@@ -54,13 +54,13 @@ export async function fenceMaster(master: Dialect, finalSequence: bigint, source
 
 /** Promotes a native replica at the database level (pg_promote, MariaDB STOP/RESET SLAVE + read_only=0). */
 export async function promoteNativeReplica(replica: Dialect): Promise<void> {
-  if (!replica.promote) {
+  if (!replica.replication) {
     throw new ReplicatorError(
       'NOT_SUPPORTED',
       `[replicator:${replica.name}] ${replica.maskedUri} has no native promotion; add it with replication: 'managed' instead.`,
     )
   }
-  await replica.promote()
+  await replica.replication.promote()
 }
 
 /**
@@ -74,7 +74,7 @@ export async function repointReplicas(
   const repointed: string[] = []
   const needsReattachment: Array<{ name: string; reason: string }> = []
   for (const replica of replicas) {
-    if (!replica.dialect.replicateFrom) {
+    if (!replica.dialect.replication) {
       needsReattachment.push({
         name: replica.name,
         reason: `${replica.dialect.name} cannot be re-pointed automatically`,
@@ -82,7 +82,7 @@ export async function repointReplicas(
       continue
     }
     try {
-      await replica.dialect.replicateFrom(primaryUri)
+      await replica.dialect.replication!.replicateFrom(primaryUri)
       repointed.push(replica.name)
     } catch (error) {
       needsReattachment.push({

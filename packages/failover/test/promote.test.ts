@@ -59,9 +59,9 @@ describe.skipIf(!available)(`promote() on a real PostgreSQL master and native st
       heartbeatId: HEARTBEAT_ID,
       catchUpTimeoutMs: 10_000,
       async measure() {
-        const written = await primary.writeHeartbeat!(++sequence, HEARTBEAT_ID)
+        const written = await primary.heartbeat!.write(++sequence, HEARTBEAT_ID)
         latest = { ...written, confirmedAtMs: Date.now() }
-        const applied = await replica.readHeartbeat!(HEARTBEAT_ID)
+        const applied = await replica.heartbeat!.read(HEARTBEAT_ID)
         return {
           lagMs: measureLag(latest, applied, Date.now()),
           appliedSequence: applied?.sequence ?? null,

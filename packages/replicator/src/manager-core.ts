@@ -101,7 +101,7 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
       view: () => ({
         master: masterOf(state!),
         slaves: [...state!.replicas.values()].filter(
-          (entry) => entry.config.role === 'slave' && !entry.fenced && entry.connected && entry.dialect.readHeartbeat,
+          (entry) => entry.config.role === 'slave' && !entry.fenced && entry.connected && entry.dialect.heartbeat,
         ),
       }),
       measured: (replica) => this.updateState(replica as ReplicaEntry),
@@ -211,10 +211,9 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
   protected async stopFeed(state: ProjectState, slave: ReplicaEntry, dropCapture: boolean): Promise<void> {
     await this.rules.stopFeed(slave.label)
     const master = masterOf(state)
-    if (!dropCapture || !master?.dialect.dropCapture) return
-    await master.dialect
-      .dropCapture(managedFeedName(state.name, slave.config.name))
-      .catch((error) => this.report(error))
+    const capture = master?.dialect.capture
+    if (!dropCapture || !capture) return
+    await capture.drop(managedFeedName(state.name, slave.config.name)).catch((error: unknown) => this.report(error))
   }
 
   /** Validates, connects and adds a replica; a replica that cannot be reached is kept when `tolerateDown`. */

@@ -97,8 +97,8 @@ export class ManagerWithRules extends ManagerCore {
     for (const { capture, project } of captures) {
       const state = this.projects.get(project)
       const master = state && masterOf(state)
-      if (!master?.connected || !master.dialect.captureBacklog) continue
-      const backlog = await master.dialect.captureBacklog(capture).catch(() => null)
+      if (!master?.connected || !master.dialect.capture) continue
+      const backlog = await master.dialect.capture!.backlog(capture).catch(() => null)
       if (backlog) found.push({ capture, source: master.label, ...backlog })
     }
     return found

@@ -54,8 +54,8 @@ export class HealthMonitor {
       replica.failures = 0
       replica.healthy = true
       replica.lastError = undefined
-      if (replica.dialect.replicationStatus && this.options.wantsNativeStatus(replica)) {
-        replica.native = await replica.dialect.replicationStatus().catch(() => replica.native)
+      if (replica.dialect.replication && this.options.wantsNativeStatus(replica)) {
+        replica.native = await replica.dialect.replication!.status().catch(() => replica.native)
       }
     } catch (error) {
       replica.failures++

@@ -68,11 +68,11 @@ export class LagMonitor {
   /** One measurement: a master heartbeat (when reachable) and every slave's applied heartbeat. */
   async measureNow(): Promise<void> {
     const { master, slaves } = this.options.view()
-    if (master?.connected && master.dialect.writeHeartbeat) await this.beat(master)
+    if (master?.connected && master.dialect.heartbeat) await this.beat(master)
     await Promise.all(
       slaves.map(async (slave) => {
         try {
-          const applied = await slave.dialect.readHeartbeat!(this.options.heartbeatId)
+          const applied = await slave.dialect.heartbeat!.read(this.options.heartbeatId)
           slave.appliedSequence = applied?.sequence ?? null
           slave.lastHeartbeatAt = applied?.at ?? null
           slave.lagMs = measureLag(this.latest, applied, Date.now())
@@ -88,8 +88,8 @@ export class LagMonitor {
     const source = this.options.heartbeatId
     try {
       // continue the sequence after a restart
-      if (this.issued === 0n) this.issued = (await master.dialect.readHeartbeat?.(source))?.sequence ?? 0n
-      const written = await master.dialect.writeHeartbeat!(++this.issued, source)
+      if (this.issued === 0n) this.issued = (await master.dialect.heartbeat?.read(source))?.sequence ?? 0n
+      const written = await master.dialect.heartbeat!.write(++this.issued, source)
       if (++this.written % CLEANUP_EVERY === 0) {
         const before = new Date(written.at.getTime() - STALE_HEARTBEAT_MS)
         await master.dialect.delete(HEARTBEAT_COLLECTION, { at: { $lt: before } }).catch(() => undefined)

@@ -55,16 +55,12 @@ export class RuleRunner {
       perCollection: this.perCollection,
       timestampColumn: config.timestampColumn ?? 'updatedAt',
     }
-    const needed =
-      config.mode !== 'snapshot' ? (['setupCapture', 'readChanges', 'confirmChanges', 'dropCapture'] as const) : []
-    for (const capability of needed) {
-      if (typeof source[capability] !== 'function') {
-        throw new ReplicatorError(
-          'NOT_SUPPORTED',
-          `Rule "${config.name}": the source (${source.name}) has no change capture (${capability}) yet.`,
-          { details: { rule: config.name, dialect: source.name } },
-        )
-      }
+    if (config.mode !== 'snapshot' && !source.capture) {
+      throw new ReplicatorError(
+        'NOT_SUPPORTED',
+        `Rule "${config.name}": the source (${source.name}) has no change capture; use mode 'snapshot', or a source that has one.`,
+        { details: { rule: config.name, dialect: source.name } },
+      )
     }
   }
 
@@ -106,7 +102,7 @@ export class RuleRunner {
     for (const description of descriptions) await this.target.ensureCollection(collectionSchemaOf(description))
     await ensureInternalTables(this.context)
     if (this.config.mode !== 'snapshot')
-      await this.source.setupCapture!({ name: this.config.name, collections: wanted })
+      await this.source.capture!.setup({ name: this.config.name, collections: wanted })
     this.collections = wanted
     this.prepared = true
     for (const collection of wanted)
@@ -148,7 +144,7 @@ export class RuleRunner {
     if (offset.position && !this.resumed) {
       // After a restart: let the source forget what the target already committed (a crash may
       // have come between the target's commit and the source's confirmation).
-      await this.source.confirmChanges!(this.config.name, offset.position)
+      await this.source.capture!.confirm(this.config.name, offset.position)
     }
     this.resumed = true
     let pendingSeen = false
@@ -156,7 +152,7 @@ export class RuleRunner {
     // Read wide (a log read can cost a scan of the retained log: PostgreSQL re-decodes from the
     // slot's restart point), apply in target transactions of about batchSize, confirm once.
     const read = (after: Position | null) =>
-      this.source.readChanges!(this.config.name, {
+      this.source.capture!.read(this.config.name, {
         after,
         maxEvents: Math.max(batchSize, READ_AHEAD_EVENTS),
         lazyAfter: true,
@@ -192,7 +188,7 @@ export class RuleRunner {
           this.stats.lagMs = Math.max(0, Date.now() - newest.source.ts)
         }
         // also when only transactions the target already had were read: move the source past them
-        await this.source.confirmChanges!(this.config.name, batch.position)
+        await this.source.capture!.confirm(this.config.name, batch.position)
         next ??= read(batch.position)
       }
     } finally {
@@ -221,7 +217,7 @@ export class RuleRunner {
 
   /** Removes the source capture (slot and publication, or triggers and changelog). */
   async teardown(): Promise<void> {
-    if (this.config.mode !== 'snapshot') await this.source.dropCapture!(this.config.name)
+    if (this.config.mode !== 'snapshot') await this.source.capture!.drop(this.config.name)
   }
 
   /**

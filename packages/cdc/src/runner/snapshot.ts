@@ -37,8 +37,7 @@ export async function copyCollection(ctx: RuleContext, collection: string): Prom
  */
 async function bulkCopy(ctx: RuleContext, collection: string, total: number): Promise<boolean> {
   const { source, target } = ctx
-  if (!source.bulkExport || !target.bulkImport || !source.bulkFormat || source.bulkFormat !== target.bulkFormat)
-    return false
+  if (!source.bulk || !target.bulk || !source.bulk?.format || source.bulk?.format !== target.bulk?.format) return false
   const columns = (await source.describeCollection(collection)).columns.map((column) => column.name)
   const targetColumns = new Set((await target.describeCollection(collection)).columns.map((column) => column.name))
   if (!columns.every((column) => targetColumns.has(column))) return false
@@ -47,8 +46,8 @@ async function bulkCopy(ctx: RuleContext, collection: string, total: number): Pr
   const progress = ctx.observer.snapshotProgress
   let rows: number
   try {
-    const data = await source.bulkExport(collection, columns)
-    rows = await target.bulkImport(
+    const data = await source.bulk!.export(collection, columns)
+    rows = await target.bulk!.import(
       collection,
       columns,
       data,

@@ -6,7 +6,7 @@ import {
   type DialectCapabilities,
   type DialectConfig,
   type DialectOperations,
-  type Heartbeat,
+  type HeartbeatStore,
   type ScanOptions,
   type ScanPage,
 } from '../dialect.js'
@@ -25,6 +25,7 @@ import {
   type RowKey,
 } from '../schema.js'
 import { columnDecoder, type SqlExecutor, type SqlFlavor } from './sql-flavor.js'
+import { SqlHeartbeat } from './sql-heartbeat.js'
 import { SqlOperations } from './sql-operations.js'
 
 const KIND_TO_CODE: Record<string, ReplicatorErrorCode> = {
@@ -52,7 +53,8 @@ export abstract class SqlDialect implements Dialect {
   abstract readonly name: string
   readonly maskedUri: string
   readonly capabilities: DialectCapabilities
-  protected readonly config: DialectConfig
+  /** @internal The connection settings (the URI holds the password: never log it). */
+  readonly config: DialectConfig
   private poolOperations: SqlOperations | undefined
   private readonly catalog = new Map<string, CollectionDescription>()
   private readonly decoders = new WeakMap<CollectionDescription, (row: Row) => void>()
@@ -68,15 +70,11 @@ export abstract class SqlDialect implements Dialect {
   ) {
     this.config = config
     this.maskedUri = maskUri(config.uri)
-    const capturing =
-      typeof (this as unknown as Dialect).setupCapture === 'function' &&
-      typeof (this as unknown as Dialect).readChanges === 'function'
     this.capabilities = {
       ...DEFAULT_CAPABILITIES,
       sql: true,
       supportsReturning: flavor.supportsReturning,
       maxParameters: flavor.maxParameters,
-      changeCapture: capturing,
       ...capabilities,
     }
   }
@@ -122,7 +120,7 @@ export abstract class SqlDialect implements Dialect {
   async close(): Promise<void> {
     this.poolOperations = undefined
     this.catalog.clear()
-    this.heartbeatReady = false
+    ;(this.heartbeat as SqlHeartbeat).reset()
     await this.closeDriver()
   }
 
@@ -272,47 +270,8 @@ export abstract class SqlDialect implements Dialect {
     return this.describeCollection(table.name)
   }
 
-  // ---- heartbeat (measured lag) ----
-
-  private heartbeatReady = false
-
-  /**
-   * Writes heartbeat `sequence` with the server's clock into {@link HEARTBEAT_COLLECTION}
-   * (created on first use) and returns it as stored.
-   */
-  async writeHeartbeat(sequence: bigint, source = 'default'): Promise<Heartbeat> {
-    const operations = this.operations()
-    if (!this.heartbeatReady) {
-      await this.ensureCollection(HEARTBEAT_SCHEMA)
-      this.heartbeatReady = true
-    }
-    const q = (name: string) => this.flavor.quoteIdentifier(name)
-    const values = `(${this.flavor.placeholder(1)}, ${this.flavor.placeholder(2)}, ${this.flavor.serverNowSql})`
-    await operations.run(
-      this.flavor.upsertSql(q(HEARTBEAT_COLLECTION), [q('source'), q('sequence'), q('at')], [q('source')], values),
-      [source, sequence.toString()],
-      HEARTBEAT_COLLECTION,
-    )
-    const written = await this.readHeartbeat(source)
-    if (!written)
-      throw new ReplicatorError(
-        'QUERY_FAILED',
-        `[replicator:${this.name}] The heartbeat just written to ${this.maskedUri} cannot be read back.`,
-      )
-    return written
-  }
-
-  /** The last heartbeat of `source` this database holds (written here, or replicated from its master); null when none arrived yet. */
-  async readHeartbeat(source = 'default'): Promise<Heartbeat | null> {
-    try {
-      const row = await this.findOne(HEARTBEAT_COLLECTION, { source })
-      if (!row) return null
-      return { sequence: BigInt(row.sequence as bigint), at: row.at as Date }
-    } catch (error) {
-      if (ReplicatorError.isInstance(error) && error.code === 'COLLECTION_NOT_FOUND') return null
-      throw error
-    }
-  }
+  /** The heartbeat row, in a table of this database (every SQL database has one). */
+  readonly heartbeat: HeartbeatStore = new SqlHeartbeat(this)
 
   /** Forgets cached table descriptions (all, or one collection). */
   invalidateCatalog(collection?: string): void {

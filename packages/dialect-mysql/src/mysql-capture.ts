@@ -1,0 +1,188 @@
+import {
+  columnDecoder,
+  ReplicatorError,
+  type CaptureBacklog,
+  type ChangeEvent,
+  type CaptureOptions,
+  type ChangeBatch,
+  type ChangeCapture,
+  type CollectionDescription,
+  type Position,
+  type ReadChangesOptions,
+  type Row,
+} from '@mostajs/replicator-core'
+import { BinlogReader, binlogTimestamp, decodeEvent } from './binlog-reader.js'
+import type { MysqlDialect } from './mysql-dialect.js'
+
+/** Where each capture's collections and starting GTID are kept (on the source). */
+const CAPTURES_COLLECTION = '_replicator_captures'
+
+/**
+ * Change capture from the binary log in ROW format (ZongJi), resumed from a GTID position.
+ * Refuses to start when `log_bin` is off or `binlog_format` is not ROW.
+ */
+export class MysqlCapture implements ChangeCapture {
+  constructor(private readonly db: MysqlDialect) {}
+
+  /** Stops every binlog reader (the dialect is closing). */
+  closeAll(): void {
+    for (const reader of this.readers.values()) reader.stop()
+    this.readers.clear()
+  }
+
+  /** The binary log is retained server-wide (expire_logs_days), not per capture: nothing to report. */
+  async backlog(): Promise<CaptureBacklog | null> {
+    return null
+  }
+
+  private readonly readers = new Map<string, BinlogReader>()
+
+  /** The capture bookkeeping table on the source: where each capture starts (GTID). */
+  private async capturesTable(): Promise<void> {
+    await this.db.ensureCollection({
+      name: CAPTURES_COLLECTION,
+      primaryKey: ['name'],
+      columns: [
+        { name: 'name', type: 'string' },
+        { name: 'start_gtid', type: 'text' },
+        { name: 'collections', type: 'json' },
+      ],
+    })
+  }
+
+  private async gtidPosition(): Promise<string> {
+    const [row] = await this.db.query<{ gtid: string }>(
+      this.db.serverIsMariaDB ? 'SELECT @@gtid_binlog_pos AS gtid' : 'SELECT @@gtid_executed AS gtid',
+    )
+    return String(row?.gtid ?? '')
+  }
+
+  async setup(options: CaptureOptions): Promise<void> {
+    const [settings] = await this.db.query<{ logBin: number | string; format: string }>(
+      'SELECT @@global.log_bin AS logBin, @@global.binlog_format AS format',
+    )
+    if (Number(settings?.logBin) !== 1) {
+      throw new ReplicatorError(
+        'NOT_SUPPORTED',
+        `[replicator:${this.db.name}] The binary log is off on ${this.db.maskedUri}; change capture needs it: start the server with --log-bin --binlog-format=ROW.`,
+      )
+    }
+    if (String(settings?.format).toUpperCase() !== 'ROW') {
+      throw new ReplicatorError(
+        'NOT_SUPPORTED',
+        `[replicator:${this.db.name}] binlog_format is ${settings?.format} on ${this.db.maskedUri}; change capture needs ROW (SET GLOBAL binlog_format = 'ROW', or --binlog-format=ROW).`,
+      )
+    }
+    for (const collection of options.collections) {
+      const description = await this.db.describeCollection(collection)
+      if (!description.primaryKey.length)
+        throw new ReplicatorError(
+          'NOT_SUPPORTED',
+          `[replicator:${this.db.name}] Collection "${collection}" has no primary key; change capture needs one.`,
+          { details: { collection } },
+        )
+    }
+    await this.capturesTable()
+    const existing = await this.db.findOne(CAPTURES_COLLECTION, { name: options.name })
+    const startGtid = existing ? String(existing.start_gtid) : await this.gtidPosition()
+    await this.db.upsertMany(CAPTURES_COLLECTION, [
+      { name: options.name, start_gtid: startGtid, collections: options.collections },
+    ])
+    const reader = this.readers.get(options.name)
+    if (reader && existing && JSON.stringify(existing.collections) !== JSON.stringify(options.collections)) {
+      reader.stop() // the collection list changed: read again with the new filter
+      this.readers.delete(options.name)
+    }
+  }
+
+  async drop(name: string): Promise<void> {
+    this.readers.get(name)?.stop()
+    this.readers.delete(name)
+    await this.db.delete(CAPTURES_COLLECTION, { name }).catch((error) => {
+      if (!(ReplicatorError.isInstance(error) && error.code === 'COLLECTION_NOT_FOUND')) throw error
+    })
+  }
+
+  async read(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
+    const capture = await this.db.findOne(CAPTURES_COLLECTION, { name })
+    if (!capture)
+      throw new ReplicatorError(
+        'CONFIG_INVALID',
+        `[replicator:${this.db.name}] No capture "${name}" on ${this.db.maskedUri}; set it up first.`,
+      )
+    const from = options.after
+      ? String((options.after.value as { gtid?: string }).gtid ?? '')
+      : String(capture.start_gtid)
+    let reader = this.readers.get(name)
+    if (!reader || (options.after === null && reader.startGtid !== from)) {
+      reader?.stop()
+      const url = new URL(this.db.config.uri)
+      reader = new BinlogReader(
+        {
+          host: url.hostname || '127.0.0.1',
+          port: Number(url.port || 3306),
+          user: decodeURIComponent(url.username || 'root'),
+          password: decodeURIComponent(url.password),
+        },
+        decodeURIComponent(url.pathname.slice(1)),
+        capture.collections as string[],
+        from,
+        (collection) => this.db.describeCollection(collection),
+        (row, description) => this.decodeBinlogRow(row, description),
+        this.db.name,
+        this.db.config.capture,
+      )
+      this.readers.set(name, reader)
+      await reader.start()
+    }
+    const [status] = await this.db.query<{ File: string; Position: number }>('SHOW MASTER STATUS')
+    if (status) await reader.catchUp({ file: status.File, pos: Number(status.Position) }, 3000)
+    const { events, position, spill } = reader.take(Math.max(1, options.maxEvents), options.after ? from : null)
+    if (spill) {
+      // A transaction too large to hold: read back from its spill file in parts.
+      const value = { ...position! }
+      const nextPart = async (): Promise<ChangeEvent[] | null> => {
+        const records = spill.read(reader.spillAfter)
+        if (!records.length) return null
+        return records.map((record) => {
+          const event = decodeEvent(record)
+          event.source.position = { dialect: this.db.name, value: { ...value } }
+          return event
+        })
+      }
+      const first = await nextPart()
+      return first
+        ? { events: first, position: { dialect: this.db.name, value }, nextPart }
+        : { events: [], position: { dialect: this.db.name, value } }
+    }
+    return { events, position: position ? { dialect: this.db.name, value: { ...position } } : null }
+  }
+
+  /** A row image from the binlog → portable values, as a read of the table gives them. */
+  private decodeBinlogRow(row: Row, description: CollectionDescription): Row {
+    const decoded: Row = {}
+    for (const column of description.columns) {
+      let value = row[column.name]
+      if (value === undefined) continue
+      if (value !== null) {
+        if (column.type === 'timestamp') value = binlogTimestamp(value)
+        const decode = columnDecoder(this.db.flavor, column)
+        if (decode) value = decode(value)
+      }
+      decoded[column.name] = value
+    }
+    return decoded
+  }
+
+  async confirm(name: string, position: Position): Promise<void> {
+    this.readers.get(name)?.confirm(String((position.value as { gtid?: string }).gtid ?? ''))
+  }
+
+  async currentPosition(): Promise<Position> {
+    const [status] = await this.db.query<{ File: string; Position: number }>('SHOW MASTER STATUS')
+    return {
+      dialect: this.db.name,
+      value: { gtid: await this.gtidPosition(), file: status?.File ?? '', pos: Number(status?.Position ?? 0) },
+    }
+  }
+}

@@ -1,0 +1,53 @@
+import { ReplicatorError, type NativeReplication, type NativeReplicationStatus } from '@mostajs/replicator-core'
+import type { MysqlDialect } from './mysql-dialect.js'
+
+/** MySQL/MariaDB replication: SHOW SLAVE STATUS, STOP/RESET SLAVE, read_only, CHANGE MASTER … MASTER_USE_GTID. */
+export class MysqlReplication implements NativeReplication {
+  constructor(private readonly db: MysqlDialect) {}
+
+  async status(): Promise<NativeReplicationStatus> {
+    const rows = await this.db.query<Record<string, unknown>>('SHOW SLAVE STATUS')
+    const [flags] = await this.db.query<{ readOnly: number | string }>('SELECT @@global.read_only AS readOnly')
+    const readOnly = Number(flags?.readOnly ?? 0) !== 0
+    const status = rows[0]
+    if (!status) return { role: 'primary', readOnly }
+    const seconds = status.Seconds_Behind_Master
+    return {
+      role: 'replica',
+      lagMs: seconds === null || seconds === undefined ? null : Number(seconds) * 1000,
+      applying: status.Slave_SQL_Running === 'Yes',
+      receiving: status.Slave_IO_Running === 'Yes',
+      gtidPosition: status.Gtid_IO_Pos,
+      lastError: status.Last_Error || undefined,
+      readOnly,
+    }
+  }
+
+  /** Stops and forgets replication, then accepts writes. */
+  async promote(): Promise<void> {
+    await this.db.query('STOP SLAVE')
+    await this.db.query('RESET SLAVE ALL')
+    await this.setReadOnly(false)
+  }
+
+  /** SET GLOBAL read_only (accounts with SUPER / READ ONLY ADMIN still bypass it). */
+  async setReadOnly(readOnly: boolean): Promise<void> {
+    await this.db.query(`SET GLOBAL read_only = ${readOnly ? 1 : 0}`)
+  }
+
+  /** Re-points this replica at another primary, continuing from its GTID position. */
+  async replicateFrom(primaryUri: string): Promise<void> {
+    const url = new URL(primaryUri)
+    await this.db.query('STOP SLAVE')
+    await this.db.query(
+      `CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ?, MASTER_USER = ?, MASTER_PASSWORD = ?, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1`,
+      [
+        url.hostname,
+        Number(url.port || 3306),
+        decodeURIComponent(url.username || 'root'),
+        decodeURIComponent(url.password),
+      ],
+    )
+    await this.db.query('START SLAVE')
+  }
+}

@@ -1,0 +1,298 @@
+import { createHash } from 'node:crypto'
+import {
+  ReplicatorError,
+  type CaptureBacklog,
+  type CaptureOptions,
+  type ChangeBatch,
+  type ChangeCapture,
+  type Position,
+  type ReadChangesOptions,
+} from '@mostajs/replicator-core'
+import { parseLsn } from './pgoutput.js'
+import { PgOutputDecoder, type CaptureStream } from './pgoutput-decoder.js'
+import type { PostgresDialect } from './postgres-dialect.js'
+import { ReplicationStream } from './replication-stream.js'
+
+/** How long slot operations wait for a slot held by another (dying) session. */
+const SLOT_BUSY_WAIT_MS = 15_000
+
+/**
+ * Change capture by logical decoding: a publication and a replication slot per capture, read
+ * over the streaming replication protocol (or the SQL slot functions when the server refuses
+ * replication connections). Positions are LSNs; a position is confirmed to the slot only
+ * after the consumer applied it.
+ */
+export class PostgresCapture implements ChangeCapture {
+  /** Captures read over the streaming replication protocol, by capture name. */
+  private readonly streams = new Map<string, CaptureStream>()
+  /** Captures whose replication connection the server refused: read with the SQL functions. */
+  private readonly sqlCaptureOnly = new Set<string>()
+  private canLogSnapshot: boolean | undefined
+  private readonly decoder: PgOutputDecoder
+
+  constructor(private readonly db: PostgresDialect) {
+    this.decoder = new PgOutputDecoder(db)
+  }
+
+  /** Closes every replication stream (the dialect is closing). */
+  async closeAll(): Promise<void> {
+    for (const name of [...this.streams.keys()]) await this.closeStream(name)
+  }
+
+  /** Slot and publication of a capture: `replicator_<name>_<hash>` (slot names allow [a-z0-9_], 63 bytes). */
+  private captureObjects(name: string): { slot: string; publication: string } {
+    const safe = name
+      .toLowerCase()
+      .replace(/[^a-z0-9_]/g, '_')
+      .slice(0, 40)
+    const hash = createHash('sha1').update(name).digest('hex').slice(0, 8)
+    const object = `replicator_${safe}_${hash}`
+    return { slot: object, publication: object }
+  }
+
+  async setup(options: CaptureOptions): Promise<void> {
+    const { slot, publication } = this.captureObjects(options.name)
+    const q = (identifier: string) => this.db.flavor.quoteIdentifier(identifier)
+    for (const collection of options.collections) {
+      const description = await this.db.describeCollection(collection)
+      if (!description.primaryKey.length) {
+        throw new ReplicatorError(
+          'NOT_SUPPORTED',
+          `[replicator:postgres] Collection "${collection}" has no primary key; change capture needs one to apply updates and deletes.`,
+          { details: { collection } },
+        )
+      }
+    }
+    const tables = options.collections.map(q).join(', ')
+    const existing = await this.db.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [publication])
+    if (!existing.length)
+      await this.db.query(`CREATE PUBLICATION ${q(publication)}${tables ? ` FOR TABLE ${tables}` : ''}`)
+    else if (tables) {
+      // Only touch a publication whose tables changed: SET TABLE drops and re-adds every table,
+      // and changes decoded around that moment can be filtered out.
+      const current = (
+        await this.db.query<{ name: string }>(
+          `SELECT tablename AS name FROM pg_publication_tables WHERE pubname = $1 AND schemaname = current_schema()`,
+          [publication],
+        )
+      )
+        .map((row) => row.name)
+        .sort()
+      const wanted = [...options.collections].sort()
+      if (JSON.stringify(current) !== JSON.stringify(wanted)) {
+        const added = wanted.filter((name) => !current.includes(name))
+        const removed = current.filter((name) => !wanted.includes(name))
+        if (added.length)
+          await this.db.query(`ALTER PUBLICATION ${q(publication)} ADD TABLE ${added.map(q).join(', ')}`)
+        if (removed.length)
+          await this.db.query(`ALTER PUBLICATION ${q(publication)} DROP TABLE ${removed.map(q).join(', ')}`)
+      }
+    }
+    const slots = await this.db.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot])
+    if (!slots.length) await this.db.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot])
+  }
+
+  /**
+   * Runs a statement on a replication slot, waiting while another backend still holds it
+   * (the session of a process that just died keeps it until PostgreSQL notices, usually in
+   * well under a second).
+   */
+  private async onSlot<T>(slot: string, run: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + SLOT_BUSY_WAIT_MS
+    for (;;) {
+      try {
+        return await run()
+      } catch (error) {
+        // 55006 object_in_use: from a query (wrapped) or from START_REPLICATION (raw driver error)
+        const code = ReplicatorError.isInstance(error) ? error.details.driverCode : (error as { code?: string }).code
+        const busy = code === '55006'
+        if (!busy || Date.now() > deadline) {
+          if (busy)
+            throw new ReplicatorError(
+              'QUERY_FAILED',
+              `[replicator:postgres] Replication slot "${slot}" stayed in use by another session for ${SLOT_BUSY_WAIT_MS / 1000} s: is another process running the same rule?`,
+              { cause: error },
+            )
+          throw error
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+    }
+  }
+
+  async drop(name: string): Promise<void> {
+    await this.closeStream(name)
+    const { slot, publication } = this.captureObjects(name)
+    await this.onSlot(slot, () =>
+      this.db.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [
+        slot,
+      ]),
+    )
+    await this.db.query(`DROP PUBLICATION IF EXISTS ${this.db.flavor.quoteIdentifier(publication)}`)
+  }
+
+  async backlog(name: string): Promise<CaptureBacklog | null> {
+    const { slot } = this.captureObjects(name)
+    const rows = await this.db.query<{ retained: string | null }>(
+      'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text AS retained FROM pg_replication_slots WHERE slot_name = $1',
+      [slot],
+    )
+    return rows.length ? { retainedBytes: Number(rows[0]!.retained ?? 0) } : null
+  }
+
+  async read(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
+    if (!this.sqlCaptureOnly.has(name)) {
+      try {
+        return await this.readFromStream(name, options)
+      } catch (error) {
+        // No replication connection allowed (pg_hba, REPLICATION privilege): the SQL functions
+        // read the same slot, only slower.
+        const code = (error as { code?: string }).code
+        if (code !== '28000' && code !== '42501' && code !== '28P01') throw this.db.toReplicatorError(error)
+        this.sqlCaptureOnly.add(name)
+      }
+    }
+    return this.readWithSqlFunctions(name, options)
+  }
+
+  /** Closes a capture's replication stream and removes the spill files it left. */
+  private async closeStream(name: string): Promise<void> {
+    const state = this.streams.get(name)
+    if (!state) return
+    this.streams.delete(name)
+    for (const spill of state.spills) spill.remove()
+    await state.stream.close()
+  }
+
+  /**
+   * Reads from the capture's replication stream (opened on first use). The stream keeps
+   * receiving while the caller applies; when the caller asks again without having confirmed
+   * what it was handed (its apply failed), the stream is reopened from the slot's confirmed
+   * position so nothing is skipped.
+   */
+  private async readFromStream(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
+    const { slot, publication } = this.captureObjects(name)
+    const after = options.after ? parseLsn(String(options.after.value)) : 0n
+    let state = this.streams.get(name)
+    // The caller asks for changes it was handed already and never confirmed (its apply failed,
+    // or a new consumer starts over): read again from the slot's confirmed position. A caller
+    // reading ahead (`after` = the end of what it was handed) just goes on.
+    if (state && (state.stream.error || (after < state.handedOut && state.handedOut > state.confirmed))) {
+      await this.closeStream(name)
+      state = undefined
+    }
+    if (!state) {
+      const [row] = await this.db.query<{ confirmed: string | null }>(
+        'SELECT confirmed_flush_lsn::text AS confirmed FROM pg_replication_slots WHERE slot_name = $1',
+        [slot],
+      )
+      if (!row)
+        throw new ReplicatorError(
+          'QUERY_FAILED',
+          `[replicator:postgres] Capture "${name}" has no replication slot on ${this.db.maskedUri}; add the rule again (capture.setup).`,
+          { details: { capture: name } },
+        )
+      const slotConfirmed = row.confirmed ? parseLsn(row.confirmed) : 0n
+      const from = after > slotConfirmed ? after : slotConfirmed
+      // waits while a dying session of an earlier run still holds the slot
+      const stream = await this.onSlot(slot, () =>
+        ReplicationStream.open(
+          this.db.config.uri,
+          slot,
+          publication,
+          from,
+          this.db.config.connectTimeoutMs ?? 5000,
+          this.db.config.capture,
+        ),
+      )
+      state = {
+        stream,
+        handedOut: from,
+        confirmed: from,
+        relations: new Map(),
+        converters: new Map(),
+        spills: new Set(),
+      }
+      this.streams.set(name, state)
+    }
+    const [{ lsn }] = (await this.db.query<{ lsn: string }>('SELECT pg_current_wal_flush_lsn()::text AS lsn')) as [
+      { lsn: string },
+    ]
+    const transactions = await state.stream.take(Math.max(1, options.maxEvents), parseLsn(lsn), 10_000)
+    if (!transactions.length) return { events: [], position: null }
+    state.handedOut = transactions[transactions.length - 1]!.commitEnd
+    const decodeOptions = { nativeText: true, lazyAfter: options.lazyAfter === true }
+    // parts no larger than what a transaction may hold in memory
+    if (transactions[0]!.spill)
+      return this.decoder.decodeSpilled(name, transactions[0]!, after, state, {
+        ...decodeOptions,
+        partSize: state.stream.spillAfter,
+      })
+    return this.decoder.decodeMessages(
+      name,
+      transactions.flatMap((transaction) => transaction.messages),
+      after,
+      state.relations,
+      state.converters,
+      decodeOptions,
+    )
+  }
+
+  /** The same slot read with `pg_logical_slot_peek_binary_changes` (re-decoded from its restart point on each call). */
+  private async readWithSqlFunctions(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
+    const { slot, publication } = this.captureObjects(name)
+    const after = options.after ? parseLsn(String(options.after.value)) : 0n
+    const rows = await this.onSlot(slot, () =>
+      this.db.query<{ data: Buffer }>(
+        `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)`,
+        [slot, Math.max(1, options.maxEvents), publication],
+      ),
+    )
+    return this.decoder.decodeMessages(
+      name,
+      rows.map((row) => row.data),
+      after,
+      new Map(),
+      new Map(),
+      { nativeText: false, lazyAfter: options.lazyAfter === true },
+    )
+  }
+
+  async confirm(name: string, position: Position): Promise<void> {
+    const state = this.streams.get(name)
+    if (state && !state.stream.error) {
+      // The stream holds the slot: the position goes back as its flush position.
+      const lsn = parseLsn(String(position.value))
+      if (lsn > state.confirmed) state.confirmed = lsn
+      state.stream.confirm(state.confirmed)
+      return
+    }
+    if (state) await this.closeStream(name)
+    const { slot } = this.captureObjects(name)
+    await this.onSlot(slot, () =>
+      this.db.query('SELECT pg_replication_slot_advance($1, $2::pg_lsn)', [slot, String(position.value)]),
+    )
+    await this.logRunningTransactions()
+  }
+
+  /**
+   * Asks the server to log its running transactions (PostgreSQL 16+, superuser). A slot's
+   * restart point only moves past such a record, and every peek decodes from the restart
+   * point: without it, a long backlog is decoded again and again (the server logs one by
+   * itself only every 15 s).
+   */
+  private async logRunningTransactions(): Promise<void> {
+    if (this.canLogSnapshot === false) return
+    try {
+      await this.db.query('SELECT pg_log_standby_snapshot()')
+      this.canLogSnapshot = true
+    } catch {
+      this.canLogSnapshot = false // older server, or not allowed: the server's own 15 s cadence applies
+    }
+  }
+
+  async currentPosition(): Promise<Position> {
+    const [row] = await this.db.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')
+    return { dialect: 'postgres', value: row!.lsn }
+  }
+}
