@@ -1,20 +1,110 @@
-export * from './errors.js'
-export * from './json-path.js'
-export * from './mask-uri.js'
-export * from './portable-types.js'
-export * from './schema.js'
-export * from './filter.js'
-export * from './dialect.js'
-export * from './native-row.js'
-export * from './spill-file.js'
-export * from './registry.js'
-export * from './entity-service.js'
-export * from './scan-all.js'
-export * from './with-timeout.js'
-export * from './sql/sql-flavor.js'
-export * from './sql/compile-filter.js'
-export * from './sql/row-keys.js'
-export * from './sql/sql-operations.js'
-export * from './sql/sql-dialect.js'
-export * from './sql/sql-transaction.js'
-export * from './sql/sql-heartbeat.js'
+// The contracts of @mostajs/replicator: Dialect and its capabilities, ChangeEvent, Position,
+// EntityService, portable types, errors, the dialect registry, and the SQL base the dialects share.
+
+export {
+  isReplicatorError,
+  maskSecretsInText,
+  ReplicatorError,
+  type ReplicatorErrorCode,
+  type ReplicatorErrorOptions,
+} from './errors.js'
+export { jsonPath } from './json-path.js'
+export { maskUri } from './mask-uri.js'
+export {
+  NATIVE_TYPES,
+  nativeTypeFor,
+  normalizeDecimal,
+  PORTABLE_TYPES,
+  toDateString,
+  TYPE_DEFAULTS,
+  type ColumnType,
+  type NativeTypeFamily,
+  type PortableType,
+} from './portable-types.js'
+export {
+  collectionSchemaOf,
+  isEntitySchema,
+  toCollectionSchema,
+  type CollectionDescription,
+  type CollectionSchema,
+  type ColumnDescription,
+  type ColumnSchema,
+  type EntityField,
+  type EntityFieldType,
+  type EntityIndex,
+  type EntityRelation,
+  type EntitySchema,
+  type Row,
+  type RowKey,
+} from './schema.js'
+export { type FieldOperators, type Filter, type FindOptions, type UpdateChanges } from './filter.js'
+export {
+  DEFAULT_CAPABILITIES,
+  HEARTBEAT_COLLECTION,
+  HEARTBEAT_SCHEMA,
+  type BulkCopy,
+  type CaptureBacklog,
+  type CaptureOptions,
+  type CaptureSettings,
+  type ChangeBatch,
+  type ChangeCapture,
+  type ChangeEvent,
+  type ChangeStream,
+  type Dialect,
+  type DialectCapabilities,
+  type DialectConfig,
+  type DialectOperations,
+  type Heartbeat,
+  type HeartbeatStore,
+  type NativeReplication,
+  type NativeReplicationStatus,
+  type Position,
+  type ReadChangesOptions,
+  type ScanOptions,
+  type ScanPage,
+} from './dialect.js'
+export {
+  mergeNativeRows,
+  NATIVE_NULL,
+  NATIVE_UNSENT,
+  nativeColumnsFit,
+  nativeRowComplete,
+  nativeText,
+  type NativeRow,
+} from './native-row.js'
+export { SpillFile } from './spill-file.js'
+export {
+  connectDialect,
+  createDialect,
+  DIALECT_PACKAGES,
+  registerDialect,
+  registeredDialects,
+  type DialectFactory,
+} from './registry.js'
+export {
+  EntityService,
+  type EntityCreatedEvent,
+  type EntityDeletedEvent,
+  type EntityRef,
+  type EntityUpdatedEvent,
+} from './entity-service.js'
+export { scanAll } from './scan-all.js'
+export { withTimeout } from './with-timeout.js'
+export {
+  columnDecoder,
+  columnEncoder,
+  encodeValue,
+  quoteWith,
+  type SqlErrorKind,
+  type SqlExecuteOptions,
+  type SqlExecutor,
+  type SqlFlavor,
+  type SqlResult,
+  type ValueConverter,
+} from './sql/sql-flavor.js'
+export { compileFilter, compileSort, requireColumn, SqlParams } from './sql/compile-filter.js'
+export { describeKey, keyIdentity, keyOfRow, keyToObject, requirePrimaryKey } from './sql/row-keys.js'
+export { SqlOperations } from './sql/sql-operations.js'
+export { SqlDialect, type CachedStatement } from './sql/sql-dialect.js'
+export { onConflictUpsertSql, runTransactionOn, type TransactionConnection } from './sql/sql-transaction.js'
+export { SqlHeartbeat } from './sql/sql-heartbeat.js'

@@ -1,6 +1,17 @@
 import '@mostajs/replicator-dialect-mysql'
-import { dialectUnderTest, testDialectContract } from '@mostajs/replicator-testkit/vitest'
+import {
+  dialectUnderTest,
+  testCaptureContract,
+  testDialectContract,
+  testHeartbeatContract,
+  testNativeReplicationContract,
+} from '@mostajs/replicator-testkit/vitest'
 
 // The same server under both names: `mariadb` (UUID type, RETURNING) and plain `mysql`.
-testDialectContract(dialectUnderTest('mariadb', 'mariadb'))
-testDialectContract(dialectUnderTest('mariadb', 'mysql'))
+for (const name of ['mariadb', 'mysql']) {
+  const subject = dialectUnderTest('mariadb', name)
+  testDialectContract(subject)
+  testCaptureContract(subject)
+  testHeartbeatContract(subject)
+  testNativeReplicationContract(subject)
+}

@@ -1,4 +1,14 @@
 import '@mostajs/replicator-dialect-postgres'
-import { dialectUnderTest, testDialectContract } from '@mostajs/replicator-testkit/vitest'
+import {
+  dialectUnderTest,
+  testCaptureContract,
+  testDialectContract,
+  testHeartbeatContract,
+  testNativeReplicationContract,
+} from '@mostajs/replicator-testkit/vitest'
 
-testDialectContract(dialectUnderTest('postgres'))
+const postgres = dialectUnderTest('postgres')
+testDialectContract(postgres)
+testCaptureContract(postgres)
+testHeartbeatContract(postgres)
+testNativeReplicationContract(postgres)

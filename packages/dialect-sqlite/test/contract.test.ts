@@ -1,4 +1,13 @@
 import '@mostajs/replicator-dialect-sqlite'
-import { dialectUnderTest, testDialectContract } from '@mostajs/replicator-testkit/vitest'
+import {
+  dialectUnderTest,
+  testCaptureContract,
+  testDialectContract,
+  testHeartbeatContract,
+} from '@mostajs/replicator-testkit/vitest'
 
-testDialectContract(dialectUnderTest('sqlite'))
+// SQLite has no native replication (one file): its replicas are managed.
+const sqlite = dialectUnderTest('sqlite')
+testDialectContract(sqlite)
+testCaptureContract(sqlite)
+testHeartbeatContract(sqlite)

@@ -42,7 +42,8 @@ describe.skipIf(!backends.postgres.serverUrl)(
       await users.create('User', { email: 'a@example.com' })
       await users.create('Client', { name: 'Acme' })
 
-      // The original's lines, as written there:
+      // The original's lines, as written there (no await):
+      // eslint-disable-next-line @typescript-eslint/no-floating-promises
       replicator.addReplicationRule({
         name: 'pg-to-analytics',
         source: 'secuaccess',
@@ -91,6 +92,7 @@ describe.skipIf(!backends.postgres.serverUrl)(
       const onUnhandled = (reason: unknown) => unhandled.push(reason)
       process.on('unhandledRejection', onUnhandled)
       try {
+        // eslint-disable-next-line @typescript-eslint/no-floating-promises -- what a caller without await does
         replicator.addReplicationRule({
           name: 'missing-table',
           source: 'secuaccess',

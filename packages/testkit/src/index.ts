@@ -1,6 +1,12 @@
-export * from './backends.js'
-export * from './free-port.js'
-export * from './postgres.js'
-export * from './mariadb.js'
-export * from './sqlite.js'
+export {
+  findExecutable,
+  mariadbAvailability,
+  postgresAvailability,
+  requireBackends,
+  type BackendAvailability,
+} from './backends.js'
+export { freePort } from './free-port.js'
+export { createPostgresDatabase, startPostgres, startPostgresStandby, type RunningPostgres } from './postgres.js'
+export { createMariaDBDatabase, startMariaDB, startMariaDBReplica, type RunningMariaDB } from './mariadb.js'
+export { sqliteFile, type TempSqliteFile } from './sqlite.js'
 export { trackForExit } from './cleanup.js'

@@ -78,7 +78,15 @@ export function dialectUnderTest(
   }
 }
 
-export * from './dialect-contract.js'
+export {
+  expectReplicatorError,
+  expectThrownReplicatorError,
+  testCaptureContract,
+  testDialectContract,
+  testHeartbeatContract,
+  testNativeReplicationContract,
+  type DialectUnderTest,
+} from './dialect-contract.js'
 
 /** Polls `check` every 25 ms until it returns true; fails naming `what` after `timeoutMs`. */
 export async function waitFor(

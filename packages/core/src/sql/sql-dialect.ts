@@ -25,6 +25,7 @@ import {
   type RowKey,
 } from '../schema.js'
 import { columnDecoder, type SqlExecutor, type SqlFlavor } from './sql-flavor.js'
+import { driverDetails, errorMessage, redactPassword } from './driver-errors.js'
 import { SqlHeartbeat } from './sql-heartbeat.js'
 import { SqlOperations } from './sql-operations.js'
 
@@ -376,8 +377,7 @@ export abstract class SqlDialect implements Dialect {
 
   /** Removes the URI's password from a text even where it does not appear as part of a URI. */
   protected redact(text: string): string {
-    const password = passwordOf(this.config.uri)
-    return password && password.length >= 3 ? text.split(password).join('****') : text
+    return redactPassword(text, this.config.uri)
   }
 }
 
@@ -385,31 +385,5 @@ function operationsExecutor(operations: SqlOperations): SqlExecutor {
   return {
     inTransaction: false,
     execute: async (sql, params, options) => operations.run(sql, params, undefined, options),
-  }
-}
-
-function errorMessage(error: unknown): string {
-  if (error instanceof AggregateError && error.errors.length) return error.errors.map(errorMessage).join('; ')
-  if (error instanceof Error) return error.message || (error as { code?: string }).code || error.name
-  return String(error)
-}
-
-function driverDetails(error: unknown): Record<string, unknown> {
-  if (typeof error !== 'object' || error === null) return {}
-  const source = error as Record<string, unknown>
-  const details: Record<string, unknown> = {}
-  for (const field of ['code', 'errno', 'sqlState', 'constraint', 'detail', 'column', 'table']) {
-    if (source[field] !== undefined && source[field] !== null)
-      details[`driver${field[0]!.toUpperCase()}${field.slice(1)}`] = source[field]
-  }
-  return details
-}
-
-function passwordOf(uri: string): string | undefined {
-  try {
-    const parsed = new URL(uri)
-    return parsed.password ? decodeURIComponent(parsed.password) : undefined
-  } catch {
-    return undefined
   }
 }

@@ -5,7 +5,19 @@ import type { Filter, FindOptions, UpdateChanges } from '../filter.js'
 import type { CollectionDescription, ColumnDescription, Row, RowKey } from '../schema.js'
 import { compileFilter, compileSort, requireColumn, SqlParams } from './compile-filter.js'
 import { describeKey, keyIdentity, keyOfRow, keyToObject, requirePrimaryKey } from './row-keys.js'
-import type { SqlDialect } from './sql-dialect.js'
+import { SqlReadOperations } from './sql-read-operations.js'
+import {
+  dedupeByKey,
+  encodeColumns,
+  encodeRows,
+  filterColumns,
+  groupByShape,
+  rejectedBatch,
+  splitChanges,
+  stripPrefix,
+  MAX_LISTED_FAILURES,
+  type RowFailure,
+} from './sql-row-helpers.js'
 import {
   columnEncoder,
   encodeValue,
@@ -16,126 +28,13 @@ import {
 } from './sql-flavor.js'
 
 const ROLLBACK = Symbol('rollback')
-/** Most failing keys listed by a ROW_REJECTED error. */
-const MAX_LISTED_FAILURES = 100
-
-/** One key that a batch could not write, and why. */
-export interface RowFailure {
-  key: RowKey
-  message: string
-}
-
 let savepointCounter = 0
 
 /**
  * The CRUD surface of a SQL dialect, bound to one executor: the pool, or the connection of
  * an open transaction. Every statement is built from the dialect's {@link SqlFlavor}.
  */
-export class SqlOperations implements DialectOperations {
-  constructor(
-    private readonly dialect: SqlDialect,
-    private readonly executor: SqlExecutor,
-  ) {}
-
-  private get flavor() {
-    return this.dialect.flavor
-  }
-
-  private q(name: string): string {
-    return this.flavor.quoteIdentifier(name)
-  }
-
-  /** Runs one statement, turning driver errors into ReplicatorErrors. */
-  async run(sql: string, params: unknown[], collection?: string, options?: SqlExecuteOptions): Promise<SqlResult> {
-    try {
-      return await this.executor.execute(sql, params, options)
-    } catch (error) {
-      throw this.dialect.toReplicatorError(error, collection)
-    }
-  }
-
-  private describe(collection: string, columns?: Iterable<string>): Promise<CollectionDescription> {
-    return this.dialect.describeWith(collection, this.executor, columns)
-  }
-
-  private decodeRows(rows: Row[], description: CollectionDescription): Row[] {
-    const decode = this.dialect.rowDecoder(description)
-    for (const row of rows) decode(row)
-    return rows
-  }
-
-  async find(collection: string, filter?: Filter, options: FindOptions = {}): Promise<Row[]> {
-    const fast = await this.findByCachedShape(collection, filter, options)
-    if (fast) return fast
-    const description = await this.describe(collection, filterColumns(filter, options))
-    const params = new SqlParams(this.flavor)
-    const where = compileFilter(filter, description, this.flavor, params)
-    const columns = options.select?.length
-      ? options.select.map((name) => this.q(requireColumn(description, name).name)).join(', ')
-      : '*'
-    const sql = `SELECT ${columns} FROM ${this.q(collection)} WHERE ${where}${compileSort(options.sort, description, this.flavor)}${this.flavor.limitClause(options.limit, options.skip)}`
-    const result = await this.run(sql, params.values, collection, {
-      exactIntegers: this.dialect.needsExactIntegers(description),
-    })
-    return this.decodeRows(result.rows, description)
-  }
-
-  /**
-   * The hot path of point reads: a filter of plain values (`{ id: 5 }`, `{ a: 1, b: 'x' }`)
-   * reuses the SQL compiled for the same shape; only the values are encoded per call.
-   */
-  private async findByCachedShape(
-    collection: string,
-    filter: Filter | undefined,
-    options: FindOptions,
-  ): Promise<Row[] | null> {
-    if (!filter || options.sort || options.select || options.skip) return null
-    let shape = `${options.limit ?? ''}`
-    for (const field in filter) {
-      const value = filter[field]
-      if (value === null || value === undefined || typeof value === 'object' || field.startsWith('$')) return null
-      shape += `\u0000${field}`
-    }
-    const description = await this.describe(collection)
-    const statement = this.dialect.cachedStatement(description, shape, () => {
-      const columns = Object.keys(filter).map((field) => requireColumn(description, field))
-      const params = new SqlParams(this.flavor)
-      const where = compileFilter(filter, description, this.flavor, params)
-      return {
-        sql: `SELECT * FROM ${this.q(collection)} WHERE ${where}${this.flavor.limitClause(options.limit, undefined)}`,
-        columns,
-      }
-    })
-    const values = new Array<unknown>(statement.columns.length)
-    for (let index = 0; index < statement.columns.length; index++) {
-      const column = statement.columns[index]!
-      const value = filter[column.name]
-      if (this.flavor.canMatch && !this.flavor.canMatch(value, column)) return null // the general path answers "no match"
-      values[index] = encodeValue(this.flavor, value, column)
-    }
-    const result = await this.run(statement.sql, values, collection, {
-      exactIntegers: this.dialect.needsExactIntegers(description),
-    })
-    return this.decodeRows(result.rows, description)
-  }
-
-  async findOne(collection: string, filter?: Filter, options: Omit<FindOptions, 'limit'> = {}): Promise<Row | null> {
-    const rows = await this.find(collection, filter, { ...options, limit: 1 })
-    return rows[0] ?? null
-  }
-
-  async count(collection: string, filter?: Filter): Promise<number> {
-    const description = await this.describe(collection, filterColumns(filter))
-    const params = new SqlParams(this.flavor)
-    const where = compileFilter(filter, description, this.flavor, params)
-    const result = await this.run(
-      `SELECT COUNT(*) AS ${this.q('count')} FROM ${this.q(collection)} WHERE ${where}`,
-      params.values,
-      collection,
-    )
-    return Number(result.rows[0]?.count ?? 0)
-  }
-
+export class SqlOperations extends SqlReadOperations implements DialectOperations {
   async insert(collection: string, row: Row): Promise<Row> {
     const names = Object.keys(row).filter((name) => row[name] !== undefined)
     const description = await this.describe(collection, names)
@@ -382,59 +281,6 @@ export class SqlOperations implements DialectOperations {
     return results.reduce((sum, result) => sum + result.affected, 0)
   }
 
-  async scan(collection: string, options: ScanOptions = {}): Promise<ScanPage> {
-    const limit = options.limit ?? 1000
-    if (!Number.isInteger(limit) || limit < 1)
-      throw new ReplicatorError(
-        'FILTER_INVALID',
-        `scan("${collection}") limit must be a positive integer, got ${String(options.limit)}.`,
-      )
-    const description = await this.describe(collection)
-    const primaryKey = requirePrimaryKey(description, 'scan')
-    const params = new SqlParams(this.flavor)
-    let where = ''
-    if (options.after !== undefined && options.after !== null) {
-      const after = keyToObject(options.after, primaryKey, collection)
-      where = ` WHERE ${this.keysetCondition(description, primaryKey, after, params)}`
-    }
-    const order = primaryKey.map((name) => this.q(name)).join(', ')
-    const sql = `SELECT * FROM ${this.q(collection)}${where} ORDER BY ${order}${this.flavor.limitClause(limit, undefined)}`
-    const result = await this.run(sql, params.values, collection, {
-      exactIntegers: this.dialect.needsExactIntegers(description),
-    })
-    const rows = this.decodeRows(result.rows, description)
-    const last = rows[rows.length - 1]
-    return { rows, next: rows.length === limit && last ? keyOfRow(last, primaryKey) : null }
-  }
-
-  async query<T = Row>(sql: string, params: unknown[] = []): Promise<T[]> {
-    const result = await this.run(sql, params)
-    return result.rows as T[]
-  }
-
-  /** `key > after` in primary-key order, as a row-value comparison or expanded. */
-  private keysetCondition(
-    description: CollectionDescription,
-    primaryKey: string[],
-    after: Row,
-    params: SqlParams,
-  ): string {
-    const columns = primaryKey.map((name) => requireColumn(description, name))
-    if (columns.length === 1 || this.flavor.rowValueComparison) {
-      const left = columns.map((column) => this.q(column.name)).join(', ')
-      const right = columns.map((column) => params.add(encodeValue(this.flavor, after[column.name], column))).join(', ')
-      return columns.length === 1 ? `${left} > ${right}` : `(${left}) > (${right})`
-    }
-    // (a > x) OR (a = x AND b > y) OR …
-    const alternatives = columns.map((column, index) => {
-      const equal = columns
-        .slice(0, index)
-        .map((prefix) => `${this.q(prefix.name)} = ${params.add(encodeValue(this.flavor, after[prefix.name], prefix))}`)
-      return `(${[...equal, `${this.q(column.name)} > ${params.add(encodeValue(this.flavor, after[column.name], column))}`].join(' AND ')})`
-    })
-    return `(${alternatives.join(' OR ')})`
-  }
-
   /**
    * One statement on the pool runs as is (it is atomic); several run in one transaction.
    * Inside a transaction a savepoint keeps a rejected batch from aborting the whole transaction.
@@ -513,151 +359,4 @@ export class SqlOperations implements DialectOperations {
       details: { ...error.details, collection, ...(hasKey ? { key } : {}) },
     })
   }
-}
-
-function rejectedBatch(
-  dialect: string,
-  collection: string,
-  size: number,
-  failures: RowFailure[],
-  error: ReplicatorError,
-): ReplicatorError {
-  const listed = failures
-    .slice(0, 3)
-    .map((failure) => `key ${describeKey(failure.key)}: ${stripPrefix(failure.message)}`)
-    .join('; ')
-  const summary = failures.length
-    ? `${failures.length}${failures.length >= MAX_LISTED_FAILURES ? '+' : ''} row(s) rejected — ${listed}${failures.length > 3 ? '; …' : ''}`
-    : stripPrefix(error.message)
-  return new ReplicatorError(
-    'ROW_REJECTED',
-    `[replicator:${dialect}] Batch of ${size} row(s) into "${collection}" was not written (all or nothing): ${summary}`,
-    {
-      cause: error.cause ?? error,
-      details: { collection, batchSize: size, failures },
-    },
-  )
-}
-
-function stripPrefix(message: string): string {
-  return message.replace(/^\[replicator:[a-z]+\] /, '')
-}
-
-function splitChanges(
-  changes: UpdateChanges,
-  collection: string,
-): { set: Record<string, unknown>; inc: Record<string, unknown> } {
-  if (typeof changes !== 'object' || changes === null)
-    throw new ReplicatorError('FILTER_INVALID', `update("${collection}") takes an object of changes.`)
-  const keys = Object.keys(changes)
-  if (!keys.some((key) => key.startsWith('$'))) return { set: changes as Record<string, unknown>, inc: {} }
-  for (const key of keys) {
-    if (key !== '$set' && key !== '$inc')
-      throw new ReplicatorError(
-        'FILTER_INVALID',
-        `update("${collection}"): unsupported operator "${key}"; use $set and $inc (or a plain object).`,
-      )
-  }
-  const typed = changes as { $set?: Record<string, unknown>; $inc?: Record<string, unknown> }
-  return { set: typed.$set ?? {}, inc: typed.$inc ?? {} }
-}
-
-/** Column names a filter and find options mention (to refresh a stale description). */
-function filterColumns(filter?: Filter, options: FindOptions = {}): string[] {
-  const names: string[] = []
-  const visit = (value: unknown) => {
-    if (!value || typeof value !== 'object') return
-    for (const [key, child] of Object.entries(value)) {
-      if (key === '$or' || key === '$and') {
-        if (Array.isArray(child)) child.forEach(visit)
-      } else if (!key.startsWith('$')) names.push(key)
-    }
-  }
-  visit(filter)
-  if (options.sort) names.push(...Object.keys(options.sort))
-  if (options.select) names.push(...options.select)
-  return names
-}
-
-/** Keeps the last row of each primary key, in first-seen order (one statement cannot touch a row twice). */
-function dedupeByKey(rows: Row[], primaryKey: string[], collection: string): Row[] {
-  const single = primaryKey.length === 1 ? primaryKey[0]! : undefined
-  const positions = new Map<unknown, number>()
-  let unique: Row[] | undefined // allocated only when a key repeats
-  for (let index = 0; index < rows.length; index++) {
-    const row = rows[index]!
-    if (typeof row !== 'object' || row === null)
-      throw new ReplicatorError('ROW_REJECTED', `upsertMany("${collection}"): every row must be an object.`)
-    const value = single === undefined ? undefined : row[single]
-    const identity = typeof value === 'number' || typeof value === 'string' ? value : keyIdentity(row, primaryKey)
-    const position = positions.get(identity)
-    if (position === undefined) {
-      positions.set(identity, unique ? unique.length : index)
-      unique?.push(row)
-    } else {
-      unique ??= rows.slice(0, index)
-      unique[position] = row
-    }
-  }
-  return unique ?? rows
-}
-
-function definedColumns(row: Row): string[] {
-  const columns: string[] = []
-  for (const name in row) if (row[name] !== undefined) columns.push(name)
-  return columns
-}
-
-function hasShape(row: Row, columns: string[]): boolean {
-  let count = 0
-  for (const name in row) {
-    if (row[name] === undefined) continue
-    if (columns[count] !== name) return false
-    count++
-  }
-  return count === columns.length
-}
-
-/** Groups rows by their set of columns: one multi-row statement per shape. */
-function groupByShape(rows: Row[]): Array<{ columns: string[]; rows: Row[] }> {
-  const first = definedColumns(rows[0]!)
-  if (rows.every((row) => hasShape(row, first))) return [{ columns: first, rows }] // the common case
-  const groups = new Map<string, { columns: string[]; rows: Row[] }>()
-  for (const row of rows) {
-    const columns = definedColumns(row)
-    const shape = columns.join('\u0000')
-    let group = groups.get(shape)
-    if (!group) groups.set(shape, (group = { columns, rows: [] }))
-    group.rows.push(row)
-  }
-  return [...groups.values()]
-}
-
-/** One array parameter per column (for array-parameter upserts). */
-function encodeColumns(rows: Row[], columns: ColumnDescription[], flavor: SqlFlavor): unknown[] {
-  return columns.map((column) => {
-    const encoder = columnEncoder(flavor, column)
-    const values = new Array<unknown>(rows.length)
-    for (let index = 0; index < rows.length; index++) {
-      const value = rows[index]![column.name]
-      values[index] = value === null || value === undefined ? null : encoder ? encoder(value) : value
-    }
-    return flavor.arrayParameter ? flavor.arrayParameter(values) : values
-  })
-}
-
-function encodeRows(rows: Row[], columns: ColumnDescription[], flavor: SqlFlavor): unknown[] {
-  const names = columns.map((column) => column.name)
-  const encoders = columns.map((column) => columnEncoder(flavor, column))
-  const width = columns.length
-  const params = new Array<unknown>(rows.length * width)
-  let index = 0
-  for (const row of rows) {
-    for (let column = 0; column < width; column++) {
-      const value = row[names[column]!]
-      const encoder = encoders[column]
-      params[index++] = value === null || value === undefined ? null : encoder ? encoder(value) : value
-    }
-  }
-  return params
 }
