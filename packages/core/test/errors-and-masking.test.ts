@@ -9,10 +9,17 @@ describe('maskUri', () => {
     ['postgres://app:@db/main', 'postgres://app:@db/main'],
     ['postgres://db/main?user=a&password=hunter2&x=1', 'postgres://db/main?user=a&password=****&x=1'],
     ['mariadb://u:pa:ss@h/d', 'mariadb://u:****@h/d'],
+    ['postgres://u:p@ss@h/db', 'postgres://u:****@h/db'],
+    ['postgres://u:p@ss@w@rd@h:5432/db?sslmode=require', 'postgres://u:****@h:5432/db?sslmode=require'],
+    ['postgres://u:pw@h/db?application_name=a@b', 'postgres://u:****@h/db?application_name=a@b'],
     ['./data/app.db', './data/app.db'],
     [':memory:', ':memory:'],
   ])('%s → %s', (input, expected) => {
     expect(maskUri(input)).toBe(expected)
+  })
+
+  it('masks a password holding @ inside a text too', () => {
+    expect(maskSecretsInText('cannot reach postgres://u:p@ss@h/db: refused')).toBe('cannot reach postgres://u:****@h/db: refused')
   })
 
   it('masks every URI inside a text', () => {

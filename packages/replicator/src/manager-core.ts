@@ -117,6 +117,7 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
       health: undefined,
       epoch: 0,
       promoting: false,
+      candidates: null,
     }
     this.projects.set(project, state)
     return state
@@ -149,6 +150,8 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
 
   /** Moves a replica's state (and tells listeners) from what the monitors last measured. */
   protected updateState(entry: ReplicaEntry): void {
+    const project = this.projects.get(entry.project)
+    if (project) project.candidates = null
     const next = replicaStateOf({
       fenced: entry.fenced,
       isMaster: entry.config.role === 'master',

@@ -94,6 +94,7 @@ export class ReplicationManager extends ManagerWithRules {
     if (entry.config.role === 'master')
       for (const slave of this.managedSlaves(state)) await this.stopFeed(state, slave, false)
     state.replicas.delete(name)
+    state.candidates = null
     await entry.dialect.close().catch(() => undefined)
     if (state.replicas.size === 0) {
       this.stopMonitors(state)
@@ -141,12 +142,11 @@ export class ReplicationManager extends ManagerWithRules {
         'CONFIG_INVALID',
         `This session belongs to project "${options.session.project}", not "${project}".`,
       )
-    const candidates = []
-    for (const entry of state.replicas.values()) {
-      if (entry.config.role === 'slave' && !entry.fenced && entry.connected) candidates.push(routingCandidateOf(entry))
-    }
+    state.candidates ??= [...state.replicas.values()]
+      .filter((entry) => entry.config.role === 'slave' && !entry.fenced && entry.connected)
+      .map(routingCandidateOf)
     const minSequence = options.session?.minSequence
-    const picked = state.router.pick(candidates, minSequence === undefined ? {} : { minSequence })
+    const picked = state.router.pick(state.candidates, minSequence === undefined ? {} : { minSequence })
     const chosen = picked ? state.replicas.get(picked)! : requireMaster(state)
     chosen.readsRouted++
     return chosen.service

@@ -34,6 +34,8 @@ export interface ProjectState {
   health: HealthMonitor | undefined
   epoch: number
   promoting: boolean
+  /** What the read router sees of the slaves, rebuilt after any measurement or topology change (reads allocate nothing). */
+  candidates: RoutingCandidate[] | null
 }
 
 const FAMILY: Record<string, string> = {
