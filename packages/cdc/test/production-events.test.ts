@@ -76,7 +76,13 @@ describe.skipIf(!backends.postgres.serverUrl)('rejected rows', () => {
     await source.ensureCollection(keyed(50))
     await target.ensureCollection(keyed(5))
     const runner = new RuleRunner(
-      { name: 'a-rule-with-a-rather-long-name-of-forty-chars', source: 'a', target: 'b', mode: 'cdc', collections: ['docs'] },
+      {
+        name: 'a-rule-with-a-rather-long-name-of-forty-chars',
+        source: 'a',
+        target: 'b',
+        mode: 'cdc',
+        collections: ['docs'],
+      },
       source,
       target,
     )
@@ -102,8 +108,20 @@ describe('SQLite captures with names that share a prefix', () => {
     cleanups.push(() => rm.disconnectAll())
     await rm.addReplica('shop', { name: 'main', role: 'master', dialect: 'sqlite', uri: sourceUri })
     await rm.addReplica('copy', { name: 'main', role: 'master', dialect: 'sqlite', uri: targetUri })
-    await rm.addReplicationRule({ name: 'orders', source: 'shop', target: 'copy', mode: 'cdc', collections: ['eu_items'] })
-    await rm.addReplicationRule({ name: 'orders_eu', source: 'shop', target: 'copy', mode: 'cdc', collections: ['items'] })
+    await rm.addReplicationRule({
+      name: 'orders',
+      source: 'shop',
+      target: 'copy',
+      mode: 'cdc',
+      collections: ['eu_items'],
+    })
+    await rm.addReplicationRule({
+      name: 'orders_eu',
+      source: 'shop',
+      target: 'copy',
+      mode: 'cdc',
+      collections: ['items'],
+    })
     await rm.sync('orders')
     await rm.sync('orders_eu')
     await rm.removeReplicationRule('orders')
@@ -119,8 +137,14 @@ describe('rules removed and added again', () => {
     const { dialect: target, uri: targetUri } = await open(backends.sqlite)
     await source.ensureCollection(items('items'))
     await source.ensureCollection(items('notes'))
-    await source.upsertMany('items', [1, 2, 3].map((id) => ({ id, label: `i${id}` })))
-    await source.upsertMany('notes', [1, 2, 3, 4].map((id) => ({ id, label: `n${id}` })))
+    await source.upsertMany(
+      'items',
+      [1, 2, 3].map((id) => ({ id, label: `i${id}` })),
+    )
+    await source.upsertMany(
+      'notes',
+      [1, 2, 3, 4].map((id) => ({ id, label: `n${id}` })),
+    )
     const rm = new ReplicationManager()
     cleanups.push(() => rm.disconnectAll())
     await rm.addReplica('shop', { name: 'main', role: 'master', dialect: 'sqlite', uri: sourceUri })
@@ -129,7 +153,10 @@ describe('rules removed and added again', () => {
     await rm.addReplicationRule({ ...rule, collections: ['items'] })
     await rm.sync('again')
     await rm.removeReplicationRule('again')
-    await source.upsertMany('items', [4, 5, 6, 7, 8].map((id) => ({ id, label: `i${id}` }))) // while no rule ran
+    await source.upsertMany(
+      'items',
+      [4, 5, 6, 7, 8].map((id) => ({ id, label: `i${id}` })),
+    ) // while no rule ran
     await rm.addReplicationRule({ ...rule, collections: ['items', 'notes'] })
     await rm.sync('again')
     expect(await target.count('items')).toBe(8)
@@ -142,7 +169,10 @@ describe.skipIf(!backends.postgres.serverUrl)('TRUNCATE', () => {
     const { dialect: source } = await open(backends.postgres)
     const { dialect: target } = await open(backends.sqlite)
     await source.ensureCollection(items('items'))
-    await source.upsertMany('items', [1, 2, 3].map((id) => ({ id, label: `i${id}` })))
+    await source.upsertMany(
+      'items',
+      [1, 2, 3].map((id) => ({ id, label: `i${id}` })),
+    )
     const runner = new RuleRunner(
       { name: 'truncated', source: 'a', target: 'b', mode: 'cdc', collections: ['items'] },
       source,
@@ -164,7 +194,10 @@ describe.skipIf(!backends.mariadb.serverUrl)('TRUNCATE on MariaDB', () => {
     const { dialect: source } = await open(backends.mariadb)
     const { dialect: target } = await open(backends.sqlite)
     await source.ensureCollection(items('items'))
-    await source.upsertMany('items', [1, 2, 3].map((id) => ({ id, label: `i${id}` })))
+    await source.upsertMany(
+      'items',
+      [1, 2, 3].map((id) => ({ id, label: `i${id}` })),
+    )
     const runner = new RuleRunner(
       { name: 'truncated', source: 'a', target: 'b', mode: 'cdc', collections: ['items'] },
       source,

@@ -19,7 +19,9 @@ describe('maskUri', () => {
   })
 
   it('masks a password holding @ inside a text too', () => {
-    expect(maskSecretsInText('cannot reach postgres://u:p@ss@h/db: refused')).toBe('cannot reach postgres://u:****@h/db: refused')
+    expect(maskSecretsInText('cannot reach postgres://u:p@ss@h/db: refused')).toBe(
+      'cannot reach postgres://u:****@h/db: refused',
+    )
   })
 
   it('masks every URI inside a text', () => {

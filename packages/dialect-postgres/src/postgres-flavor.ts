@@ -36,6 +36,11 @@ COPY_ESCAPES[0x0d] = 0x72
 COPY_ESCAPES[0x5c] = 0x5c
 
 /** SQL spelling and value conversion for PostgreSQL. */
+/** A character or bit type without its length (`character varying(5)` → `character varying`). */
+function unsized(type: string): string {
+  return /^(character|bit)\b/.test(type) ? type.replace(/\(\d+\)$/, '') : type
+}
+
 export const postgresFlavor: SqlFlavor = {
   family: 'postgres',
   supportsReturning: true,
@@ -70,7 +75,9 @@ export const postgresFlavor: SqlFlavor = {
 
   bulkUpsertSql(table, columns, key, arrayTypes) {
     // One array parameter per column: a 1,000-row batch binds 8 parameters, not 8,000.
-    const arrays = arrayTypes.map((type, index) => `$${index + 1}::${type}[]`).join(', ')
+    // An explicit cast to varchar(n) or char(n) silently truncates; cast to the base type and let
+    // the insert's own assignment check the length (a value too long is then refused).
+    const arrays = arrayTypes.map((type, index) => `$${index + 1}::${unsized(type)}[]`).join(', ')
     const keySet = new Set(key)
     const updates = columns.filter((column) => !keySet.has(column)).map((column) => `${column} = EXCLUDED.${column}`)
     return `INSERT INTO ${table} (${columns.join(', ')}) SELECT * FROM unnest(${arrays}) ON CONFLICT (${key.join(', ')}) ${updates.length ? `DO UPDATE SET ${updates.join(', ')}` : 'DO NOTHING'}`

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import {
   columnDecoder,
   keyOfRow,
@@ -22,8 +23,13 @@ export class SqliteCapture implements ChangeCapture {
     return `_replicator_changelog_${name}`
   }
 
+  /**
+   * Trigger names of one capture on one table. The hash keeps them apart where the readable
+   * part would not: capture `orders` on `eu_items` and capture `orders_eu` on `items`.
+   */
   private triggerNames(name: string, collection: string): string[] {
-    return ['c', 'u', 'd'].map((op) => `_replicator_${name}_${collection}_${op}`)
+    const hash = createHash('sha1').update(`${name}\u0000${collection}`).digest('hex').slice(0, 10)
+    return ['c', 'u', 'd'].map((op) => `_replicator_${name}_${collection}_${hash}_${op}`)
   }
 
   /** JSON of a row's columns as written by a trigger (`NEW`/`OLD`): exact for 64-bit integers and blobs. */
@@ -74,18 +80,31 @@ export class SqliteCapture implements ChangeCapture {
         `CREATE TRIGGER IF NOT EXISTS ${remove} AFTER DELETE ON ${table} BEGIN INSERT INTO ${log} (op, collection, key, after) VALUES ('d', ${name}, ${this.rowJson(description, 'OLD', description.primaryKey)}, NULL); END`,
       )
     }
+    // Triggers of this capture that are not wanted any more (a collection left the capture, or
+    // names of an earlier version) go in the same transaction: no change is logged twice.
+    const wanted = new Set(options.collections.flatMap((collection) => this.triggerNames(options.name, collection)))
+    const stale = (await this.triggersOf(options.name)).filter((trigger) => !wanted.has(trigger))
     await this.db.transaction(async (tx) => {
+      for (const trigger of stale) await tx.query(`DROP TRIGGER IF EXISTS ${q(trigger)}`)
       for (const statement of statements) await tx.query(statement)
     })
   }
 
+  /**
+   * The triggers that write into a capture's changelog, whatever their names (no prefix match:
+   * the triggers of capture `orders_eu` must survive dropping capture `orders`).
+   */
+  private async triggersOf(name: string): Promise<string[]> {
+    const log = this.db.flavor.quoteIdentifier(this.changelogOf(name))
+    const triggers = await this.db.query<{ name: string; sql: string }>(
+      `SELECT name, sql FROM sqlite_schema WHERE type = 'trigger'`,
+    )
+    return triggers.filter((trigger) => trigger.sql.includes(`INSERT INTO ${log} `)).map((trigger) => trigger.name)
+  }
+
   async drop(name: string): Promise<void> {
     const q = (identifier: string) => this.db.flavor.quoteIdentifier(identifier)
-    const prefix = `_replicator_${name}_`
-    const triggers = await this.db.query<{ name: string }>(
-      `SELECT name FROM sqlite_schema WHERE type = 'trigger' AND substr(name, 1, ?) = ?`,
-      [prefix.length, prefix],
-    )
+    const triggers = (await this.triggersOf(name)).map((trigger) => ({ name: trigger }))
     await this.db.transaction(async (tx) => {
       for (const trigger of triggers) await tx.query(`DROP TRIGGER IF EXISTS ${q(trigger.name)}`)
       await tx.query(`DROP TABLE IF EXISTS ${q(this.changelogOf(name))}`)

@@ -162,7 +162,9 @@ async function applyPart(
         if (!ReplicatorError.isInstance(error) || error.code !== 'ROW_REJECTED') throw error
       }
     }
-    for (let attempt = 0; upserts.length && attempt < 5; attempt++) {
+    // Each refusal names some of the rejected rows (at most a hundred): set them aside and try
+    // again until the rest lands. Every round removes at least one row, or the error is thrown.
+    while (upserts.length) {
       try {
         await tx.upsertMany(
           collection,
@@ -184,6 +186,7 @@ async function applyPart(
             failure.message,
           ]),
         )
+        const before = upserts.length
         upserts = upserts.filter((event) => {
           const identity = keyIdentity(
             keyToObject(event.key, description.primaryKey, collection),
@@ -194,6 +197,7 @@ async function applyPart(
           deadLetters.push(deadLetter(ctx, event, message, position))
           return false
         })
+        if (upserts.length === before) throw error // named rows that are not in the batch: no progress
       }
     }
     if (changes.deletes.size)

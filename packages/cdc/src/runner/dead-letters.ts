@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { describeKey, type ChangeEvent, type Position, type Row } from '@mostajs/replicator-core'
 import type { RuleContext } from './rule-context.js'
 
@@ -18,11 +19,17 @@ function eventJson(event: ChangeEvent): string {
   })
 }
 
+/** Longest dead-letter id (the column is varchar(255)). */
+const MAX_ID = 255
+
+/**
+ * Id of the dead letter of one event: readable (`rule:position:collection:key`), and when that
+ * is too long, its beginning plus a hash of the whole, so two letters never share one.
+ */
 export function deadLetterId(ctx: RuleContext, event: ChangeEvent, position: Position): string {
-  return `${ctx.config.name}:${JSON.stringify(position.value)}:${event.collection}:${describeKey(event.key)}`.slice(
-    0,
-    255,
-  )
+  const id = `${ctx.config.name}:${JSON.stringify(position.value)}:${event.collection}:${describeKey(event.key)}`
+  if (id.length <= MAX_ID) return id
+  return `${id.slice(0, MAX_ID - 65)}#${createHash('sha256').update(id).digest('hex')}`
 }
 
 export function deadLetter(ctx: RuleContext, event: ChangeEvent, message: string, position: Position): Row {
