@@ -164,6 +164,27 @@ describe('rules removed and added again', () => {
   })
 })
 
+describe('collections added to a rule', () => {
+  it('a collection added to an existing rule (same name, same target) is copied, then streamed', async () => {
+    const { dialect: source } = await open(backends.sqlite)
+    const { dialect: target } = await open(backends.sqlite)
+    await source.ensureCollection(items('items'))
+    await source.ensureCollection(items('notes'))
+    await source.upsertMany(
+      'notes',
+      [1, 2].map((id) => ({ id, label: `n${id}` })),
+    )
+    const rule = { name: 'growing', source: 'a', target: 'b', mode: 'cdc' as const }
+    await new RuleRunner({ ...rule, collections: ['items'] }, source, target).sync()
+    const grown = new RuleRunner({ ...rule, collections: ['items', 'notes'] }, source, target) // as after a tree edit
+    await grown.sync()
+    await source.upsertMany('notes', [{ id: 3, label: 'n3' }])
+    await grown.sync()
+    expect(byId(await target.find('notes')).map((row) => row.id)).toEqual([1, 2, 3])
+    await grown.teardown()
+  })
+})
+
 describe.skipIf(!backends.postgres.serverUrl)('TRUNCATE', () => {
   it('a TRUNCATE on a PostgreSQL source empties the target, and later changes still flow', async () => {
     const { dialect: source } = await open(backends.postgres)

@@ -74,9 +74,12 @@ export interface Position {
   value: string | number | Record<string, unknown>
 }
 
-/** A captured change, close to Debezium's envelope. `r` is a snapshot read. */
+/**
+ * A captured change, close to Debezium's envelope: `c` insert, `u` update, `d` delete, `r` a
+ * snapshot read, `t` the collection was emptied (TRUNCATE; its `key` is null).
+ */
 export interface ChangeEvent {
-  op: 'c' | 'u' | 'd' | 'r'
+  op: 'c' | 'u' | 'd' | 'r' | 't'
   collection: string
   key: RowKey
   before?: Row | null

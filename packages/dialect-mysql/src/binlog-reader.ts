@@ -24,6 +24,19 @@ interface ZongJiEvent {
   tableMap?: Record<number, { parentSchema: string; tableName: string }>
   rows?: Array<Row | { before: Row; after: Row }>
   timestamp?: number
+  /** Query events: the statement and the session's database. */
+  query?: string
+  schema?: string
+}
+
+const TRUNCATE = /^\s*truncate\s+(?:table\s+)?((?:`[^`]+`|\w+)(?:\s*\.\s*(?:`[^`]+`|\w+))?)\s*;?\s*$/i
+
+/** The table a TRUNCATE statement empties (`[db.]table`), or null for any other statement. */
+export function truncatedTable(event: ZongJiEvent): { schema: string; table: string } | null {
+  const match = event.query === undefined ? null : TRUNCATE.exec(event.query)
+  if (!match) return null
+  const parts = match[1]!.split('.').map((part) => part.trim().replace(/^`|`$/g, ''))
+  return parts.length === 2 ? { schema: parts[0]!, table: parts[1]! } : { schema: event.schema ?? '', table: parts[0]! }
 }
 
 /** A running ZongJi instance as far as this module uses it. */
@@ -139,7 +152,9 @@ export class BinlogReader {
    * transaction not yet applied would skip it after a restart.
    */
   private handle(event: ZongJiEvent, generation: number): Promise<void> {
-    const commitPosition = event.getTypeName().toLowerCase() === 'xid' ? this.position() : undefined
+    // a TRUNCATE is a statement of its own, committed where it stands (no XID follows)
+    const type = event.getTypeName().toLowerCase()
+    const commitPosition = type === 'xid' || (type === 'query' && truncatedTable(event)) ? this.position() : undefined
     this.queue = this.queue
       .then(() => this.process(event, commitPosition, generation))
       .catch((error: Error) => {
@@ -210,6 +225,19 @@ export class BinlogReader {
           })
         }
       }
+      return
+    }
+    if (type === 'query') {
+      const truncated = truncatedTable(event)
+      if (!truncated || truncated.schema !== this.database || !this.collections.includes(truncated.table)) return
+      const source = {
+        dialect: this.dialectName,
+        database: this.database,
+        position: { dialect: this.dialectName, value: {} },
+        ts: event.timestamp ?? Date.now(),
+      }
+      this.keep({ op: 't', collection: truncated.table, key: null, before: null, after: null, source })
+      this.commit(commitPosition ?? this.position())
       return
     }
     if (type === 'xid') this.commit(commitPosition ?? this.position())

@@ -124,10 +124,17 @@ export class PgOutputDecoder {
         break
       }
       case 'truncate':
-        throw new ReplicatorError(
-          'NOT_SUPPORTED',
-          `[replicator:postgres] A TRUNCATE was captured by "${name}" on ${this.db.maskedUri}; truncates cannot be replayed row by row yet. Re-run the rule's snapshot.`,
-        )
+        // pgoutput describes each truncated relation first
+        for (const oid of message.relationOids) {
+          const relation = relations.get(oid)
+          if (!relation)
+            throw new ReplicatorError(
+              'QUERY_FAILED',
+              `[replicator:postgres] pgoutput sent a TRUNCATE of relation ${oid} before describing it (capture "${name}").`,
+            )
+          events.push({ op: 't', collection: relation.name, key: null, before: null, after: null, source })
+        }
+        break
       default:
         break
     }

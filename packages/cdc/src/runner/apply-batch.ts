@@ -118,8 +118,24 @@ async function applyPart(
       const { primaryKey } = await ctx.target.describeCollection(event.collection)
       net.set(
         event.collection,
-        (changes = { upserts: new Map(), deletes: new Map(), inserted: new Set(), crossed: [], primaryKey }),
+        (changes = {
+          upserts: new Map(),
+          deletes: new Map(),
+          inserted: new Set(),
+          crossed: [],
+          primaryKey,
+          truncated: false,
+        }),
       )
+    }
+    if (event.op === 't') {
+      // The collection was emptied: what came before in the batch is gone, what follows lands.
+      changes.upserts.clear()
+      changes.deletes.clear()
+      changes.inserted.clear()
+      changes.crossed = []
+      changes.truncated = true
+      continue
     }
     const identity = keyIdentity(keyToObject(event.key, changes.primaryKey, event.collection), changes.primaryKey)
     if (event.op === 'c' && !changes.upserts.has(identity) && !changes.deletes.has(identity))
@@ -145,6 +161,7 @@ async function applyPart(
   const skipped = new Set<string>() // collection + key identity refused by the conflict resolution
   for (const [collection, changes] of net) {
     const description = await ctx.target.describeCollection(collection)
+    if (changes.truncated) await tx.delete(collection, {})
     for (const identity of await resolveConflicts(ctx, tx, collection, changes))
       skipped.add(`${collection}\u0000${identity}`)
     let upserts = [...changes.upserts.values()]
@@ -230,6 +247,7 @@ function tally(
     return counts
   }
   for (const event of events) {
+    if (event.op === 't') continue // a truncate is not a row
     if (dead.size && dead.has(deadLetterId(ctx, event, position))) continue
     if (skipped.size) {
       const primaryKey = net.get(event.collection)!.primaryKey

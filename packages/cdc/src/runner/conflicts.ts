@@ -13,6 +13,8 @@ export interface NetChanges {
   /** Bidirectional rules: older writes that crossed a delete of the batch (see applyPart). */
   crossed: Array<{ key: ChangeEvent['key']; at: number }>
   primaryKey: string[]
+  /** The collection was emptied (TRUNCATE) before the changes kept here. */
+  truncated: boolean
 }
 
 /** Id of the tombstone of one row of a rule (a hash: keys can be long). */

@@ -1,4 +1,5 @@
-import type { CollectionSchema, Position, Row } from '@mostajs/replicator-core'
+import { createHash } from 'node:crypto'
+import { ReplicatorError, type CollectionSchema, type Position, type Row } from '@mostajs/replicator-core'
 import type { RuleContext } from './rule-context.js'
 
 /** Where a rule's progress is kept, in the target, in the same transaction as the rows. */
@@ -47,9 +48,24 @@ const DEAD_LETTERS_SCHEMA: CollectionSchema = {
   ],
 }
 
+/** The collections a rule has copied to its target (those added later are copied when they join). */
+export const COPIED_COLLECTION = '_replicator_copied'
+
+const COPIED_SCHEMA: CollectionSchema = {
+  name: COPIED_COLLECTION,
+  primaryKey: ['id'],
+  columns: [
+    { name: 'id', type: 'string', length: 64 },
+    { name: 'rule', type: 'string' },
+    { name: 'collection', type: 'string' },
+    { name: 'copied_at', type: 'timestamp' },
+  ],
+}
+
 /** Creates the rule's own tables on the target (and the tombstones on both sides). */
 export async function ensureInternalTables(ctx: RuleContext): Promise<void> {
   await ctx.target.ensureCollection(OFFSETS_SCHEMA)
+  await ctx.target.ensureCollection(COPIED_SCHEMA)
   await ctx.target.ensureCollection(DEAD_LETTERS_SCHEMA)
   if (ctx.config.tombstones) {
     await ctx.target.ensureCollection(TOMBSTONES_SCHEMA)
@@ -81,4 +97,35 @@ export function offsetRow(ctx: RuleContext, position: Position | null): Row {
     origin: ctx.config.origin ?? null,
     updated_at: new Date(),
   }
+}
+
+/** The collections this rule copied to its target so far. */
+export async function copiedCollections(ctx: RuleContext): Promise<Set<string>> {
+  const rows = await ctx.target.find(COPIED_COLLECTION, { rule: ctx.config.name })
+  return new Set(rows.map((row) => String(row.collection)))
+}
+
+/** Records that `collections` were copied to the target. */
+export async function markCopied(ctx: RuleContext, collections: string[]): Promise<void> {
+  const rule = ctx.config.name
+  const at = new Date()
+  const id = (collection: string) => createHash('sha256').update(`${rule}\u0000${collection}`).digest('hex')
+  await ctx.target.upsertMany(
+    COPIED_COLLECTION,
+    collections.map((collection) => ({ id: id(collection), rule, collection, copied_at: at })),
+  )
+}
+
+/**
+ * Forgets the rule on its target (its offset and copied collections): a rule added again
+ * under the same name starts over with a snapshot instead of resuming from a position of a
+ * capture that no longer exists.
+ */
+export async function forgetRule(ctx: RuleContext): Promise<void> {
+  const missing = (error: unknown) => {
+    if (!ReplicatorError.isInstance(error) || error.code !== 'COLLECTION_NOT_FOUND') throw error
+    return 0
+  }
+  await ctx.target.delete(OFFSETS_COLLECTION, { rule: ctx.config.name }).catch(missing)
+  await ctx.target.delete(COPIED_COLLECTION, { rule: ctx.config.name }).catch(missing)
 }

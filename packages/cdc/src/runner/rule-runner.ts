@@ -8,7 +8,16 @@ import {
 } from '@mostajs/replicator-core'
 import { validateRule, type RunnerConfig } from '../rule-config.js'
 import { applyBatch, transactionSlices } from './apply-batch.js'
-import { ensureInternalTables, INTERNAL_PREFIX, OFFSETS_COLLECTION, offsetRow, readOffset } from './internal-tables.js'
+import {
+  copiedCollections,
+  ensureInternalTables,
+  forgetRule,
+  INTERNAL_PREFIX,
+  markCopied,
+  OFFSETS_COLLECTION,
+  offsetRow,
+  readOffset,
+} from './internal-tables.js'
 import { mergeCollection, mirrorCollection } from './mirror.js'
 import type { RuleContext } from './rule-context.js'
 import { copyCollection } from './snapshot.js'
@@ -129,6 +138,7 @@ export class RuleRunner {
     let offset = await readOffset(this.context)
     if (!offset.snapshotDone) {
       if (!this.config.skipSnapshot) await this.snapshot()
+      await markCopied(this.context, this.collections)
       await this.target.upsertMany(OFFSETS_COLLECTION, [offsetRow(this.context, offset.position)])
       offset = { ...offset, snapshotDone: true }
     } else if (this.config.origin && offset.origin && offset.origin !== this.config.origin) {
@@ -140,6 +150,8 @@ export class RuleRunner {
       await this.target.upsertMany(OFFSETS_COLLECTION, [offsetRow(this.context, null)])
       offset = { position: null, snapshotDone: true, origin: this.config.origin }
       this.stats.reseeds++
+    } else {
+      await this.copyAddedCollections()
     }
     if (offset.position && !this.resumed) {
       // After a restart: let the source forget what the target already committed (a crash may
@@ -213,11 +225,28 @@ export class RuleRunner {
     const known = this.collections
     await this.prepare()
     for (const collection of added) if (!known.includes(collection)) await copyCollection(this.context, collection)
+    await markCopied(this.context, added)
   }
 
-  /** Removes the source capture (slot and publication, or triggers and changelog). */
+  /**
+   * Copies the collections that joined the rule since its snapshot (their changes are captured
+   * already: `prepare` added them to the capture first). A rule whose copies were never
+   * recorded (an earlier version) had all of its collections copied.
+   */
+  private async copyAddedCollections(): Promise<void> {
+    const copied = await copiedCollections(this.context)
+    const added = copied.size ? this.collections.filter((collection) => !copied.has(collection)) : []
+    if (!this.config.skipSnapshot) for (const collection of added) await copyCollection(this.context, collection)
+    if (added.length || !copied.size) await markCopied(this.context, copied.size ? added : this.collections)
+  }
+
+  /**
+   * Removes the source capture (slot and publication, or triggers and changelog) and what the
+   * target keeps of the rule (its offset), so the same name added again starts over.
+   */
   async teardown(): Promise<void> {
     if (this.config.mode !== 'snapshot') await this.source.capture!.drop(this.config.name)
+    await forgetRule(this.context)
   }
 
   /**
