@@ -60,7 +60,12 @@ export async function openChangeStream(source: Dialect, options: OpenChangeStrea
     let after = options.after ?? null
     while (!closed) {
       const batch = await capture.read(options.name, { after, maxEvents })
-      if (!batch.position) {
+      if (batch.caughtUp && batch.position) {
+        // nothing of this stream up to the source's end: let the source forget that log, then wait
+        await capture.confirm(options.name, batch.position)
+        after = batch.position
+      }
+      if (!batch.position || batch.caughtUp) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, pollMs)
           wakeUp = () => {

@@ -125,6 +125,12 @@ export interface ChangeBatch {
    * in order, null after the last. Apply every part in one target transaction, then confirm.
    */
   nextPart?: () => Promise<ChangeEvent[] | null>
+  /**
+   * Set (with no events) when the source has nothing of this capture up to `position`, its
+   * current end: confirming it lets the source forget the log other tables wrote meanwhile, so
+   * a quiet capture holds back no more of it than a busy one.
+   */
+  caughtUp?: boolean
 }
 
 /** Captured changes as an async iterable (see `openChangeStream` in @mostajs/replicator-cdc). */

@@ -8,7 +8,7 @@ import {
   type Position,
   type ReadChangesOptions,
 } from '@mostajs/replicator-core'
-import { parseLsn } from './pgoutput.js'
+import { formatLsn, parseLsn } from './pgoutput.js'
 import { PgOutputDecoder, type CaptureStream } from './pgoutput-decoder.js'
 import type { PostgresDialect } from './postgres-dialect.js'
 import { ReplicationStream } from './replication-stream.js'
@@ -219,7 +219,15 @@ export class PostgresCapture implements ChangeCapture {
       { lsn: string },
     ]
     const transactions = await state.stream.take(Math.max(1, options.maxEvents), parseLsn(lsn), 10_000)
-    if (!transactions.length) return { events: [], position: null }
+    if (!transactions.length) {
+      // Nothing of this capture up to the server's flush position, and nothing handed out is
+      // waiting for confirmation: that position may be confirmed (a keepalive, as Debezium's
+      // heartbeat), so a quiet capture does not hold back the WAL other tables write.
+      const idle = state.stream.idleThrough(parseLsn(lsn))
+      if (idle === null || idle <= after || state.handedOut > state.confirmed) return { events: [], position: null }
+      state.handedOut = idle
+      return { events: [], position: { dialect: 'postgres', value: formatLsn(idle) }, caughtUp: true }
+    }
     state.handedOut = transactions[transactions.length - 1]!.commitEnd
     const decodeOptions = { nativeText: true, lazyAfter: options.lazyAfter === true }
     // parts no larger than what a transaction may hold in memory

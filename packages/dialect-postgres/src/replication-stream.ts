@@ -286,6 +286,15 @@ export class ReplicationStream {
     return taken
   }
 
+  /**
+   * `upTo` when everything the server sent reached it and no transaction is buffered or half
+   * received (so nothing of this slot committed before `upTo` is left to hand out), else null.
+   */
+  idleThrough(upTo: bigint): bigint | null {
+    const quiet = !this.failure && this.serverSent >= upTo && !this.current && !this.spilling && !this.ready.length
+    return quiet ? upTo : null
+  }
+
   /** Reports `lsn` as applied: the slot may now forget everything up to it. */
   confirm(lsn: bigint): void {
     if (lsn <= this.confirmed) return

@@ -175,6 +175,11 @@ export class RuleRunner {
         const batch: ChangeBatch = await next
         next = null
         if (!batch.position) break
+        if (batch.caughtUp) {
+          // nothing of this rule up to the source's current end: let the source forget it
+          await this.source.capture!.confirm(this.config.name, batch.position)
+          break
+        }
         // Read (and decode) the next batch while this one is applied. The source is asked for
         // what follows this batch: nothing is confirmed before it is applied. (Not while a
         // transaction too large to hold is read in parts.)
