@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { connectDialect, type CollectionSchema, type Dialect, type Row } from '@mostajs/replicator-core'
 import { DEAD_LETTERS_COLLECTION, RuleRunner } from '@mostajs/replicator-cdc'
 import { ReplicationManager } from '@mostajs/replicator'
-import { testBackends, type TestBackend } from '@mostajs/replicator-testkit/vitest'
+import { testBackends, waitFor, type TestBackend } from '@mostajs/replicator-testkit/vitest'
 
 // The ordinary events of a production database, each on real servers: rules must neither stall
 // for good nor lose data while reporting success.
@@ -290,5 +290,29 @@ describe.skipIf(!backends.postgres.serverUrl)("collections: ['*'] with a table t
     expect(stats.setAside).toEqual([expect.objectContaining({ collection: 'events_log' })])
     expect(stats.setAside?.[0]?.reason).toContain('primary key')
     await runner.teardown()
+  })
+})
+
+describe('a managed replica and a table it cannot carry', () => {
+  it('a table without a primary key created on the master does not stop the feed of the other tables', async () => {
+    const { dialect: master, uri: masterUri } = await open(backends.sqlite)
+    const { dialect: slave, uri: slaveUri } = await open(backends.sqlite)
+    await master.ensureCollection(items('items'))
+    const rm = new ReplicationManager(null, { heartbeatIntervalMs: 50, healthCheckIntervalMs: 200 })
+    cleanups.push(() => rm.disconnectAll())
+    await rm.addReplica('shop', { name: 'main', role: 'master', dialect: 'sqlite', uri: masterUri })
+    await rm.addReplica('shop', {
+      name: 'local',
+      role: 'slave',
+      dialect: 'sqlite',
+      uri: slaveUri,
+      replication: 'managed',
+    })
+    await master.upsertMany('items', [{ id: 1, label: 'before' }])
+    await waitFor(async () => (await slave.count('items').catch(() => 0)) === 1, 10_000, 'the first row on the slave')
+    await master.query('CREATE TABLE audit_log (message TEXT)')
+    await master.upsertMany('items', [{ id: 2, label: 'after' }])
+    await waitFor(async () => (await slave.count('items')) === 2, 10_000, 'the row written after the keyless table')
+    expect(rm.getStreamState('managed.shop.local')?.consecutiveFailures).toBe(0)
   })
 })

@@ -44,6 +44,8 @@ export class RuleRunner {
   private resumed = false
   private readonly stats: SyncStats
   private readonly perCollection = new Map<string, CollectionStats>()
+  /** Tables of the source catalogue (`['*']`) that cannot be carried, with the reason. */
+  private readonly setAside = new Map<string, string>()
   private readonly context: RuleContext
 
   constructor(
@@ -80,42 +82,53 @@ export class RuleRunner {
    */
   async prepare(): Promise<void> {
     const wanted = await this.wantedCollections()
+    const followsCatalogue = this.config.collections.includes('*')
     const descriptions: CollectionDescription[] = []
     const problems: string[] = []
     for (const collection of wanted) {
       const description = await this.source.describeCollection(collection)
-      for (const column of description.columns)
-        if (column.type === 'unknown') problems.push(`${collection}.${column.name} (${column.nativeType})`)
-      if (this.config.conflictResolution === 'timestamp' && !collection.startsWith(INTERNAL_PREFIX)) {
-        const column = this.context.timestampColumn
-        if (!description.columns.some((candidate) => candidate.name === column && candidate.type === 'timestamp')) {
-          throw new ReplicatorError(
-            'CONFIG_INVALID',
-            `Rule "${this.config.name}": conflictResolution 'timestamp' compares "${column}", and collection "${collection}" has no timestamp column of that name. Set timestampColumn.`,
-            { details: { rule: this.config.name, collection } },
-          )
-        }
+      const reasons = description.columns
+        .filter((column) => column.type === 'unknown')
+        .map((column) => `${collection}.${column.name} (${column.nativeType}) has no portable type`)
+      if (!description.primaryKey.length) reasons.push(`${collection} has no primary key`)
+      if (reasons.length && followsCatalogue && !this.config.collections.includes(collection)) {
+        // `['*']` follows the catalogue: a table that cannot be carried is set aside, with its
+        // reason in the stats, and the other tables flow
+        this.setAside.set(collection, reasons.join('; '))
+        continue
       }
-      if (!description.primaryKey.length) problems.push(`${collection} has no primary key`)
+      problems.push(...reasons)
+      this.checkTimestampColumn(collection, description)
       descriptions.push(description)
     }
     if (problems.length) {
       throw new ReplicatorError(
         'TYPE_UNSUPPORTED',
-        `Rule "${this.config.name}" cannot carry: ${problems.join('; ')}. Give these columns a portable type or leave the collection out.`,
-        {
-          details: { rule: this.config.name, problems },
-        },
+        `Rule "${this.config.name}" cannot carry: ${problems.join('; ')}. Give these columns a portable type, a primary key, or leave the collection out.`,
+        { details: { rule: this.config.name, problems } },
       )
     }
+    const carried = descriptions.map((description) => description.name)
     for (const description of descriptions) await this.target.ensureCollection(collectionSchemaOf(description))
     await ensureInternalTables(this.context)
     if (this.config.mode !== 'snapshot')
-      await this.source.capture!.setup({ name: this.config.name, collections: wanted })
-    this.collections = wanted
+      await this.source.capture!.setup({ name: this.config.name, collections: carried })
+    this.collections = carried
     this.prepared = true
-    for (const collection of wanted)
+    for (const collection of carried)
       if (!this.perCollection.has(collection)) this.perCollection.set(collection, emptyCollectionStats(collection))
+  }
+
+  /** `timestamp` conflict resolution needs the timestamp column in every carried table. */
+  private checkTimestampColumn(collection: string, description: CollectionDescription): void {
+    if (this.config.conflictResolution !== 'timestamp' || collection.startsWith(INTERNAL_PREFIX)) return
+    const column = this.context.timestampColumn
+    if (description.columns.some((candidate) => candidate.name === column && candidate.type === 'timestamp')) return
+    throw new ReplicatorError(
+      'CONFIG_INVALID',
+      `Rule "${this.config.name}": conflictResolution 'timestamp' compares "${column}", and collection "${collection}" has no timestamp column of that name. Set timestampColumn.`,
+      { details: { rule: this.config.name, collection } },
+    )
   }
 
   /** The collections to carry now: `['*']` follows the source catalogue. */
@@ -225,7 +238,7 @@ export class RuleRunner {
    */
   private async followCatalogue(): Promise<void> {
     const wanted = await this.wantedCollections()
-    const added = wanted.filter((name) => !this.collections.includes(name))
+    const added = wanted.filter((name) => !this.collections.includes(name) && !this.setAside.has(name))
     if (!added.length) return
     const known = this.collections
     await this.prepare()
@@ -275,12 +288,17 @@ export class RuleRunner {
 
   /** Continues the counters of an earlier runner of the same rule (a new one is made when a master changes). */
   carryStatsFrom(previous: SyncStats): void {
-    const { details, reverse: _reverse, ...totals } = previous
+    const { details, reverse: _reverse, setAside: _setAside, ...totals } = previous
     Object.assign(this.stats, totals, { ruleName: this.config.name })
     for (const detail of details) this.perCollection.set(detail.collection, { ...detail })
   }
 
   getStats(): SyncStats {
-    return { ...this.stats, details: [...this.perCollection.values()].map((detail) => ({ ...detail })) }
+    const setAside = [...this.setAside].map(([collection, reason]) => ({ collection, reason }))
+    return {
+      ...this.stats,
+      details: [...this.perCollection.values()].map((detail) => ({ ...detail })),
+      ...(setAside.length ? { setAside } : {}),
+    }
   }
 }

@@ -31,6 +31,8 @@ export interface SyncStats {
   /** Source position applied last (null before the first change). */
   position: Position | null
   details: CollectionStats[]
+  /** Tables that `collections: ['*']` found but cannot carry (no primary key, a column of no portable type), with why. */
+  setAside?: Array<{ collection: string; reason: string }>
   /** The target → source direction of a bidirectional rule. */
   reverse?: SyncStats
 }
