@@ -237,16 +237,19 @@ describe.skipIf(!backends.mariadb.serverUrl)('TRUNCATE on MariaDB', () => {
 
 describe.skipIf(!backends.postgres.serverUrl)('idle rules', () => {
   it('a rule on a quiet table retains no more WAL than a busy one once synced', async () => {
-    const { dialect: source } = await open(backends.postgres)
+    const { dialect: source, uri: sourceUri } = await open(backends.postgres)
     const { dialect: target } = await open(backends.sqlite)
     await source.ensureCollection(items('quiet'))
     await source.ensureCollection(items('busy', 200))
+    const streaming = await connectDialect({ dialect: 'postgres', uri: sourceUri }) // the streaming process's
     const runner = new RuleRunner(
       { name: 'quiet', source: 'a', target: 'b', mode: 'cdc', collections: ['quiet'] },
-      source,
+      streaming,
       target,
     )
     await runner.sync()
+    await source.upsertMany('quiet', [{ id: 0, label: 'before' }])
+    await runner.sync() // the target stores this offset; later idle positions go only to the slot
     const filler = 'x'.repeat(190)
     for (let round = 0; round < 20; round++) {
       await source.upsertMany(
@@ -264,7 +267,16 @@ describe.skipIf(!backends.postgres.serverUrl)('idle rules', () => {
       retained = (await source.capture!.backlog('quiet'))!.retainedBytes!
     }
     expect(retained).toBeLessThan(2_000_000)
-    await runner.teardown()
+    // a process restarting from the offset its target stored (older than the slot now) resumes
+    await streaming.close()
+    const restarted = new RuleRunner(runner.config, source, target)
+    await source.upsertMany('quiet', [{ id: 1, label: 'after restart' }])
+    await restarted.sync()
+    expect(byId(await target.find('quiet'))).toEqual([
+      { id: 0, label: 'before' },
+      { id: 1, label: 'after restart' },
+    ])
+    await restarted.teardown()
   })
 })
 

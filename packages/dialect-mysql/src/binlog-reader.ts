@@ -8,35 +8,13 @@ import {
   type Row,
   type CaptureSettings,
 } from '@mostajs/replicator-core'
+import { encodeEvent, truncatedTable, type ZongJiEvent } from './binlog-events.js'
 
 /** Where a binlog reader stands: the GTID position to resume from, and file + offset. */
 export interface BinlogPosition {
   gtid: string
   file: string
   pos: number
-}
-
-interface ZongJiEvent {
-  getTypeName(): string
-  nextPosition?: number
-  binlogName?: string
-  tableId?: number
-  tableMap?: Record<number, { parentSchema: string; tableName: string }>
-  rows?: Array<Row | { before: Row; after: Row }>
-  timestamp?: number
-  /** Query events: the statement and the session's database. */
-  query?: string
-  schema?: string
-}
-
-const TRUNCATE = /^\s*truncate\s+(?:table\s+)?((?:`[^`]+`|\w+)(?:\s*\.\s*(?:`[^`]+`|\w+))?)\s*;?\s*$/i
-
-/** The table a TRUNCATE statement empties (`[db.]table`), or null for any other statement. */
-export function truncatedTable(event: ZongJiEvent): { schema: string; table: string } | null {
-  const match = event.query === undefined ? null : TRUNCATE.exec(event.query)
-  if (!match) return null
-  const parts = match[1]!.split('.').map((part) => part.trim().replace(/^`|`$/g, ''))
-  return parts.length === 2 ? { schema: parts[0]!, table: parts[1]! } : { schema: event.schema ?? '', table: parts[0]! }
 }
 
 /** A running ZongJi instance as far as this module uses it. */
@@ -49,8 +27,6 @@ interface ZongJiInstance {
   gtidSet?: string
   options: { filename?: string; position?: number }
 }
-
-const ZONELESS = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?$/
 
 /**
  * Reads a MariaDB/MySQL binary log (ROW format) with ZongJi from a GTID position and buffers
@@ -365,45 +341,4 @@ export class BinlogReader {
     this.spilling?.remove()
     for (const { spill } of this.transactions) spill?.remove()
   }
-}
-
-/**
- * An event as one spill-file record: JSON that keeps Date, bigint and Buffer values (tagged
- * `$date`, `$big`, `$bin`); a JSON value's own object with `$` keys is wrapped (`$obj`) so
- * it is never taken for a tag.
- */
-export function encodeEvent(event: ChangeEvent): Buffer {
-  return Buffer.from(
-    JSON.stringify(event, function (this: Record<string, unknown>, key, value: unknown) {
-      const raw = this[key]
-      if (raw instanceof Date) return { $date: Number.isNaN(raw.getTime()) ? null : raw.toISOString() }
-      if (Buffer.isBuffer(raw)) return { $bin: raw.toString('base64') }
-      if (typeof value === 'bigint') return { $big: value.toString() }
-      if (
-        value &&
-        typeof value === 'object' &&
-        !Array.isArray(value) &&
-        Object.keys(value).some((name) => name.startsWith('$'))
-      )
-        return { $obj: Object.entries(value) }
-      return value
-    }),
-  )
-}
-
-export function decodeEvent(record: Buffer): ChangeEvent {
-  return JSON.parse(record.toString('utf8'), (_key, value: unknown) => {
-    if (!value || typeof value !== 'object' || Array.isArray(value)) return value
-    const tagged = value as Record<string, unknown>
-    if ('$date' in tagged) return new Date(tagged.$date === null ? Number.NaN : String(tagged.$date))
-    if ('$big' in tagged) return BigInt(String(tagged.$big))
-    if ('$bin' in tagged) return Buffer.from(String(tagged.$bin), 'base64')
-    if ('$obj' in tagged) return Object.fromEntries(tagged.$obj as Array<[string, unknown]>)
-    return value
-  }) as ChangeEvent
-}
-
-/** DATETIME text read from the binlog (written in UTC by this dialect) → Date. */
-export function binlogTimestamp(value: unknown): unknown {
-  return typeof value === 'string' && ZONELESS.test(value) ? new Date(`${value.replace(' ', 'T')}Z`) : value
 }

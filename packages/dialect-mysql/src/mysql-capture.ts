@@ -11,7 +11,8 @@ import {
   type ReadChangesOptions,
   type Row,
 } from '@mostajs/replicator-core'
-import { BinlogReader, binlogTimestamp, decodeEvent } from './binlog-reader.js'
+import { binlogTimestamp, decodeEvent } from './binlog-events.js'
+import { BinlogReader } from './binlog-reader.js'
 import type { MysqlDialect } from './mysql-dialect.js'
 
 /** Where each capture's collections and starting GTID are kept (on the source). */

@@ -277,8 +277,13 @@ export class PostgresCapture implements ChangeCapture {
     }
     if (state) await this.closeStream(name)
     const { slot } = this.captureObjects(name)
+    // A slot already past `position` (an idle position confirmed since the target's offset was
+    // stored) stays where it is: the server refuses to move a slot back.
     await this.onSlot(slot, () =>
-      this.db.query('SELECT pg_replication_slot_advance($1, $2::pg_lsn)', [slot, String(position.value)]),
+      this.db.query(
+        'SELECT pg_replication_slot_advance(slot_name, $2::pg_lsn) FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn < $2::pg_lsn',
+        [slot, String(position.value)],
+      ),
     )
     await this.logRunningTransactions()
   }
