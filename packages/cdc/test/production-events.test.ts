@@ -328,3 +328,72 @@ describe('a managed replica and a table it cannot carry', () => {
     expect(rm.getStreamState('managed.shop.local')?.consecutiveFailures).toBe(0)
   })
 })
+
+describe.skipIf(!backends.mariadb.serverUrl)('lost connections', () => {
+  it('a killed binlog dump connection is reopened from the last applied position: nothing lost or doubled', async () => {
+    const { dialect: source } = await open(backends.mariadb)
+    const { dialect: target } = await open(backends.sqlite)
+    await source.ensureCollection(items('items'))
+    const runner = new RuleRunner(
+      { name: 'killed', source: 'a', target: 'b', mode: 'cdc', collections: ['items'] },
+      source,
+      target,
+    )
+    await runner.sync()
+    await source.upsertMany(
+      'items',
+      [1, 2].map((id) => ({ id, label: `i${id}` })),
+    )
+    await runner.sync()
+    const dumps = await source.query<{ ID: number }>(
+      "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'",
+    )
+    expect(dumps.length).toBeGreaterThan(0)
+    for (const { ID } of dumps) await source.query(`KILL ${Number(ID)}`)
+    await source.upsertMany(
+      'items',
+      [3, 4].map((id) => ({ id, label: `i${id}` })),
+    )
+    let stats = await runner.sync().catch(() => null) // the first attempt may meet the dead connection
+    stats ??= await runner.sync()
+    await source.upsertMany('items', [{ id: 5, label: 'i5' }])
+    stats = await runner.sync()
+    expect(byId(await target.find('items')).map((row) => row.id)).toEqual([1, 2, 3, 4, 5])
+    expect(stats.created).toBe(5) // each row once
+    await runner.teardown()
+  })
+})
+
+describe.skipIf(!backends.postgres.serverUrl)('lost connections on PostgreSQL', () => {
+  it('a terminated replication connection is reopened from the slot: nothing lost or doubled', async () => {
+    const { dialect: source } = await open(backends.postgres)
+    const { dialect: target } = await open(backends.sqlite)
+    await source.ensureCollection(items('items'))
+    const runner = new RuleRunner(
+      { name: 'terminated', source: 'a', target: 'b', mode: 'cdc', collections: ['items'] },
+      source,
+      target,
+    )
+    await runner.sync()
+    await source.upsertMany(
+      'items',
+      [1, 2].map((id) => ({ id, label: `i${id}` })),
+    )
+    await runner.sync()
+    const killed = await source.query<{ done: boolean }>(
+      "SELECT pg_terminate_backend(active_pid) AS done FROM pg_replication_slots WHERE slot_name LIKE 'replicator_terminated%' AND active_pid IS NOT NULL",
+    )
+    expect(killed.length).toBe(1)
+    await source.upsertMany(
+      'items',
+      [3, 4].map((id) => ({ id, label: `i${id}` })),
+    )
+    let stats = await runner.sync().catch(() => null) // the first attempt may meet the dead connection
+    stats ??= await runner.sync()
+    await source.upsertMany('items', [{ id: 5, label: 'i5' }])
+    stats = await runner.sync()
+    expect(byId(await target.find('items')).map((row) => row.id)).toEqual([1, 2, 3, 4, 5])
+    expect(stats.created).toBe(5)
+    await runner.teardown()
+  })
+})

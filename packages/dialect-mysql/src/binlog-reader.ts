@@ -267,6 +267,11 @@ export class BinlogReader {
     this.connect(from.gtid).catch(() => undefined) // a failure is kept in `failure` and reported by catchUp
   }
 
+  /** True once the connection failed (killed, server restarted): the reader must be replaced. */
+  get failed(): boolean {
+    return this.failure !== undefined
+  }
+
   /** The resume point after the last committed transaction seen. */
   position(): BinlogPosition {
     if (this.resumeFrom) return { ...this.resumeFrom }

@@ -37,6 +37,8 @@ export class MysqlCapture implements ChangeCapture {
   }
 
   private readonly readers = new Map<string, BinlogReader>()
+  /** The last position each consumer confirmed (applied): where a lost connection reads again from. */
+  private readonly confirmed = new Map<string, string>()
 
   /** The capture bookkeeping table on the source: where each capture starts (GTID). */
   private async capturesTable(): Promise<void> {
@@ -99,6 +101,7 @@ export class MysqlCapture implements ChangeCapture {
   async drop(name: string): Promise<void> {
     this.readers.get(name)?.stop()
     this.readers.delete(name)
+    this.confirmed.delete(name)
     await this.db.delete(CAPTURES_COLLECTION, { name }).catch((error) => {
       if (!(ReplicatorError.isInstance(error) && error.code === 'COLLECTION_NOT_FOUND')) throw error
     })
@@ -115,6 +118,14 @@ export class MysqlCapture implements ChangeCapture {
       ? String((options.after.value as { gtid?: string }).gtid ?? '')
       : String(capture.start_gtid)
     let reader = this.readers.get(name)
+    let start = from
+    if (reader?.failed) {
+      // The dump connection was lost (killed, server restarted): read again from what the
+      // consumer confirmed, so what it was handed and did not apply comes again.
+      start = this.confirmed.get(name) ?? from
+      reader.stop()
+      reader = undefined
+    }
     if (!reader || (options.after === null && reader.startGtid !== from)) {
       reader?.stop()
       const url = new URL(this.db.config.uri)
@@ -127,7 +138,7 @@ export class MysqlCapture implements ChangeCapture {
         },
         decodeURIComponent(url.pathname.slice(1)),
         capture.collections as string[],
-        from,
+        start,
         (collection) => this.db.describeCollection(collection),
         (row, description) => this.decodeBinlogRow(row, description),
         this.db.name,
@@ -176,7 +187,9 @@ export class MysqlCapture implements ChangeCapture {
   }
 
   async confirm(name: string, position: Position): Promise<void> {
-    this.readers.get(name)?.confirm(String((position.value as { gtid?: string }).gtid ?? ''))
+    const gtid = String((position.value as { gtid?: string }).gtid ?? '')
+    this.confirmed.set(name, gtid)
+    this.readers.get(name)?.confirm(gtid)
   }
 
   async currentPosition(): Promise<Position> {
