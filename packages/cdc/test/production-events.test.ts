@@ -397,3 +397,60 @@ describe.skipIf(!backends.postgres.serverUrl)('lost connections on PostgreSQL', 
     await runner.teardown()
   })
 })
+
+describe('schema changes on the source', () => {
+  const cases = [
+    ['postgres', 'sqlite', 'ALTER TABLE items ADD COLUMN extra text'],
+    ['postgres', 'postgres', 'ALTER TABLE items ADD COLUMN extra text'],
+    ['mariadb', 'sqlite', 'ALTER TABLE items ADD COLUMN extra TEXT'],
+  ] as const
+  for (const [from, to, alter] of cases) {
+    it.skipIf(!backends[from].serverUrl || !backends[to].serverUrl)(
+      `${from} → ${to}: a column added on the source is added on the target and carried`,
+      async () => {
+        const { dialect: source } = await open(backends[from])
+        const { dialect: target } = await open(backends[to])
+        await source.ensureCollection(items('items'))
+        const runner = new RuleRunner(
+          { name: `evolving_${from}_${to}`, source: 'a', target: 'b', mode: 'cdc', collections: ['items'] },
+          source,
+          target,
+        )
+        await source.upsertMany('items', [{ id: 1, label: 'before' }])
+        await runner.sync()
+        await source.query(alter)
+        await source.query("INSERT INTO items (id, label, extra) VALUES (2, 'after', 'more')")
+        await source.query("UPDATE items SET extra = 'set later' WHERE id = 1")
+        await runner.sync()
+        expect(byId(await target.find('items'))).toEqual([
+          { id: 1, label: 'before', extra: 'set later' },
+          { id: 2, label: 'after', extra: 'more' },
+        ])
+        await runner.teardown()
+      },
+    )
+  }
+
+  it('sqlite → sqlite: the capture triggers are rebuilt with the new column at the next sync', async () => {
+    const { dialect: source } = await open(backends.sqlite)
+    const { dialect: target } = await open(backends.sqlite)
+    await source.ensureCollection(items('items'))
+    const runner = new RuleRunner(
+      { name: 'evolving_sqlite', source: 'a', target: 'b', mode: 'cdc', collections: ['items'] },
+      source,
+      target,
+    )
+    await source.upsertMany('items', [{ id: 1, label: 'before' }])
+    await runner.sync()
+    await source.query('ALTER TABLE items ADD COLUMN extra TEXT')
+    await runner.sync() // SQLite captures by triggers: they learn the column here
+    await source.query("INSERT INTO items (id, label, extra) VALUES (2, 'after', 'more')")
+    await source.query("UPDATE items SET extra = 'set later' WHERE id = 1")
+    await runner.sync()
+    expect(byId(await target.find('items'))).toEqual([
+      { id: 1, label: 'before', extra: 'set later' },
+      { id: 2, label: 'after', extra: 'more' },
+    ])
+    await runner.teardown()
+  })
+})

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream'
 import type { Filter, FindOptions, UpdateChanges } from './filter.js'
 import type { NativeRow } from './native-row.js'
-import type { CollectionDescription, CollectionSchema, EntitySchema, Row, RowKey } from './schema.js'
+import type { CollectionDescription, CollectionSchema, ColumnSchema, EntitySchema, Row, RowKey } from './schema.js'
 
 /** Connection settings given to a dialect factory. Only what the dialects use. */
 export interface DialectConfig {
@@ -244,6 +244,14 @@ export interface Dialect extends DialectOperations {
   describeCollection(collection: string): Promise<CollectionDescription>
   /** Creates the table when missing (idempotent); an existing table is left as it is. */
   ensureCollection(schema: CollectionSchema | EntitySchema): Promise<CollectionDescription>
+  /**
+   * Adds the columns a table lacks (always nullable: existing rows have no value) and returns
+   * its new description; columns it has are left as they are. For schema changes carried
+   * from a source.
+   */
+  ensureColumns(collection: string, columns: ColumnSchema[]): Promise<CollectionDescription>
+  /** Forgets cached table descriptions (all, or one collection): the next read describes again. */
+  invalidateCatalog(collection?: string): void
 
   // Optional capabilities: a member is present exactly when the database has the capability.
   /** Log-based change capture (rules, managed replicas, `openChangeStream`). */

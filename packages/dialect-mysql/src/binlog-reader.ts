@@ -62,7 +62,8 @@ export class BinlogReader {
     private readonly database: string,
     private readonly collections: string[],
     readonly startGtid: string,
-    private readonly describe: (collection: string) => Promise<CollectionDescription>,
+    /** The table's description; `fresh` after a schema change. */
+    private readonly describe: (collection: string, fresh?: boolean) => Promise<CollectionDescription>,
     private readonly decode: (row: Row, description: CollectionDescription) => Row,
     private readonly dialectName: string,
     private readonly settings: CaptureSettings = {},
@@ -149,7 +150,14 @@ export class BinlogReader {
     if (type === 'writerows' || type === 'updaterows' || type === 'deleterows') {
       const table = event.tableMap?.[event.tableId!]
       if (!table || table.parentSchema !== this.database || !this.collections.includes(table.tableName)) return
-      const description = await this.describe(table.tableName)
+      let description = await this.describe(table.tableName)
+      const known = new Set(description.columns.map((column) => column.name))
+      const first = event.rows?.[0] as Row | { before: Row; after: Row } | undefined
+      const image =
+        first && 'after' in first && typeof first.after === 'object' ? first.after : (first as Row | undefined)
+      // a column this reader does not know: the table changed (ALTER TABLE), describe it again
+      if (image && Object.keys(image).some((name) => !known.has(name)))
+        description = await this.describe(table.tableName, true)
       const source = {
         dialect: this.dialectName,
         database: this.database,

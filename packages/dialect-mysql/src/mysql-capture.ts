@@ -139,7 +139,10 @@ export class MysqlCapture implements ChangeCapture {
         decodeURIComponent(url.pathname.slice(1)),
         capture.collections as string[],
         start,
-        (collection) => this.db.describeCollection(collection),
+        (collection, fresh) => {
+          if (fresh) this.db.invalidateCatalog(collection)
+          return this.db.describeCollection(collection)
+        },
         (row, description) => this.decodeBinlogRow(row, description),
         this.db.name,
         this.db.config.capture,

@@ -106,6 +106,8 @@ export class PgOutputDecoder {
   ): Promise<void> {
     switch (message.tag) {
       case 'relation':
+        // sent again after a schema change: describe the table anew for its new columns
+        if (relations.has(message.relation.oid)) this.db.invalidateCatalog(message.relation.name)
         relations.set(message.relation.oid, message.relation)
         converters.delete(message.relation.oid)
         break

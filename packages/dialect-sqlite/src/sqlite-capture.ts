@@ -17,6 +17,9 @@ import { sqlitePathOf, sqlString, type SqliteDialect } from './sqlite-dialect.js
 
 /** Change capture by triggers that write each change to a changelog table in the same transaction. */
 export class SqliteCapture implements ChangeCapture {
+  /** What each capture was set up with in this process, and the schema version then. */
+  private readonly setups = new Map<string, { collections: string[]; schemaVersion: number }>()
+
   constructor(private readonly db: SqliteDialect) {}
 
   private changelogOf(name: string): string {
@@ -27,8 +30,12 @@ export class SqliteCapture implements ChangeCapture {
    * Trigger names of one capture on one table. The hash keeps them apart where the readable
    * part would not: capture `orders` on `eu_items` and capture `orders_eu` on `items`.
    */
-  private triggerNames(name: string, collection: string): string[] {
-    const hash = createHash('sha1').update(`${name}\u0000${collection}`).digest('hex').slice(0, 10)
+  private triggerNames(name: string, collection: string, columns: string[]): string[] {
+    // the columns are in the hash too: a table that gained or lost a column gets new triggers
+    const hash = createHash('sha1')
+      .update(`${name}\u0000${collection}\u0000${columns.join('\u0000')}`)
+      .digest('hex')
+      .slice(0, 10)
     return ['c', 'u', 'd'].map((op) => `_replicator_${name}_${collection}_${hash}_${op}`)
   }
 
@@ -56,6 +63,7 @@ export class SqliteCapture implements ChangeCapture {
     const statements = [
       `CREATE TABLE IF NOT EXISTS ${log} (id INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, collection TEXT NOT NULL, key TEXT NOT NULL, after TEXT, at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))`,
     ]
+    const wanted = new Set<string>()
     for (const collection of options.collections) {
       const description = await this.db.describeCollection(collection)
       if (!description.primaryKey.length) {
@@ -66,7 +74,9 @@ export class SqliteCapture implements ChangeCapture {
         )
       }
       const all = description.columns.map((column) => column.name)
-      const [insert, update, remove] = this.triggerNames(options.name, collection).map(q)
+      const names = this.triggerNames(options.name, collection, all)
+      for (const trigger of names) wanted.add(trigger)
+      const [insert, update, remove] = names.map(q)
       const table = q(collection)
       const name = sqlString(collection)
       const keyChanged = description.primaryKey.map((key) => `OLD.${q(key)} IS NOT NEW.${q(key)}`).join(' OR ')
@@ -82,12 +92,30 @@ export class SqliteCapture implements ChangeCapture {
     }
     // Triggers of this capture that are not wanted any more (a collection left the capture, or
     // names of an earlier version) go in the same transaction: no change is logged twice.
-    const wanted = new Set(options.collections.flatMap((collection) => this.triggerNames(options.name, collection)))
     const stale = (await this.triggersOf(options.name)).filter((trigger) => !wanted.has(trigger))
     await this.db.transaction(async (tx) => {
       for (const trigger of stale) await tx.query(`DROP TRIGGER IF EXISTS ${q(trigger)}`)
       for (const statement of statements) await tx.query(statement)
     })
+    this.setups.set(options.name, { collections: [...options.collections], schemaVersion: await this.schemaVersion() })
+  }
+
+  /** SQLite's schema version: it changes with every CREATE, ALTER or DROP. */
+  private async schemaVersion(): Promise<number> {
+    const [row] = await this.db.query<{ schema_version: number }>('PRAGMA schema_version')
+    return Number(row?.schema_version ?? 0)
+  }
+
+  /**
+   * Rebuilds a capture's triggers when a table changed since they were made (a column added
+   * or dropped), so its new columns are captured. Changes written between the ALTER and this
+   * rebuild carry the old columns only.
+   */
+  private async followSchema(name: string): Promise<void> {
+    const setup = this.setups.get(name)
+    if (!setup || setup.schemaVersion === (await this.schemaVersion())) return
+    this.db.invalidateCatalog()
+    await this.setup({ name, collections: setup.collections })
   }
 
   /**
@@ -103,6 +131,7 @@ export class SqliteCapture implements ChangeCapture {
   }
 
   async drop(name: string): Promise<void> {
+    this.setups.delete(name)
     const q = (identifier: string) => this.db.flavor.quoteIdentifier(identifier)
     const triggers = (await this.triggersOf(name)).map((trigger) => ({ name: trigger }))
     await this.db.transaction(async (tx) => {
@@ -113,6 +142,7 @@ export class SqliteCapture implements ChangeCapture {
   }
 
   async read(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
+    await this.followSchema(name)
     const after = options.after ? Number(options.after.value) : 0
     const rows = await this.db.query<{
       id: bigint

@@ -17,6 +17,7 @@ import { deadLetter, deadLetterId } from './dead-letters.js'
 import { DEAD_LETTERS_COLLECTION, OFFSETS_COLLECTION, offsetRow } from './internal-tables.js'
 import { timeOf } from './row-compare.js'
 import type { RuleContext } from './rule-context.js'
+import { addNewColumns } from './schema-evolution.js'
 
 function samePosition(a: Position, b: Position): boolean {
   if (a === b || a.value === b.value) return true
@@ -93,6 +94,7 @@ export async function applyBatch(
   nextPart?: () => Promise<ChangeEvent[] | null>,
 ): Promise<void> {
   const counts: Array<() => void> = []
+  await addNewColumns(ctx, events)
   await ctx.target.transaction(async (tx) => {
     // A source transaction too large to hold arrives in parts: all of them go into this one
     // target transaction, applied in order.

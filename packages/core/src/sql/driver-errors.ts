@@ -1,4 +1,13 @@
 // What a driver error says, made safe to show: its message without the password, its fields.
+import type { ReplicatorErrorCode } from '../errors.js'
+
+/** The error code of each kind of driver error a flavor tells apart. */
+export const KIND_TO_CODE: Record<string, ReplicatorErrorCode> = {
+  'row-rejected': 'ROW_REJECTED',
+  'missing-table': 'COLLECTION_NOT_FOUND',
+  connection: 'CONNECTION_FAILED',
+  other: 'QUERY_FAILED',
+}
 
 /** The message of a driver error (all of them, for an AggregateError). */
 export function errorMessage(error: unknown): string {

@@ -20,21 +20,15 @@ import {
   type CollectionDescription,
   type CollectionSchema,
   type ColumnDescription,
+  type ColumnSchema,
   type EntitySchema,
   type Row,
   type RowKey,
 } from '../schema.js'
 import { columnDecoder, type SqlExecutor, type SqlFlavor } from './sql-flavor.js'
-import { driverDetails, errorMessage, redactPassword } from './driver-errors.js'
+import { driverDetails, errorMessage, KIND_TO_CODE, redactPassword } from './driver-errors.js'
 import { SqlHeartbeat } from './sql-heartbeat.js'
 import { SqlOperations } from './sql-operations.js'
-
-const KIND_TO_CODE: Record<string, ReplicatorErrorCode> = {
-  'row-rejected': 'ROW_REJECTED',
-  'missing-table': 'COLLECTION_NOT_FOUND',
-  connection: 'CONNECTION_FAILED',
-  other: 'QUERY_FAILED',
-}
 
 /** @internal SQL of a point read compiled for one filter shape. */
 export interface CachedStatement {
@@ -269,6 +263,19 @@ export abstract class SqlDialect implements Dialect {
     await this.operations().run(sql, [], table.name)
     this.catalog.delete(table.name)
     return this.describeCollection(table.name)
+  }
+
+  async ensureColumns(collection: string, columns: ColumnSchema[]): Promise<CollectionDescription> {
+    this.catalog.delete(collection)
+    const present = new Set((await this.describeCollection(collection)).columns.map((column) => column.name))
+    const table = this.flavor.quoteIdentifier(collection)
+    for (const column of columns) {
+      if (present.has(column.name)) continue
+      const definition = this.flavor.columnDefinition({ ...column, nullable: true }, false)
+      await this.operations().run(`ALTER TABLE ${table} ADD COLUMN ${definition}`, [], collection)
+    }
+    this.catalog.delete(collection)
+    return this.describeCollection(collection)
   }
 
   /** The heartbeat row, in a table of this database (every SQL database has one). */

@@ -1,0 +1,50 @@
+import { collectionSchemaOf, ReplicatorError, type ChangeEvent, type NativeRow } from '@mostajs/replicator-core'
+import type { RuleContext } from './rule-context.js'
+
+/**
+ * Columns added on the source since the target table was made arrive in after-images: each is
+ * added to the target (nullable, with its portable type) before the batch is applied, so a
+ * source `ALTER TABLE … ADD COLUMN` neither stops the rule nor loses the new values. Columns
+ * dropped on the source simply stop being written. Runs outside the target transaction (DDL
+ * commits implicitly on MySQL/MariaDB).
+ */
+export async function addNewColumns(ctx: RuleContext, events: ChangeEvent[]): Promise<void> {
+  const targetColumns = new Map<string, Set<string>>()
+  const missing = new Map<string, Set<string>>()
+  const seenNative = new Set<NativeRow['columns']>() // one check per relation shape, not per row
+  for (const event of events) {
+    if (event.op === 'd' || event.op === 't') continue
+    let names: string[]
+    if (event.nativeAfter) {
+      if (seenNative.has(event.nativeAfter.columns)) continue
+      seenNative.add(event.nativeAfter.columns)
+      names = event.nativeAfter.columns.map((column) => column.name)
+    } else names = Object.keys(event.after ?? {})
+    let present = targetColumns.get(event.collection)
+    if (!present) {
+      const description = await ctx.target.describeCollection(event.collection)
+      targetColumns.set(event.collection, (present = new Set(description.columns.map((column) => column.name))))
+    }
+    for (const name of names) {
+      if (present.has(name)) continue
+      let wanted = missing.get(event.collection)
+      if (!wanted) missing.set(event.collection, (wanted = new Set()))
+      wanted.add(name)
+    }
+  }
+  for (const [collection, names] of missing) {
+    ctx.source.invalidateCatalog(collection)
+    const description = await ctx.source.describeCollection(collection)
+    const unportable = description.columns.filter((column) => names.has(column.name) && column.type === 'unknown')
+    if (unportable.length) {
+      const listed = unportable.map((column) => `${column.name} (${column.nativeType})`).join(', ')
+      throw new ReplicatorError(
+        'TYPE_UNSUPPORTED',
+        `Rule "${ctx.config.name}": column(s) ${listed} added to "${collection}" on the source have no portable type, so the target cannot take them. Change their type on the source, or leave "${collection}" out of the rule.`,
+        { details: { rule: ctx.config.name, collection, columns: unportable.map((column) => column.name) } },
+      )
+    }
+    const added = collectionSchemaOf(description).columns.filter((column) => names.has(column.name))
+    await ctx.target.ensureColumns(collection, added)
+  }
+}
