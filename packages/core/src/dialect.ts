@@ -91,6 +91,12 @@ export interface ChangeEvent {
   nativeAfter?: NativeRow
   source: { dialect: string; database: string; position: Position; ts: number }
   txId?: string
+  /**
+   * The key the row had before, when this upsert follows the delete of a primary-key change.
+   * Its after-image may lack values the source did not resend (unchanged TOASTed columns):
+   * the apply takes them from the target's row at that key.
+   */
+  movedFrom?: RowKey
 }
 
 /** What a capture records. */

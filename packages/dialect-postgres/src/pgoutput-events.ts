@@ -55,10 +55,12 @@ export function pushEvents(
   }
   let before: Row | null = null
   const key = toKey(message.tuple)
+  let movedFrom: RowKey | undefined
   if (message.tag === 'update' && message.oldTuple) {
     before = toRow(message.oldTuple)
     if (keyIdentity(before, primaryKey) !== keyIdentity(keyToObject(key, primaryKey, collection), primaryKey)) {
-      events.push({ op: 'd', collection, key: keyOfRow(before, primaryKey), before: null, after: null, source })
+      movedFrom = keyOfRow(before, primaryKey)
+      events.push({ op: 'd', collection, key: movedFrom, before: null, after: null, source })
     }
     if (message.oldIsKeyOnly) before = null
   }
@@ -66,6 +68,7 @@ export function pushEvents(
   const event: ChangeEvent = options.lazyAfter
     ? new LazyUpsertEvent(op, collection, key, before, source, message.tuple, converter)
     : { op, collection, key, before, after: toRow(message.tuple), source }
+  if (movedFrom !== undefined) event.movedFrom = movedFrom
   if (options.nativeText && converter.nativeColumns) {
     event.nativeAfter = {
       format: NATIVE_TEXT_FORMAT,
@@ -85,6 +88,7 @@ export function pushEvents(
  */
 class LazyUpsertEvent implements ChangeEvent {
   txId?: string
+  movedFrom?: RowKey
   nativeAfter?: NativeRow
   #decoded: Row | null | undefined
   readonly #tuple: RawTuple

@@ -17,6 +17,7 @@ import { deadLetter, deadLetterId } from './dead-letters.js'
 import { DEAD_LETTERS_COLLECTION, OFFSETS_COLLECTION, offsetRow } from './internal-tables.js'
 import { timeOf } from './row-compare.js'
 import type { RuleContext } from './rule-context.js'
+import { completeMovedRows } from './moved-rows.js'
 import { addNewColumns } from './schema-evolution.js'
 
 function samePosition(a: Position, b: Position): boolean {
@@ -164,6 +165,7 @@ async function applyPart(
   for (const [collection, changes] of net) {
     const description = await ctx.target.describeCollection(collection)
     if (changes.truncated) await tx.delete(collection, {})
+    await completeMovedRows(tx, collection, changes, description)
     for (const identity of await resolveConflicts(ctx, tx, collection, changes))
       skipped.add(`${collection}\u0000${identity}`)
     let upserts = [...changes.upserts.values()]
