@@ -28,9 +28,10 @@ export async function completeMovedRows(
   changes: NetChanges,
   description: CollectionDescription,
 ): Promise<void> {
-  const moved = [...changes.upserts].filter(
-    ([, event]) => event.movedFrom !== undefined && incomplete(event, description),
-  )
+  const moved: Array<[string, ChangeEvent]> = []
+  for (const entry of changes.upserts) {
+    if (entry[1].movedFrom !== undefined && incomplete(entry[1], description)) moved.push(entry)
+  }
   if (!moved.length) return
   const { primaryKey } = changes
   const oldRows = await rowsByKey(
