@@ -1,18 +1,9 @@
 import mysql from 'mysql2/promise'
 import {
-  columnDecoder,
   registerDialect,
-  ReplicatorError,
   runTransactionOn,
   SqlDialect,
-  type CaptureOptions,
-  type ChangeBatch,
-  type ChangeEvent,
   type CollectionDescription,
-  type NativeReplicationStatus,
-  type Position,
-  type ReadChangesOptions,
-  type Row,
   type ColumnDescription,
   type ColumnType,
   type DialectConfig,

@@ -1,4 +1,4 @@
-import { ReplicatorError, type NativeReplication, type NativeReplicationStatus } from '@mostajs/replicator-core'
+import { type NativeReplication, type NativeReplicationStatus } from '@mostajs/replicator-core'
 import type { MysqlDialect } from './mysql-dialect.js'
 
 /** MySQL/MariaDB replication: SHOW SLAVE STATUS, STOP/RESET SLAVE, read_only, CHANGE MASTER … MASTER_USE_GTID. */

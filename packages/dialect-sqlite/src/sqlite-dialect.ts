@@ -1,18 +1,8 @@
 import Database from 'better-sqlite3'
 import {
-  columnDecoder,
-  keyOfRow,
   registerDialect,
-  ReplicatorError,
   SqlDialect,
-  type CaptureBacklog,
-  type CaptureOptions,
-  type ChangeBatch,
-  type ChangeEvent,
   type CollectionDescription,
-  type Position,
-  type ReadChangesOptions,
-  type Row,
   type ColumnDescription,
   type ColumnType,
   type DialectConfig,

@@ -1,4 +1,4 @@
-import { maskUri, type CaptureBacklog, type ChangeStream } from '@mostajs/replicator-core'
+import { type CaptureBacklog, type ChangeStream } from '@mostajs/replicator-core'
 import {
   managedFeedName,
   openChangeStream,

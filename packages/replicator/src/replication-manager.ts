@@ -1,58 +1,13 @@
-import {
-  createDialect,
-  EntityService,
-  HEARTBEAT_COLLECTION,
-  maskUri,
-  ReplicatorError,
-  type CaptureBacklog,
-  type ChangeStream,
-  type EntitySchema,
-} from '@mostajs/replicator-core'
-import {
-  managedFeedName,
-  openChangeStream,
-  RuleSet,
-  type OpenChangeStreamOptions,
-  type ReplicationRuleConfig,
-  type ResolvedRuleConfig,
-  type RuleProgress,
-  type StreamState,
-  type SyncStats,
-} from '@mostajs/replicator-cdc'
+import { EntityService, ReplicatorError, type EntitySchema } from '@mostajs/replicator-core'
 import { promote } from '@mostajs/replicator-failover'
 import { readTreeFile, resolveEnvReferences, writeTreeFile } from '@mostajs/replicator-persistence'
-import {
-  assertStrategy,
-  HealthMonitor,
-  isEligible,
-  LagMonitor,
-  ReadRouter,
-  replicaStateOf,
-  type ReadRoutingStrategy,
-} from '@mostajs/replicator-routing'
+import { assertStrategy, isEligible, type ReadRoutingStrategy } from '@mostajs/replicator-routing'
 import { ManagerWithRules } from './manager-rules.js'
 import { guardDialect } from './guarded-dialect.js'
-import { resolveOptions, type ReplicationManagerOptions } from './options.js'
 import { ReplicationSession } from './session.js'
-import {
-  isManagedSlave,
-  masterOf,
-  requireMaster,
-  requireReplica,
-  routingCandidateOf,
-  validateReplica,
-  type ProjectState,
-  type ReplicaEntry,
-} from './topology.js'
+import { isManagedSlave, masterOf, requireMaster, requireReplica, routingCandidateOf } from './topology.js'
 import { mastersFirst, treeOf } from './tree.js'
-import type {
-  ProjectManagerLike,
-  PromotionResult,
-  ReplicaConfig,
-  ReplicaStatus,
-  ResolveReadOptions,
-  RoutingStatus,
-} from './types.js'
+import type { PromotionResult, ReplicaConfig, ReplicaStatus, ResolveReadOptions, RoutingStatus } from './types.js'
 
 /**
  * Runs several databases as one: a master and slaves per project, reads routed to slaves

@@ -1,15 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import {
-  EntityService,
-  ReplicatorError,
-  scanAll,
-  type CollectionSchema,
-  type Dialect,
-  type EntitySchema,
-  type Row,
-} from '@mostajs/replicator-core'
+import { scanAll, type Dialect, type Row } from '@mostajs/replicator-core'
 import { expectReplicatorError, type DialectUnderTest } from './contract-helpers.js'
-import { autoIncrementTable, expectedIds, ids, people, SEED, type Predicate } from './contract-fixtures.js'
+import { autoIncrementTable, expectedIds, ids, SEED, type Predicate } from './contract-fixtures.js'
 
 /** Capabilities, reads, filters, sorts, writes, upserts, deletes and keyset scans of a connected dialect. */
 export function readWriteContract(subject: DialectUnderTest, db: () => Dialect): void {

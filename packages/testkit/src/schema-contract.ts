@@ -1,15 +1,7 @@
-import { describe, expect, it } from 'vitest'
-import {
-  EntityService,
-  ReplicatorError,
-  scanAll,
-  type CollectionSchema,
-  type Dialect,
-  type EntitySchema,
-  type Row,
-} from '@mostajs/replicator-core'
+import { expect, it } from 'vitest'
+import { EntityService, type Dialect, type EntitySchema } from '@mostajs/replicator-core'
 import { expectReplicatorError, type DialectUnderTest } from './contract-helpers.js'
-import { autoIncrementTable, expectedIds, ids, people, SEED, type Predicate } from './contract-fixtures.js'
+import { people, SEED } from './contract-fixtures.js'
 
 /** Transactions, introspection, schemas, identifier quoting, error codes and raw SQL of a connected dialect. */
 export function schemaContract(subject: DialectUnderTest, db: () => Dialect): void {

@@ -1,7 +1,5 @@
 import {
   DEFAULT_CAPABILITIES,
-  HEARTBEAT_COLLECTION,
-  HEARTBEAT_SCHEMA,
   type Dialect,
   type DialectCapabilities,
   type DialectConfig,
@@ -11,7 +9,7 @@ import {
   type ScanPage,
 } from '../dialect.js'
 import type { NativeRow } from '../native-row.js'
-import { ReplicatorError, type ReplicatorErrorCode } from '../errors.js'
+import { ReplicatorError } from '../errors.js'
 import type { Filter, FindOptions, UpdateChanges } from '../filter.js'
 import { maskUri } from '../mask-uri.js'
 import { withTimeout } from '../with-timeout.js'

@@ -1,10 +1,10 @@
 import { ReplicatorError } from '../errors.js'
-import type { DialectOperations, ScanOptions, ScanPage } from '../dialect.js'
+import type { DialectOperations } from '../dialect.js'
 import { NATIVE_UNSENT, nativeColumnsFit, nativeText, type NativeRow } from '../native-row.js'
-import type { Filter, FindOptions, UpdateChanges } from '../filter.js'
-import type { CollectionDescription, ColumnDescription, Row, RowKey } from '../schema.js'
-import { compileFilter, compileSort, requireColumn, SqlParams } from './compile-filter.js'
-import { describeKey, keyIdentity, keyOfRow, keyToObject, requirePrimaryKey } from './row-keys.js'
+import type { Filter, UpdateChanges } from '../filter.js'
+import type { CollectionDescription, Row, RowKey } from '../schema.js'
+import { compileFilter, requireColumn, SqlParams } from './compile-filter.js'
+import { describeKey, keyOfRow, keyToObject, requirePrimaryKey } from './row-keys.js'
 import { SqlReadOperations } from './sql-read-operations.js'
 import {
   dedupeByKey,
@@ -14,18 +14,10 @@ import {
   groupByShape,
   rejectedBatch,
   splitChanges,
-  stripPrefix,
   MAX_LISTED_FAILURES,
   type RowFailure,
 } from './sql-row-helpers.js'
-import {
-  columnEncoder,
-  encodeValue,
-  type SqlExecuteOptions,
-  type SqlExecutor,
-  type SqlFlavor,
-  type SqlResult,
-} from './sql-flavor.js'
+import { encodeValue, type SqlResult } from './sql-flavor.js'
 
 const ROLLBACK = Symbol('rollback')
 let savepointCounter = 0

@@ -2,7 +2,7 @@ import { ReplicatorError } from '../errors.js'
 import type { Filter, FindOptions, UpdateChanges } from '../filter.js'
 import type { ColumnDescription, Row, RowKey } from '../schema.js'
 import { describeKey, keyIdentity } from './row-keys.js'
-import { columnEncoder, encodeValue, type SqlFlavor } from './sql-flavor.js'
+import { columnEncoder, type SqlFlavor } from './sql-flavor.js'
 
 /** Most failing keys listed by a ROW_REJECTED error. */
 export const MAX_LISTED_FAILURES = 100
