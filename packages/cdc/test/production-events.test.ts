@@ -186,54 +186,38 @@ describe('collections added to a rule', () => {
   })
 })
 
-describe.skipIf(!backends.postgres.serverUrl)('TRUNCATE', () => {
-  it('a TRUNCATE on a PostgreSQL source empties the target, and later changes still flow', async () => {
-    const { dialect: source } = await open(backends.postgres)
-    const { dialect: target } = await open(backends.sqlite)
-    await source.ensureCollection(items('items'))
-    await source.upsertMany(
-      'items',
-      [1, 2, 3].map((id) => ({ id, label: `i${id}` })),
+describe('TRUNCATE', () => {
+  const cases = [
+    ['postgres', 'TRUNCATE items'],
+    ['mariadb', 'TRUNCATE TABLE items'],
+  ] as const
+  for (const [kind, truncate] of cases) {
+    it.skipIf(!backends[kind].serverUrl)(
+      `a TRUNCATE on a ${kind} source empties the target, and later changes still flow`,
+      async () => {
+        const { dialect: source } = await open(backends[kind])
+        const { dialect: target } = await open(backends.sqlite)
+        await source.ensureCollection(items('items'))
+        await source.upsertMany(
+          'items',
+          [1, 2, 3].map((id) => ({ id, label: `i${id}` })),
+        )
+        const runner = new RuleRunner(
+          { name: 'truncated', source: 'a', target: 'b', mode: 'cdc', collections: ['items'] },
+          source,
+          target,
+        )
+        await runner.sync()
+        expect(await target.count('items')).toBe(3)
+        await source.upsertMany('items', [{ id: 4, label: 'i4' }])
+        await source.query(truncate)
+        await source.upsertMany('items', [{ id: 9, label: 'after' }])
+        await runner.sync()
+        expect(await target.find('items')).toEqual([{ id: 9, label: 'after' }])
+        await runner.teardown()
+      },
     )
-    const runner = new RuleRunner(
-      { name: 'truncated', source: 'a', target: 'b', mode: 'cdc', collections: ['items'] },
-      source,
-      target,
-    )
-    await runner.sync()
-    expect(await target.count('items')).toBe(3)
-    await source.upsertMany('items', [{ id: 4, label: 'i4' }])
-    await source.query('TRUNCATE items')
-    await source.upsertMany('items', [{ id: 9, label: 'after' }])
-    await runner.sync()
-    expect(await target.find('items')).toEqual([{ id: 9, label: 'after' }])
-    await runner.teardown()
-  })
-})
-
-describe.skipIf(!backends.mariadb.serverUrl)('TRUNCATE on MariaDB', () => {
-  it('a TRUNCATE on a MariaDB source empties the target, and later changes still flow', async () => {
-    const { dialect: source } = await open(backends.mariadb)
-    const { dialect: target } = await open(backends.sqlite)
-    await source.ensureCollection(items('items'))
-    await source.upsertMany(
-      'items',
-      [1, 2, 3].map((id) => ({ id, label: `i${id}` })),
-    )
-    const runner = new RuleRunner(
-      { name: 'truncated', source: 'a', target: 'b', mode: 'cdc', collections: ['items'] },
-      source,
-      target,
-    )
-    await runner.sync()
-    expect(await target.count('items')).toBe(3)
-    await source.upsertMany('items', [{ id: 4, label: 'i4' }])
-    await source.query('TRUNCATE TABLE items')
-    await source.upsertMany('items', [{ id: 9, label: 'after' }])
-    await runner.sync()
-    expect(await target.find('items')).toEqual([{ id: 9, label: 'after' }])
-    await runner.teardown()
-  })
+  }
 })
 
 describe.skipIf(!backends.postgres.serverUrl)('idle rules', () => {
@@ -330,73 +314,60 @@ describe('a managed replica and a table it cannot carry', () => {
   })
 })
 
-describe.skipIf(!backends.mariadb.serverUrl)('lost connections', () => {
-  it('a killed binlog dump connection is reopened from the last applied position: nothing lost or doubled', async () => {
-    const { dialect: source } = await open(backends.mariadb)
-    const { dialect: target } = await open(backends.sqlite)
-    await source.ensureCollection(items('items'))
-    const runner = new RuleRunner(
-      { name: 'killed', source: 'a', target: 'b', mode: 'cdc', collections: ['items'] },
-      source,
-      target,
-    )
-    await runner.sync()
-    await source.upsertMany(
-      'items',
-      [1, 2].map((id) => ({ id, label: `i${id}` })),
-    )
-    await runner.sync()
-    const dumps = await source.query<{ ID: number }>(
-      "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'",
-    )
-    expect(dumps.length).toBeGreaterThan(0)
-    for (const { ID } of dumps) await source.query(`KILL ${Number(ID)}`)
-    await source.upsertMany(
-      'items',
-      [3, 4].map((id) => ({ id, label: `i${id}` })),
-    )
-    let stats = await runner.sync().catch(() => null) // the first attempt may meet the dead connection
-    stats ??= await runner.sync()
-    await source.upsertMany('items', [{ id: 5, label: 'i5' }])
-    stats = await runner.sync()
-    expect(byId(await target.find('items')).map((row) => row.id)).toEqual([1, 2, 3, 4, 5])
-    expect(stats.created).toBe(5) // each row once
-    await runner.teardown()
-  })
-})
-
-describe.skipIf(!backends.postgres.serverUrl)('lost connections on PostgreSQL', () => {
-  it('a terminated replication connection is reopened from the slot: nothing lost or doubled', async () => {
-    const { dialect: source } = await open(backends.postgres)
-    const { dialect: target } = await open(backends.sqlite)
-    await source.ensureCollection(items('items'))
-    const runner = new RuleRunner(
-      { name: 'terminated', source: 'a', target: 'b', mode: 'cdc', collections: ['items'] },
-      source,
-      target,
-    )
-    await runner.sync()
-    await source.upsertMany(
-      'items',
-      [1, 2].map((id) => ({ id, label: `i${id}` })),
-    )
-    await runner.sync()
-    const killed = await source.query<{ done: boolean }>(
-      "SELECT pg_terminate_backend(active_pid) AS done FROM pg_replication_slots WHERE slot_name LIKE 'replicator_terminated%' AND active_pid IS NOT NULL",
-    )
-    expect(killed.length).toBe(1)
-    await source.upsertMany(
-      'items',
-      [3, 4].map((id) => ({ id, label: `i${id}` })),
-    )
-    let stats = await runner.sync().catch(() => null) // the first attempt may meet the dead connection
-    stats ??= await runner.sync()
-    await source.upsertMany('items', [{ id: 5, label: 'i5' }])
-    stats = await runner.sync()
-    expect(byId(await target.find('items')).map((row) => row.id)).toEqual([1, 2, 3, 4, 5])
-    expect(stats.created).toBe(5)
-    await runner.teardown()
-  })
+describe('lost connections', () => {
+  const cases = [
+    {
+      kind: 'mariadb' as const,
+      what: 'a killed binlog dump connection is reopened from the last applied position',
+      async kill(source: Dialect) {
+        const dumps = await source.query<{ ID: number }>(
+          "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'",
+        )
+        for (const { ID } of dumps) await source.query(`KILL ${Number(ID)}`)
+        return dumps.length
+      },
+    },
+    {
+      kind: 'postgres' as const,
+      what: 'a terminated replication connection is reopened from the slot',
+      async kill(source: Dialect) {
+        const killed = await source.query<{ done: boolean }>(
+          "SELECT pg_terminate_backend(active_pid) AS done FROM pg_replication_slots WHERE slot_name LIKE 'replicator_lost%' AND active_pid IS NOT NULL",
+        )
+        return killed.length
+      },
+    },
+  ]
+  for (const { kind, what, kill } of cases) {
+    it.skipIf(!backends[kind].serverUrl)(`${kind}: ${what}: nothing lost or doubled`, async () => {
+      const { dialect: source } = await open(backends[kind])
+      const { dialect: target } = await open(backends.sqlite)
+      await source.ensureCollection(items('items'))
+      const runner = new RuleRunner(
+        { name: 'lost', source: 'a', target: 'b', mode: 'cdc', collections: ['items'] },
+        source,
+        target,
+      )
+      await runner.sync()
+      await source.upsertMany(
+        'items',
+        [1, 2].map((id) => ({ id, label: `i${id}` })),
+      )
+      await runner.sync()
+      expect(await kill(source)).toBeGreaterThan(0)
+      await source.upsertMany(
+        'items',
+        [3, 4].map((id) => ({ id, label: `i${id}` })),
+      )
+      let stats = await runner.sync().catch(() => null) // the first attempt may meet the dead connection
+      stats ??= await runner.sync()
+      await source.upsertMany('items', [{ id: 5, label: 'i5' }])
+      stats = await runner.sync()
+      expect(byId(await target.find('items')).map((row) => row.id)).toEqual([1, 2, 3, 4, 5])
+      expect(stats.created).toBe(5) // each row once
+      await runner.teardown()
+    })
+  }
 })
 
 describe('schema changes on the source', () => {
