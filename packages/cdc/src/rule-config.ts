@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { jsonPath, ReplicatorError } from '@mostajs/replicator-core'
+import { listProblems, problemsAt, ReplicatorError } from '@mostajs/replicator-core'
 
 const RULE_NAME = /^[A-Za-z0-9_.-]{1,48}$/
 
@@ -106,12 +106,10 @@ export function validateRule(config: ReplicationRuleConfig): void {
   const result = replicationRuleSchema.safeParse(config)
   if (result.success) return
   const name = typeof config?.name === 'string' ? config.name : String(config?.name)
-  const problems = result.error.issues.map((issue) => ({ path: jsonPath(issue.path), message: issue.message }))
-  throw new ReplicatorError(
-    'CONFIG_INVALID',
-    `Rule "${name}": ${problems.map((problem) => `${problem.path}: ${problem.message}`).join('; ')}.`,
-    { details: { rule: name, problems } },
-  )
+  const problems = problemsAt(result.error.issues)
+  throw new ReplicatorError('CONFIG_INVALID', `Rule "${name}": ${listProblems(problems)}.`, {
+    details: { rule: name, problems },
+  })
 }
 
 /** The rule with every default filled in. */

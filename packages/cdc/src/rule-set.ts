@@ -7,7 +7,7 @@ import {
   type ResolvedRuleConfig,
   type RunnerConfig,
 } from './rule-config.js'
-import { DEAD_LETTERS_COLLECTION, OFFSETS_COLLECTION } from './runner/internal-tables.js'
+import { DEAD_LETTERS_COLLECTION, nullWhenMissing, OFFSETS_COLLECTION } from './runner/internal-tables.js'
 import { RuleRunner } from './runner/rule-runner.js'
 import { emptySyncStats, type RuleObserver, type SyncStats } from './runner/sync-stats.js'
 import { StreamLoop, type StreamState } from './stream-loop.js'
@@ -232,12 +232,8 @@ export class RuleSet {
   async progress(name: string): Promise<RuleProgress> {
     const rule = this.require(name)
     const target = this.host.master(rule.target).dialect
-    const missingTable = (error: unknown) => {
-      if (ReplicatorError.isInstance(error) && error.code === 'COLLECTION_NOT_FOUND') return null // no sync yet
-      throw error
-    }
-    const offset = await target.findOne(OFFSETS_COLLECTION, { rule: name }).catch(missingTable)
-    const deadLetters = await target.count(DEAD_LETTERS_COLLECTION, { rule: name }).catch(missingTable)
+    const offset = await target.findOne(OFFSETS_COLLECTION, { rule: name }).catch(nullWhenMissing)
+    const deadLetters = await target.count(DEAD_LETTERS_COLLECTION, { rule: name }).catch(nullWhenMissing)
     return {
       rule: name,
       position: offset?.position ? (JSON.parse(String(offset.position)) as RuleProgress['position']) : null,

@@ -8,7 +8,7 @@ export {
   type ReplicatorErrorCode,
   type ReplicatorErrorOptions,
 } from './errors.js'
-export { jsonPath } from './json-path.js'
+export { jsonPath, listProblems, problemsAt, type PathProblem } from './json-path.js'
 export { maskUri } from './mask-uri.js'
 export {
   NATIVE_TYPES,

@@ -8,3 +8,21 @@ export function jsonPath(path: ReadonlyArray<PropertyKey>, root = '$'): string {
   }
   return text
 }
+
+/** One problem of a validated value, at its JSON path. */
+export interface PathProblem {
+  path: string
+  message: string
+}
+
+/** Validation issues (as zod reports them: key paths) as problems at JSON paths. */
+export function problemsAt(
+  issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }>,
+): PathProblem[] {
+  return issues.map((issue) => ({ path: jsonPath(issue.path), message: issue.message }))
+}
+
+/** `$.a: message; $.b: message`, for an error message. */
+export function listProblems(problems: readonly PathProblem[]): string {
+  return problems.map((problem) => `${problem.path}: ${problem.message}`).join('; ')
+}

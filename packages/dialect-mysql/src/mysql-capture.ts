@@ -194,12 +194,4 @@ export class MysqlCapture implements ChangeCapture {
     this.confirmed.set(name, gtid)
     this.readers.get(name)?.confirm(gtid)
   }
-
-  async currentPosition(): Promise<Position> {
-    const [status] = await this.db.query<{ File: string; Position: number }>('SHOW MASTER STATUS')
-    return {
-      dialect: this.db.name,
-      value: { gtid: await this.gtidPosition(), file: status?.File ?? '', pos: Number(status?.Position ?? 0) },
-    }
-  }
 }

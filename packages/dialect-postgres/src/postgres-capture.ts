@@ -303,9 +303,4 @@ export class PostgresCapture implements ChangeCapture {
       this.canLogSnapshot = false // older server, or not allowed: the server's own 15 s cadence applies
     }
   }
-
-  async currentPosition(): Promise<Position> {
-    const [row] = await this.db.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')
-    return { dialect: 'postgres', value: row!.lsn }
-  }
 }

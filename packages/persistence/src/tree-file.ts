@@ -1,7 +1,7 @@
 import { copyFile, mkdir, open, readFile, rename, rm } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
 import { z } from 'zod'
-import { jsonPath, ReplicatorError } from '@mostajs/replicator-core'
+import { jsonPath, listProblems, problemsAt, ReplicatorError, type PathProblem } from '@mostajs/replicator-core'
 import { replicationRuleSchema, type ReplicationRuleConfig } from '@mostajs/replicator-cdc'
 
 /** Current version of the tree file format. */
@@ -50,20 +50,13 @@ export type StoredRule = ReplicationRuleConfig
 export type ReplicatorTree = z.infer<typeof treeSchema>
 
 /** One problem found in a tree file, with the JSON path where it is. */
-export interface TreeProblem {
-  path: string
-  message: string
-}
+export type TreeProblem = PathProblem
 
 /** Validates a parsed tree; CONFIG_INVALID listing every problem with its JSON path. */
 export function parseTree(value: unknown, source = 'tree'): ReplicatorTree {
   const result = treeSchema.safeParse(value)
   if (!result.success) {
-    const problems: TreeProblem[] = result.error.issues.map((issue) => ({
-      path: jsonPath(issue.path),
-      message: issue.message,
-    }))
-    throw invalid(source, problems)
+    throw invalid(source, problemsAt(result.error.issues))
   }
   const problems: TreeProblem[] = []
   for (const [project, replicas] of Object.entries(result.data.replicas)) {
@@ -175,13 +168,6 @@ export async function writeTreeFile(path: string, tree: ReplicatorTree): Promise
 export function validateReplicaConfig(config: unknown, where: string): StoredReplica {
   const result = replicaConfigSchema.safeParse(config)
   if (result.success) return result.data
-  const problems: TreeProblem[] = result.error.issues.map((issue) => ({
-    path: jsonPath(issue.path),
-    message: issue.message,
-  }))
-  throw new ReplicatorError(
-    'CONFIG_INVALID',
-    `${where}: ${problems.map((problem) => `${problem.path}: ${problem.message}`).join('; ')}.`,
-    { details: { problems } },
-  )
+  const problems = problemsAt(result.error.issues)
+  throw new ReplicatorError('CONFIG_INVALID', `${where}: ${listProblems(problems)}.`, { details: { problems } })
 }

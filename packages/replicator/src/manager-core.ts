@@ -243,10 +243,20 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
       capture: this.options.capture,
     })
     const entry: ReplicaEntry = {
-      ...{ project, config: normalized, dialect, connected: false, healthy: true, failures: 0, fenced },
-      ...{ lagMs: normalized.role === 'master' ? 0 : null, appliedSequence: null, lastHeartbeatAt: null },
-      ...{ state: 'connecting', label: `${project}/${normalized.name}`, readsRouted: 0 },
-      service: undefined as unknown as EntityService,
+      project,
+      config: normalized,
+      dialect,
+      connected: false,
+      healthy: true,
+      failures: 0,
+      fenced,
+      lagMs: normalized.role === 'master' ? 0 : null,
+      appliedSequence: null,
+      lastHeartbeatAt: null,
+      state: 'connecting',
+      label: `${project}/${normalized.name}`,
+      readsRouted: 0,
+      service: undefined as unknown as EntityService, // set below: its guard needs the entry
     }
     entry.service = new EntityService(guardDialect(dialect, entry), state.schemas)
     try {
@@ -273,14 +283,17 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
 
   protected statusOf(entry: ReplicaEntry): ReplicaStatus {
     return {
-      ...{ project: entry.project, name: entry.config.name, role: entry.config.role, dialect: entry.config.dialect },
+      project: entry.project,
+      name: entry.config.name,
+      role: entry.config.role,
+      dialect: entry.config.dialect,
       replication: entry.config.role === 'slave' ? (entry.config.replication ?? 'native') : null,
-      ...{ status: entry.state, healthy: entry.healthy && entry.connected, lag: entry.lagMs },
-      ...{
-        lagTolerance: entry.config.lagTolerance,
-        weight: entry.config.weight,
-        uri: maskUri(entry.dialect.maskedUri),
-      },
+      status: entry.state,
+      healthy: entry.healthy && entry.connected,
+      lag: entry.lagMs,
+      lagTolerance: entry.config.lagTolerance,
+      weight: entry.config.weight,
+      uri: maskUri(entry.dialect.maskedUri),
       appliedSequence: entry.appliedSequence === null ? null : entry.appliedSequence.toString(),
       lastHeartbeatAt: entry.lastHeartbeatAt,
       ...(entry.native ? { native: entry.native } : {}),

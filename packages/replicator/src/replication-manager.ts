@@ -97,9 +97,8 @@ export class ReplicationManager extends ManagerWithRules {
         'CONFIG_INVALID',
         `This session belongs to project "${options.session.project}", not "${project}".`,
       )
-    state.candidates ??= [...state.replicas.values()]
-      .filter((entry) => entry.config.role === 'slave' && !entry.fenced && entry.connected)
-      .map(routingCandidateOf)
+    // the master, fenced and unconnected replicas come marked `excluded`
+    state.candidates ??= [...state.replicas.values()].map(routingCandidateOf)
     const minSequence = options.session?.minSequence
     const picked = state.router.pick(state.candidates, minSequence === undefined ? {} : { minSequence })
     const chosen = picked ? state.replicas.get(picked)! : requireMaster(state)

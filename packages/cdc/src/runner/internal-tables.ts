@@ -122,10 +122,12 @@ export async function markCopied(ctx: RuleContext, collections: string[]): Promi
  * capture that no longer exists.
  */
 export async function forgetRule(ctx: RuleContext): Promise<void> {
-  const missing = (error: unknown) => {
-    if (!ReplicatorError.isInstance(error) || error.code !== 'COLLECTION_NOT_FOUND') throw error
-    return 0
-  }
-  await ctx.target.delete(OFFSETS_COLLECTION, { rule: ctx.config.name }).catch(missing)
-  await ctx.target.delete(COPIED_COLLECTION, { rule: ctx.config.name }).catch(missing)
+  await ctx.target.delete(OFFSETS_COLLECTION, { rule: ctx.config.name }).catch(nullWhenMissing)
+  await ctx.target.delete(COPIED_COLLECTION, { rule: ctx.config.name }).catch(nullWhenMissing)
+}
+
+/** For `.catch`: a rule's table that does not exist yet (no sync so far) reads as null; other errors stand. */
+export function nullWhenMissing(error: unknown): null {
+  if (ReplicatorError.isInstance(error) && error.code === 'COLLECTION_NOT_FOUND') return null
+  throw error
 }

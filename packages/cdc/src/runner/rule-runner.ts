@@ -42,6 +42,8 @@ export class RuleRunner {
   private collections: string[] = []
   private prepared = false
   private resumed = false
+  /** The collections of this preparation were compared with those the target has copied. */
+  private copiesChecked = false
   private readonly stats: SyncStats
   private readonly perCollection = new Map<string, CollectionStats>()
   /** Tables of the source catalogue (`['*']`) that cannot be carried, with the reason. */
@@ -115,6 +117,7 @@ export class RuleRunner {
       await this.source.capture!.setup({ name: this.config.name, collections: carried })
     this.collections = carried
     this.prepared = true
+    this.copiesChecked = false
     for (const collection of carried)
       if (!this.perCollection.has(collection)) this.perCollection.set(collection, emptyCollectionStats(collection))
   }
@@ -152,6 +155,7 @@ export class RuleRunner {
     if (!offset.snapshotDone) {
       if (!this.config.skipSnapshot) await this.snapshot()
       await markCopied(this.context, this.collections)
+      this.copiesChecked = true
       await this.target.upsertMany(OFFSETS_COLLECTION, [offsetRow(this.context, offset.position)])
       offset = { ...offset, snapshotDone: true }
     } else if (this.config.origin && offset.origin && offset.origin !== this.config.origin) {
@@ -164,7 +168,9 @@ export class RuleRunner {
       offset = { position: null, snapshotDone: true, origin: this.config.origin }
       this.stats.reseeds++
     } else {
-      await this.copyAddedCollections()
+      // once per preparation, not per sync: the collections only change when the rule is prepared
+      if (!this.copiesChecked) await this.copyAddedCollections()
+      this.copiesChecked = true
     }
     if (offset.position && !this.resumed) {
       // After a restart: let the source forget what the target already committed (a crash may

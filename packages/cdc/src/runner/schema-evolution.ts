@@ -14,23 +14,22 @@ export async function addNewColumns(ctx: RuleContext, events: ChangeEvent[]): Pr
   const seenNative = new Set<NativeRow['columns']>() // one check per relation shape, not per row
   for (const event of events) {
     if (event.op === 'd' || event.op === 't') continue
-    let names: string[]
-    if (event.nativeAfter) {
-      if (seenNative.has(event.nativeAfter.columns)) continue
-      seenNative.add(event.nativeAfter.columns)
-      names = event.nativeAfter.columns.map((column) => column.name)
-    } else names = Object.keys(event.after ?? {})
     let present = targetColumns.get(event.collection)
     if (!present) {
       const description = await ctx.target.describeCollection(event.collection)
       targetColumns.set(event.collection, (present = new Set(description.columns.map((column) => column.name))))
     }
-    for (const name of names) {
-      if (present.has(name)) continue
+    const note = (name: string) => {
+      if (present.has(name)) return
       let wanted = missing.get(event.collection)
       if (!wanted) missing.set(event.collection, (wanted = new Set()))
       wanted.add(name)
     }
+    if (event.nativeAfter) {
+      if (seenNative.has(event.nativeAfter.columns)) continue
+      seenNative.add(event.nativeAfter.columns)
+      for (const column of event.nativeAfter.columns) note(column.name)
+    } else for (const name in event.after ?? {}) note(name) // no key array per row
   }
   for (const [collection, names] of missing) {
     ctx.source.invalidateCatalog(collection)

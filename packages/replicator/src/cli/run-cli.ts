@@ -3,7 +3,7 @@ import { Command, CommanderError } from 'commander'
 import { maskSecretsInText, ReplicatorError } from '@mostajs/replicator-core'
 import { parseTree } from '@mostajs/replicator-persistence'
 import { ReplicationManager } from '../replication-manager.js'
-import { runReplicatorService, serviceOptionsFromEnv } from '../service/replicator-service.js'
+import { DEFAULT_TREE_FILE, runReplicatorService, serviceOptionsFromEnv } from '../service/replicator-service.js'
 import { scaffoldReplicatorService } from '../service/scaffold.js'
 
 /** Exit codes: 0 success; 1 the command failed (bad tree, unreachable, refused); 2 usage error. */
@@ -14,7 +14,7 @@ interface Output {
   err(text: string): void
 }
 
-const DEFAULT_TREE = () => process.env.REPLICATOR_TREE ?? '.mostajs/replicator-tree.json'
+const DEFAULT_TREE = () => serviceOptionsFromEnv().tree ?? DEFAULT_TREE_FILE
 
 function table(rows: Array<Record<string, unknown>>): string {
   if (!rows.length) return '(none)'
@@ -302,20 +302,17 @@ export async function runCli(
         process.once('SIGTERM', () => resolve())
         process.once('SIGINT', () => resolve())
       })
-      const port = options.httpPort ?? process.env.REPLICATOR_HTTP_PORT
+      // the flags win over the environment (REPLICATOR_HTTP_*), which serviceOptionsFromEnv maps
+      const fromEnv = serviceOptionsFromEnv()
+      const envHttp = fromEnv.http || undefined
+      const port = options.httpPort ?? (envHttp ? String(envHttp.port) : undefined)
       if (port !== undefined && !/^\d+$/.test(port))
         throw new ReplicatorError('CONFIG_INVALID', `--http-port ${JSON.stringify(port)} is not a port number.`)
       const http =
         port === undefined
           ? false
-          : {
-              port: Number(port),
-              ...((options.httpHost ?? process.env.REPLICATOR_HTTP_HOST)
-                ? { host: options.httpHost ?? process.env.REPLICATOR_HTTP_HOST }
-                : {}),
-              ...(process.env.REPLICATOR_HTTP_TOKEN ? { token: process.env.REPLICATOR_HTTP_TOKEN } : {}),
-            }
-      const service = await runReplicatorService({ ...serviceOptionsFromEnv(), tree: options.tree, http })
+          : { ...envHttp, port: Number(port), ...(options.httpHost ? { host: options.httpHost } : {}) }
+      const service = await runReplicatorService({ ...fromEnv, tree: options.tree, http })
       await signaled
       await service.stop() // the batches in flight finish and their offsets are stored
     })

@@ -15,7 +15,8 @@ export interface ReplicatorServiceOptions {
   manager?: ReplicationManagerOptions
 }
 
-const DEFAULT_TREE = '.mostajs/replicator-tree.json'
+/** The tree file the service and the command use unless told otherwise. */
+export const DEFAULT_TREE_FILE = '.mostajs/replicator-tree.json'
 
 /** A positive number from an environment variable, or undefined. */
 function positive(value: string | undefined): number | undefined {
@@ -72,7 +73,7 @@ export interface ReplicatorService {
  * process.once('SIGTERM', () => service.stop().then(() => process.exit(0)))
  */
 export async function runReplicatorService(options: ReplicatorServiceOptions = {}): Promise<ReplicatorService> {
-  const tree = options.tree ?? DEFAULT_TREE
+  const tree = options.tree ?? DEFAULT_TREE_FILE
   const quiet = options.quiet ?? false
   const intervalMs = options.intervalMs ?? 200
   const say = (line: string) => {
