@@ -8,6 +8,7 @@ import {
   type RunnerConfig,
 } from './rule-config.js'
 import { DEAD_LETTERS_COLLECTION, nullWhenMissing, OFFSETS_COLLECTION } from './runner/internal-tables.js'
+import type { LeaseOptions } from './runner/rule-lease.js'
 import { RuleRunner } from './runner/rule-runner.js'
 import { emptySyncStats, type RuleObserver, type SyncStats } from './runner/sync-stats.js'
 import { StreamLoop, type StreamState } from './stream-loop.js'
@@ -30,6 +31,8 @@ export interface RuleSetHost {
   observer: RuleObserver
   /** Streaming period of rules started without one (ms). */
   defaultIntervalMs: number
+  /** This manager's lease identity and length (one process applies a rule at a time). */
+  lease?: LeaseOptions
 }
 
 /** Result of `getRuleProgress`. */
@@ -60,6 +63,8 @@ export class RuleSet {
   /** Preparations started by `add` and not finished yet. */
   private readonly preparing = new Map<string, Promise<void>>()
   private readonly streams = new Map<string, StreamLoop>()
+  /** Runners of managed replica feeds, by feed key. */
+  private readonly feedRunners = new Map<string, RuleRunner>()
   /** Streaming period each rule was started with (kept when a promotion restarts it). */
   private readonly intervals = new Map<string, number>()
 
@@ -180,6 +185,9 @@ export class RuleSet {
     this.require(name)
     await this.stopStream(`rule:${name}`)
     await this.stopStream(`rule:${name}.r`)
+    // another process may take the rule over at once rather than after the lease
+    await this.runners.get(name)?.release()
+    await this.reverseRunners.get(name)?.release()
   }
 
   /** Whether a rule streams continuously. */
@@ -190,11 +198,15 @@ export class RuleSet {
   /** Feeds a managed replica from its master with the same engine (key: one per replica). */
   startFeed(key: string, config: RunnerConfig, source: Dialect, target: Dialect, intervalMs: number): void {
     if (this.streams.has(`managed:${key}`)) return
-    this.startStream(`managed:${key}`, new RuleRunner(config, source, target, this.host.observer), intervalMs)
+    const runner = new RuleRunner(config, source, target, this.host.observer, this.host.lease)
+    this.feedRunners.set(key, runner)
+    this.startStream(`managed:${key}`, runner, intervalMs)
   }
 
   async stopFeed(key: string): Promise<void> {
     await this.stopStream(`managed:${key}`)
+    await this.feedRunners.get(key)?.release()
+    this.feedRunners.delete(key)
   }
 
   /** A streaming loop by rule or feed name; null when it is not streaming. */
@@ -284,6 +296,9 @@ export class RuleSet {
   /** Stops every streaming loop and forgets the runners (the rules stay). */
   async stopAll(): Promise<void> {
     await Promise.all([...this.streams.keys()].map((key) => this.stopStream(key)))
+    const runners = [...this.runners.values(), ...this.reverseRunners.values(), ...this.feedRunners.values()]
+    await Promise.all(runners.map((runner) => runner.release()))
+    this.feedRunners.clear()
     this.runners.clear()
     this.reverseRunners.clear()
   }
@@ -312,7 +327,8 @@ export class RuleSet {
   private runnerBetween(config: RunnerConfig): RuleRunner {
     const source = this.host.master(config.source)
     const target = this.host.master(config.target)
-    return new RuleRunner({ ...config, origin: source.label }, source.dialect, target.dialect, this.host.observer)
+    const origin = source.label
+    return new RuleRunner({ ...config, origin }, source.dialect, target.dialect, this.host.observer, this.host.lease)
   }
 
   private startStream(key: string, runner: RuleRunner, intervalMs: number, ready?: () => Promise<void>): void {

@@ -176,8 +176,9 @@ describe('collections added to a rule', () => {
       [1, 2].map((id) => ({ id, label: `n${id}` })),
     )
     const rule = { name: 'growing', source: 'a', target: 'b', mode: 'cdc' as const }
-    await new RuleRunner({ ...rule, collections: ['items'] }, source, target).sync()
-    const grown = new RuleRunner({ ...rule, collections: ['items', 'notes'] }, source, target) // as after a tree edit
+    const owner = { owner: 'this process' } // a tree edit makes a new runner in the same process
+    await new RuleRunner({ ...rule, collections: ['items'] }, source, target, {}, owner).sync()
+    const grown = new RuleRunner({ ...rule, collections: ['items', 'notes'] }, source, target, {}, owner)
     await grown.sync()
     await source.upsertMany('notes', [{ id: 3, label: 'n3' }])
     await grown.sync()
@@ -254,6 +255,7 @@ describe.skipIf(!backends.postgres.serverUrl)('idle rules', () => {
     expect(retained).toBeLessThan(2_000_000)
     // a process restarting from the offset its target stored (older than the slot now) resumes
     await streaming.close()
+    await runner.release() // it stopped: the restarted process need not wait for its lease to expire
     const restarted = new RuleRunner(runner.config, source, target)
     await source.upsertMany('quiet', [{ id: 1, label: 'after restart' }])
     await restarted.sync()

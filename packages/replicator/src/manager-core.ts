@@ -48,6 +48,7 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
         snapshotProgress: (info) => this.emit('rule.progress', info),
       },
       defaultIntervalMs: this.options.ruleIntervalMs,
+      lease: { owner: this.options.heartbeatId, leaseMs: this.options.ruleLeaseMs },
     })
   }
 

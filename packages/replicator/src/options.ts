@@ -24,6 +24,12 @@ export interface ReplicationManagerOptions {
   heartbeatId?: string
   /** Streaming period of rules started without one (default 200 ms). */
   ruleIntervalMs?: number
+  /**
+   * How long a rule stays with the manager applying it without renewal (default 10 s). One
+   * manager applies a rule at a time (a lease in the rule's offset row, owned by heartbeatId);
+   * the others wait and take it over when this long has passed since the last renewal.
+   */
+  ruleLeaseMs?: number
   /** Memory limits of change capture on every replica (spill threshold and directory, binlog buffer). */
   capture?: CaptureSettings
 }
@@ -39,6 +45,7 @@ export function resolveOptions(options: ReplicationManagerOptions): Required<Rep
     catchUpTimeoutMs: options.catchUpTimeoutMs ?? 10_000,
     heartbeatId: options.heartbeatId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
     ruleIntervalMs: options.ruleIntervalMs ?? 200,
+    ruleLeaseMs: options.ruleLeaseMs ?? 10_000,
     capture: options.capture ?? {},
   }
 }

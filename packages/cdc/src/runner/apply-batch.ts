@@ -14,7 +14,7 @@ import {
 } from '@mostajs/replicator-core'
 import { resolveConflicts, type NetChanges } from './conflicts.js'
 import { deadLetter, deadLetterId } from './dead-letters.js'
-import { DEAD_LETTERS_COLLECTION, OFFSETS_COLLECTION, offsetRow } from './internal-tables.js'
+import { DEAD_LETTERS_COLLECTION } from './internal-tables.js'
 import { timeOf } from './row-compare.js'
 import type { RuleContext } from './rule-context.js'
 import { completeMovedRows } from './moved-rows.js'
@@ -101,7 +101,7 @@ export async function applyBatch(
     // target transaction, applied in order.
     for (let part: ChangeEvent[] | null = events; part; part = nextPart ? await nextPart() : null)
       counts.push(await applyPart(ctx, tx, part, position))
-    await tx.upsertMany(OFFSETS_COLLECTION, [offsetRow(ctx, position)])
+    await ctx.lease.writeOffset(tx, position, ctx.config.origin ?? null) // FENCED (rolled back) if the lease was lost
   })
   for (const count of counts) count() // counted once committed
 }

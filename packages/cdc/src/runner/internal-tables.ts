@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { ReplicatorError, type CollectionSchema, type Position, type Row } from '@mostajs/replicator-core'
+import { ReplicatorError, type CollectionSchema, type Position } from '@mostajs/replicator-core'
 import type { RuleContext } from './rule-context.js'
 
 /** Where a rule's progress is kept, in the target, in the same transaction as the rows. */
@@ -22,6 +22,12 @@ export const TOMBSTONES_SCHEMA = {
 /** Tables of the replicator itself: never carried by `['*']`, never checked for conflicts. */
 export const INTERNAL_PREFIX = '_replicator_'
 
+const LEASE_COLUMNS: CollectionSchema['columns'] = [
+  { name: 'owner', type: 'string' },
+  { name: 'epoch', type: 'bigint' },
+  { name: 'lease_until', type: 'bigint' },
+]
+
 const OFFSETS_SCHEMA: CollectionSchema = {
   name: OFFSETS_COLLECTION,
   primaryKey: ['rule'],
@@ -31,6 +37,8 @@ const OFFSETS_SCHEMA: CollectionSchema = {
     { name: 'snapshot_done', type: 'boolean' },
     { name: 'origin', type: 'string' },
     { name: 'updated_at', type: 'timestamp' },
+    // the rule's lease (see rule-lease.ts): who applies it, its fencing epoch, until when (ms)
+    ...LEASE_COLUMNS,
   ],
 }
 
@@ -65,6 +73,7 @@ const COPIED_SCHEMA: CollectionSchema = {
 /** Creates the rule's own tables on the target (and the tombstones on both sides). */
 export async function ensureInternalTables(ctx: RuleContext): Promise<void> {
   await ctx.target.ensureCollection(OFFSETS_SCHEMA)
+  await ctx.target.ensureColumns(OFFSETS_COLLECTION, LEASE_COLUMNS) // offsets of an earlier version
   await ctx.target.ensureCollection(COPIED_SCHEMA)
   await ctx.target.ensureCollection(DEAD_LETTERS_SCHEMA)
   if (ctx.config.tombstones) {
@@ -86,16 +95,6 @@ export async function readOffset(ctx: RuleContext): Promise<StoredOffset> {
     position: row.position ? (JSON.parse(String(row.position)) as Position) : null,
     snapshotDone: row.snapshot_done === true,
     origin: typeof row.origin === 'string' ? row.origin : null,
-  }
-}
-
-export function offsetRow(ctx: RuleContext, position: Position | null): Row {
-  return {
-    rule: ctx.config.name,
-    position: position ? JSON.stringify(position) : null,
-    snapshot_done: true,
-    origin: ctx.config.origin ?? null,
-    updated_at: new Date(),
   }
 }
 

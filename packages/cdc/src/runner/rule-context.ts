@@ -1,5 +1,6 @@
 import type { Dialect } from '@mostajs/replicator-core'
 import type { RunnerConfig } from '../rule-config.js'
+import type { RuleLease } from './rule-lease.js'
 import type { CollectionStats, RuleObserver, SyncStats } from './sync-stats.js'
 
 /** What the parts of a rule runner share: the rule, both databases, and its counters. */
@@ -12,4 +13,6 @@ export interface RuleContext {
   readonly perCollection: Map<string, CollectionStats>
   /** Column compared by `timestamp` conflict resolution and by bidirectional rules. */
   readonly timestampColumn: string
+  /** The rule's lease on the target: every offset write is a compare-and-set on its epoch. */
+  readonly lease: RuleLease
 }

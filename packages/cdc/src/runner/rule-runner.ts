@@ -14,10 +14,9 @@ import {
   forgetRule,
   INTERNAL_PREFIX,
   markCopied,
-  OFFSETS_COLLECTION,
-  offsetRow,
   readOffset,
 } from './internal-tables.js'
+import { RuleLease, type LeaseHolder, type LeaseOptions } from './rule-lease.js'
 import { mergeCollection, mirrorCollection } from './mirror.js'
 import type { RuleContext } from './rule-context.js'
 import { copyCollection } from './snapshot.js'
@@ -49,12 +48,15 @@ export class RuleRunner {
   /** Tables of the source catalogue (`['*']`) that cannot be carried, with the reason. */
   private readonly setAside = new Map<string, string>()
   private readonly context: RuleContext
+  /** Who applies this rule now, when it is another process (this one waits). */
+  private standby: LeaseHolder | null = null
 
   constructor(
     readonly config: RunnerConfig,
     private readonly source: Dialect,
     private readonly target: Dialect,
     observer: RuleObserver = {},
+    lease: LeaseOptions = {},
   ) {
     const { alsoCarry: _a, suppressNoOps: _s, skipSnapshot: _k, tombstones: _t, origin: _o, ...rule } = config
     validateRule(rule)
@@ -67,6 +69,7 @@ export class RuleRunner {
       stats: this.stats,
       perCollection: this.perCollection,
       timestampColumn: config.timestampColumn ?? 'updatedAt',
+      lease: new RuleLease(config.name, target, lease),
     }
     if (config.mode !== 'snapshot' && !source.capture) {
       throw new ReplicatorError(
@@ -150,13 +153,16 @@ export class RuleRunner {
     if (this.config.mode === 'snapshot') return this.mirror()
     const started = performance.now()
     if (!this.prepared) await this.prepare()
-    else if (this.config.collections.includes('*') || this.config.alsoCarry?.length) await this.followCatalogue()
+    // one writer per rule: while another process holds the lease, this one only waits
+    this.standby = await this.context.lease.acquire()
+    if (this.standby) return this.getStats()
+    if (this.config.collections.includes('*') || this.config.alsoCarry?.length) await this.followCatalogue()
     let offset = await readOffset(this.context)
     if (!offset.snapshotDone) {
       if (!this.config.skipSnapshot) await this.snapshot()
       await markCopied(this.context, this.collections)
       this.copiesChecked = true
-      await this.target.upsertMany(OFFSETS_COLLECTION, [offsetRow(this.context, offset.position)])
+      await this.writeOffset(offset.position)
       offset = { ...offset, snapshotDone: true }
     } else if (this.config.origin && offset.origin && offset.origin !== this.config.origin) {
       // A new source master: its capture (created by prepare) holds every change from now on;
@@ -164,7 +170,7 @@ export class RuleRunner {
       if (this.config.mode === 'cdc')
         for (const collection of this.collections) await mirrorCollection(this.context, collection)
       else for (const collection of this.collections) await mergeCollection(this.context, collection)
-      await this.target.upsertMany(OFFSETS_COLLECTION, [offsetRow(this.context, null)])
+      await this.writeOffset(null)
       offset = { position: null, snapshotDone: true, origin: this.config.origin }
       this.stats.reseeds++
     } else {
@@ -238,6 +244,16 @@ export class RuleRunner {
     return this.getStats()
   }
 
+  /** Stores the offset outside a batch (after a snapshot or a re-seed), fenced by the lease. */
+  private async writeOffset(position: Position | null): Promise<void> {
+    await this.target.transaction((tx) => this.context.lease.writeOffset(tx, position, this.config.origin ?? null))
+  }
+
+  /** Lets another process take the rule over at once (this one stops applying it). */
+  async release(): Promise<void> {
+    await this.context.lease.release()
+  }
+
   /**
    * Picks up collections created on the source since the last sync: they join the capture
    * first, then are snapshotted, so no change of theirs falls between the two.
@@ -270,6 +286,7 @@ export class RuleRunner {
    */
   async teardown(): Promise<void> {
     if (this.config.mode !== 'snapshot') await this.source.capture!.drop(this.config.name)
+    await this.context.lease.release()
     await forgetRule(this.context)
   }
 
@@ -281,6 +298,8 @@ export class RuleRunner {
   private async mirror(): Promise<SyncStats> {
     const started = performance.now()
     await this.prepare()
+    this.standby = await this.context.lease.acquire()
+    if (this.standby) return this.getStats()
     for (const collection of this.collections) await mirrorCollection(this.context, collection)
     this.stats.lastSync = new Date()
     this.stats.duration = Math.round(performance.now() - started)
@@ -294,7 +313,7 @@ export class RuleRunner {
 
   /** Continues the counters of an earlier runner of the same rule (a new one is made when a master changes). */
   carryStatsFrom(previous: SyncStats): void {
-    const { details, reverse: _reverse, setAside: _setAside, ...totals } = previous
+    const { details, reverse: _reverse, setAside: _setAside, standby: _standby, ...totals } = previous
     Object.assign(this.stats, totals, { ruleName: this.config.name })
     for (const detail of details) this.perCollection.set(detail.collection, { ...detail })
   }
@@ -305,6 +324,7 @@ export class RuleRunner {
       ...this.stats,
       details: [...this.perCollection.values()].map((detail) => ({ ...detail })),
       ...(setAside.length ? { setAside } : {}),
+      ...(this.standby ? { standby: { ...this.standby } } : {}),
     }
   }
 }

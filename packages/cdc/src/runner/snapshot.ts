@@ -17,6 +17,7 @@ export async function copyCollection(ctx: RuleContext, collection: string): Prom
     const next = page.next === null ? null : ctx.source.scan(collection, { after: page.next, limit: pageSize })
     next?.catch(() => undefined) // its failure is reported when awaited below
     if (page.rows.length) {
+      await ctx.lease.keepAlive() // a long copy keeps the rule; a lost lease stops it (FENCED)
       await ctx.target.upsertMany(collection, page.rows)
       detail.snapshotRows += page.rows.length
       ctx.stats.recordsSynced += page.rows.length

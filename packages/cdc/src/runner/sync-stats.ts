@@ -33,6 +33,8 @@ export interface SyncStats {
   details: CollectionStats[]
   /** Tables that `collections: ['*']` found but cannot carry (no primary key, a column of no portable type), with why. */
   setAside?: Array<{ collection: string; reason: string }>
+  /** Set while another process holds the rule's lease: this one applies nothing and waits for it to expire. */
+  standby?: { owner: string; until: Date }
   /** The target → source direction of a bidirectional rule. */
   reverse?: SyncStats
 }
