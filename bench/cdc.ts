@@ -104,6 +104,7 @@ async function oursCatchUp(
   const setup = new RuleRunner(config, setupSource, target)
   await setup.prepare()
   await setup.sync() // empty snapshot; the capture starts here
+  await setup.release() // a stopped process hands the rule over at once
   await setupSource.close()
   await load()
   const source = await openSource()
