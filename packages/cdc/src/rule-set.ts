@@ -65,6 +65,7 @@ export class RuleSet {
   private readonly streams = new Map<string, StreamLoop>()
   /** Runners of managed replica feeds, by feed key. */
   private readonly feedRunners = new Map<string, RuleRunner>()
+  private readonly feedIntervals = new Map<string, number>()
   /** Streaming period each rule was started with (kept when a promotion restarts it). */
   private readonly intervals = new Map<string, number>()
 
@@ -200,13 +201,31 @@ export class RuleSet {
     if (this.streams.has(`managed:${key}`)) return
     const runner = new RuleRunner(config, source, target, this.host.observer, this.host.lease)
     this.feedRunners.set(key, runner)
+    this.feedIntervals.set(key, intervalMs)
     this.startStream(`managed:${key}`, runner, intervalMs)
+  }
+
+  /**
+   * Applies everything a managed replica's feed has not applied yet (before a promotion): its
+   * loop is paused, one sync runs to the source's current end, and the loop resumes.
+   */
+  async drainFeed(key: string): Promise<void> {
+    const runner = this.feedRunners.get(key)
+    if (!runner) return
+    await this.stopStream(`managed:${key}`)
+    try {
+      await runner.sync()
+    } finally {
+      if (this.feedRunners.get(key) === runner)
+        this.startStream(`managed:${key}`, runner, this.feedIntervals.get(key) ?? this.host.defaultIntervalMs)
+    }
   }
 
   async stopFeed(key: string): Promise<void> {
     await this.stopStream(`managed:${key}`)
     await this.feedRunners.get(key)?.release()
     this.feedRunners.delete(key)
+    this.feedIntervals.delete(key)
   }
 
   /** A streaming loop by rule or feed name; null when it is not streaming. */
@@ -299,6 +318,7 @@ export class RuleSet {
     const runners = [...this.runners.values(), ...this.reverseRunners.values(), ...this.feedRunners.values()]
     await Promise.all(runners.map((runner) => runner.release()))
     this.feedRunners.clear()
+    this.feedIntervals.clear()
     this.runners.clear()
     this.reverseRunners.clear()
   }

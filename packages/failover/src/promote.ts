@@ -24,6 +24,8 @@ export interface PromotionContext {
   measure(): Promise<CandidateLag>
   /** The next heartbeat sequence of the project (for the final heartbeat). */
   nextHeartbeatSequence(): bigint
+  /** A managed candidate: apply everything its feed has not (after the final heartbeat was written). */
+  drainManaged?(): Promise<void>
   /** After the gate and fencing: stop what the old master fed, and fence it in memory. */
   beforeSwitch(): Promise<void>
   /** After the database promoted the candidate: it becomes the master in memory. */
@@ -49,8 +51,8 @@ export interface PromotionOutcome {
 
 /**
  * Promotes a slave. The gate refuses a candidate that could lose writes (LAG_TOO_HIGH) unless
- * forced. A reachable old master writes a final heartbeat and turns read-only; a native
- * candidate must apply that heartbeat before it is promoted (else the old master is made
+ * forced. A reachable old master writes a final heartbeat and turns read-only; the candidate
+ * (a managed one is fed up to it first) must apply that heartbeat before it is promoted (else the old master is made
  * writable again and the promotion refused), so nothing committed is lost. Then the roles
  * switch, the database promotes the candidate, and the other native slaves follow it.
  */
@@ -65,7 +67,10 @@ export async function promote(context: PromotionContext): Promise<PromotionOutco
   if (previous?.connected) {
     const fence = await fenceMaster(previous.dialect, context.nextHeartbeatSequence(), context.heartbeatId)
     previousMasterReadOnly = fence.readOnly
-    if (fence.finalHeartbeat && native) {
+    if (fence.finalHeartbeat) {
+      // a managed candidate is fed by the replicator: feed it up to the final heartbeat now
+      // (a failure shows as the heartbeat not reached)
+      if (!native) await context.drainManaged?.().catch(() => undefined)
       const waitMs = Math.max(candidate.lagToleranceMs, context.catchUpTimeoutMs)
       const reached = await waitForHeartbeat(
         candidate.dialect,
@@ -78,7 +83,7 @@ export async function promote(context: PromotionContext): Promise<PromotionOutco
         throw catchUpTimedOut(candidate.label, waitMs)
       }
       if (!reached) possibleDataLoss = possibleLoss.notCaughtUp(previous.label, candidate.label, lag.appliedSequence)
-    } else if (!fence.finalHeartbeat) {
+    } else {
       possibleDataLoss = possibleLoss.unreachableWhileFencing(previous.label, candidate.label, fence.error)
     }
   } else if (previous) {

@@ -201,6 +201,7 @@ export class ReplicationManager extends ManagerWithRules {
           }
         },
         nextHeartbeatSequence: () => state.lag.nextSequence(),
+        drainManaged: () => this.rules.drainFeed(candidate.label),
         beforeSwitch: async () => {
           // Managed slaves were fed from the old master: stop them (and free its capture).
           for (const slave of this.managedSlaves(state)) await this.stopFeed(state, slave, true)
