@@ -49,8 +49,16 @@ export class MysqlCapture implements ChangeCapture {
         { name: 'name', type: 'string' },
         { name: 'start_gtid', type: 'text' },
         { name: 'collections', type: 'json' },
+        { name: 'server_id', type: 'bigint' },
       ],
     })
+    // tables of an earlier version lack the server id
+    await this.db.ensureColumns(CAPTURES_COLLECTION, [{ name: 'server_id', type: 'bigint' }])
+  }
+
+  private async serverId(): Promise<number> {
+    const [row] = await this.db.query<{ id: number | string }>('SELECT @@server_id AS id')
+    return Number(row?.id ?? 0)
   }
 
   private async gtidPosition(): Promise<string> {
@@ -86,10 +94,15 @@ export class MysqlCapture implements ChangeCapture {
         )
     }
     await this.capturesTable()
-    const existing = await this.db.findOne(CAPTURES_COLLECTION, { name: options.name })
+    const serverId = await this.serverId()
+    const found = await this.db.findOne(CAPTURES_COLLECTION, { name: options.name })
+    // A row written by another server came here by replication (this server was a replica,
+    // since promoted): its GTID is a position in the old master's log, which this server's log
+    // may not hold. The capture starts afresh here; the rule re-seeds what came before.
+    const existing = found && Number(found.server_id ?? serverId) === serverId ? found : null
     const startGtid = existing ? String(existing.start_gtid) : await this.gtidPosition()
     await this.db.upsertMany(CAPTURES_COLLECTION, [
-      { name: options.name, start_gtid: startGtid, collections: options.collections },
+      { name: options.name, start_gtid: startGtid, collections: options.collections, server_id: serverId },
     ])
     const reader = this.readers.get(options.name)
     if (reader && existing && JSON.stringify(existing.collections) !== JSON.stringify(options.collections)) {
