@@ -158,6 +158,30 @@ export class SqliteDialect extends SqlDialect {
     })
   }
 
+  /**
+   * Catalogue reads run at once instead of queueing behind the open transaction: a lookup made
+   * through the dialect inside a transaction would otherwise wait for that transaction, which
+   * waits for it. They only read the schema, so running them between its statements is harmless.
+   */
+  private readonly catalogueExecutor: SqlExecutor = {
+    inTransaction: false,
+    execute: async (sql, params, options) => this.runNow(sql, params, options),
+  }
+
+  override async describeCollection(collection: string): Promise<CollectionDescription> {
+    this.operations() // NOT_CONNECTED before connect() / after close()
+    return this.describeWith(collection, this.catalogueExecutor)
+  }
+
+  override async listCollections(): Promise<string[]> {
+    this.operations()
+    try {
+      return await this.listTables(this.catalogueExecutor)
+    } catch (error) {
+      throw this.toReplicatorError(error)
+    }
+  }
+
   // ---- change capture (triggers + changelog) ----
 
   protected async introspect(collection: string, executor: SqlExecutor): Promise<CollectionDescription | null> {
