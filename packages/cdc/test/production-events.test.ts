@@ -405,6 +405,52 @@ describe('schema changes on the source', () => {
     )
   }
 
+  for (const to of ['postgres', 'mariadb'] as const) {
+    it.skipIf(!backends.postgres.serverUrl || !backends[to].serverUrl)(
+      `postgres → ${to}: a type change the target cannot take dead-letters that table's rows with the reason; the other tables flow`,
+      async () => {
+        const { dialect: source } = await open(backends.postgres)
+        const { dialect: target } = await open(backends[to])
+        const counts: CollectionSchema = {
+          name: 'counts',
+          columns: [
+            { name: 'id', type: 'integer' },
+            { name: 'qty', type: 'integer' },
+          ],
+          primaryKey: ['id'],
+        }
+        await source.ensureCollection(counts)
+        await source.ensureCollection(items('items'))
+        const rule = `retyped_${to}`
+        const runner = new RuleRunner(
+          { name: rule, source: 'a', target: 'b', mode: 'cdc', collections: ['counts', 'items'] },
+          source,
+          target,
+        )
+        await source.upsertMany('counts', [{ id: 1, qty: 1 }])
+        await runner.sync()
+        await source.query('ALTER TABLE counts ALTER COLUMN qty TYPE text')
+        await source.query("INSERT INTO counts (id, qty) VALUES (2, 'a dozen'), (3, '3')")
+        await source.upsertMany('items', [{ id: 1, label: 'still flows' }])
+        const stats = await runner.sync()
+        expect(await target.find('items')).toEqual([{ id: 1, label: 'still flows' }])
+        expect(byId(await target.find('counts'))).toEqual([
+          { id: 1, qty: 1 },
+          { id: 3, qty: 3 },
+        ])
+        const [letter] = await target.find(DEAD_LETTERS_COLLECTION, { rule })
+        expect(letter).toMatchObject({ collection: 'counts' })
+        expect(String(letter!.error)).toMatch(/qty|integer|incorrect|invalid/i)
+        expect(stats.deadLettered).toBe(1)
+        // later changes of the table still flow
+        await source.query("UPDATE counts SET qty = '7' WHERE id = 1")
+        await runner.sync()
+        expect(await target.findOne('counts', { id: 1 })).toEqual({ id: 1, qty: 7 })
+        await runner.teardown()
+      },
+    )
+  }
+
   it('sqlite → sqlite: the capture triggers are rebuilt with the new column at the next sync', async () => {
     const { dialect: source } = await open(backends.sqlite)
     const { dialect: target } = await open(backends.sqlite)

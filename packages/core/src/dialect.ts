@@ -171,6 +171,11 @@ export interface CaptureBacklog {
   retainedBytes?: number
   /** Captured changes not yet confirmed (SQLite changelog rows). */
   pendingEvents?: number
+  /**
+   * PostgreSQL slot's `wal_status`: `unreserved` means the WAL it needs is about to be removed
+   * (over `max_slot_wal_keep_size`), `lost` that it was (the rule re-seeds at its next sync).
+   */
+  walStatus?: 'reserved' | 'extended' | 'unreserved' | 'lost'
 }
 
 /** Native replication figures, where the database exposes them. */

@@ -18,6 +18,8 @@ export type ReplicatorErrorCode =
   | 'REPLICA_NOT_FOUND'
   | 'LAG_TOO_HIGH'
   | 'FENCED'
+  /** A capture's log position is gone on the source (an invalidated slot, purged binary logs): the rule re-seeds. */
+  | 'CAPTURE_LOST'
 
 /** Options of {@link ReplicatorError}. */
 export interface ReplicatorErrorOptions {

@@ -133,14 +133,39 @@ export class PostgresCapture implements ChangeCapture {
 
   async backlog(name: string): Promise<CaptureBacklog | null> {
     const { slot } = this.captureObjects(name)
-    const rows = await this.db.query<{ retained: string | null }>(
-      'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text AS retained FROM pg_replication_slots WHERE slot_name = $1',
+    const rows = await this.db.query<{ retained: string | null; status: CaptureBacklog['walStatus'] | null }>(
+      'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text AS retained, wal_status AS status FROM pg_replication_slots WHERE slot_name = $1',
       [slot],
     )
-    return rows.length ? { retainedBytes: Number(rows[0]!.retained ?? 0) } : null
+    if (!rows.length) return null
+    return { retainedBytes: Number(rows[0]!.retained ?? 0), ...(rows[0]!.status ? { walStatus: rows[0]!.status } : {}) }
   }
 
   async read(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
+    try {
+      return await this.readSlot(name, options)
+    } catch (error) {
+      throw (await this.lostSlot(name)) ?? error
+    }
+  }
+
+  /** CAPTURE_LOST when the capture's slot was invalidated (the WAL it needed is gone); null otherwise. */
+  private async lostSlot(name: string): Promise<ReplicatorError | null> {
+    const { slot } = this.captureObjects(name)
+    const rows = await this.db
+      .query<{ status: string | null }>('SELECT wal_status AS status FROM pg_replication_slots WHERE slot_name = $1', [
+        slot,
+      ])
+      .catch(() => [])
+    if (rows[0]?.status !== 'lost') return null
+    return new ReplicatorError(
+      'CAPTURE_LOST',
+      `[replicator:postgres] The replication slot of capture "${name}" on ${this.db.maskedUri} was invalidated (it held more WAL than max_slot_wal_keep_size): the changes it held are gone.`,
+      { details: { capture: name, slot } },
+    )
+  }
+
+  private async readSlot(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
     if (!this.sqlCaptureOnly.has(name)) {
       try {
         return await this.readFromStream(name, options)

@@ -12,6 +12,8 @@ export interface ReplicationManagerEvents {
   'replica.promoted': [PromotionResult]
   /** After each committed target transaction of a rule or managed feed. */
   'rule.batch': [Info<'batchApplied'>]
+  /** A rule's capture lost its position on the source; it was recreated and the target re-seeded (no silent gap). */
+  'rule.reseeded': [Info<'captureLost'>]
   /** During snapshots, after each page written. */
   'rule.progress': [Info<'snapshotProgress'>]
   /** Problems of background work (monitors, streaming loops); never thrown into the application. */

@@ -46,6 +46,7 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
       observer: {
         batchApplied: (info) => this.emit('rule.batch', info),
         snapshotProgress: (info) => this.emit('rule.progress', info),
+        captureLost: (info) => this.emit('rule.reseeded', info),
       },
       defaultIntervalMs: this.options.ruleIntervalMs,
       lease: { owner: this.options.heartbeatId, leaseMs: this.options.ruleLeaseMs },

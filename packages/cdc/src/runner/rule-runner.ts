@@ -157,6 +157,38 @@ export class RuleRunner {
     this.standby = await this.context.lease.acquire()
     if (this.standby) return this.getStats()
     if (this.config.collections.includes('*') || this.config.alsoCarry?.length) await this.followCatalogue()
+    try {
+      return await this.applyChanges(started)
+    } catch (error) {
+      if (!ReplicatorError.isInstance(error) || error.code !== 'CAPTURE_LOST') throw error
+      await this.recoverLostCapture(error)
+      return this.applyChanges(started)
+    }
+  }
+
+  /**
+   * The source no longer holds the capture's position (an invalidated slot, purged binary
+   * logs): changes were lost there, never silently here. The capture is recreated and the
+   * target re-seeded by a mirror pass (deletes included); the rule goes on from the new capture.
+   */
+  private async recoverLostCapture(error: ReplicatorError): Promise<void> {
+    await this.source.capture!.drop(this.config.name)
+    await this.source.capture!.setup({ name: this.config.name, collections: this.collections })
+    await this.reseed()
+    this.context.observer.captureLost?.({ rule: this.config.name, reason: error.message })
+  }
+
+  /** Carries the source's current rows (deletes included) and starts over from the capture made just before. */
+  private async reseed(): Promise<void> {
+    if (this.config.mode === 'cdc')
+      for (const collection of this.collections) await mirrorCollection(this.context, collection)
+    else for (const collection of this.collections) await mergeCollection(this.context, collection)
+    await this.writeOffset(null)
+    this.stats.reseeds++
+  }
+
+  /** Snapshot or re-seed when due, then every captured change until none is pending. */
+  private async applyChanges(started: number): Promise<SyncStats> {
     let offset = await readOffset(this.context)
     if (!offset.snapshotDone) {
       if (!this.config.skipSnapshot) await this.snapshot()
@@ -167,12 +199,8 @@ export class RuleRunner {
     } else if (this.config.origin && offset.origin && offset.origin !== this.config.origin) {
       // A new source master: its capture (created by prepare) holds every change from now on;
       // a mirror pass carries what happened before, including deletes.
-      if (this.config.mode === 'cdc')
-        for (const collection of this.collections) await mirrorCollection(this.context, collection)
-      else for (const collection of this.collections) await mergeCollection(this.context, collection)
-      await this.writeOffset(null)
+      await this.reseed()
       offset = { position: null, snapshotDone: true, origin: this.config.origin }
-      this.stats.reseeds++
     } else {
       // once per preparation, not per sync: the collections only change when the rule is prepared
       if (!this.copiesChecked) await this.copyAddedCollections()

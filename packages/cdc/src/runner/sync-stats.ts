@@ -22,7 +22,7 @@ export interface SyncStats {
   skipped: number
   errors: number
   deadLettered: number
-  /** Times the target was re-seeded because the source master changed (promotion). */
+  /** Times the target was re-seeded: the source master changed (promotion), or the source lost the capture's position. */
   reseeds: number
   /** Duration of the last sync() in ms. */
   duration: number
@@ -43,6 +43,8 @@ export interface SyncStats {
 export interface RuleObserver {
   /** After each committed target transaction of captured changes. */
   batchApplied?(info: { rule: string; events: number; durationMs: number; lagMs: number }): void
+  /** The source lost the capture's position (slot invalidated, logs purged): it was recreated and the target re-seeded. */
+  captureLost?(info: { rule: string; reason: string }): void
   /** During a snapshot, after each page written; `total` is the source's row count when the copy began. */
   snapshotProgress?(info: { rule: string; collection: string; done: number; total: number }): void
 }
