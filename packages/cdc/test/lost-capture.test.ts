@@ -1,12 +1,21 @@
 import '@mostajs/replicator-dialect-postgres'
+import '@mostajs/replicator-dialect-mysql'
 import '@mostajs/replicator-dialect-sqlite'
 import { afterAll, describe, expect, it } from 'vitest'
 import { connectDialect, type Dialect, type Row } from '@mostajs/replicator-core'
 import { RuleRunner } from '@mostajs/replicator-cdc'
-import { sqliteFile, startPostgres, type RunningPostgres } from '@mostajs/replicator-testkit'
+import {
+  createMariaDBDatabase,
+  sqliteFile,
+  startMariaDB,
+  startPostgres,
+  type RunningMariaDB,
+  type RunningPostgres,
+} from '@mostajs/replicator-testkit'
 import { privateServer } from '@mostajs/replicator-testkit/vitest'
 
 const { available, skipNote } = privateServer('postgres')
+const mariadb = privateServer('mariadb')
 
 // A slot that held more WAL than max_slot_wal_keep_size is invalidated by PostgreSQL: the
 // changes it held are gone. The rule must say so and re-seed by itself, never read on as if
@@ -77,5 +86,75 @@ describe.skipIf(!available)(`a PostgreSQL slot invalidated by max_slot_wal_keep_
     await runner.sync()
     expect(await rowsOf(target)).toEqual(await rowsOf(source))
     await runner.teardown()
+  })
+})
+
+describe.skipIf(!mariadb.available)(`MariaDB binary logs purged while a rule was stopped${mariadb.skipNote}`, () => {
+  let server: RunningMariaDB | undefined
+  const dialects: Dialect[] = []
+  const file = sqliteFile('lost-binlog.db')
+  afterAll(async () => {
+    for (const dialect of dialects) await dialect.close().catch(() => undefined)
+    await server?.stop()
+    file.cleanup()
+  })
+
+  it('the restarted rule recreates its capture and re-seeds the target instead of failing for good', async () => {
+    server = await startMariaDB()
+    const uri = (await createMariaDBDatabase(server.url, 'shop')).replace(/^mysql:/, 'mariadb:')
+    const connect = async (dialect: string, at: string) => {
+      const connected = await connectDialect({ dialect, uri: at })
+      dialects.push(connected)
+      return connected
+    }
+    const source = await connect('mariadb', uri)
+    const target = await connect('sqlite', file.uri)
+    const admin = await connect('mariadb', uri.replace(/\/shop$/, '/mysql'))
+    await source.ensureCollection({
+      name: 'items',
+      columns: [
+        { name: 'id', type: 'integer' },
+        { name: 'label', type: 'string' },
+      ],
+      primaryKey: ['id'],
+    })
+    await source.upsertMany(
+      'items',
+      [1, 2, 3].map((id) => ({ id, label: `i${id}` })),
+    )
+    const rule = { name: 'stopped', source: 'a', target: 'b', mode: 'cdc' as const, collections: ['items'] }
+    const lease = { owner: 'the rule worker' } // the same worker, restarted
+    await new RuleRunner(rule, source, target, {}, lease).sync()
+    // the worker is down; the source goes on, and its binary logs are purged (expire_logs_days)
+    await source.upsertMany('items', [{ id: 4, label: 'while down' }])
+    await source.delete('items', { id: 2 })
+    await admin.query('FLUSH BINARY LOGS')
+    const [status] = await admin.query<{ File: string }>('SHOW MASTER STATUS')
+    for (let attempt = 0; attempt < 100; attempt++) {
+      // a log is kept until the engine's checkpoint of it (shortly after the flush)
+      await admin.query(`PURGE BINARY LOGS TO '${status!.File}'`)
+      if ((await admin.query('SHOW BINARY LOGS')).length === 1) break
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    expect(await admin.query('SHOW BINARY LOGS')).toHaveLength(1)
+
+    const lost: string[] = []
+    const restarted = new RuleRunner(
+      rule,
+      await connect('mariadb', uri),
+      target,
+      { captureLost: ({ reason }) => lost.push(reason) },
+      lease,
+    )
+    const stats = await restarted.sync()
+    expect(lost).toHaveLength(1)
+    expect(lost[0]).toMatch(/purged/)
+    expect(stats.reseeds).toBe(1)
+    const rowsOf = async (dialect: Dialect): Promise<Row[]> => dialect.find('items', {}, { sort: { id: 1 } })
+    expect((await rowsOf(target)).map((row) => row.id)).toEqual([1, 3, 4])
+    await source.upsertMany('items', [{ id: 5, label: 'after' }])
+    await restarted.sync()
+    expect(await rowsOf(target)).toEqual(await rowsOf(source))
+    await restarted.teardown()
   })
 })

@@ -161,10 +161,15 @@ export class MysqlCapture implements ChangeCapture {
         this.db.config.capture,
       )
       this.readers.set(name, reader)
-      await reader.start()
+      await reader.start().catch((error: unknown) => {
+        throw this.lostPosition(name, error) ?? error
+      })
     }
     const [status] = await this.db.query<{ File: string; Position: number }>('SHOW MASTER STATUS')
-    if (status) await reader.catchUp({ file: status.File, pos: Number(status.Position) }, 3000)
+    if (status)
+      await reader.catchUp({ file: status.File, pos: Number(status.Position) }, 3000).catch((error: unknown) => {
+        throw this.lostPosition(name, error) ?? error
+      })
     const { events, position, spill } = reader.take(Math.max(1, options.maxEvents), options.after ? from : null)
     if (spill) {
       // A transaction too large to hold: read back from its spill file in parts.
@@ -184,6 +189,17 @@ export class MysqlCapture implements ChangeCapture {
         : { events: [], position: { dialect: this.db.name, value } }
     }
     return { events, position: position ? { dialect: this.db.name, value: { ...position } } : null }
+  }
+
+  /** CAPTURE_LOST when the server no longer has the binary logs the capture's GTID needs (purged). */
+  private lostPosition(name: string, error: unknown): ReplicatorError | null {
+    const message = error instanceof Error ? error.message : String(error)
+    if (!/could not find gtid|purged/i.test(message)) return null
+    return new ReplicatorError(
+      'CAPTURE_LOST',
+      `[replicator:${this.db.name}] The binary logs capture "${name}" resumes from are gone on ${this.db.maskedUri} (purged): ${message}`,
+      { details: { capture: name }, cause: error },
+    )
   }
 
   /** A row image from the binlog → portable values, as a read of the table gives them. */
