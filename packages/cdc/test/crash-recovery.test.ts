@@ -1,44 +1,14 @@
 import '@mostajs/replicator-dialect-postgres'
 import '@mostajs/replicator-dialect-sqlite'
 import '@mostajs/replicator-dialect-mysql'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { connectDialect, scanAll, type Dialect } from '@mostajs/replicator-core'
 import { testBackends } from '@mostajs/replicator-testkit/vitest'
+import { killRule, killRuleProcesses, startRule, unexpectedExits } from './fixtures/rule-process.js'
 
 const backends = testBackends()
-const script = fileURLToPath(new URL('./fixtures/run-rule.ts', import.meta.url))
-const children = new Set<ChildProcess>()
-const exits: string[] = []
-afterAll(() => {
-  for (const child of children) child.kill('SIGKILL')
-})
-
-/** Starts the rule in a child process and resolves once it is prepared. */
-function startRule(args: string[]): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', script, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    children.add(child)
-    let errors = ''
-    child.stderr!.on('data', (chunk) => {
-      errors += chunk
-    })
-    child.stdout!.on('data', (chunk) => {
-      if (String(chunk).includes('ready')) resolve(child)
-    })
-    child.on('exit', (code, signal) => {
-      children.delete(child)
-      if (signal !== 'SIGKILL') {
-        exits.push(`rule process exited (${code}): ${errors.slice(-2000)}`)
-        reject(new Error(exits[exits.length - 1]))
-      }
-    })
-  })
-}
+afterAll(killRuleProcesses)
 
 /** Row-by-row checksum of a table in key order, with the row count. */
 async function checksum(dialect: Dialect): Promise<{ rows: number; sha256: string }> {
@@ -99,8 +69,7 @@ for (const [backend, targetBackend, kills] of [
           for (let kill = 0; kill < kills; kill++) {
             const child = await startRule(args)
             await new Promise((resolve) => setTimeout(resolve, 30 + Math.random() * 250))
-            child.kill('SIGKILL')
-            await new Promise((resolve) => child.once('exit', resolve))
+            await killRule(child)
           }
         } finally {
           writing = false
@@ -131,7 +100,7 @@ for (const [backend, targetBackend, kills] of [
           )
           console.log('DIAG extra in target', targetRows.filter((row) => !inSource.has(row.id)).slice(0, 5))
         }
-        expect(exits).toEqual([]) // the rule process never died on its own
+        expect(unexpectedExits).toEqual([]) // the rule process never died on its own
         expect(writes).toBeGreaterThan(100)
         expect(actual).toEqual(expected)
         await target.close()

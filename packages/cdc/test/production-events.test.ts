@@ -405,6 +405,28 @@ describe('schema changes on the source', () => {
     )
   }
 
+  for (const to of ['postgres', 'sqlite'] as const) {
+    it.skipIf(!backends.postgres.serverUrl)(
+      `postgres → ${to}: a column added after the rule was prepared and before its snapshot is copied with its values`,
+      async () => {
+        const { dialect: source } = await open(backends.postgres)
+        const { dialect: target } = await open(backends[to])
+        await source.ensureCollection(items('items'))
+        await source.upsertMany('items', [{ id: 1, label: 'one' }])
+        const runner = new RuleRunner(
+          { name: `late_column_${to}`, source: 'a', target: 'b', mode: 'cdc', collections: ['items'] },
+          source,
+          target,
+        )
+        await runner.prepare() // the target table is made with the columns of now
+        await source.query("ALTER TABLE items ADD COLUMN extra text DEFAULT 'filled'")
+        await runner.sync()
+        expect(await target.find('items')).toEqual([{ id: 1, label: 'one', extra: 'filled' }])
+        await runner.teardown()
+      },
+    )
+  }
+
   for (const to of ['postgres', 'mariadb'] as const) {
     it.skipIf(!backends.postgres.serverUrl || !backends[to].serverUrl)(
       `postgres → ${to}: a type change the target cannot take dead-letters that table's rows with the reason; the other tables flow`,

@@ -1,4 +1,10 @@
-import { collectionSchemaOf, ReplicatorError, type ChangeEvent, type NativeRow } from '@mostajs/replicator-core'
+import {
+  collectionSchemaOf,
+  ReplicatorError,
+  type ChangeEvent,
+  type NativeRow,
+  type Row,
+} from '@mostajs/replicator-core'
 import type { RuleContext } from './rule-context.js'
 
 /**
@@ -31,19 +37,43 @@ export async function addNewColumns(ctx: RuleContext, events: ChangeEvent[]): Pr
       for (const column of event.nativeAfter.columns) note(column.name)
     } else for (const name in event.after ?? {}) note(name) // no key array per row
   }
-  for (const [collection, names] of missing) {
-    ctx.source.invalidateCatalog(collection)
-    const description = await ctx.source.describeCollection(collection)
-    const unportable = description.columns.filter((column) => names.has(column.name) && column.type === 'unknown')
-    if (unportable.length) {
-      const listed = unportable.map((column) => `${column.name} (${column.nativeType})`).join(', ')
-      throw new ReplicatorError(
-        'TYPE_UNSUPPORTED',
-        `Rule "${ctx.config.name}": column(s) ${listed} added to "${collection}" on the source have no portable type, so the target cannot take them. Change their type on the source, or leave "${collection}" out of the rule.`,
-        { details: { rule: ctx.config.name, collection, columns: unportable.map((column) => column.name) } },
-      )
-    }
-    const added = collectionSchemaOf(description).columns.filter((column) => names.has(column.name))
-    await ctx.target.ensureColumns(collection, added)
+  for (const [collection, names] of missing) await addSourceColumns(ctx, collection, names)
+}
+
+/**
+ * Before a snapshot page is written: columns its rows carry that the target table lacks (the
+ * source table was altered after the target's was made, or during the copy) are added first.
+ */
+export async function addColumnsOfRows(ctx: RuleContext, collection: string, rows: Row[]): Promise<void> {
+  if (!rows.length) return
+  const present = new Set((await ctx.target.describeCollection(collection)).columns.map((column) => column.name))
+  const missing = new Set<string>()
+  for (const name in rows[0]) if (!present.has(name)) missing.add(name) // a page's rows share their columns
+  if (missing.size) await addSourceColumns(ctx, collection, missing)
+}
+
+/** Before a copy: the target table gets the source's columns it lacks (read afresh from the source). */
+export async function addColumnsOfSource(ctx: RuleContext, collection: string): Promise<void> {
+  ctx.source.invalidateCatalog(collection)
+  const sourceColumns = (await ctx.source.describeCollection(collection)).columns.map((column) => column.name)
+  const present = new Set((await ctx.target.describeCollection(collection)).columns.map((column) => column.name))
+  const missing = new Set(sourceColumns.filter((name) => !present.has(name)))
+  if (missing.size) await addSourceColumns(ctx, collection, missing)
+}
+
+/** Adds the source's columns `names` of `collection` to the target (nullable, portable type). */
+async function addSourceColumns(ctx: RuleContext, collection: string, names: Set<string>): Promise<void> {
+  ctx.source.invalidateCatalog(collection)
+  const description = await ctx.source.describeCollection(collection)
+  const unportable = description.columns.filter((column) => names.has(column.name) && column.type === 'unknown')
+  if (unportable.length) {
+    const listed = unportable.map((column) => `${column.name} (${column.nativeType})`).join(', ')
+    throw new ReplicatorError(
+      'TYPE_UNSUPPORTED',
+      `Rule "${ctx.config.name}": column(s) ${listed} added to "${collection}" on the source have no portable type, so the target cannot take them. Change their type on the source, or leave "${collection}" out of the rule.`,
+      { details: { rule: ctx.config.name, collection, columns: unportable.map((column) => column.name) } },
+    )
   }
+  const added = collectionSchemaOf(description).columns.filter((column) => names.has(column.name))
+  await ctx.target.ensureColumns(collection, added)
 }

@@ -1,5 +1,6 @@
 import { ReplicatorError } from '@mostajs/replicator-core'
 import type { RuleContext } from './rule-context.js'
+import { addColumnsOfRows, addColumnsOfSource } from './schema-evolution.js'
 
 /**
  * Copies one collection page by page, reading the next page while the previous one is being
@@ -10,6 +11,7 @@ export async function copyCollection(ctx: RuleContext, collection: string): Prom
   const detail = ctx.perCollection.get(collection)!
   const progress = ctx.observer.snapshotProgress
   const total = progress ? await ctx.source.count(collection) : 0
+  await addColumnsOfSource(ctx, collection) // the source table may have been altered since the target's was made
   if (await bulkCopy(ctx, collection, total)) return
   let done = 0
   let page = await ctx.source.scan(collection, { limit: pageSize })
@@ -18,6 +20,7 @@ export async function copyCollection(ctx: RuleContext, collection: string): Prom
     next?.catch(() => undefined) // its failure is reported when awaited below
     if (page.rows.length) {
       await ctx.lease.keepAlive() // a long copy keeps the rule; a lost lease stops it (FENCED)
+      await addColumnsOfRows(ctx, collection, page.rows) // the source table may have been altered
       await ctx.target.upsertMany(collection, page.rows)
       detail.snapshotRows += page.rows.length
       ctx.stats.recordsSynced += page.rows.length
