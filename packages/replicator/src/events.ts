@@ -1,6 +1,6 @@
 import type { RuleObserver } from '@mostajs/replicator-cdc'
 import type { ReplicaState } from '@mostajs/replicator-routing'
-import type { PromotionResult } from './types.js'
+import type { PromotionResult, RetentionWarning } from './types.js'
 
 type Info<K extends keyof RuleObserver> = Parameters<NonNullable<RuleObserver[K]>>[0]
 
@@ -16,6 +16,8 @@ export interface ReplicationManagerEvents {
   'rule.reseeded': [Info<'captureLost'>]
   /** During snapshots, after each page written. */
   'rule.progress': [Info<'snapshotProgress'>]
+  /** A capture started holding too much log on its source, or its slot is at risk or lost (see `maxRetainedWalBytes`). */
+  'capture.retention': [RetentionWarning]
   /** Problems of background work (monitors, streaming loops); never thrown into the application. */
   error: [unknown]
 }

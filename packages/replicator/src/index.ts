@@ -11,6 +11,7 @@ export type {
   ReplicaStatus,
   ReplicationKind,
   ResolveReadOptions,
+  RetentionWarning,
   RoutingStatus,
 } from './types.js'
 export { READ_ROUTING_STRATEGIES, type ReadRoutingStrategy, type ReplicaState } from '@mostajs/replicator-routing'

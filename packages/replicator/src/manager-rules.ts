@@ -10,10 +10,15 @@ import {
   type SyncStats,
 } from '@mostajs/replicator-cdc'
 import { ManagerCore } from './manager-core.js'
-import { masterOf, requireMaster } from './topology.js'
+import { masterOf, requireMaster, type ProjectState } from './topology.js'
+import type { RetentionWarning } from './types.js'
+
+const MB = 1024 * 1024
 
 /** The change-data-capture part of the manager's API: rules, streams, change streams, backlogs. */
 export class ManagerWithRules extends ManagerCore {
+  private retention = new Map<string, RetentionWarning>()
+  private retentionTimer: NodeJS.Timeout | undefined
   // ---------------------------------------------------------------- replication rules (CDC)
 
   /**
@@ -102,5 +107,57 @@ export class ManagerWithRules extends ManagerCore {
       if (backlog) found.push({ capture, source: master.label, ...backlog })
     }
     return found
+  }
+
+  /**
+   * Checks what every capture holds on its source against `maxRetainedWalBytes` and the slot's
+   * `wal_status`; emits `capture.retention` for each capture newly over, and returns all those
+   * over now (also run every `retentionCheckIntervalMs`).
+   */
+  async checkCaptureRetention(): Promise<RetentionWarning[]> {
+    const limit = this.options.maxRetainedWalBytes
+    const now = new Map<string, RetentionWarning>()
+    for (const backlog of await this.captureBacklogs()) {
+      const retained = backlog.retainedBytes ?? null
+      let reason: string | null = null
+      if (backlog.walStatus === 'lost')
+        reason = 'its slot was invalidated (the WAL it needed is gone); the rule re-seeds at its next sync'
+      else if (backlog.walStatus === 'unreserved')
+        reason = `its slot's WAL is about to be removed (wal_status unreserved, ${(Number(retained) / MB).toFixed(1)} MB held)`
+      else if (retained !== null && retained > limit)
+        reason = `holds ${(retained / MB).toFixed(1)} MB of WAL on its source (limit ${(limit / MB).toFixed(1)} MB): is its rule running?`
+      if (!reason) continue
+      const warning = {
+        capture: backlog.capture,
+        source: backlog.source,
+        retainedBytes: retained,
+        walStatus: backlog.walStatus ?? null,
+        reason,
+      }
+      now.set(backlog.capture, warning)
+      if (!this.retention.has(backlog.capture)) this.emit('capture.retention', warning)
+    }
+    this.retention = now
+    return [...now.values()]
+  }
+
+  /** The captures over their retention limit at the last check (see `checkCaptureRetention`). */
+  getRetentionWarnings(): RetentionWarning[] {
+    return [...this.retention.values()]
+  }
+
+  protected override startMonitors(state: ProjectState): void {
+    super.startMonitors(state)
+    if (this.retentionTimer) return
+    this.retentionTimer = setInterval(() => {
+      this.checkCaptureRetention().catch((error: unknown) => this.report(error))
+    }, this.options.retentionCheckIntervalMs)
+    this.retentionTimer.unref()
+  }
+
+  /** Stops the periodic retention check (the manager is closing). */
+  protected stopRetentionMonitor(): void {
+    clearInterval(this.retentionTimer)
+    this.retentionTimer = undefined
   }
 }

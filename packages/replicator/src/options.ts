@@ -30,6 +30,14 @@ export interface ReplicationManagerOptions {
    * the others wait and take it over when this long has passed since the last renewal.
    */
   ruleLeaseMs?: number
+  /**
+   * A capture holding more log than this on its source (PostgreSQL slot WAL) is reported: a
+   * `capture.retention` event, a `/health` warning and `replicator_capture_retention_exceeded`
+   * (default 1 GiB). A slot whose `wal_status` is `unreserved` or `lost` is reported whatever its size.
+   */
+  maxRetainedWalBytes?: number
+  /** How often capture retention is checked (default 30 s). */
+  retentionCheckIntervalMs?: number
   /** Memory limits of change capture on every replica (spill threshold and directory, binlog buffer). */
   capture?: CaptureSettings
 }
@@ -46,6 +54,8 @@ export function resolveOptions(options: ReplicationManagerOptions): Required<Rep
     heartbeatId: options.heartbeatId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
     ruleIntervalMs: options.ruleIntervalMs ?? 200,
     ruleLeaseMs: options.ruleLeaseMs ?? 10_000,
+    maxRetainedWalBytes: options.maxRetainedWalBytes ?? 1024 ** 3,
+    retentionCheckIntervalMs: options.retentionCheckIntervalMs ?? 30_000,
     capture: options.capture ?? {},
   }
 }

@@ -308,6 +308,7 @@ export class ReplicationManager extends ManagerWithRules {
   async disconnectAll(): Promise<void> {
     await this.rules.stopAll()
     for (const state of this.projects.values()) this.stopMonitors(state)
+    this.stopRetentionMonitor()
     await this.persistQueue
     const closing: Promise<void>[] = []
     for (const state of this.projects.values())

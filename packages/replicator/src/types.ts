@@ -82,3 +82,13 @@ export interface ProjectManagerLike {
   hasProject(name: string): boolean
   getProject(name: string): { schemas?: EntitySchema[] } | undefined | null
 }
+
+/** A capture that holds too much log on its source, or whose slot is at risk or lost. */
+export interface RetentionWarning {
+  capture: string
+  /** `project/replica` of the source. */
+  source: string
+  retainedBytes: number | null
+  walStatus: string | null
+  reason: string
+}

@@ -147,6 +147,18 @@ export function createReplicatorMetrics(manager: ReplicationManager): Replicator
     labelNames: ['capture', 'source'],
     registers: [],
   })
+  const retentionExceeded = new Gauge({
+    name: 'replicator_capture_retention_exceeded',
+    help: 'Captures over maxRetainedWalBytes, or whose slot is at risk or lost (1), at the last retention check',
+    labelNames: ['capture', 'source'],
+    registers: [],
+    collect() {
+      this.reset()
+      for (const warning of manager.getRetentionWarnings())
+        this.set({ capture: warning.capture, source: warning.source }, 1)
+    },
+  })
+  registry.registerMetric(retentionExceeded)
   new Gauge({
     name: 'replicator_capture_retained_bytes',
     help: 'Log bytes a capture keeps on its source (PostgreSQL replication slot WAL)',

@@ -74,6 +74,8 @@ export function healthOf(manager: ReplicationManager, unhealthyAfterFailures = 3
     else if (stream.consecutiveFailures > 0)
       warnings.push(`${stream.name}: retrying after ${stream.lastError ?? 'an error'}`)
   }
+  for (const retention of manager.getRetentionWarnings())
+    warnings.push(`capture ${retention.capture} on ${retention.source}: ${retention.reason}`)
   return { status: reasons.length ? 'down' : 'ok', reasons, warnings, checkedAt: new Date().toISOString() }
 }
 
