@@ -18,9 +18,9 @@ const { available, skipNote } = privateServer('postgres')
 const mariadb = privateServer('mariadb')
 
 // Sources that go away under a rule. A slot that held more WAL than max_slot_wal_keep_size is
-// invalidated by PostgreSQL: the
-// changes it held are gone. The rule must say so and re-seed by itself, never read on as if
-// nothing had happened, nor fail for good.
+// invalidated by PostgreSQL, and binary logs are purged: the changes they held are gone. The
+// rule must say so and re-seed by itself, never read on as if nothing had happened, nor fail
+// for good. A server that restarts loses nothing: the rule goes on from its slot.
 
 describe.skipIf(!available)(`a PostgreSQL slot invalidated by max_slot_wal_keep_size${skipNote}`, () => {
   let server: RunningPostgres | undefined
