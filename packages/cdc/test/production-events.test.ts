@@ -530,3 +530,84 @@ describe.skipIf(!backends.postgres.serverUrl)('primary-key changes of rows with 
     })
   }
 })
+
+describe.skipIf(!backends.postgres.serverUrl)('REPLICA IDENTITY of PostgreSQL source tables', () => {
+  const coded: CollectionSchema = {
+    name: 'coded',
+    columns: [
+      { name: 'id', type: 'integer' },
+      { name: 'code', type: 'string', length: 20 },
+      { name: 'label', type: 'string' },
+    ],
+    primaryKey: ['id'],
+  }
+  const prepared = async (alter: string) => {
+    const { dialect: source } = await open(backends.postgres)
+    const { dialect: target } = await open(backends.sqlite)
+    await source.ensureCollection(coded)
+    await source.ensureCollection(items('items'))
+    await source.query('ALTER TABLE coded ALTER COLUMN code SET NOT NULL')
+    for (const statement of alter.split('; ')) await source.query(statement)
+    return { source, target }
+  }
+  const named = (identity: string) => identity.replace(/\W+/g, '_')
+
+  const carried = [
+    ['FULL', 'ALTER TABLE coded REPLICA IDENTITY FULL'],
+    [
+      'USING INDEX (holding the key)',
+      'CREATE UNIQUE INDEX coded_code_id ON coded (code, id); ALTER TABLE coded REPLICA IDENTITY USING INDEX coded_code_id',
+    ],
+  ] as const
+  for (const [identity, alter] of carried)
+    it(`${identity}: updates, deletes and key changes reach the target`, async () => {
+      const { source, target } = await prepared(alter)
+      await source.upsertMany(
+        'coded',
+        [1, 2, 3, 4].map((id) => ({ id, code: `c${id}`, label: `l${id}` })),
+      )
+      const runner = new RuleRunner(
+        { name: `identity_${named(identity)}`, source: 'a', target: 'b', mode: 'cdc', collections: ['coded'] },
+        source,
+        target,
+      )
+      await runner.sync()
+      await source.query("UPDATE coded SET label = 'changed' WHERE id = 1")
+      await source.query('DELETE FROM coded WHERE id = 2')
+      await source.query('UPDATE coded SET id = 30 WHERE id = 3')
+      await source.query("UPDATE coded SET code = 'c44' WHERE id = 4")
+      await runner.sync()
+      expect(byId(await target.find('coded'))).toEqual(byId(await source.find('coded')))
+      expect(byId(await target.find('coded')).map((row) => row.id)).toEqual([1, 4, 30])
+      await runner.teardown()
+    })
+
+  const refused = [
+    ['NOTHING', 'ALTER TABLE coded REPLICA IDENTITY NOTHING', /REPLICA IDENTITY NOTHING/],
+    [
+      'USING INDEX without the key',
+      'CREATE UNIQUE INDEX coded_code ON coded (code); ALTER TABLE coded REPLICA IDENTITY USING INDEX coded_code',
+      /REPLICA IDENTITY USING INDEX on \(code\), without its key column\(s\) id/,
+    ],
+  ] as const
+  for (const [identity, alter, reason] of refused)
+    it(`${identity}: a rule naming the table is refused with the reason; under ['*'] the table is set aside`, async () => {
+      const { source, target } = await prepared(alter)
+      const rule = { name: `refused_${named(identity)}`, source: 'a', target: 'b', mode: 'cdc' as const }
+      const naming = new RuleRunner({ ...rule, collections: ['coded'] }, source, target)
+      await expect(naming.prepare()).rejects.toMatchObject({
+        code: 'TYPE_UNSUPPORTED',
+        message: expect.stringMatching(reason),
+      })
+      // nothing was published: the application's deletes still work
+      await source.upsertMany('coded', [{ id: 1, code: 'c1', label: 'l1' }])
+      await source.delete('coded', { id: 1 })
+
+      const everything = new RuleRunner({ ...rule, collections: ['*'] }, source, target)
+      await source.upsertMany('items', [{ id: 1, label: 'flows' }])
+      const stats = await everything.sync()
+      expect(stats.setAside).toEqual([{ collection: 'coded', reason: expect.stringMatching(reason) }])
+      expect(await target.find('items')).toEqual([{ id: 1, label: 'flows' }])
+      await everything.teardown()
+    })
+})

@@ -296,6 +296,11 @@ export interface ChangeCapture {
    * slot keeps from being recycled, or changelog rows not yet confirmed. For monitoring.
    */
   backlog(name: string): Promise<CaptureBacklog | null>
+  /**
+   * The collections among `collections` this capture cannot carry faithfully, with the reason
+   * (PostgreSQL: a REPLICA IDENTITY that does not give the primary key of deleted rows).
+   */
+  uncapturable?(collections: string[]): Promise<Array<{ collection: string; reason: string }>>
 }
 
 /** The heartbeat row (`_replicator_heartbeat`), one per writer. */

@@ -141,6 +141,40 @@ export class PostgresCapture implements ChangeCapture {
     return { retainedBytes: Number(rows[0]!.retained ?? 0), ...(rows[0]!.status ? { walStatus: rows[0]!.status } : {}) }
   }
 
+  /**
+   * Tables whose REPLICA IDENTITY does not give the primary key of a deleted or re-keyed row:
+   * NOTHING (PostgreSQL would also refuse the application its deletes once the table is
+   * published), and USING INDEX on an index without every key column.
+   */
+  async uncapturable(collections: string[]): Promise<Array<{ collection: string; reason: string }>> {
+    if (!collections.length) return []
+    const rows = await this.db.query<{ name: string; identity: string; indexColumns: string[] | null }>(
+      `SELECT c.relname AS name, c.relreplident AS identity,
+         (SELECT array_agg(a.attname::text) FROM pg_index i
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+           WHERE i.indrelid = c.oid AND i.indisreplident) AS "indexColumns"
+       FROM pg_class c WHERE c.oid IN (SELECT to_regclass(quote_ident(t)) FROM unnest($1::text[]) AS t)`,
+      [collections],
+    )
+    const found: Array<{ collection: string; reason: string }> = []
+    for (const row of rows) {
+      if (row.identity === 'n')
+        found.push({
+          collection: row.name,
+          reason: `${row.name} has REPLICA IDENTITY NOTHING: its deletes could not be captured (and PostgreSQL would refuse them once published); set REPLICA IDENTITY DEFAULT or FULL`,
+        })
+      if (row.identity !== 'i') continue
+      const { primaryKey } = await this.db.describeCollection(row.name)
+      const missing = primaryKey.filter((column) => !(row.indexColumns ?? []).includes(column))
+      if (missing.length)
+        found.push({
+          collection: row.name,
+          reason: `${row.name} has REPLICA IDENTITY USING INDEX on (${(row.indexColumns ?? []).join(', ')}), without its key column(s) ${missing.join(', ')}: deletes and key changes could not be carried; set REPLICA IDENTITY DEFAULT or FULL, or use an index that holds the key`,
+        })
+    }
+    return found
+  }
+
   async read(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
     try {
       return await this.readSlot(name, options)

@@ -87,6 +87,13 @@ export class RuleRunner {
    */
   async prepare(): Promise<void> {
     const wanted = await this.wantedCollections()
+    const uncapturable = new Map(
+      this.config.mode === 'snapshot' || !this.source.capture?.uncapturable
+        ? []
+        : (await this.source.capture.uncapturable(wanted)).map(
+            ({ collection, reason }) => [collection, reason] as const,
+          ),
+    )
     const followsCatalogue = this.config.collections.includes('*')
     const descriptions: CollectionDescription[] = []
     const problems: string[] = []
@@ -96,6 +103,7 @@ export class RuleRunner {
         .filter((column) => column.type === 'unknown')
         .map((column) => `${collection}.${column.name} (${column.nativeType}) has no portable type`)
       if (!description.primaryKey.length) reasons.push(`${collection} has no primary key`)
+      else if (uncapturable.has(collection)) reasons.push(uncapturable.get(collection)!)
       if (reasons.length && followsCatalogue && !this.config.collections.includes(collection)) {
         // `['*']` follows the catalogue: a table that cannot be carried is set aside, with its
         // reason in the stats, and the other tables flow
