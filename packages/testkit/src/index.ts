@@ -10,3 +10,4 @@ export { createPostgresDatabase, startPostgres, startPostgresStandby, type Runni
 export { createMariaDBDatabase, startMariaDB, startMariaDBReplica, type RunningMariaDB } from './mariadb.js'
 export { sqliteFile, type TempSqliteFile } from './sqlite.js'
 export { trackForExit } from './cleanup.js'
+export { etcdAvailable, startEtcdCluster, type RunningEtcd } from './etcd.js'

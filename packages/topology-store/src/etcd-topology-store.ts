@@ -1,0 +1,78 @@
+import { Etcd3, type IOptions, type Watcher } from 'etcd3'
+import { ReplicatorError } from '@mostajs/replicator-core'
+import type { ProjectTopology, TopologyStore } from './topology-store.js'
+
+/** Options of {@link EtcdTopologyStore}. */
+export interface EtcdTopologyStoreOptions {
+  /** Client URLs of the etcd members (`http://host:2379`). */
+  endpoints: string[]
+  /** Key prefix of this deployment's records (default `/mostajs-replicator`). */
+  prefix?: string
+  /** Passed to the etcd3 client (auth, TLS, dial timeout). */
+  client?: Omit<IOptions, 'hosts'>
+}
+
+/**
+ * Topology records in etcd, one key per project. A write is an etcd transaction comparing the
+ * key's mod revision (create revision 0 for a first write), so it succeeds for one writer only;
+ * the record's revision is that mod revision. Watchers hear every put, from any process.
+ */
+export class EtcdTopologyStore implements TopologyStore {
+  private readonly client: Etcd3
+  private readonly prefix: string
+  private readonly watchers = new Set<Watcher>()
+
+  constructor(options: EtcdTopologyStoreOptions) {
+    if (!options.endpoints.length)
+      throw new ReplicatorError('CONFIG_INVALID', 'EtcdTopologyStore needs at least one endpoint.')
+    this.client = new Etcd3({ ...options.client, hosts: options.endpoints })
+    this.prefix = (options.prefix ?? '/mostajs-replicator').replace(/\/+$/, '')
+  }
+
+  private key(project: string): string {
+    return `${this.prefix}/projects/${encodeURIComponent(project)}/topology`
+  }
+
+  async read(project: string): Promise<ProjectTopology | null> {
+    const response = await this.client.get(this.key(project)).exec()
+    const kv = response.kvs[0]
+    return kv ? recordOf(project, kv.value.toString(), Number(kv.mod_revision)) : null
+  }
+
+  async compareAndSet(
+    project: string,
+    expectedRevision: number | null,
+    value: { master: string; epoch: number },
+  ): Promise<ProjectTopology | null> {
+    const key = this.key(project)
+    const text = JSON.stringify({ master: value.master, epoch: value.epoch })
+    const guard =
+      expectedRevision === null
+        ? this.client.if(key, 'Create', '==', 0)
+        : this.client.if(key, 'Mod', '==', expectedRevision)
+    const response = await guard.then(this.client.put(key).value(text)).commit()
+    if (!response.succeeded) return null
+    return { project, ...value, revision: Number(response.header.revision) }
+  }
+
+  async watch(project: string, changed: (topology: ProjectTopology) => void): Promise<() => Promise<void>> {
+    const watcher = await this.client.watch().key(this.key(project)).create()
+    this.watchers.add(watcher)
+    watcher.on('put', (kv) => changed(recordOf(project, kv.value.toString(), Number(kv.mod_revision))))
+    return async () => {
+      this.watchers.delete(watcher)
+      await watcher.cancel()
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const watcher of this.watchers) await watcher.cancel().catch(() => undefined)
+    this.watchers.clear()
+    this.client.close()
+  }
+}
+
+function recordOf(project: string, text: string, revision: number): ProjectTopology {
+  const { master, epoch } = JSON.parse(text) as { master: string; epoch: number }
+  return { project, master, epoch, revision }
+}
