@@ -38,9 +38,10 @@ const kinds = [
     // two clients, as two processes would hold
     pair: () => {
       const prefix = `/test-${Math.random().toString(36).slice(2)}`
-      const stores = [0, 1].map(() => new EtcdTopologyStore({ endpoints: cluster!.endpoints, prefix }))
+      const open = () => new EtcdTopologyStore({ endpoints: cluster!.endpoints, prefix })
+      const stores: [TopologyStore, TopologyStore] = [open(), open()]
       opened.push(...stores)
-      return stores as [TopologyStore, TopologyStore]
+      return stores
     },
   },
 ] as const
@@ -92,9 +93,8 @@ describe.skipIf(!etcdAvailable() && !required)('etcd topology store when a membe
   it('writes and watches go on through the other members, with one winner per revision', async () => {
     expect(cluster, 'etcd is needed (Debian: etcd-server)').toBeTruthy()
     const prefix = `/member-${Math.random().toString(36).slice(2)}`
-    const [a, b] = [0, 1].map(
-      () => new EtcdTopologyStore({ endpoints: cluster!.endpoints, prefix, client: { dialTimeout: 2000 } }),
-    ) as [TopologyStore, TopologyStore]
+    const open = () => new EtcdTopologyStore({ endpoints: cluster!.endpoints, prefix, client: { dialTimeout: 2000 } })
+    const [a, b]: [TopologyStore, TopologyStore] = [open(), open()]
     opened.push(a, b)
     const heard: ProjectTopology[] = []
     await b.watch('shop', (topology) => heard.push(topology))
