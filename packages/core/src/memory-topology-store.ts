@@ -1,8 +1,8 @@
 import type { ProjectTopology, TopologyStore } from './topology-store.js'
 
 /**
- * The store of a single process (the default): the records live in memory, and the tree file
- * keeps them across restarts. Watchers are called in the same process.
+ * The store of a single process (the default): the records live in memory (the tree file
+ * keeps the topology across restarts). Watchers are called in the same process.
  */
 export class MemoryTopologyStore implements TopologyStore {
   private readonly records = new Map<string, ProjectTopology>()

@@ -1,10 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  EtcdTopologyStore,
-  MemoryTopologyStore,
-  type ProjectTopology,
-  type TopologyStore,
-} from '@mostajs/replicator-topology-store'
+import { MemoryTopologyStore, type ProjectTopology, type TopologyStore } from '@mostajs/replicator-core'
+import { EtcdTopologyStore } from '@mostajs/replicator-store-etcd'
 import { etcdAvailable, startEtcdCluster, type RunningEtcd } from '@mostajs/replicator-testkit'
 import { waitFor } from '@mostajs/replicator-testkit/vitest'
 

@@ -1,6 +1,5 @@
 import { Etcd3, type IOptions, type Watcher } from 'etcd3'
-import { ReplicatorError } from '@mostajs/replicator-core'
-import type { ProjectTopology, TopologyStore } from './topology-store.js'
+import { ReplicatorError, type ProjectTopology, type TopologyStore } from '@mostajs/replicator-core'
 
 /** Options of {@link EtcdTopologyStore}. */
 export interface EtcdTopologyStoreOptions {

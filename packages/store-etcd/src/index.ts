@@ -1,0 +1,1 @@
+export { EtcdTopologyStore, type EtcdTopologyStoreOptions } from './etcd-topology-store.js'
