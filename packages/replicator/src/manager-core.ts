@@ -6,13 +6,15 @@ import {
   maskUri,
   ReplicatorError,
   type EntitySchema,
+  type ProjectTopology,
 } from '@mostajs/replicator-core'
 import { resolveEnvReferences } from '@mostajs/replicator-persistence'
 import { guardDialect } from './guarded-dialect.js'
 import { managedFeedName, RuleSet } from '@mostajs/replicator-cdc'
 import { HealthMonitor, LagMonitor, ReadRouter, replicaStateOf } from '@mostajs/replicator-routing'
 import type { ReplicationManagerEvents } from './events.js'
-import { resolveOptions, type ReplicationManagerOptions } from './options.js'
+import { resolveOptions, type ReplicationManagerOptions, type ResolvedOptions } from './options.js'
+import { SharedTopology } from './shared-topology.js'
 import {
   isManagedSlave,
   masterOf,
@@ -30,8 +32,10 @@ import type { ProjectManagerLike, ReplicaConfig, ReplicaStatus } from './types.j
  */
 export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
   protected readonly projects = new Map<string, ProjectState>()
-  protected readonly options: Required<ReplicationManagerOptions>
+  protected readonly options: ResolvedOptions
   protected readonly rules: RuleSet
+  /** The topology shared with other processes (null: this process alone). */
+  protected readonly shared: SharedTopology | null
 
   constructor(
     protected readonly projectManager?: ProjectManagerLike | null,
@@ -51,6 +55,50 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
       defaultIntervalMs: this.options.ruleIntervalMs,
       lease: { owner: this.options.heartbeatId, leaseMs: this.options.ruleLeaseMs },
     })
+    this.shared = this.options.topologyStore
+      ? new SharedTopology(this.options.topologyStore, {
+          follow: (record) => this.followStoredTopology(record),
+          report: (error) => this.report(error),
+        })
+      : null
+  }
+
+  /**
+   * A promotion made by another process, heard from the shared store: this process follows it
+   * (the database was promoted there). The old master is fenced here, so services resolved
+   * from it fail with FENCED; managed feeds and rules move to the new master.
+   */
+  protected followStoredTopology(record: ProjectTopology): void {
+    const state = this.projects.get(record.project)
+    if (!state || record.epoch <= state.epoch) return
+    const next = state.replicas.get(record.master)
+    if (!next) return // followed once that replica is added here
+    const previous = masterOf(state)
+    state.epoch = record.epoch
+    if (previous === next) return
+    if (previous) {
+      previous.fenced = true
+      previous.config.role = 'slave'
+      this.updateState(previous)
+    }
+    next.config.role = 'master'
+    next.fenced = false
+    next.lagMs = 0
+    this.updateState(next)
+    state.candidates = null
+    this.emit('topology.followed', {
+      project: record.project,
+      master: record.master,
+      previousMaster: previous?.config.name ?? null,
+      epoch: record.epoch,
+    })
+    this.schedulePersist()
+    const moved = async () => {
+      for (const slave of this.managedSlaves(state)) await this.rules.stopFeed(slave.label)
+      for (const slave of this.managedSlaves(state)) if (!slave.fenced) this.startFeed(state, slave)
+      await this.rules.followNewMaster(state.name, null)
+    }
+    moved().catch((error: unknown) => this.report(error))
   }
 
   /** Saves the tree when auto-persist is on (the manager overrides it). */
@@ -278,6 +326,9 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
     this.updateState(entry)
     this.startMonitors(state)
     if (!fenced) this.startFeedsOf(state, entry)
+    if (this.shared && normalized.role === 'master' && !fenced)
+      await this.shared.join(project, { master: normalized.name, epoch: state.epoch })
+    else this.shared?.refollow(project)
     this.emit('replica.added', { project, name: normalized.name, role: normalized.role })
     this.schedulePersist()
     return this.statusOf(entry)

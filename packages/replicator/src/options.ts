@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
-import type { CaptureSettings } from '@mostajs/replicator-core'
+import type { CaptureSettings, TopologyStore } from '@mostajs/replicator-core'
 
 /** Options of {@link ReplicationManager}. */
 export interface ReplicationManagerOptions {
@@ -40,11 +40,24 @@ export interface ReplicationManagerOptions {
   retentionCheckIntervalMs?: number
   /** Memory limits of change capture on every replica (spill threshold and directory, binlog buffer). */
   capture?: CaptureSettings
+  /**
+   * Where several processes (application instances, the `run` service) agree on each
+   * project's master and epoch: a promotion made by one is followed by the others within a
+   * second (writes go to the new master; services resolved before fail with FENCED). An
+   * `EtcdTopologyStore` (`@mostajs/replicator-store-etcd`) for several processes; none (the
+   * default) for one. The manager watches it but does not close it.
+   */
+  topologyStore?: TopologyStore
 }
 
+/** The options with every default filled in (the topology store stays optional). */
+export type ResolvedOptions = Required<Omit<ReplicationManagerOptions, 'topologyStore'>> &
+  Pick<ReplicationManagerOptions, 'topologyStore'>
+
 /** The options with every default filled in. */
-export function resolveOptions(options: ReplicationManagerOptions): Required<ReplicationManagerOptions> {
+export function resolveOptions(options: ReplicationManagerOptions): ResolvedOptions {
   return {
+    topologyStore: options.topologyStore,
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 250,
     healthCheckIntervalMs: options.healthCheckIntervalMs ?? 1000,
     failureThreshold: options.failureThreshold ?? 3,

@@ -179,6 +179,13 @@ export class ReplicationManager extends ManagerWithRules {
       )
     if (state.promoting)
       throw new ReplicatorError('CONFIG_INVALID', `A promotion of project "${project}" is already running.`)
+    const stored = this.shared?.current(project)
+    if (stored && stored.epoch > state.epoch)
+      throw new ReplicatorError(
+        'FENCED',
+        `Project "${project}" was promoted by another process (epoch ${stored.epoch}, master ${stored.master}); this process follows it and does not promote on a stale view.`,
+        { details: { project, epoch: stored.epoch } },
+      )
     state.promoting = true
     try {
       const previous = masterOf(state)
@@ -241,6 +248,14 @@ export class ReplicationManager extends ManagerWithRules {
         epoch: state.epoch,
         ...outcome,
       }
+      if (this.shared && !(await this.shared.publish(project, { master: name, epoch: state.epoch })))
+        this.report(
+          new ReplicatorError(
+            'FENCED',
+            `Project "${project}": another process changed the shared topology while ${name} was being promoted here; the stored topology is followed.`,
+            { details: { project, promoted: name } },
+          ),
+        )
       this.emit('replica.promoted', result)
       this.schedulePersist()
       return result
@@ -309,6 +324,7 @@ export class ReplicationManager extends ManagerWithRules {
     await this.rules.stopAll()
     for (const state of this.projects.values()) this.stopMonitors(state)
     this.stopRetentionMonitor()
+    await this.shared?.close()
     await this.persistQueue
     const closing: Promise<void>[] = []
     for (const state of this.projects.values())

@@ -1,0 +1,79 @@
+import type { ProjectTopology, TopologyStore } from '@mostajs/replicator-core'
+
+/** What a shared topology needs from the manager. */
+export interface SharedTopologyHost {
+  /** A record newer than this process's view: follow it (the promotion was made elsewhere). */
+  follow(record: ProjectTopology): void
+  report(error: unknown): void
+}
+
+/**
+ * This process's link to a topology store shared with other processes: it publishes the
+ * promotions made here (compare-and-set on the revision it last saw) and follows those made
+ * elsewhere, as the store's watch reports them.
+ */
+export class SharedTopology {
+  /** The newest record seen per project (its revision is the next compare-and-set's token). */
+  private readonly latest = new Map<string, ProjectTopology>()
+  private readonly stops = new Map<string, Promise<() => Promise<void>>>()
+
+  constructor(
+    private readonly store: TopologyStore,
+    private readonly host: SharedTopologyHost,
+  ) {}
+
+  /**
+   * Joins `project`: publishes this process's master when the store has no record yet, else
+   * follows the stored one; then watches it. Idempotent.
+   */
+  async join(project: string, local: { master: string; epoch: number }): Promise<void> {
+    if (this.stops.has(project)) return
+    const watching = this.store.watch(project, (record) => this.heard(record))
+    this.stops.set(project, watching)
+    await watching
+    const stored =
+      (await this.store.read(project)) ??
+      (await this.store.compareAndSet(project, null, local)) ??
+      (await this.store.read(project))
+    if (stored) this.heard(stored)
+  }
+
+  /** The newest record seen for `project`, if any. */
+  current(project: string): ProjectTopology | undefined {
+    return this.latest.get(project)
+  }
+
+  /**
+   * Publishes a promotion made by this process. False when another process wrote the record
+   * first (it promoted too): the caller reports the conflict, and the watch makes it follow.
+   */
+  async publish(project: string, value: { master: string; epoch: number }): Promise<boolean> {
+    const seen = this.latest.get(project)
+    const written = await this.store.compareAndSet(project, seen?.revision ?? null, value)
+    if (written) this.heard(written)
+    return written !== null
+  }
+
+  /** Re-applies the newest record of `project` (a replica it names was just added). */
+  refollow(project: string): void {
+    const record = this.latest.get(project)
+    if (record) this.host.follow(record)
+  }
+
+  private heard(record: ProjectTopology): void {
+    const seen = this.latest.get(record.project)
+    if (seen && seen.revision >= record.revision) return
+    this.latest.set(record.project, record)
+    try {
+      this.host.follow(record)
+    } catch (error) {
+      this.host.report(error)
+    }
+  }
+
+  async close(): Promise<void> {
+    const stops = [...this.stops.values()]
+    this.stops.clear()
+    for (const stop of stops) await (await stop.catch(() => async () => undefined))().catch(() => undefined)
+  }
+}
