@@ -305,8 +305,11 @@ export interface ChangeCapture {
 
 /** The heartbeat row (`_replicator_heartbeat`), one per writer. */
 export interface HeartbeatStore {
-  /** Writes heartbeat `sequence` of writer `source` with the server clock; returns it as stored. */
-  write(sequence: bigint, source?: string): Promise<Heartbeat>
+  /**
+   * Writes heartbeat `sequence` of writer `source` with the server clock; returns it as stored.
+   * `evenIfReadOnly`: the final heartbeat of a fenced master, written after it turned read-only.
+   */
+  write(sequence: bigint, source?: string, options?: { evenIfReadOnly?: boolean }): Promise<Heartbeat>
   /** The newest heartbeat of writer `source` this database holds (written here or replicated), or null. */
   read(source?: string): Promise<Heartbeat | null>
 }
@@ -319,6 +322,12 @@ export interface NativeReplication {
   promote(): Promise<void>
   /** Refuses (true) or allows (false) writes at the database level. */
   setReadOnly(readOnly: boolean): Promise<void>
+  /**
+   * Ends every other client session of this database (its open transactions roll back); the
+   * replication sessions are kept. Returns how many were ended. Used when fencing a master:
+   * a transaction opened before it turned read-only cannot commit afterwards.
+   */
+  endSessions(): Promise<number>
   /** Makes this native replica follow another primary (given by its URI). */
   replicateFrom(primaryUri: string): Promise<void>
 }

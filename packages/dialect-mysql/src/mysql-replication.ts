@@ -35,6 +35,22 @@ export class MysqlReplication implements NativeReplication {
     await this.db.query(`SET GLOBAL read_only = ${readOnly ? 1 : 0}`)
   }
 
+  /** Kills the other client connections to this database (replication threads are kept). */
+  async endSessions(): Promise<number> {
+    const rows = await this.db.query<{ id: number | string }>(
+      `SELECT ID AS id FROM information_schema.PROCESSLIST
+        WHERE ID <> CONNECTION_ID() AND DB = DATABASE()
+          AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon') AND USER <> 'system user'`,
+    )
+    let ended = 0
+    for (const { id } of rows)
+      await this.db
+        .query(`KILL CONNECTION ${Number(id)}`)
+        .then(() => ended++)
+        .catch(() => undefined) // it ended by itself meanwhile
+    return ended
+  }
+
   /** Re-points this replica at another primary, continuing from its GTID position. */
   async replicateFrom(primaryUri: string): Promise<void> {
     const url = new URL(primaryUri)

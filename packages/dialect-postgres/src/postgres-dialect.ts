@@ -88,8 +88,22 @@ export class PostgresDialect extends SqlDialect {
   protected async runTransaction<T>(fn: (executor: SqlExecutor) => Promise<T>): Promise<T> {
     if (!this.pool) throw new Error('not connected')
     const client = await this.pool.connect()
+    // A session the server ends while the transaction waits between statements (a fenced
+    // master ends its sessions) emits 'error' on the client: without a listener that would end
+    // the process. The next statement fails instead, and the client is not reused.
+    let ended = false
+    const onError = () => {
+      ended = true
+    }
+    client.on('error', onError)
     return runTransactionOn(
-      { executor: executorOf(client, true), release: (broken) => client.release(broken) },
+      {
+        executor: executorOf(client, true),
+        release: (broken) => {
+          client.off('error', onError)
+          client.release(broken || ended)
+        },
+      },
       'BEGIN',
       fn,
     )

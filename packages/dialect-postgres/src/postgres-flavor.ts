@@ -142,6 +142,7 @@ export const postgresFlavor: SqlFlavor = {
   },
 
   serverNowSql: 'clock_timestamp()',
+  readWriteTransactionSql: 'SET TRANSACTION READ WRITE',
   createTableSuffix: '',
 
   encoderFor(column: ColumnDescription): ValueConverter | null {

@@ -57,6 +57,15 @@ export class PostgresReplication implements NativeReplication {
     await this.db.query('SELECT pg_reload_conf()')
   }
 
+  /** Terminates the other client sessions of this database (walsenders are not client backends). */
+  async endSessions(): Promise<number> {
+    const [row] = await this.db.query<{ ended: string }>(
+      `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::text AS ended FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`,
+    )
+    return Number(row?.ended ?? 0)
+  }
+
   /** Points this standby's primary_conninfo at another primary (applied by a reload). */
   async replicateFrom(primaryUri: string): Promise<void> {
     const url = new URL(primaryUri)

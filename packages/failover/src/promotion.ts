@@ -35,20 +35,37 @@ export interface FenceResult {
 }
 
 /**
- * Fences a master before a promotion: writes a final heartbeat (the position every replica
- * must reach so nothing is lost), then makes the database read-only. Never throws: an
- * unreachable master is reported, and the caller decides.
+ * Fences a master before a promotion. It turns read-only first, then ends the other sessions
+ * (their open transactions roll back instead of committing later), and only then writes the
+ * final heartbeat: the position every replica must reach, after every commit the old master
+ * will ever make. Never throws: an unreachable master is reported, and the caller decides.
  */
 export async function fenceMaster(master: Dialect, finalSequence: bigint, source?: string): Promise<FenceResult> {
   let finalHeartbeat: Heartbeat | null = null
+  let readOnly = false
   try {
-    if (master.heartbeat) finalHeartbeat = await master.heartbeat.write(finalSequence, source)
-    if (!master.replication)
+    if (!master.replication) {
+      if (master.heartbeat) finalHeartbeat = await master.heartbeat.write(finalSequence, source)
       return { readOnly: false, finalHeartbeat, error: `${master.name} cannot be made read-only` }
+    }
     await master.replication.setReadOnly(true)
-    return { readOnly: true, finalHeartbeat }
+    readOnly = true
+    await master.replication.endSessions()
+    if (master.heartbeat) finalHeartbeat = await writeAfterEndedSessions(master, finalSequence, source)
+    return { readOnly, finalHeartbeat }
   } catch (error) {
-    return { readOnly: false, finalHeartbeat, error: error instanceof Error ? error.message : String(error) }
+    return { readOnly, finalHeartbeat, error: error instanceof Error ? error.message : String(error) }
+  }
+}
+
+/** The final heartbeat; tried again when it met a pooled connection that was just ended. */
+async function writeAfterEndedSessions(master: Dialect, sequence: bigint, source?: string): Promise<Heartbeat> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await master.heartbeat!.write(sequence, source, { evenIfReadOnly: true })
+    } catch (error) {
+      if (attempt === 3) throw error
+    }
   }
 }
 

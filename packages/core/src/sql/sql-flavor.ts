@@ -85,6 +85,8 @@ export interface SqlFlavor {
   columnDefinition(column: ColumnSchema, isKey: boolean): string
   /** SQL expression of the server's current time as a portable timestamp (for heartbeats). */
   readonly serverNowSql: string
+  /** Makes the open transaction writable despite a read-only default (PostgreSQL); absent where the account's privilege decides. */
+  readonly readWriteTransactionSql?: string
   /** Trailing CREATE TABLE options (charset, engine…). */
   readonly createTableSuffix: string
   /**

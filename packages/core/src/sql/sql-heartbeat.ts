@@ -14,7 +14,7 @@ export class SqlHeartbeat implements HeartbeatStore {
   }
 
   /** Writes heartbeat `sequence` with the server's clock and returns it as stored. */
-  async write(sequence: bigint, source = 'default'): Promise<Heartbeat> {
+  async write(sequence: bigint, source = 'default', options: { evenIfReadOnly?: boolean } = {}): Promise<Heartbeat> {
     const { dialect } = this
     if (!this.ready) {
       await dialect.ensureCollection(HEARTBEAT_SCHEMA)
@@ -23,10 +23,20 @@ export class SqlHeartbeat implements HeartbeatStore {
     const { flavor } = dialect
     const q = (name: string) => flavor.quoteIdentifier(name)
     const values = `(${flavor.placeholder(1)}, ${flavor.placeholder(2)}, ${flavor.serverNowSql})`
-    await dialect.query(
-      flavor.upsertSql(q(HEARTBEAT_COLLECTION), [q('source'), q('sequence'), q('at')], [q('source')], values),
-      [source, sequence.toString()],
+    const upsert = flavor.upsertSql(
+      q(HEARTBEAT_COLLECTION),
+      [q('source'), q('sequence'), q('at')],
+      [q('source')],
+      values,
     )
+    const params = [source, sequence.toString()]
+    const writable = flavor.readWriteTransactionSql
+    if (options.evenIfReadOnly && writable)
+      await dialect.transaction(async (tx) => {
+        await tx.query(writable) // a read-only default applies to new transactions; this one opts out
+        await tx.query(upsert, params)
+      })
+    else await dialect.query(upsert, params)
     const written = await this.read(source)
     if (!written)
       throw new ReplicatorError(
