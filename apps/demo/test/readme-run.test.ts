@@ -5,7 +5,13 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectDialect } from '@mostajs/replicator'
-import { startPostgres, startPostgresStandby, type RunningPostgres } from '@mostajs/replicator-testkit'
+import {
+  etcdAvailable,
+  startEtcdCluster,
+  startPostgres,
+  startPostgresStandby,
+  type RunningPostgres,
+} from '@mostajs/replicator-testkit'
 import { privateServer, runScript, testBackends } from '@mostajs/replicator-testkit/vitest'
 
 // Every TypeScript block of the README runs here, as a user would run it (its own node
@@ -117,7 +123,7 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
   })
 
   it('has the blocks this test runs, and no other', () => {
-    expect(blocks.length).toBe(5)
+    expect(blocks.length).toBe(6)
   })
 
   it('Quick start', async () => {
@@ -172,6 +178,20 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
       await source.close()
     }
   })
+
+  it.skipIf(!etcdAvailable() && process.env.REPLICATOR_REQUIRE_BACKENDS !== '1')(
+    'Several processes, one topology (etcd)',
+    async () => {
+      const cluster = await startEtcdCluster(3)
+      cleanups.push(() => cluster.stop())
+      const database = await testBackends().postgres.freshDatabase()
+      cleanups.push(database.cleanup)
+      const env = { ETCD_ENDPOINTS: cluster.endpoints.join(','), PRIMARY_URL: database.uri, HOSTNAME: 'readme' }
+      const result = await run(block('EtcdTopologyStore'), env, 'etcd')
+      expect(result.output).toContain('epoch 0')
+      expect(result.code).toBe(0)
+    },
+  )
 
   it('openChangeStream', async () => {
     const database = await testBackends().postgres.freshDatabase()

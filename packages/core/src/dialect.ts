@@ -185,6 +185,8 @@ export interface NativeReplicationStatus {
   lagMs?: number | null
   /** False when the replica stopped applying (paused replay, stopped SQL thread). */
   applying?: boolean
+  /** Whether the replica's connection to its primary is up (PostgreSQL WAL receiver streaming, MariaDB IO thread). */
+  receiving?: boolean
   [detail: string]: unknown
 }
 

@@ -1,4 +1,4 @@
-import type { ProjectTopology, TopologyStore } from './topology-store.js'
+import type { Leadership, ProjectTopology, TopologyStore } from './topology-store.js'
 
 /**
  * The store of a single process (the default): the records live in memory (the tree file
@@ -34,6 +34,11 @@ export class MemoryTopologyStore implements TopologyStore {
     return async () => {
       watchers.delete(changed)
     }
+  }
+
+  /** One process: it coordinates every project. */
+  async lead(): Promise<Leadership> {
+    return { isLeader: () => true, close: async () => undefined }
   }
 
   async close(): Promise<void> {

@@ -26,7 +26,20 @@ export interface TopologyStore {
     expectedRevision: number | null,
     value: { master: string; epoch: number },
   ): Promise<ProjectTopology | null>
+  /**
+   * Campaigns to coordinate `project` (the one process that may promote on its own): resolves
+   * at once; `isLeader()` turns true once elected, and false as soon as this process cannot
+   * be sure to hold it any more (before another can take it over). Absent: every process leads.
+   */
+  lead?(project: string, holder: string, ttlMs: number): Promise<Leadership>
   /** Calls `changed` with each new record of `project` (from any process); resolves with a stop function. */
   watch(project: string, changed: (topology: ProjectTopology) => void): Promise<() => Promise<void>>
+  close(): Promise<void>
+}
+
+/** This process's standing as the coordinator of a project (see `TopologyStore.lead`). */
+export interface Leadership {
+  isLeader(): boolean
+  /** Leaves the campaign (another process may lead at once). */
   close(): Promise<void>
 }

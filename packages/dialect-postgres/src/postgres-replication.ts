@@ -21,15 +21,18 @@ export class PostgresReplication implements NativeReplication {
       replay_at: Date | null
       paused: boolean
       lag_ms: string | null
+      receiving: boolean
     }>(
       `SELECT pg_last_wal_replay_lsn()::text AS replay_lsn, pg_last_wal_receive_lsn()::text AS receive_lsn,
               pg_last_xact_replay_timestamp() AS replay_at, pg_is_wal_replay_paused() AS paused,
-              (EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::text AS lag_ms`,
+              (EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::text AS lag_ms,
+              COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver LIMIT 1), false) AS receiving`,
     )
     return {
       role: 'replica',
       lagMs: row?.lag_ms === null || row?.lag_ms === undefined ? null : Math.max(0, Math.round(Number(row.lag_ms))),
       applying: !row?.paused,
+      receiving: row?.receiving === true,
       replayLsn: row?.replay_lsn,
       receiveLsn: row?.receive_lsn,
       lastReplayAt: row?.replay_at,

@@ -10,6 +10,8 @@ export interface ReplicationManagerEvents {
   'replica.removed': [{ project: string; name: string }]
   'replica.state': [{ project: string; name: string; state: ReplicaState; previous: ReplicaState; lag: number | null }]
   'replica.promoted': [PromotionResult]
+  /** This process promoted a slave on its own: the master was down (see `autoFailover`). */
+  'failover.automatic': [PromotionResult]
   /** A promotion made by another process (heard from the shared topology store) is followed here. */
   'topology.followed': [{ project: string; master: string; previousMaster: string | null; epoch: number }]
   /** After each committed target transaction of a rule or managed feed. */

@@ -56,10 +56,13 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
       lease: { owner: this.options.heartbeatId, leaseMs: this.options.ruleLeaseMs },
     })
     this.shared = this.options.topologyStore
-      ? new SharedTopology(this.options.topologyStore, {
-          follow: (record) => this.followStoredTopology(record),
-          report: (error) => this.report(error),
-        })
+      ? new SharedTopology(
+          this.options.topologyStore,
+          { follow: (record) => this.followStoredTopology(record), report: (error) => this.report(error) },
+          this.options.autoFailover
+            ? { holder: this.options.heartbeatId, leaseMs: this.options.autoFailover.coordinatorLeaseMs }
+            : null,
+        )
       : null
   }
 
@@ -221,7 +224,11 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
       previous,
       lag: entry.lagMs,
     })
+    if (project && next === 'unhealthy' && entry.config.role === 'master' && !entry.fenced) this.masterFailed(project)
   }
+
+  /** A project's master became unreachable (after failureThreshold checks): automatic failover may act. */
+  protected masterFailed(_state: ProjectState): void {}
 
   /** Creates (`create`/`update`) or checks (`validate`) the project's tables on a replica. */
   protected async applySchemas(entry: ReplicaEntry, schemas: EntitySchema[]): Promise<void> {

@@ -48,16 +48,42 @@ export interface ReplicationManagerOptions {
    * default) for one. The manager watches it but does not close it.
    */
   topologyStore?: TopologyStore
+  /**
+   * Automatic failover (off by default). When a project's master stays unreachable for
+   * `failureThreshold` health checks, and no slave still receives from it (their view confirms
+   * it), the most caught-up healthy native slave within `maxLagMs` (default: its lagTolerance)
+   * is promoted. With a shared store only the project's coordinator (an etcd lease of
+   * `coordinatorLeaseMs`, default 3 s) does it. No second automatic failover of a project
+   * within `antiFlapMs` (default 60 s).
+   */
+  autoFailover?: boolean | AutoFailoverOptions
+}
+
+/** See {@link ReplicationManagerOptions.autoFailover}. */
+export interface AutoFailoverOptions {
+  maxLagMs?: number
+  antiFlapMs?: number
+  coordinatorLeaseMs?: number
 }
 
 /** The options with every default filled in (the topology store stays optional). */
-export type ResolvedOptions = Required<Omit<ReplicationManagerOptions, 'topologyStore'>> &
-  Pick<ReplicationManagerOptions, 'topologyStore'>
+export type ResolvedOptions = Required<Omit<ReplicationManagerOptions, 'topologyStore' | 'autoFailover'>> &
+  Pick<ReplicationManagerOptions, 'topologyStore'> & {
+    autoFailover: (Required<Omit<AutoFailoverOptions, 'maxLagMs'>> & Pick<AutoFailoverOptions, 'maxLagMs'>) | null
+  }
 
 /** The options with every default filled in. */
 export function resolveOptions(options: ReplicationManagerOptions): ResolvedOptions {
   return {
     topologyStore: options.topologyStore,
+    autoFailover: options.autoFailover
+      ? {
+          ...(options.autoFailover === true ? {} : options.autoFailover),
+          antiFlapMs: (options.autoFailover === true ? undefined : options.autoFailover.antiFlapMs) ?? 60_000,
+          coordinatorLeaseMs:
+            (options.autoFailover === true ? undefined : options.autoFailover.coordinatorLeaseMs) ?? 3000,
+        }
+      : null,
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 250,
     healthCheckIntervalMs: options.healthCheckIntervalMs ?? 1000,
     failureThreshold: options.failureThreshold ?? 3,

@@ -2,10 +2,18 @@ import { EntityService, ReplicatorError, type EntitySchema } from '@mostajs/repl
 import { promote } from '@mostajs/replicator-failover'
 import { readTreeFile, resolveEnvReferences, writeTreeFile } from '@mostajs/replicator-persistence'
 import { assertStrategy, isEligible, type ReadRoutingStrategy } from '@mostajs/replicator-routing'
+import { failoverCandidate, slavesStillReceive } from './auto-failover.js'
 import { ManagerWithRules } from './manager-rules.js'
 import { guardDialect } from './guarded-dialect.js'
 import { ReplicationSession } from './session.js'
-import { isManagedSlave, masterOf, requireMaster, requireReplica, routingCandidateOf } from './topology.js'
+import {
+  isManagedSlave,
+  masterOf,
+  requireMaster,
+  requireReplica,
+  routingCandidateOf,
+  type ProjectState,
+} from './topology.js'
 import { mastersFirst, treeOf } from './tree.js'
 import type { PromotionResult, ReplicaConfig, ReplicaStatus, ResolveReadOptions, RoutingStatus } from './types.js'
 
@@ -262,6 +270,31 @@ export class ReplicationManager extends ManagerWithRules {
     } finally {
       state.promoting = false
     }
+  }
+
+  /**
+   * Automatic failover (opt-in): the master stayed unreachable; if this process coordinates
+   * the project, no slave still receives from the master, and one qualifies, it is promoted.
+   */
+  protected override masterFailed(state: ProjectState): void {
+    const auto = this.options.autoFailover
+    if (!auto || state.promoting) return
+    const failOver = async () => {
+      if (Date.now() - (state.lastAutoFailoverAt ?? -Infinity) < auto.antiFlapMs) return
+      if (this.shared && !(await this.shared.isCoordinator(state.name))) return
+      if (await slavesStillReceive(state)) return // the master is alive for its slaves: not confirmed
+      const candidate = failoverCandidate(state, auto.maxLagMs)
+      if (!candidate)
+        throw new ReplicatorError(
+          'LAG_TOO_HIGH',
+          `Project "${state.name}": its master is down and no healthy native slave is within the failover lag; nothing was promoted.`,
+          { details: { project: state.name } },
+        )
+      state.lastAutoFailoverAt = Date.now()
+      const result = await this.promoteToMaster(state.name, candidate.config.name)
+      this.emit('failover.automatic', result)
+    }
+    failOver().catch((error: unknown) => this.report(error))
   }
 
   // ---------------------------------------------------------------- persistence

@@ -1,4 +1,4 @@
-import type { ProjectTopology, TopologyStore } from '@mostajs/replicator-core'
+import type { Leadership, ProjectTopology, TopologyStore } from '@mostajs/replicator-core'
 
 /** What a shared topology needs from the manager. */
 export interface SharedTopologyHost {
@@ -16,11 +16,21 @@ export class SharedTopology {
   /** The newest record seen per project (its revision is the next compare-and-set's token). */
   private readonly latest = new Map<string, ProjectTopology>()
   private readonly stops = new Map<string, Promise<() => Promise<void>>>()
+  private readonly leaderships = new Map<string, Promise<Leadership>>()
 
   constructor(
     private readonly store: TopologyStore,
     private readonly host: SharedTopologyHost,
+    /** Campaign to coordinate each joined project (automatic failover), as `holder`, with this lease. */
+    private readonly coordination: { holder: string; leaseMs: number } | null = null,
   ) {}
+
+  /** Whether this process coordinates `project` now (always, with a store that has no leases). */
+  isCoordinator(project: string): Promise<boolean> {
+    if (!this.store.lead) return Promise.resolve(true)
+    const leadership = this.leaderships.get(project)
+    return leadership ? leadership.then((held) => held.isLeader()).catch(() => false) : Promise.resolve(false)
+  }
 
   /**
    * Joins `project`: publishes this process's master when the store has no record yet, else
@@ -30,6 +40,8 @@ export class SharedTopology {
     if (this.stops.has(project)) return
     const watching = this.store.watch(project, (record) => this.heard(record))
     this.stops.set(project, watching)
+    if (this.coordination && this.store.lead)
+      this.leaderships.set(project, this.store.lead(project, this.coordination.holder, this.coordination.leaseMs))
     await watching
     const stored =
       (await this.store.read(project)) ??
@@ -72,6 +84,9 @@ export class SharedTopology {
   }
 
   async close(): Promise<void> {
+    const leaderships = [...this.leaderships.values()]
+    this.leaderships.clear()
+    for (const leadership of leaderships) await (await leadership.catch(() => null))?.close()
     const stops = [...this.stops.values()]
     this.stops.clear()
     for (const stop of stops) await (await stop.catch(() => async () => undefined))().catch(() => undefined)

@@ -34,6 +34,8 @@ export interface ProjectState {
   health: HealthMonitor | undefined
   epoch: number
   promoting: boolean
+  /** When this process last failed the project over automatically (anti-flap). */
+  lastAutoFailoverAt?: number
   /** What the read router sees of the slaves, rebuilt after any measurement or topology change (reads allocate nothing). */
   candidates: RoutingCandidate[] | null
 }

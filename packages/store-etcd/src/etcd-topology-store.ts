@@ -1,5 +1,5 @@
 import { Etcd3, type IOptions, type Watcher } from 'etcd3'
-import { ReplicatorError, type ProjectTopology, type TopologyStore } from '@mostajs/replicator-core'
+import { ReplicatorError, type Leadership, type ProjectTopology, type TopologyStore } from '@mostajs/replicator-core'
 
 /** Options of {@link EtcdTopologyStore}. */
 export interface EtcdTopologyStoreOptions {
@@ -61,6 +61,56 @@ export class EtcdTopologyStore implements TopologyStore {
     return async () => {
       this.watchers.delete(watcher)
       await watcher.cancel()
+    }
+  }
+
+  /**
+   * Campaigns for the project's coordinator key, held by an etcd lease of `ttlMs` (whole
+   * seconds, at least 2) that etcd3 renews every third of it. A holder counts itself leader
+   * only within two thirds of the TTL after its last successful renewal: a process that cannot
+   * renew (paused, cut off) stops acting before the key expires and another can take it.
+   */
+  async lead(project: string, holder: string, ttlMs: number): Promise<Leadership> {
+    const key = `${this.prefix}/projects/${encodeURIComponent(project)}/coordinator`
+    const ttl = Math.max(2, Math.ceil(ttlMs / 1000))
+    const trustMs = (ttl * 1000 * 2) / 3
+    let lease = this.client.lease(ttl)
+    let renewedAt = 0
+    let elected = false
+    let closed = false
+    const watch = (current: typeof lease) => {
+      current.on('keepaliveSucceeded', () => {
+        renewedAt = Date.now()
+      })
+      current.on('lost', () => {
+        elected = false
+        if (!closed) watch((lease = this.client.lease(ttl)))
+      })
+    }
+    watch(lease)
+    const claim = async () => {
+      if (closed || elected) return
+      const id = await lease.grant()
+      const response = await this.client
+        .if(key, 'Create', '==', 0)
+        .then(this.client.put(key).value(holder).lease(id))
+        .commit()
+      if (response.succeeded) {
+        elected = true
+        renewedAt = Date.now()
+      }
+    }
+    const timer = setInterval(() => void claim().catch(() => undefined), Math.max(200, (ttl * 1000) / 3))
+    timer.unref()
+    await claim().catch(() => undefined)
+    return {
+      isLeader: () => elected && Date.now() - renewedAt < trustMs,
+      close: async () => {
+        closed = true
+        clearInterval(timer)
+        elected = false
+        await lease.revoke().catch(() => undefined) // the key goes with its lease
+      },
     }
   }
 

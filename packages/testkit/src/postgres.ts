@@ -25,6 +25,8 @@ export interface RunningPostgres {
   halt?(): Promise<void>
   /** Starts a halted server again. */
   resume?(): Promise<void>
+  /** SIGKILLs the postmaster, as a crash would (private servers only); `resume` starts it again. */
+  kill?(): Promise<void>
 }
 
 /** Settings every private cluster runs with: logical decoding on, room for slots and senders, a hot standby ready. */
@@ -149,6 +151,18 @@ async function startCluster(files: ClusterFiles): Promise<RunningPostgres> {
       await pgCtl(['-D', files.dataDir, '-m', 'fast', '-w', '-t', '60', 'stop'])
     },
     resume: restart,
+    kill: async () => {
+      const pid = exitEntry.pid
+      process.kill(pid, 'SIGKILL')
+      for (let waited = 0; waited < 5000; waited += 20) {
+        try {
+          process.kill(pid, 0)
+        } catch {
+          return // gone
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+    },
     restart,
     async stop() {
       if (stopped) return

@@ -1,0 +1,146 @@
+import '@mostajs/replicator-dialect-postgres'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { connectDialect, ReplicationManager, type PromotionResult } from '@mostajs/replicator'
+import { EtcdTopologyStore } from '@mostajs/replicator-store-etcd'
+import {
+  etcdAvailable,
+  startEtcdCluster,
+  startPostgres,
+  startPostgresStandby,
+  type RunningEtcd,
+  type RunningPostgres,
+} from '@mostajs/replicator-testkit'
+import { privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
+
+// Automatic failover across several application instances sharing a topology in etcd: the
+// master is SIGKILLed; the coordinator alone promotes the most caught-up standby, every
+// instance writes to it within seconds, and no acknowledged write is lost.
+
+const { available, skipNote } = privateServer('postgres')
+const required = process.env.REPLICATOR_REQUIRE_BACKENDS === '1'
+
+describe.skipIf(!available || (!etcdAvailable() && !required))(`automatic failover through etcd${skipNote}`, () => {
+  let cluster: RunningEtcd
+  let master: RunningPostgres
+  const standbys: RunningPostgres[] = []
+  let masterUri = ''
+  const standbyUris: string[] = []
+  const managers: ReplicationManager[] = []
+  const stores: EtcdTopologyStore[] = []
+
+  beforeAll(async () => {
+    expect(etcdAvailable(), 'etcd is needed (Debian: etcd-server)').toBe(true)
+    cluster = await startEtcdCluster(3)
+    master = await startPostgres()
+    masterUri = await master.createDatabase('shop')
+    for (let i = 0; i < 2; i++) {
+      const standby = await startPostgresStandby(master)
+      standbys.push(standby)
+      const url = new URL(masterUri)
+      url.port = String(standby.port)
+      standbyUris.push(url.toString())
+    }
+    // synchronous replication to both standbys: an acknowledged commit is on whichever is promoted
+    const admin = await connectDialect({ dialect: 'postgres', uri: masterUri })
+    await admin.query("ALTER SYSTEM SET synchronous_standby_names = 'ANY 2 (*)'")
+    await admin.query('SELECT pg_reload_conf()')
+    await admin.close()
+  })
+
+  afterAll(async () => {
+    for (const manager of managers) await manager.disconnectAll()
+    for (const store of stores) await store.close()
+    for (const standby of standbys) await standby.stop()
+    await master?.stop()
+    await cluster?.stop()
+  })
+
+  it('SIGKILL of the master: one promotion, every instance writes to the new master, acknowledged writes kept', async () => {
+    const promotions: PromotionResult[] = []
+    for (const name of ['a', 'b', 'c']) {
+      const store = new EtcdTopologyStore({ endpoints: cluster.endpoints, prefix: '/failover-test' })
+      stores.push(store)
+      const manager = new ReplicationManager(null, {
+        heartbeatIntervalMs: 50,
+        healthCheckIntervalMs: 200,
+        failureThreshold: 3,
+        connectTimeoutMs: 1000,
+        heartbeatId: name,
+        topologyStore: store,
+        autoFailover: { coordinatorLeaseMs: 3000 },
+      })
+      manager.on('error', () => undefined)
+      manager.on('failover.automatic', (result) => promotions.push(result))
+      managers.push(manager)
+      await manager.addReplica('shop', { name: 'primary', role: 'master', dialect: 'postgres', uri: masterUri })
+      for (const [index, uri] of standbyUris.entries())
+        await manager.addReplica('shop', {
+          name: `s${index + 1}`,
+          role: 'slave',
+          dialect: 'postgres',
+          uri,
+          lagTolerance: 1000,
+        })
+    }
+    await managers[0]!.resolveWriteService('shop').dialect.ensureCollection({
+      name: 'orders',
+      columns: [
+        { name: 'id', type: 'integer' },
+        { name: 'by', type: 'string' },
+      ],
+      primaryKey: ['id'],
+    })
+    await waitFor(
+      () =>
+        managers.every((manager) => manager.getReplicaStatus('shop').every((replica) => replica.status === 'healthy')),
+      20_000,
+      'every replica healthy in every instance',
+    )
+
+    // every instance writes; a write counts once its call returned (acknowledged)
+    const acknowledged: number[] = []
+    let nextId = 1
+    let writing = true
+    // per instance: when its first write acknowledged by a new master came back
+    const firstWriteAfterKill: Array<number | null> = managers.map(() => null)
+    let killedAt = Infinity
+    const writers = managers.map(async (manager, index) => {
+      while (writing) {
+        const id = nextId++
+        try {
+          const writer = manager.resolveWriteService('shop')
+          await writer.create('orders', { id, by: `m${index}` })
+          acknowledged.push(id)
+          const onNewMaster = !writer.dialect.maskedUri.includes(`:${master.port}/`)
+          if (onNewMaster && firstWriteAfterKill[index] === null) firstWriteAfterKill[index] = Date.now()
+        } catch {
+          // the master is down, or the service was fenced: try again
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+    })
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    killedAt = Date.now()
+    await master.kill!()
+    await waitFor(() => firstWriteAfterKill.every((at) => at !== null), 15_000, 'every instance writes again')
+    writing = false
+    await Promise.all(writers)
+
+    const resumedMs = firstWriteAfterKill.map((at) => at! - killedAt)
+    console.log(
+      `first write acknowledged by the new master after the SIGKILL, per instance: ${resumedMs.join(', ')} ms`,
+    )
+    expect(Math.max(...resumedMs)).toBeLessThan(5000)
+    expect(promotions).toHaveLength(1) // the coordinator alone promoted
+    const promoted = promotions[0]!.promoted
+    for (const manager of managers) {
+      const writer = manager.resolveWriteService('shop')
+      expect(writer.dialect.maskedUri).toContain(`:${standbys[promoted === 's1' ? 0 : 1]!.port}/`)
+    }
+    // no acknowledged write is lost: each is on the new master
+    const stored = new Set(
+      (await managers[0]!.resolveWriteService('shop').dialect.find('orders')).map((row) => Number(row.id)),
+    )
+    expect(acknowledged.filter((id) => !stored.has(id))).toEqual([])
+  })
+})
