@@ -159,13 +159,17 @@ export class SqliteDialect extends SqlDialect {
   }
 
   /**
-   * Catalogue reads run at once instead of queueing behind the open transaction: a lookup made
-   * through the dialect inside a transaction would otherwise wait for that transaction, which
-   * waits for it. They only read the schema, so running them between its statements is harmless.
+   * Catalogue reads made while a transaction is open on the connection run at once instead of
+   * queueing behind it: a lookup made through the dialect inside a transaction would otherwise
+   * wait for that transaction, which waits for it. They only read the schema, so running them
+   * between its statements is harmless. Otherwise they queue like any statement.
    */
   private readonly catalogueExecutor: SqlExecutor = {
     inTransaction: false,
-    execute: async (sql, params, options) => this.runNow(sql, params, options),
+    execute: (sql, params, options) =>
+      this.database?.inTransaction
+        ? Promise.resolve().then(() => this.runNow(sql, params, options))
+        : this.exclusive(() => this.runNow(sql, params, options)),
   }
 
   override async describeCollection(collection: string): Promise<CollectionDescription> {
