@@ -1,3 +1,5 @@
+import { ReplicatorError, type TopologyStore } from '@mostajs/replicator-core'
+import type * as EtcdStorePackage from '@mostajs/replicator-store-etcd'
 import type { ReplicationManagerOptions } from '../options.js'
 import { ReplicationManager } from '../replication-manager.js'
 import { startStatusServer, type StatusServer, type StatusServerOptions } from './status-server.js'
@@ -13,6 +15,25 @@ export interface ReplicatorServiceOptions {
   /** Status endpoint (/health, /metrics, /api/…); off when not given or `false`. */
   http?: StatusServerOptions | false
   manager?: ReplicationManagerOptions
+  /**
+   * etcd client URLs: the service shares its topology with the other processes through
+   * `@mostajs/replicator-store-etcd` (installed beside this package), as `manager.topologyStore`.
+   */
+  etcdEndpoints?: string[]
+}
+
+/** An etcd topology store, loaded only when asked for (the package and its client are optional). */
+async function etcdStore(endpoints: string[]): Promise<TopologyStore> {
+  const name = '@mostajs/replicator-store-etcd'
+  try {
+    const { EtcdTopologyStore } = (await import(name)) as typeof EtcdStorePackage
+    return new EtcdTopologyStore({ endpoints })
+  } catch (error) {
+    throw new ReplicatorError(
+      'CONFIG_INVALID',
+      `etcd endpoints were given, but ${name} cannot be loaded (${(error as Error).message}); install it beside @mostajs/replicator.`,
+    )
+  }
 }
 
 /** The tree file the service and the command use unless told otherwise. */
@@ -50,7 +71,17 @@ export function serviceOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Rep
           },
         }
       : {}),
-    ...(Object.keys(capture).length ? { manager: { capture } } : {}),
+    ...(env.REPLICATOR_ETCD_ENDPOINTS
+      ? { etcdEndpoints: env.REPLICATOR_ETCD_ENDPOINTS.split(',').map((endpoint) => endpoint.trim()) }
+      : {}),
+    ...(Object.keys(capture).length || env.REPLICATOR_AUTO_FAILOVER === '1'
+      ? {
+          manager: {
+            ...(Object.keys(capture).length ? { capture } : {}),
+            ...(env.REPLICATOR_AUTO_FAILOVER === '1' ? { autoFailover: true } : {}),
+          },
+        }
+      : {}),
   }
 }
 
@@ -79,12 +110,25 @@ export async function runReplicatorService(options: ReplicatorServiceOptions = {
   const say = (line: string) => {
     if (!quiet) process.stdout.write(`[replicator] ${line}\n`)
   }
-  const manager = new ReplicationManager(null, options.manager)
+  const store = options.etcdEndpoints?.length ? await etcdStore(options.etcdEndpoints) : undefined
+  const manager = new ReplicationManager(null, { ...options.manager, ...(store ? { topologyStore: store } : {}) })
   manager.on('error', (error) => say(`error: ${(error as Error).message}`))
   manager.on('replica.state', (event) =>
     say(`${event.project}/${event.name} is ${event.state}${event.lag === null ? '' : ` (lag ${event.lag} ms)`}`),
   )
-  await manager.loadFromFile(tree)
+  manager.on('topology.followed', (event) =>
+    say(`${event.project}: following ${event.master} (epoch ${event.epoch}), promoted by another process`),
+  )
+  manager.on('failover.automatic', (result) =>
+    say(`${result.project}: master down, ${result.promoted} promoted (epoch ${result.epoch})`),
+  )
+  try {
+    await manager.loadFromFile(tree)
+  } catch (error) {
+    await manager.disconnectAll()
+    await store?.close()
+    throw error
+  }
   for (const rule of manager.listRules()) {
     if (rule.enabled === false) continue
     await manager.startRule(rule.name, { intervalMs })
@@ -97,6 +141,7 @@ export async function runReplicatorService(options: ReplicatorServiceOptions = {
       status = await startStatusServer(manager, http)
     } catch (error) {
       await manager.disconnectAll()
+      await store?.close()
       throw error
     }
     say(`status endpoint on ${status.url} (/health, /metrics, /api/replicas, /api/rules, /api/routing)`)
@@ -116,6 +161,7 @@ export async function runReplicatorService(options: ReplicatorServiceOptions = {
         await status?.close()
         for (const rule of manager.listRules()) await manager.stopRule(rule.name).catch(() => undefined)
         await manager.disconnectAll()
+        await store?.close()
         say('stopped')
       })()
       return stopping
