@@ -18,7 +18,6 @@ import '@mostajs/replicator-dialect-mysql'
 import '@mostajs/replicator-dialect-sqlite'
 import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { cpus, hostname, platform, release, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
 import { connectDialect, type CollectionSchema, type Dialect } from '@mostajs/replicator-core'
 import { RuleRunner } from '@mostajs/replicator-cdc'
@@ -30,6 +29,7 @@ import {
   startMariaDB,
   startPostgres,
 } from '@mostajs/replicator-testkit'
+import { machineInfo } from './machine.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -369,14 +369,7 @@ try {
   for (const stop of stops.reverse()) await stop().catch(() => undefined)
 }
 
-const machine = {
-  hostname: hostname(),
-  cpu: cpus()[0]?.model,
-  cores: cpus().length,
-  memoryGiB: Math.round(totalmem() / 2 ** 30),
-  platform: `${platform()} ${release()}`,
-  node: process.version,
-}
+const machine = machineInfo()
 console.log(`\nbench:cdc — machine: ${machine.cpu} × ${machine.cores}, node ${machine.node}\n`)
 if (results.streaming) {
   const { oursRounds, nativeRounds, ...medians } = results.streaming as Record<string, unknown>

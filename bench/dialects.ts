@@ -12,7 +12,6 @@ import '@mostajs/replicator-dialect-postgres'
 import '@mostajs/replicator-dialect-mysql'
 import '@mostajs/replicator-dialect-sqlite'
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { cpus, totalmem, hostname, platform, release } from 'node:os'
 import { parseArgs } from 'node:util'
 import Database from 'better-sqlite3'
 import mysql from 'mysql2/promise'
@@ -26,6 +25,7 @@ import {
   startMariaDB,
   startPostgres,
 } from '@mostajs/replicator-testkit'
+import { machineInfo } from './machine.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -451,14 +451,7 @@ async function main() {
     for (const stop of stops.reverse()) await stop().catch(() => undefined)
   }
 
-  const machine = {
-    hostname: hostname(),
-    cpu: cpus()[0]?.model,
-    cores: cpus().length,
-    memoryGiB: Math.round(totalmem() / 2 ** 30),
-    platform: `${platform()} ${release()}`,
-    node: process.version,
-  }
+  const machine = machineInfo()
   console.log(
     `\nbench:dialects — ${ROWS.toLocaleString('en')} rows, 8 columns, batch ${BATCH}, median of ${ROUNDS} rounds`,
   )

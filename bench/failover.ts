@@ -10,11 +10,11 @@
  */
 import '@mostajs/replicator-dialect-postgres'
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { cpus, hostname, platform, release, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
 import { connectDialect, ReplicationManager } from '@mostajs/replicator'
 import { EtcdTopologyStore } from '@mostajs/replicator-store-etcd'
 import { startEtcdCluster, startPostgres, startPostgresStandby } from '@mostajs/replicator-testkit'
+import { machineInfo } from './machine.js'
 
 const { values: args } = parseArgs({ options: { kills: { type: 'string', default: '20' } } })
 const KILLS = Number(args.kills)
@@ -128,14 +128,7 @@ try {
 } finally {
   await cluster.stop()
 }
-const machine = {
-  hostname: hostname(),
-  cpu: cpus()[0]?.model,
-  cores: cpus().length,
-  memoryGiB: Math.round(totalmem() / 2 ** 30),
-  platform: `${platform()} ${release()}`,
-  node: process.version,
-}
+const machine = machineInfo()
 const summary = {
   kills: KILLS,
   promotionP50Ms: percentile(promotions, 50),

@@ -9,7 +9,6 @@
 import '@mostajs/replicator-dialect-postgres'
 import '@mostajs/replicator-dialect-sqlite'
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { cpus, hostname, platform, release, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
 import pg from 'pg'
 import {
@@ -27,6 +26,7 @@ import {
   startPostgresStandby,
   type TempSqliteFile,
 } from '@mostajs/replicator-testkit'
+import { machineInfo } from './machine.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -247,14 +247,7 @@ async function readWorkload(): Promise<ReadResult[]> {
 const picks: PickResult[] = []
 for (const count of [1, 3, 10]) picks.push(await routingCost(count))
 const reads = postgresAvailability().available ? await readWorkload() : []
-const machine = {
-  hostname: hostname(),
-  cpu: cpus()[0]?.model,
-  cores: cpus().length,
-  memoryGiB: Math.round(totalmem() / 2 ** 30),
-  platform: `${platform()} ${release()}`,
-  node: process.version,
-}
+const machine = machineInfo()
 console.log(`\nbench:routing — machine: ${machine.cpu} × ${machine.cores}, node ${machine.node}\n`)
 console.log(`resolveReadService (${CALLS.toLocaleString('en')} calls, best of 3) vs a plain array pick:`)
 console.table(
