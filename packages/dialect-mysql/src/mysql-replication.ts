@@ -1,4 +1,4 @@
-import { type NativeReplication, type NativeReplicationStatus } from '@mostajs/replicator-core'
+import { ReplicatorError, type NativeReplication, type NativeReplicationStatus } from '@mostajs/replicator-core'
 import type { MysqlDialect } from './mysql-dialect.js'
 
 /** MySQL/MariaDB replication: SHOW SLAVE STATUS, STOP/RESET SLAVE, read_only, CHANGE MASTER … MASTER_USE_GTID. */
@@ -23,8 +23,23 @@ export class MysqlReplication implements NativeReplication {
     }
   }
 
-  /** Stops and forgets replication, then accepts writes. */
+  /**
+   * Applies what the replica received and did not apply yet (its relay log: with semi-sync,
+   * every acknowledged commit), then stops and forgets replication and accepts writes.
+   */
   async promote(): Promise<void> {
+    const [status] = await this.db.query<Record<string, unknown>>('SHOW SLAVE STATUS')
+    const received = typeof status?.Gtid_IO_Pos === 'string' ? status.Gtid_IO_Pos : ''
+    if (received && this.db.serverIsMariaDB) {
+      const [waited] = await this.db.query<{ done: number | null }>('SELECT MASTER_GTID_WAIT(?, 30) AS done', [
+        received,
+      ])
+      if (Number(waited?.done) !== 0)
+        throw new ReplicatorError(
+          'LAG_TOO_HIGH',
+          `[replicator:${this.db.name}] ${this.db.maskedUri} did not apply its relay log (up to ${received}) within 30 s; not promoted.`,
+        )
+    }
     await this.db.query('STOP SLAVE')
     await this.db.query('RESET SLAVE ALL')
     await this.setReadOnly(false)

@@ -1,13 +1,18 @@
 import '@mostajs/replicator-dialect-postgres'
+import '@mostajs/replicator-dialect-mysql'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectDialect, ReplicationManager, type PromotionResult } from '@mostajs/replicator'
 import { EtcdTopologyStore } from '@mostajs/replicator-store-etcd'
 import {
+  createMariaDBDatabase,
   etcdAvailable,
   startEtcdCluster,
+  startMariaDB,
+  startMariaDBReplica,
   startPostgres,
   startPostgresStandby,
   type RunningEtcd,
+  type RunningMariaDB,
   type RunningPostgres,
 } from '@mostajs/replicator-testkit'
 import { privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
@@ -17,6 +22,7 @@ import { privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
 // instance writes to it within seconds, and no acknowledged write is lost.
 
 const { available, skipNote } = privateServer('postgres')
+const mariadb = privateServer('mariadb')
 const required = process.env.REPLICATOR_REQUIRE_BACKENDS === '1'
 
 describe.skipIf(!available || (!etcdAvailable() && !required))(`automatic failover through etcd${skipNote}`, () => {
@@ -144,3 +150,132 @@ describe.skipIf(!available || (!etcdAvailable() && !required))(`automatic failov
     expect(acknowledged.filter((id) => !stored.has(id))).toEqual([])
   })
 })
+
+describe.skipIf(!mariadb.available || (!etcdAvailable() && !required))(
+  `automatic failover of MariaDB through etcd${mariadb.skipNote}`,
+  () => {
+    let cluster: RunningEtcd
+    let master: RunningMariaDB
+    let replica: RunningMariaDB
+    let masterUri = ''
+    let replicaUri = ''
+    const managers: ReplicationManager[] = []
+    const stores: EtcdTopologyStore[] = []
+
+    beforeAll(async () => {
+      expect(etcdAvailable(), 'etcd is needed (Debian: etcd-server)').toBe(true)
+      cluster = await startEtcdCluster(3)
+      master = await startMariaDB()
+      masterUri = (await createMariaDBDatabase(master.url, 'shop')).replace(/^mysql:/, 'mariadb:')
+      replica = await startMariaDBReplica(master)
+      const url = new URL(masterUri)
+      url.port = String(replica.port)
+      replicaUri = url.toString()
+      // semi-synchronous replication: an acknowledged commit is in the replica's relay log
+      const masterAdmin = await connectDialect({ dialect: 'mariadb', uri: masterUri })
+      const replicaAdmin = await connectDialect({ dialect: 'mariadb', uri: replicaUri.replace(/\/shop$/, '/mysql') })
+      await masterAdmin.query('SET GLOBAL rpl_semi_sync_master_enabled = ON')
+      await masterAdmin.query('SET GLOBAL rpl_semi_sync_master_timeout = 30000')
+      await replicaAdmin.query('SET GLOBAL rpl_semi_sync_slave_enabled = ON')
+      await replicaAdmin.query('STOP SLAVE IO_THREAD')
+      await replicaAdmin.query('START SLAVE IO_THREAD')
+      await waitFor(
+        async () =>
+          Number(
+            (await masterAdmin.query<{ Value: string }>("SHOW STATUS LIKE 'Rpl_semi_sync_master_clients'"))[0]?.Value,
+          ) === 1,
+        15_000,
+        'a semi-synchronous replica',
+      )
+      await masterAdmin.close()
+      await replicaAdmin.close()
+    })
+
+    afterAll(async () => {
+      for (const manager of managers) await manager.disconnectAll()
+      for (const store of stores) await store.close()
+      await replica?.stop()
+      await master?.stop()
+      await cluster?.stop()
+    })
+
+    it('SIGKILL of the master: the replica is promoted once, writes resume on it, acknowledged writes kept', async () => {
+      const promotions: PromotionResult[] = []
+      for (const name of ['a', 'b']) {
+        const store = new EtcdTopologyStore({ endpoints: cluster.endpoints, prefix: '/failover-mariadb' })
+        stores.push(store)
+        const manager = new ReplicationManager(null, {
+          heartbeatIntervalMs: 50,
+          healthCheckIntervalMs: 200,
+          failureThreshold: 3,
+          connectTimeoutMs: 1000,
+          heartbeatId: name,
+          topologyStore: store,
+          autoFailover: true,
+        })
+        manager.on('error', () => undefined)
+        manager.on('failover.automatic', (result) => promotions.push(result))
+        managers.push(manager)
+        await manager.addReplica('orders', { name: 'primary', role: 'master', dialect: 'mariadb', uri: masterUri })
+        await manager.addReplica('orders', {
+          name: 'r1',
+          role: 'slave',
+          dialect: 'mariadb',
+          uri: replicaUri,
+          lagTolerance: 1000,
+        })
+      }
+      await managers[0]!.resolveWriteService('orders').dialect.ensureCollection({
+        name: 'orders',
+        columns: [
+          { name: 'id', type: 'integer' },
+          { name: 'by', type: 'string' },
+        ],
+        primaryKey: ['id'],
+      })
+      await waitFor(
+        () =>
+          managers.every((m) =>
+            m.getReplicaStatus('orders').every((replicaStatus) => replicaStatus.status === 'healthy'),
+          ),
+        20_000,
+        'healthy replicas',
+      )
+      const acknowledged: number[] = []
+      let nextId = 1
+      let writing = true
+      const resumedAt: Array<number | null> = managers.map(() => null)
+      const writers = managers.map(async (manager, index) => {
+        while (writing) {
+          const id = nextId++
+          try {
+            const writer = manager.resolveWriteService('orders')
+            await writer.create('orders', { id, by: `m${index}` })
+            acknowledged.push(id)
+            if (resumedAt[index] === null && !writer.dialect.maskedUri.includes(`:${master.port}/`))
+              resumedAt[index] = Date.now()
+          } catch {
+            // down, or fenced: again
+          }
+          await new Promise((resolve) => setTimeout(resolve, 20))
+        }
+      })
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      const killedAt = Date.now()
+      await master.kill!()
+      await waitFor(() => resumedAt.every((at) => at !== null), 20_000, 'every instance writes on the new master')
+      writing = false
+      await Promise.all(writers)
+      console.log(
+        `MariaDB: first write on the new master ${resumedAt.map((at) => at! - killedAt).join(', ')} ms after the SIGKILL`,
+      )
+      expect(Math.max(...resumedAt.map((at) => at! - killedAt))).toBeLessThan(5000)
+      expect(promotions).toHaveLength(1)
+      expect(promotions[0]!.promoted).toBe('r1')
+      const stored = new Set(
+        (await managers[0]!.resolveWriteService('orders').dialect.find('orders')).map((row) => Number(row.id)),
+      )
+      expect(acknowledged.filter((id) => !stored.has(id))).toEqual([])
+    })
+  },
+)

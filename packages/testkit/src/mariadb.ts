@@ -18,6 +18,8 @@ export interface RunningMariaDB {
   external: boolean
   createDatabase(name?: string): Promise<string>
   stop(): Promise<void>
+  /** SIGKILLs the server, as a crash would (private servers only). */
+  kill?(): Promise<void>
 }
 
 let nextServerId = 1
@@ -105,6 +107,12 @@ export async function startMariaDB(options: { serverId?: number; flags?: string[
       if (stopped) return
       stopped = true
       await stop()
+    },
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      const gone = new Promise((resolve) => child.once('exit', resolve))
+      child.kill('SIGKILL')
+      await gone
     },
   }
 }
