@@ -69,7 +69,10 @@ export class MysqlReplication implements NativeReplication {
   /** Re-points this replica at another primary, continuing from its GTID position. */
   async replicateFrom(primaryUri: string): Promise<void> {
     const url = new URL(primaryUri)
+    const wasReplica = (await this.db.query('SHOW SLAVE STATUS')).length > 0
     await this.db.query('STOP SLAVE')
+    // a former master (a switchover) goes on from its own last transaction, not from nothing
+    if (!wasReplica && this.db.serverIsMariaDB) await this.db.query('SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos')
     await this.db.query(
       `CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ?, MASTER_USER = ?, MASTER_PASSWORD = ?, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1`,
       [

@@ -7,6 +7,7 @@ import { ManagerWithRules } from './manager-rules.js'
 import { guardDialect } from './guarded-dialect.js'
 import { ReplicationSession } from './session.js'
 import {
+  familyOf,
   isManagedSlave,
   masterOf,
   requireMaster,
@@ -295,6 +296,36 @@ export class ReplicationManager extends ManagerWithRules {
       this.emit('failover.automatic', result)
     }
     failOver().catch((error: unknown) => this.report(error))
+  }
+
+  /**
+   * A planned change of master, with nothing lost: the current master must be reachable (it is
+   * fenced, and the candidate must apply its final heartbeat, else LAG_TOO_HIGH and the old
+   * master stays writable). Where the database allows it (MariaDB/MySQL with GTID), the old
+   * master then replicates from the new one and serves reads again as a slave; a PostgreSQL
+   * old master stays fenced (it needs pg_rewind or a new base backup to follow).
+   */
+  async switchover(project: string, name: string): Promise<PromotionResult> {
+    const state = this.requireProject(project)
+    const previous = masterOf(state)
+    if (!previous?.connected || !previous.healthy)
+      throw new ReplicatorError(
+        'CONNECTION_FAILED',
+        `Project "${project}": a switchover needs its master reachable (a planned change); use promoteToMaster for a failover.`,
+        { details: { project } },
+      )
+    const result = await this.promoteToMaster(project, name)
+    if (familyOf(previous.config.dialect) === 'mysql' && previous.dialect.replication) {
+      const candidate = requireReplica(state, name)
+      await previous.dialect.replication.replicateFrom(
+        resolveEnvReferences(candidate.config.uri, `${project}/${name}.uri`),
+      )
+      // a new entry: services resolved from the old one stay fenced
+      const config = { ...previous.config, role: 'slave' as const, replication: 'native' as const }
+      await this.removeReplica(project, previous.config.name)
+      await this.addReplica(project, config)
+    }
+    return result
   }
 
   // ---------------------------------------------------------------- persistence
