@@ -63,9 +63,8 @@ export class RuleSet {
   /** Preparations started by `add` and not finished yet. */
   private readonly preparing = new Map<string, Promise<void>>()
   private readonly streams = new Map<string, StreamLoop>()
-  /** Runners of managed replica feeds, by feed key. */
-  private readonly feedRunners = new Map<string, RuleRunner>()
-  private readonly feedIntervals = new Map<string, number>()
+  /** Managed replica feeds by key: their runner and streaming period. */
+  private readonly feeds = new Map<string, { runner: RuleRunner; intervalMs: number }>()
   /** Streaming period each rule was started with (kept when a promotion restarts it). */
   private readonly intervals = new Map<string, number>()
 
@@ -200,8 +199,7 @@ export class RuleSet {
   startFeed(key: string, config: RunnerConfig, source: Dialect, target: Dialect, intervalMs: number): void {
     if (this.streams.has(`managed:${key}`)) return
     const runner = new RuleRunner(config, source, target, this.host.observer, this.host.lease)
-    this.feedRunners.set(key, runner)
-    this.feedIntervals.set(key, intervalMs)
+    this.feeds.set(key, { runner, intervalMs })
     this.startStream(`managed:${key}`, runner, intervalMs)
   }
 
@@ -210,22 +208,20 @@ export class RuleSet {
    * loop is paused, one sync runs to the source's current end, and the loop resumes.
    */
   async drainFeed(key: string): Promise<void> {
-    const runner = this.feedRunners.get(key)
-    if (!runner) return
+    const feed = this.feeds.get(key)
+    if (!feed) return
     await this.stopStream(`managed:${key}`)
     try {
-      await runner.sync()
+      await feed.runner.sync()
     } finally {
-      if (this.feedRunners.get(key) === runner)
-        this.startStream(`managed:${key}`, runner, this.feedIntervals.get(key) ?? this.host.defaultIntervalMs)
+      if (this.feeds.get(key) === feed) this.startStream(`managed:${key}`, feed.runner, feed.intervalMs)
     }
   }
 
   async stopFeed(key: string): Promise<void> {
     await this.stopStream(`managed:${key}`)
-    await this.feedRunners.get(key)?.release()
-    this.feedRunners.delete(key)
-    this.feedIntervals.delete(key)
+    await this.feeds.get(key)?.runner.release()
+    this.feeds.delete(key)
   }
 
   /** A streaming loop by rule or feed name; null when it is not streaming. */
@@ -315,10 +311,10 @@ export class RuleSet {
   /** Stops every streaming loop and forgets the runners (the rules stay). */
   async stopAll(): Promise<void> {
     await Promise.all([...this.streams.keys()].map((key) => this.stopStream(key)))
-    const runners = [...this.runners.values(), ...this.reverseRunners.values(), ...this.feedRunners.values()]
+    const feeds = [...this.feeds.values()].map((feed) => feed.runner)
+    const runners = [...this.runners.values(), ...this.reverseRunners.values(), ...feeds]
     await Promise.all(runners.map((runner) => runner.release()))
-    this.feedRunners.clear()
-    this.feedIntervals.clear()
+    this.feeds.clear()
     this.runners.clear()
     this.reverseRunners.clear()
   }

@@ -28,8 +28,8 @@ export class MysqlReplication implements NativeReplication {
    * every acknowledged commit), then stops and forgets replication and accepts writes.
    */
   async promote(): Promise<void> {
-    const [status] = await this.db.query<Record<string, unknown>>('SHOW SLAVE STATUS')
-    const received = typeof status?.Gtid_IO_Pos === 'string' ? status.Gtid_IO_Pos : ''
+    const { gtidPosition } = await this.status()
+    const received = typeof gtidPosition === 'string' ? gtidPosition : ''
     if (received && this.db.serverIsMariaDB) {
       const [waited] = await this.db.query<{ done: number | null }>('SELECT MASTER_GTID_WAIT(?, 30) AS done', [
         received,
@@ -69,7 +69,7 @@ export class MysqlReplication implements NativeReplication {
   /** Re-points this replica at another primary, continuing from its GTID position. */
   async replicateFrom(primaryUri: string): Promise<void> {
     const url = new URL(primaryUri)
-    const wasReplica = (await this.db.query('SHOW SLAVE STATUS')).length > 0
+    const wasReplica = (await this.status()).role === 'replica'
     await this.db.query('STOP SLAVE')
     // a former master (a switchover) goes on from its own last transaction, not from nothing
     if (!wasReplica && this.db.serverIsMariaDB) await this.db.query('SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos')

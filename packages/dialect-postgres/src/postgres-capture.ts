@@ -185,17 +185,12 @@ export class PostgresCapture implements ChangeCapture {
 
   /** CAPTURE_LOST when the capture's slot was invalidated (the WAL it needed is gone); null otherwise. */
   private async lostSlot(name: string): Promise<ReplicatorError | null> {
-    const { slot } = this.captureObjects(name)
-    const rows = await this.db
-      .query<{ status: string | null }>('SELECT wal_status AS status FROM pg_replication_slots WHERE slot_name = $1', [
-        slot,
-      ])
-      .catch(() => [])
-    if (rows[0]?.status !== 'lost') return null
+    const backlog = await this.backlog(name).catch(() => null)
+    if (backlog?.walStatus !== 'lost') return null
     return new ReplicatorError(
       'CAPTURE_LOST',
       `[replicator:postgres] The replication slot of capture "${name}" on ${this.db.maskedUri} was invalidated (it held more WAL than max_slot_wal_keep_size): the changes it held are gone.`,
-      { details: { capture: name, slot } },
+      { details: { capture: name, slot: this.captureObjects(name).slot } },
     )
   }
 

@@ -164,25 +164,14 @@ export class SqliteDialect extends SqlDialect {
    * wait for that transaction, which waits for it. They only read the schema, so running them
    * between its statements is harmless. Otherwise they queue like any statement.
    */
-  private readonly catalogueExecutor: SqlExecutor = {
-    inTransaction: false,
-    execute: (sql, params, options) =>
-      this.database?.inTransaction
-        ? Promise.resolve().then(() => this.runNow(sql, params, options))
-        : this.exclusive(() => this.runNow(sql, params, options)),
-  }
-
-  override async describeCollection(collection: string): Promise<CollectionDescription> {
+  protected override catalogueExecutor(): SqlExecutor {
     this.operations() // NOT_CONNECTED before connect() / after close()
-    return this.describeWith(collection, this.catalogueExecutor)
-  }
-
-  override async listCollections(): Promise<string[]> {
-    this.operations()
-    try {
-      return await this.listTables(this.catalogueExecutor)
-    } catch (error) {
-      throw this.toReplicatorError(error)
+    return {
+      inTransaction: false,
+      execute: (sql, params, options) =>
+        this.database?.inTransaction
+          ? Promise.resolve().then(() => this.runNow(sql, params, options))
+          : this.exclusive(() => this.runNow(sql, params, options)),
     }
   }
 

@@ -51,9 +51,10 @@ export interface PromotionOutcome {
 
 /**
  * Promotes a slave. The gate refuses a candidate that could lose writes (LAG_TOO_HIGH) unless
- * forced. A reachable old master writes a final heartbeat and turns read-only; the candidate
- * (a managed one is fed up to it first) must apply that heartbeat before it is promoted (else the old master is made
- * writable again and the promotion refused), so nothing committed is lost. Then the roles
+ * forced. A reachable old master is fenced (read-only, its other sessions ended, then a final
+ * heartbeat); the candidate (a managed one is fed up to it first) must apply that heartbeat
+ * before it is promoted (else the old master is made writable again and the promotion
+ * refused), so nothing committed is lost. Then the roles
  * switch, the database promotes the candidate, and the other native slaves follow it.
  */
 export async function promote(context: PromotionContext): Promise<PromotionOutcome> {

@@ -5,6 +5,7 @@ import {
   HEARTBEAT_COLLECTION,
   maskUri,
   ReplicatorError,
+  type Dialect,
   type EntitySchema,
   type ProjectTopology,
 } from '@mostajs/replicator-core'
@@ -79,16 +80,8 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
     const previous = masterOf(state)
     state.epoch = record.epoch
     if (previous === next) return
-    if (previous) {
-      previous.fenced = true
-      previous.config.role = 'slave'
-      this.updateState(previous)
-    }
-    next.config.role = 'master'
-    next.fenced = false
-    next.lagMs = 0
-    this.updateState(next)
-    state.candidates = null
+    if (previous) this.demote(previous)
+    this.crown(next)
     this.emit('topology.followed', {
       project: record.project,
       master: record.master,
@@ -97,11 +90,32 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
     })
     this.schedulePersist()
     const moved = async () => {
+      // the promoting process freed the old master's captures; this one only stops its feeds
       for (const slave of this.managedSlaves(state)) await this.rules.stopFeed(slave.label)
-      for (const slave of this.managedSlaves(state)) if (!slave.fenced) this.startFeed(state, slave)
-      await this.rules.followNewMaster(state.name, null)
+      await this.followedByFeedsAndRules(state, null)
     }
     moved().catch((error: unknown) => this.report(error))
+  }
+
+  /** The old master leaves routing: fenced (services resolved from it fail with FENCED), a slave in the tree. */
+  protected demote(previous: ReplicaEntry): void {
+    previous.fenced = true
+    previous.config.role = 'slave'
+    this.updateState(previous)
+  }
+
+  /** The new master, in memory (the database was promoted, here or by another process). */
+  protected crown(next: ReplicaEntry): void {
+    next.config.role = 'master'
+    next.fenced = false
+    next.lagMs = 0
+    this.updateState(next)
+  }
+
+  /** After a change of master: managed slaves are fed from the new one, and rules follow it. */
+  protected async followedByFeedsAndRules(state: ProjectState, previous: Dialect | null): Promise<void> {
+    for (const slave of this.managedSlaves(state)) if (!slave.fenced) this.startFeed(state, slave)
+    await this.rules.followNewMaster(state.name, previous)
   }
 
   /** Saves the tree when auto-persist is on (the manager overrides it). */

@@ -13,7 +13,7 @@ import { ManagerCore } from './manager-core.js'
 import { masterOf, requireMaster, type ProjectState } from './topology.js'
 import type { RetentionWarning } from './types.js'
 
-const MB = 1024 * 1024
+const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`
 
 /** The change-data-capture part of the manager's API: rules, streams, change streams, backlogs. */
 export class ManagerWithRules extends ManagerCore {
@@ -123,9 +123,9 @@ export class ManagerWithRules extends ManagerCore {
       if (backlog.walStatus === 'lost')
         reason = 'its slot was invalidated (the WAL it needed is gone); the rule re-seeds at its next sync'
       else if (backlog.walStatus === 'unreserved')
-        reason = `its slot's WAL is about to be removed (wal_status unreserved, ${(Number(retained) / MB).toFixed(1)} MB held)`
+        reason = `its slot's WAL is about to be removed (wal_status unreserved, ${mb(Number(retained))} held)`
       else if (retained !== null && retained > limit)
-        reason = `holds ${(retained / MB).toFixed(1)} MB of WAL on its source (limit ${(limit / MB).toFixed(1)} MB): is its rule running?`
+        reason = `holds ${mb(retained)} of WAL on its source (limit ${mb(limit)}): is its rule running?`
       if (!reason) continue
       const warning = {
         capture: backlog.capture,

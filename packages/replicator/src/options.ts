@@ -74,15 +74,11 @@ export type ResolvedOptions = Required<Omit<ReplicationManagerOptions, 'topology
 
 /** The options with every default filled in. */
 export function resolveOptions(options: ReplicationManagerOptions): ResolvedOptions {
+  const auto = options.autoFailover === true ? {} : options.autoFailover || null
   return {
     topologyStore: options.topologyStore,
-    autoFailover: options.autoFailover
-      ? {
-          ...(options.autoFailover === true ? {} : options.autoFailover),
-          antiFlapMs: (options.autoFailover === true ? undefined : options.autoFailover.antiFlapMs) ?? 60_000,
-          coordinatorLeaseMs:
-            (options.autoFailover === true ? undefined : options.autoFailover.coordinatorLeaseMs) ?? 3000,
-        }
+    autoFailover: auto
+      ? { ...auto, antiFlapMs: auto.antiFlapMs ?? 60_000, coordinatorLeaseMs: auto.coordinatorLeaseMs ?? 3000 }
       : null,
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 250,
     healthCheckIntervalMs: options.healthCheckIntervalMs ?? 1000,

@@ -221,15 +221,10 @@ export class ReplicationManager extends ManagerWithRules {
         beforeSwitch: async () => {
           // Managed slaves were fed from the old master: stop them (and free its capture).
           for (const slave of this.managedSlaves(state)) await this.stopFeed(state, slave, true)
-          if (!previous) return
-          previous.fenced = true
-          previous.config.role = 'slave'
-          this.updateState(previous)
+          if (previous) this.demote(previous)
         },
         switchRoles: () => {
-          candidate.config.role = 'master'
-          candidate.lagMs = 0
-          this.updateState(candidate)
+          this.crown(candidate)
           state.epoch++
         },
         followers: () => ({
@@ -245,10 +240,7 @@ export class ReplicationManager extends ManagerWithRules {
             .map((entry) => ({ name: entry.config.name, dialect: entry.dialect })),
           primaryUri: resolveEnvReferences(candidate.config.uri, `${project}/${name}.uri`),
         }),
-        afterSwitch: async () => {
-          for (const slave of this.managedSlaves(state)) if (!slave.fenced) this.startFeed(state, slave)
-          await this.rules.followNewMaster(project, previous?.connected ? previous.dialect : null)
-        },
+        afterSwitch: () => this.followedByFeedsAndRules(state, previous?.connected ? previous.dialect : null),
       })
       const result: PromotionResult = {
         project,

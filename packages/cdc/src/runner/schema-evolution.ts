@@ -2,6 +2,7 @@ import {
   collectionSchemaOf,
   ReplicatorError,
   type ChangeEvent,
+  type CollectionDescription,
   type NativeRow,
   type Row,
 } from '@mostajs/replicator-core'
@@ -54,17 +55,26 @@ export async function addColumnsOfRows(ctx: RuleContext, collection: string, row
 
 /** Before a copy: the target table gets the source's columns it lacks (read afresh from the source). */
 export async function addColumnsOfSource(ctx: RuleContext, collection: string): Promise<void> {
-  ctx.source.invalidateCatalog(collection)
-  const sourceColumns = (await ctx.source.describeCollection(collection)).columns.map((column) => column.name)
+  const source = await freshSourceDescription(ctx, collection)
   const present = new Set((await ctx.target.describeCollection(collection)).columns.map((column) => column.name))
-  const missing = new Set(sourceColumns.filter((name) => !present.has(name)))
-  if (missing.size) await addSourceColumns(ctx, collection, missing)
+  const missing = new Set(source.columns.map((column) => column.name).filter((name) => !present.has(name)))
+  if (missing.size) await addColumnsFrom(ctx, source, missing)
 }
 
 /** Adds the source's columns `names` of `collection` to the target (nullable, portable type). */
 async function addSourceColumns(ctx: RuleContext, collection: string, names: Set<string>): Promise<void> {
+  await addColumnsFrom(ctx, await freshSourceDescription(ctx, collection), names)
+}
+
+/** The source table as it is now (the cached description may predate an ALTER TABLE). */
+function freshSourceDescription(ctx: RuleContext, collection: string): Promise<CollectionDescription> {
   ctx.source.invalidateCatalog(collection)
-  const description = await ctx.source.describeCollection(collection)
+  return ctx.source.describeCollection(collection)
+}
+
+/** Adds the columns `names` of the source table `description` to the target table. */
+async function addColumnsFrom(ctx: RuleContext, description: CollectionDescription, names: Set<string>): Promise<void> {
+  const collection = description.name
   const unportable = description.columns.filter((column) => names.has(column.name) && column.type === 'unknown')
   if (unportable.length) {
     const listed = unportable.map((column) => `${column.name} (${column.nativeType})`).join(', ')

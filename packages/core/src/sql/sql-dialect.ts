@@ -197,16 +197,21 @@ export abstract class SqlDialect implements Dialect {
   // ---- introspection ----
 
   async listCollections(): Promise<string[]> {
-    const operations = this.operations()
+    const executor = this.catalogueExecutor()
     try {
-      return await this.listTables(operationsExecutor(operations))
+      return await this.listTables(executor)
     } catch (error) {
       throw this.toReplicatorError(error)
     }
   }
 
   async describeCollection(collection: string): Promise<CollectionDescription> {
-    return this.describeWith(collection, operationsExecutor(this.operations()))
+    return this.describeWith(collection, this.catalogueExecutor())
+  }
+
+  /** Where catalogue reads run (NOT_CONNECTED before connect()); a dialect with one serialised connection overrides it. */
+  protected catalogueExecutor(): SqlExecutor {
+    return operationsExecutor(this.operations())
   }
 
   /**

@@ -57,6 +57,10 @@ export function serviceOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Rep
       ? { binlogBufferEvents: positive(env.REPLICATOR_BINLOG_BUFFER_EVENTS) }
       : {}),
   }
+  const manager = {
+    ...(Object.keys(capture).length ? { capture } : {}),
+    ...(env.REPLICATOR_AUTO_FAILOVER === '1' ? { autoFailover: true } : {}),
+  }
   const port = env.REPLICATOR_HTTP_PORT
   return {
     ...(env.REPLICATOR_TREE ? { tree: env.REPLICATOR_TREE } : {}),
@@ -74,14 +78,7 @@ export function serviceOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Rep
     ...(env.REPLICATOR_ETCD_ENDPOINTS
       ? { etcdEndpoints: env.REPLICATOR_ETCD_ENDPOINTS.split(',').map((endpoint) => endpoint.trim()) }
       : {}),
-    ...(Object.keys(capture).length || env.REPLICATOR_AUTO_FAILOVER === '1'
-      ? {
-          manager: {
-            ...(Object.keys(capture).length ? { capture } : {}),
-            ...(env.REPLICATOR_AUTO_FAILOVER === '1' ? { autoFailover: true } : {}),
-          },
-        }
-      : {}),
+    ...(Object.keys(manager).length ? { manager } : {}),
   }
 }
 
