@@ -6,12 +6,33 @@ export interface ZongJiEvent {
   nextPosition?: number
   binlogName?: string
   tableId?: number
-  tableMap?: Record<number, { parentSchema: string; tableName: string }>
+  tableMap?: Record<number, { parentSchema: string; tableName: string; columns?: Array<{ name: string }> }>
   rows?: Array<Row | { before: Row; after: Row }>
+  /** Which columns a row image holds (the after image's: `columns_present_bitmap2`, updates only). */
+  columns_present_bitmap?: Buffer
+  columns_present_bitmap2?: Buffer
   timestamp?: number
   /** Query events: the statement and the session's database. */
   query?: string
   schema?: string
+}
+
+/**
+ * A row image without the columns its event left out. Under binlog_row_image NOBLOB (unchanged
+ * BLOB/TEXT columns) or MINIMAL (only the key before, only the changed columns after) ZongJi
+ * gives those as NULL, which would overwrite the target's values: they are removed instead.
+ */
+export function sentColumns(row: Row, present: Buffer | undefined, columns: Array<{ name: string }> | undefined): Row {
+  if (!present || !columns) return row
+  let complete = true
+  for (let index = 0; index < columns.length && complete; index++)
+    complete = Boolean(present[index >> 3]! & (1 << (index & 7)))
+  if (complete) return row
+  const sent: Row = {}
+  columns.forEach((column, index) => {
+    if (present[index >> 3]! & (1 << (index & 7))) sent[column.name] = row[column.name]
+  })
+  return sent
 }
 
 const TRUNCATE = /^\s*truncate\s+(?:table\s+)?((?:`[^`]+`|\w+)(?:\s*\.\s*(?:`[^`]+`|\w+))?)\s*;?\s*$/i

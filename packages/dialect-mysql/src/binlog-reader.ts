@@ -8,7 +8,7 @@ import {
   type Row,
   type CaptureSettings,
 } from '@mostajs/replicator-core'
-import { encodeEvent, truncatedTable, type ZongJiEvent } from './binlog-events.js'
+import { encodeEvent, sentColumns, truncatedTable, type ZongJiEvent } from './binlog-events.js'
 
 /** Where a binlog reader stands: the GTID position to resume from, and file + offset. */
 export interface BinlogPosition {
@@ -164,9 +164,10 @@ export class BinlogReader {
         position: { dialect: this.dialectName, value: {} },
         ts: event.timestamp ?? Date.now(),
       }
+      const columns = table.columns
       for (const raw of event.rows ?? []) {
         if (type === 'writerows') {
-          const after = this.decode(raw as Row, description)
+          const after = this.decode(sentColumns(raw as Row, event.columns_present_bitmap, columns), description)
           this.keep({
             op: 'c',
             collection: table.tableName,
@@ -176,7 +177,7 @@ export class BinlogReader {
             source: { ...source },
           })
         } else if (type === 'deleterows') {
-          const before = this.decode(raw as Row, description)
+          const before = this.decode(sentColumns(raw as Row, event.columns_present_bitmap, columns), description)
           this.keep({
             op: 'd',
             collection: table.tableName,
@@ -187,9 +188,14 @@ export class BinlogReader {
           })
         } else {
           const change = raw as { before: Row; after: Row }
-          const before = this.decode(change.before, description)
-          const after = this.decode(change.after, description)
-          if (keyIdentity(before, description.primaryKey) !== keyIdentity(after, description.primaryKey)) {
+          const before = this.decode(sentColumns(change.before, event.columns_present_bitmap, columns), description)
+          // an image without some columns (NOBLOB, MINIMAL) holds what changed: the rest is as before
+          const after = {
+            ...before,
+            ...this.decode(sentColumns(change.after, event.columns_present_bitmap2, columns), description),
+          }
+          const moved = keyIdentity(before, description.primaryKey) !== keyIdentity(after, description.primaryKey)
+          if (moved) {
             this.keep({
               op: 'd',
               collection: table.tableName,
@@ -206,6 +212,8 @@ export class BinlogReader {
             before,
             after,
             source: { ...source },
+            // a moved row's image may lack columns: the apply takes them from the target's old row
+            ...(moved ? { movedFrom: keyOfRow(before, description.primaryKey) } : {}),
           })
         }
       }

@@ -68,6 +68,20 @@ export class MysqlCapture implements ChangeCapture {
     return String(row?.gtid ?? '')
   }
 
+  /**
+   * Under binlog_row_image = MINIMAL an insert logs only the columns its statement set: a
+   * column filled by its default on the source would take the target's default, or NULL. Every
+   * table is refused until the server logs FULL (or NOBLOB, whose partial updates are carried).
+   */
+  async uncapturable(collections: string[]): Promise<Array<{ collection: string; reason: string }>> {
+    const [row] = await this.db.query<{ image: string }>('SELECT @@global.binlog_row_image AS image')
+    if (String(row?.image).toUpperCase() !== 'MINIMAL') return []
+    return collections.map((collection) => ({
+      collection,
+      reason: `binlog_row_image is MINIMAL on ${this.db.maskedUri}: inserts do not log the columns filled by defaults, so ${collection} would differ on the target; SET GLOBAL binlog_row_image = 'FULL' (or 'NOBLOB')`,
+    }))
+  }
+
   async setup(options: CaptureOptions): Promise<void> {
     const [settings] = await this.db.query<{ logBin: number | string; format: string }>(
       'SELECT @@global.log_bin AS logBin, @@global.binlog_format AS format',
