@@ -250,7 +250,10 @@ describe.skipIf(!backends.postgres.serverUrl)(
               )
             await expect(runner.sync()).rejects.toThrow(/the target is unavailable/)
             const partial = await target.count('numbers')
-            expect(partial).toBeGreaterThan(0)
+            // a SQLite changelog does not say where its transactions end: all it held when read
+            // is applied as one target transaction, so nothing of it landed
+            if (from.kind === 'sqlite') expect(partial).toBe(0)
+            else expect(partial).toBeGreaterThan(0)
             expect(partial).toBeLessThan(15_000)
             await outage.end()
             const stats = await runner.sync()

@@ -187,6 +187,46 @@ describe('collections added to a rule', () => {
   })
 })
 
+describe.skipIf(!backends.postgres.serverUrl)('SQLite source transactions', () => {
+  it('each lands whole in one target transaction, even when larger than a batch or a read', async () => {
+    const { dialect: source } = await open(backends.sqlite)
+    const { dialect: target } = await open(backends.postgres)
+    await source.ensureCollection(items('items'))
+    // the target's own column records which of its transactions wrote each row
+    await target.query(
+      'CREATE TABLE items (id integer PRIMARY KEY, label varchar(50), tx bigint DEFAULT txid_current())',
+    )
+    const runner = new RuleRunner(
+      { name: 'whole', source: 'a', target: 'b', mode: 'cdc', collections: ['items'], batchSize: 100 },
+      source,
+      target,
+    )
+    await runner.sync()
+    const write = (from: number, count: number) =>
+      source.transaction(async (tx) => {
+        await tx.upsertMany(
+          'items',
+          Array.from({ length: count }, (_, index) => ({ id: from + index, label: `i${from + index}` })),
+        )
+      })
+    await write(1, 250) // more than a batch
+    await write(1000, 1)
+    await write(2000, 25_000) // more than one read of the changelog
+    await runner.sync()
+    const transactions = await target.query<{ first: number; writers: string }>(
+      `SELECT min(id) AS first, count(DISTINCT tx)::text AS writers FROM items
+       GROUP BY CASE WHEN id < 1000 THEN 1 WHEN id < 2000 THEN 2 ELSE 3 END ORDER BY 1`,
+    )
+    expect(transactions).toEqual([
+      { first: 1, writers: '1' },
+      { first: 1000, writers: '1' },
+      { first: 2000, writers: '1' },
+    ])
+    expect(await target.count('items')).toBe(25_251)
+    await runner.teardown()
+  })
+})
+
 describe('TRUNCATE', () => {
   const cases = [
     ['postgres', 'TRUNCATE items'],

@@ -15,6 +15,16 @@ import {
 } from '@mostajs/replicator-core'
 import { sqlitePathOf, sqlString, type SqliteDialect } from './sqlite-dialect.js'
 
+/** A changelog row as a trigger wrote it. */
+interface ChangelogRow {
+  id: bigint
+  op: string
+  collection: string
+  key: string
+  after: string | null
+  at: string
+}
+
 /** Change capture by triggers that write each change to a changelog table in the same transaction. */
 export class SqliteCapture implements ChangeCapture {
   /** What each capture was set up with in this process, and the schema version then. */
@@ -141,37 +151,49 @@ export class SqliteCapture implements ChangeCapture {
     this.db.invalidateCatalog()
   }
 
+  /**
+   * Changes up to the changelog's last row when the read began. SQLite has one writer and a
+   * reader sees whole commits, so that row ends a transaction; the rows before it are read in
+   * parts (`nextPart`) into one target transaction, never cut inside a source transaction.
+   * They share the position of that last row: a source transaction has no id of its own here.
+   */
   async read(name: string, options: ReadChangesOptions): Promise<ChangeBatch> {
     await this.followSchema(name)
+    const changelog = this.db.flavor.quoteIdentifier(this.changelogOf(name))
     const after = options.after ? Number(options.after.value) : 0
-    const rows = await this.db.query<{
-      id: bigint
-      op: string
-      collection: string
-      key: string
-      after: string | null
-      at: string
-    }>(
-      `SELECT id, op, collection, key, after, at FROM ${this.db.flavor.quoteIdentifier(this.changelogOf(name))} WHERE id > ? ORDER BY id LIMIT ?`,
-      [after, Math.max(1, options.maxEvents)],
-    )
-    const events: ChangeEvent[] = []
-    for (const row of rows) {
-      const description = await this.db.describeCollection(row.collection)
-      const keyRow = this.changelogRow(description, row.key)
-      const afterRow = row.after === null ? null : this.changelogRow(description, row.after)
-      const position = { dialect: 'sqlite', value: Number(row.id) }
-      events.push({
-        op: row.op as ChangeEvent['op'],
-        collection: row.collection,
-        key: keyOfRow(keyRow, description.primaryKey),
-        before: null,
-        after: afterRow,
-        source: { dialect: 'sqlite', database: sqlitePathOf(this.db.config.uri), position, ts: Date.parse(row.at) },
-      })
+    const [end] = await this.db.query<{ last: bigint | number | null }>(`SELECT max(id) AS last FROM ${changelog}`)
+    const last = end?.last === null || end?.last === undefined ? after : Number(end.last)
+    if (last <= after) return { events: [], position: null }
+    const position: Position = { dialect: 'sqlite', value: last }
+    const limit = Math.max(1, options.maxEvents)
+    let readUpTo = after
+    const page = async (): Promise<ChangeEvent[] | null> => {
+      if (readUpTo >= last) return null
+      const rows = await this.db.query<ChangelogRow>(
+        `SELECT id, op, collection, key, after, at FROM ${changelog} WHERE id > ? AND id <= ? ORDER BY id LIMIT ?`,
+        [readUpTo, last, limit],
+      )
+      readUpTo = rows.length ? Number(rows[rows.length - 1]!.id) : last
+      if (rows.length < limit) readUpTo = last
+      const events: ChangeEvent[] = []
+      for (const row of rows) events.push(await this.changeEvent(row, position))
+      return events
     }
-    const last = rows[rows.length - 1]
-    return { events, position: last ? { dialect: 'sqlite', value: Number(last.id) } : null }
+    const events = (await page())!
+    return readUpTo < last ? { events, position, nextPart: page } : { events, position }
+  }
+
+  private async changeEvent(row: ChangelogRow, position: Position): Promise<ChangeEvent> {
+    const description = await this.db.describeCollection(row.collection)
+    const keyRow = this.changelogRow(description, row.key)
+    return {
+      op: row.op as ChangeEvent['op'],
+      collection: row.collection,
+      key: keyOfRow(keyRow, description.primaryKey),
+      before: null,
+      after: row.after === null ? null : this.changelogRow(description, row.after),
+      source: { dialect: 'sqlite', database: sqlitePathOf(this.db.config.uri), position, ts: Date.parse(row.at) },
+    }
   }
 
   /** A row from the changelog JSON, turned into portable values like a read of the table. */
