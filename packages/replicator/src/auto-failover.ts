@@ -1,3 +1,6 @@
+import { ReplicatorError } from '@mostajs/replicator-core'
+import type { ResolvedOptions } from './options.js'
+import type { SharedTopology } from './shared-topology.js'
 import { isManagedSlave, type ProjectState, type ReplicaEntry } from './topology.js'
 
 /**
@@ -35,4 +38,32 @@ export async function slavesStillReceive(state: ProjectState): Promise<boolean> 
     slaves.map((entry) => entry.dialect.replication?.status().catch(() => null) ?? Promise.resolve(null)),
   )
   return views.some((status) => status?.receiving === true)
+}
+
+/**
+ * The slave to promote now that the master is down, or null when this process must not act:
+ * within the anti-flap window, not the coordinator, or the slaves still receive from the
+ * master. Throws LAG_TOO_HIGH (once per outage) when no slave qualifies.
+ */
+export async function automaticFailoverCandidate(
+  state: ProjectState,
+  auto: NonNullable<ResolvedOptions['autoFailover']>,
+  shared: SharedTopology | null,
+): Promise<ReplicaEntry | null> {
+  if (Date.now() - (state.lastAutoFailoverAt ?? -Infinity) < auto.antiFlapMs) return null
+  if (shared && !(await shared.isCoordinator(state.name))) return null
+  if (await slavesStillReceive(state)) return null // the master is alive for its slaves: not confirmed
+  const candidate = failoverCandidate(state, auto.maxLagMs)
+  if (!candidate) {
+    if (state.failoverRefused) return null // said once per outage, not at every check
+    state.failoverRefused = true
+    throw new ReplicatorError(
+      'LAG_TOO_HIGH',
+      `Project "${state.name}": its master is down and no healthy native slave is within the failover lag; nothing was promoted.`,
+      { details: { project: state.name } },
+    )
+  }
+  state.lastAutoFailoverAt = Date.now()
+  state.failoverRefused = false
+  return candidate
 }

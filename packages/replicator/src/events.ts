@@ -14,6 +14,11 @@ export interface ReplicationManagerEvents {
   'failover.automatic': [PromotionResult]
   /** A promotion made by another process (heard from the shared topology store) is followed here. */
   'topology.followed': [{ project: string; master: string; previousMaster: string | null; epoch: number }]
+  /**
+   * A fenced former master answered again still acting as a primary (it was unreachable when
+   * it was demoted): this process made it read-only and ended its sessions.
+   */
+  'replica.fenced': [{ project: string; name: string; sessionsEnded: number }]
   /** After each committed target transaction of a rule or managed feed. */
   'rule.batch': [Info<'batchApplied'>]
   /** A rule's capture lost its position on the source; it was recreated and the target re-seeded (no silent gap). */

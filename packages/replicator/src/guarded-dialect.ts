@@ -19,12 +19,26 @@ export interface GuardTarget {
   readonly label: string
 }
 
+/** What a guarded dialect runs around each call. */
+export interface GuardHooks {
+  /** After each successful write (read-your-writes sessions). */
+  onWrite?: () => void
+  /**
+   * Before each call: null when this process's view of the topology is fresh, else a promise
+   * that refreshes it (a shared store): the call then runs, or fails with FENCED if the
+   * refreshed view demoted this replica.
+   */
+  staleView?: () => Promise<void> | null
+}
+
 /**
  * Wraps a replica's dialect so that every call made after the replica was fenced fails with
- * FENCED (services resolved before a promotion never reach the old master), and so that
- * `onWrite` runs after each successful write (read-your-writes sessions).
+ * FENCED (services resolved before a promotion never reach the old master), so that a call
+ * made on a stale view of a shared topology waits for a fresh one, and so that `onWrite` runs
+ * after each successful write.
  */
-export function guardDialect(dialect: Dialect, target: GuardTarget, onWrite?: () => void): Dialect {
+export function guardDialect(dialect: Dialect, target: GuardTarget, hooks: GuardHooks = {}): Dialect {
+  const { onWrite, staleView } = hooks
   const wrappers = new Map<PropertyKey, unknown>() // one wrapper per method, not one per call
   return new Proxy(dialect, {
     get(object, property, receiver) {
@@ -33,7 +47,7 @@ export function guardDialect(dialect: Dialect, target: GuardTarget, onWrite?: ()
       const cached = wrappers.get(property)
       if (cached) return cached
       const name = String(property)
-      const wrapper = function guarded(this: unknown, ...args: unknown[]) {
+      const call = (args: unknown[]): unknown => {
         if (target.fenced) {
           return Promise.reject(
             new ReplicatorError(
@@ -52,6 +66,29 @@ export function guardDialect(dialect: Dialect, target: GuardTarget, onWrite?: ()
             return settled
           })
         return result
+      }
+      const wrapper = function guarded(this: unknown, ...args: unknown[]) {
+        if (!staleView) return call(args)
+        const refreshing = staleView()
+        const result = refreshing ? refreshing.then(() => call(args)) : call(args)
+        return result instanceof Promise ? result.then(confirmed) : result
+      }
+      /**
+       * A call that ran while this process was paused may have reached a master demoted
+       * meanwhile (it was checked before the pause, sent after): if the view went stale during
+       * the call and the refreshed one demoted this replica, the result is not returned.
+       */
+      const confirmed = (settled: unknown): unknown => {
+        const refreshing = staleView!()
+        if (!refreshing) return settled
+        return refreshing.then(() => {
+          if (!target.fenced) return settled
+          throw new ReplicatorError(
+            'FENCED',
+            `${target.label} was demoted while this call ran on a stale view of the topology (the process was paused); the call may have reached it and is not acknowledged: retry it on the new master.`,
+            { details: { replica: target.label, operation: name } },
+          )
+        })
       }
       wrappers.set(property, wrapper)
       return wrapper

@@ -10,6 +10,7 @@ import {
   type ProjectTopology,
 } from '@mostajs/replicator-core'
 import { resolveEnvReferences } from '@mostajs/replicator-persistence'
+import { fenceIfStillPrimary } from './database-fence.js'
 import { guardDialect } from './guarded-dialect.js'
 import { managedFeedName, RuleSet } from '@mostajs/replicator-cdc'
 import { HealthMonitor, LagMonitor, ReadRouter, replicaStateOf } from '@mostajs/replicator-routing'
@@ -63,6 +64,7 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
           this.options.autoFailover
             ? { holder: this.options.heartbeatId, leaseMs: this.options.autoFailover.coordinatorLeaseMs }
             : null,
+          this.options.maxViewAgeMs,
         )
       : null
   }
@@ -95,6 +97,12 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
       await this.followedByFeedsAndRules(state, null)
     }
     moved().catch((error: unknown) => this.report(error))
+  }
+
+  /** The stale-view check of calls on `project`'s replicas (none without a shared store). */
+  protected staleView(project: string): (() => Promise<void> | null) | undefined {
+    const shared = this.shared
+    return shared ? () => shared.whenStale(project) : undefined
   }
 
   /** The old master leaves routing: fenced (services resolved from it fail with FENCED), a slave in the tree. */
@@ -204,7 +212,13 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
         const entry = replica as ReplicaEntry
         return entry.config.role === 'slave' && entry.config.replication !== 'managed' && !entry.fenced
       },
-      checked: (replica) => this.updateState(replica as ReplicaEntry),
+      checked: (replica) => {
+        this.updateState(replica as ReplicaEntry)
+        fenceIfStillPrimary(replica as ReplicaEntry, {
+          fenced: (info) => this.emit('replica.fenced', info),
+          report: (error) => this.report(error),
+        })
+      },
     })
     state.health.start()
     state.lag.start()
@@ -228,6 +242,10 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
       lagMs: entry.lagMs,
       lagToleranceMs: entry.config.lagTolerance,
     })
+    // at every check while the master stays down, not only when it went down: the process
+    // coordinating failover may change meanwhile (the old one died with the master)
+    if (project && next === 'unhealthy' && entry.config.role === 'master' && !entry.fenced) this.masterFailed(project)
+    if (project && next === 'healthy' && entry.config.role === 'master') project.failoverRefused = false
     if (next === entry.state) return
     const previous = entry.state
     entry.state = next
@@ -238,10 +256,9 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
       previous,
       lag: entry.lagMs,
     })
-    if (project && next === 'unhealthy' && entry.config.role === 'master' && !entry.fenced) this.masterFailed(project)
   }
 
-  /** A project's master became unreachable (after failureThreshold checks): automatic failover may act. */
+  /** A project's master is unreachable (for failureThreshold checks or more): automatic failover may act. */
   protected masterFailed(_state: ProjectState): void {}
 
   /** Creates (`create`/`update`) or checks (`validate`) the project's tables on a replica. */
@@ -329,7 +346,10 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
       readsRouted: 0,
       service: undefined as unknown as EntityService, // set below: its guard needs the entry
     }
-    entry.service = new EntityService(guardDialect(dialect, entry), state.schemas)
+    entry.service = new EntityService(
+      guardDialect(dialect, entry, { staleView: this.staleView(project) }),
+      state.schemas,
+    )
     try {
       await dialect.connect()
       entry.connected = true

@@ -49,6 +49,13 @@ export interface ReplicationManagerOptions {
    */
   topologyStore?: TopologyStore
   /**
+   * With a topologyStore: a view of a project the store has not confirmed for this long is
+   * stale, and calls on its replicas wait until it is read again (default 1000 ms; it is read
+   * every third of that). A process that was paused (SIGSTOP, a long GC pause, a frozen VM)
+   * thus follows a promotion made meanwhile before it writes anything.
+   */
+  maxViewAgeMs?: number
+  /**
    * Automatic failover (off by default). When a project's master stays unreachable for
    * `failureThreshold` health checks, and no slave still receives from it (their view confirms
    * it), the most caught-up healthy native slave within `maxLagMs` (default: its lagTolerance)
@@ -92,5 +99,6 @@ export function resolveOptions(options: ReplicationManagerOptions): ResolvedOpti
     maxRetainedWalBytes: options.maxRetainedWalBytes ?? 1024 ** 3,
     retentionCheckIntervalMs: options.retentionCheckIntervalMs ?? 30_000,
     capture: options.capture ?? {},
+    maxViewAgeMs: options.maxViewAgeMs ?? 1000,
   }
 }

@@ -2,7 +2,7 @@ import { EntityService, ReplicatorError, type EntitySchema } from '@mostajs/repl
 import { promote } from '@mostajs/replicator-failover'
 import { readTreeFile, resolveEnvReferences, writeTreeFile } from '@mostajs/replicator-persistence'
 import { assertStrategy, isEligible, type ReadRoutingStrategy } from '@mostajs/replicator-routing'
-import { failoverCandidate, slavesStillReceive } from './auto-failover.js'
+import { automaticFailoverCandidate } from './auto-failover.js'
 import { ManagerWithRules } from './manager-rules.js'
 import { guardDialect } from './guarded-dialect.js'
 import { ReplicationSession } from './session.js'
@@ -149,7 +149,10 @@ export class ReplicationManager extends ManagerWithRules {
     // A heartbeat issued after this write completed commits after it: a slave that applied
     // that heartbeat has the write.
     const recordPosition = () => session.recordPosition(state.lag.issued + 1n)
-    return new EntityService(guardDialect(master.dialect, master, recordPosition), state.schemas)
+    return new EntityService(
+      guardDialect(master.dialect, master, { onWrite: recordPosition, staleView: this.staleView(session.project) }),
+      state.schemas,
+    )
   }
 
   // ---------------------------------------------------------------- status
@@ -188,6 +191,7 @@ export class ReplicationManager extends ManagerWithRules {
       )
     if (state.promoting)
       throw new ReplicatorError('CONFIG_INVALID', `A promotion of project "${project}" is already running.`)
+    if (this.shared) await this.shared.refresh(project) // never promote on a view the store did not just confirm
     const stored = this.shared?.current(project)
     if (stored && stored.epoch > state.epoch)
       throw new ReplicatorError(
@@ -271,23 +275,16 @@ export class ReplicationManager extends ManagerWithRules {
    */
   protected override masterFailed(state: ProjectState): void {
     const auto = this.options.autoFailover
-    if (!auto || state.promoting) return
+    if (!auto || state.promoting || state.failoverCheck) return
     const failOver = async () => {
-      if (Date.now() - (state.lastAutoFailoverAt ?? -Infinity) < auto.antiFlapMs) return
-      if (this.shared && !(await this.shared.isCoordinator(state.name))) return
-      if (await slavesStillReceive(state)) return // the master is alive for its slaves: not confirmed
-      const candidate = failoverCandidate(state, auto.maxLagMs)
-      if (!candidate)
-        throw new ReplicatorError(
-          'LAG_TOO_HIGH',
-          `Project "${state.name}": its master is down and no healthy native slave is within the failover lag; nothing was promoted.`,
-          { details: { project: state.name } },
-        )
-      state.lastAutoFailoverAt = Date.now()
+      const candidate = await automaticFailoverCandidate(state, auto, this.shared)
+      if (!candidate) return
       const result = await this.promoteToMaster(state.name, candidate.config.name)
       this.emit('failover.automatic', result)
     }
-    failOver().catch((error: unknown) => this.report(error))
+    state.failoverCheck = failOver()
+      .catch((error: unknown) => this.report(error))
+      .finally(() => (state.failoverCheck = undefined))
   }
 
   /**

@@ -1,4 +1,10 @@
-import type { Leadership, ProjectTopology, TopologyStore } from '@mostajs/replicator-core'
+import {
+  ReplicatorError,
+  withTimeout,
+  type Leadership,
+  type ProjectTopology,
+  type TopologyStore,
+} from '@mostajs/replicator-core'
 
 /** What a shared topology needs from the manager. */
 export interface SharedTopologyHost {
@@ -17,13 +23,63 @@ export class SharedTopology {
   private readonly latest = new Map<string, ProjectTopology>()
   private readonly stops = new Map<string, Promise<() => Promise<void>>>()
   private readonly leaderships = new Map<string, Promise<Leadership>>()
+  /** When the store last confirmed this process's view of each project (its clock, ms). */
+  private readonly confirmedAt = new Map<string, number>()
+  private readonly confirming = new Map<string, Promise<void>>()
+  private readonly refresher: NodeJS.Timeout
 
   constructor(
     private readonly store: TopologyStore,
     private readonly host: SharedTopologyHost,
     /** Campaign to coordinate each joined project (automatic failover), as `holder`, with this lease. */
     private readonly coordination: { holder: string; leaseMs: number } | null = null,
-  ) {}
+    /**
+     * A view the store has not confirmed for this long is stale: calls on a master wait until
+     * it is read again. A process that was paused (SIGSTOP, a long GC, a frozen VM) thus learns
+     * of a promotion made meanwhile before it writes, instead of writing to the old master.
+     */
+    private readonly maxViewAgeMs = 1000,
+  ) {
+    // the view is read again well within its age, so only a process that did not run goes stale
+    this.refresher = setInterval(() => {
+      for (const project of this.stops.keys()) this.refresh(project).catch((error: unknown) => this.host.report(error))
+    }, maxViewAgeMs / 3)
+    this.refresher.unref()
+  }
+
+  /**
+   * Null when the store confirmed this process's view of `project` less than maxViewAgeMs ago
+   * (the fast path of every call on a master); else a promise that reads it again.
+   */
+  whenStale(project: string): Promise<void> | null {
+    const at = this.confirmedAt.get(project)
+    if (at === undefined || Date.now() - at < this.maxViewAgeMs) return null // not shared (yet), or fresh
+    const waitMs = Math.max(2000, 2 * this.maxViewAgeMs)
+    return withTimeout(this.refresh(project), waitMs).catch((error: unknown) => {
+      throw new ReplicatorError(
+        'FENCED',
+        `Project "${project}": this process's view of the shared topology is ${Date.now() - at} ms old and the store did not confirm it within ${waitMs} ms (${(error as Error).message}); nothing is done on a view that may be stale.`,
+        { cause: error, details: { project } },
+      )
+    })
+  }
+
+  /** Reads the stored record of `project` (one read at a time), follows it and notes the time. */
+  refresh(project: string): Promise<void> {
+    let running = this.confirming.get(project)
+    if (!running) {
+      const asked = Date.now()
+      running = this.store
+        .read(project)
+        .then((record) => {
+          if (record) this.heard(record)
+          this.confirmedAt.set(project, asked)
+        })
+        .finally(() => this.confirming.delete(project))
+      this.confirming.set(project, running)
+    }
+    return running
+  }
 
   /** Whether this process coordinates `project` now (always, with a store that has no leases). */
   isCoordinator(project: string): Promise<boolean> {
@@ -48,6 +104,7 @@ export class SharedTopology {
       (await this.store.compareAndSet(project, null, local)) ??
       (await this.store.read(project))
     if (stored) this.heard(stored)
+    this.confirmedAt.set(project, Date.now())
   }
 
   /** The newest record seen for `project`, if any. */
@@ -84,6 +141,7 @@ export class SharedTopology {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.refresher)
     const leaderships = [...this.leaderships.values()]
     this.leaderships.clear()
     for (const leadership of leaderships) await (await leadership.catch(() => null))?.close()

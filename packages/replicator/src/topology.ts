@@ -22,6 +22,8 @@ export interface ReplicaEntry extends MonitoredReplica {
   readonly label: string
   /** Reads resolveReadService sent here. */
   readsRouted: number
+  /** A fenced former master made read-only by this process since it last answered ('pending' meanwhile). */
+  databaseFence?: 'pending' | 'done'
 }
 
 /** One project: its replicas, read router, schemas, lag monitor and promotion epoch. */
@@ -36,6 +38,10 @@ export interface ProjectState {
   promoting: boolean
   /** When this process last failed the project over automatically (anti-flap). */
   lastAutoFailoverAt?: number
+  /** The automatic failover check under way (one at a time). */
+  failoverCheck?: Promise<void>
+  /** No slave qualified during this outage (reported once). */
+  failoverRefused?: boolean
   /** What the read router sees of the slaves, rebuilt after any measurement or topology change (reads allocate nothing). */
   candidates: RoutingCandidate[] | null
 }

@@ -71,7 +71,7 @@ export class EtcdTopologyStore implements TopologyStore {
    * renew (paused, cut off) stops acting before the key expires and another can take it.
    */
   async lead(project: string, holder: string, ttlMs: number): Promise<Leadership> {
-    const key = `${this.prefix}/projects/${encodeURIComponent(project)}/coordinator`
+    const key = this.coordinatorKey(project)
     const ttl = Math.max(2, Math.ceil(ttlMs / 1000))
     const trustMs = (ttl * 1000 * 2) / 3
     let lease = this.client.lease(ttl)
@@ -112,6 +112,15 @@ export class EtcdTopologyStore implements TopologyStore {
         await lease.revoke().catch(() => undefined) // the key goes with its lease
       },
     }
+  }
+
+  /** Who holds the coordinator key of `project` now (its `holder`: a manager's heartbeatId), or null. */
+  async coordinator(project: string): Promise<string | null> {
+    return this.client.get(this.coordinatorKey(project)).string()
+  }
+
+  private coordinatorKey(project: string): string {
+    return `${this.prefix}/projects/${encodeURIComponent(project)}/coordinator`
   }
 
   async close(): Promise<void> {

@@ -13,6 +13,8 @@ export interface RunningEtcd {
   endpoints: string[]
   /** SIGKILLs one member (its data is kept). */
   killMember(index: number): Promise<void>
+  /** The index (in `endpoints`) of the member that leads the cluster now. */
+  leaderIndex(): Promise<number>
   /** Stops every member and removes their data. */
   stop(): Promise<void>
 }
@@ -78,7 +80,21 @@ export async function startEtcdCluster(members = 3): Promise<RunningEtcd> {
     await stop()
     throw error
   }
-  return { endpoints, killMember, stop }
+  const leaderIndex = async () => {
+    // each member's status (the JSON gateway): its own id, and the leader's
+    const statuses = await Promise.all(
+      endpoints.map((endpoint, index) =>
+        children[index]
+          ? fetch(`${endpoint}/v3/maintenance/status`, { method: 'POST', body: '{}' })
+              .then((response) => response.json() as Promise<{ header: { member_id: string }; leader: string }>)
+              .catch(() => null)
+          : null,
+      ),
+    )
+    const leader = statuses.find((status) => status?.leader)?.leader
+    return statuses.findIndex((status) => status !== null && status.header.member_id === leader)
+  }
+  return { endpoints, killMember, leaderIndex, stop }
 }
 
 async function waitForHealth(endpoints: string[], timeoutMs: number): Promise<void> {
