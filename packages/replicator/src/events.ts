@@ -12,8 +12,14 @@ export interface ReplicationManagerEvents {
   'replica.promoted': [PromotionResult]
   /** This process promoted a slave on its own: the master was down (see `autoFailover`). */
   'failover.automatic': [PromotionResult]
-  /** A promotion made by another process (heard from the shared topology store) is followed here. */
-  'topology.followed': [{ project: string; master: string; previousMaster: string | null; epoch: number }]
+  /**
+   * A change of master made elsewhere is followed here: a promotion by another process (heard
+   * from the shared topology store), or one made outside the manager (`outside`: a slave
+   * reported itself a writable primary while the master was gone or read-only).
+   */
+  'topology.followed': [
+    { project: string; master: string; previousMaster: string | null; epoch: number; outside?: boolean },
+  ]
   /**
    * A fenced former master answered again still acting as a primary (it was unreachable when
    * it was demoted): this process made it read-only and ended its sessions.

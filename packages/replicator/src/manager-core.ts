@@ -3,7 +3,6 @@ import {
   createDialect,
   EntityService,
   HEARTBEAT_COLLECTION,
-  maskUri,
   ReplicatorError,
   type Dialect,
   type EntitySchema,
@@ -19,6 +18,7 @@ import { resolveOptions, type ReplicationManagerOptions, type ResolvedOptions } 
 import { SharedTopology } from './shared-topology.js'
 import {
   isManagedSlave,
+  replicaStatusOf,
   masterOf,
   requireMaster,
   validateReplica,
@@ -78,17 +78,26 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
     const state = this.projects.get(record.project)
     if (!state || record.epoch <= state.epoch) return
     const next = state.replicas.get(record.master)
-    if (!next) return // followed once that replica is added here
+    if (next) this.followMaster(state, next, record.epoch, false) // else followed once that replica is added here
+  }
+
+  /**
+   * Follows a change of master made elsewhere: by another process (the database was promoted
+   * there), or outside the manager (`outside`: the database reports it). The old master is
+   * fenced here, so services resolved from it fail with FENCED; feeds and rules move.
+   */
+  protected followMaster(state: ProjectState, next: ReplicaEntry, epoch: number, outside: boolean): void {
     const previous = masterOf(state)
-    state.epoch = record.epoch
+    state.epoch = epoch
     if (previous === next) return
     if (previous) this.demote(previous)
     this.crown(next)
     this.emit('topology.followed', {
-      project: record.project,
-      master: record.master,
+      project: state.name,
+      master: next.config.name,
       previousMaster: previous?.config.name ?? null,
-      epoch: record.epoch,
+      epoch,
+      ...(outside ? { outside } : {}),
     })
     this.schedulePersist()
     const moved = async () => {
@@ -208,16 +217,15 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
         await this.applySchemas(entry, state.schemas)
         this.startFeedsOf(state, entry)
       },
-      wantsNativeStatus: (replica) => {
-        const entry = replica as ReplicaEntry
-        return entry.config.role === 'slave' && entry.config.replication !== 'managed' && !entry.fenced
-      },
+      // the master's too: a role changed outside the manager is seen (rolesReported)
+      wantsNativeStatus: (replica) => !isManagedSlave(replica as ReplicaEntry) && !(replica as ReplicaEntry).fenced,
       checked: (replica) => {
         this.updateState(replica as ReplicaEntry)
         fenceIfStillPrimary(replica as ReplicaEntry, {
           fenced: (info) => this.emit('replica.fenced', info),
           report: (error) => this.report(error),
         })
+        this.rolesReported(state)
       },
     })
     state.health.start()
@@ -257,6 +265,9 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
       lag: entry.lagMs,
     })
   }
+
+  /** After each health check: roles the databases report that the manager did not make. */
+  protected rolesReported(_state: ProjectState): void {}
 
   /** A project's master is unreachable (for failureThreshold checks or more): automatic failover may act. */
   protected masterFailed(_state: ProjectState): void {}
@@ -372,28 +383,6 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
     else this.shared?.refollow(project)
     this.emit('replica.added', { project, name: normalized.name, role: normalized.role })
     this.schedulePersist()
-    return this.statusOf(entry)
-  }
-
-  protected statusOf(entry: ReplicaEntry): ReplicaStatus {
-    return {
-      project: entry.project,
-      name: entry.config.name,
-      role: entry.config.role,
-      dialect: entry.config.dialect,
-      replication: entry.config.role === 'slave' ? (entry.config.replication ?? 'native') : null,
-      status: entry.state,
-      healthy: entry.healthy && entry.connected,
-      lag: entry.lagMs,
-      lagTolerance: entry.config.lagTolerance,
-      weight: entry.config.weight,
-      uri: maskUri(entry.dialect.maskedUri),
-      appliedSequence: entry.appliedSequence === null ? null : entry.appliedSequence.toString(),
-      lastHeartbeatAt: entry.lastHeartbeatAt,
-      ...(entry.native ? { native: entry.native } : {}),
-      consecutiveFailures: entry.failures,
-      ...(entry.lastError ? { lastError: entry.lastError } : {}),
-      readsRouted: entry.readsRouted,
-    }
+    return replicaStatusOf(entry)
   }
 }

@@ -1,4 +1,4 @@
-import { ReplicatorError, type EntityService } from '@mostajs/replicator-core'
+import { maskUri, ReplicatorError, type EntityService } from '@mostajs/replicator-core'
 import { validateReplicaConfig } from '@mostajs/replicator-persistence'
 import {
   type HealthMonitor,
@@ -9,7 +9,7 @@ import {
   type RoutingCandidate,
 } from '@mostajs/replicator-routing'
 import type { EntitySchema } from '@mostajs/replicator-core'
-import type { ReplicaConfig } from './types.js'
+import type { ReplicaConfig, ReplicaStatus } from './types.js'
 
 /** A replica of a project: its config, connection, service and measured state. */
 export interface ReplicaEntry extends MonitoredReplica {
@@ -42,6 +42,8 @@ export interface ProjectState {
   failoverCheck?: Promise<void>
   /** No slave qualified during this outage (reported once). */
   failoverRefused?: boolean
+  /** A slave reports a writable primary while the master is one too (reported once). */
+  splitBrainReported?: boolean
   /** What the read router sees of the slaves, rebuilt after any measurement or topology change (reads allocate nothing). */
   candidates: RoutingCandidate[] | null
 }
@@ -157,5 +159,28 @@ export function validateReplica(
     lagTolerance: config.lagTolerance ?? options.defaultLagTolerance,
     weight: config.weight ?? 1,
     ...(config.role === 'slave' ? { replication: config.replication ?? 'native' } : {}),
+  }
+}
+
+/** What getReplicaStatus reports of a replica (its URI masked). */
+export function replicaStatusOf(entry: ReplicaEntry): ReplicaStatus {
+  return {
+    project: entry.project,
+    name: entry.config.name,
+    role: entry.config.role,
+    dialect: entry.config.dialect,
+    replication: entry.config.role === 'slave' ? (entry.config.replication ?? 'native') : null,
+    status: entry.state,
+    healthy: entry.healthy && entry.connected,
+    lag: entry.lagMs,
+    lagTolerance: entry.config.lagTolerance,
+    weight: entry.config.weight,
+    uri: maskUri(entry.dialect.maskedUri),
+    appliedSequence: entry.appliedSequence === null ? null : entry.appliedSequence.toString(),
+    lastHeartbeatAt: entry.lastHeartbeatAt,
+    ...(entry.native ? { native: entry.native } : {}),
+    consecutiveFailures: entry.failures,
+    ...(entry.lastError ? { lastError: entry.lastError } : {}),
+    readsRouted: entry.readsRouted,
   }
 }
