@@ -47,7 +47,7 @@ export function guardDialect(dialect: Dialect, target: GuardTarget, hooks: Guard
       const cached = wrappers.get(property)
       if (cached) return cached
       const name = String(property)
-      const call = (args: unknown[]): unknown => {
+      const call = function guarded(this: unknown, ...args: unknown[]): unknown {
         if (target.fenced) {
           return Promise.reject(
             new ReplicatorError(
@@ -67,12 +67,14 @@ export function guardDialect(dialect: Dialect, target: GuardTarget, hooks: Guard
           })
         return result
       }
-      const wrapper = function guarded(this: unknown, ...args: unknown[]) {
-        if (!staleView) return call(args)
-        const refreshing = staleView()
-        const result = refreshing ? refreshing.then(() => call(args)) : call(args)
-        return result instanceof Promise ? result.then(confirmed) : result
-      }
+      // without a shared store, the guard is the fenced check alone
+      const wrapper = !staleView
+        ? call
+        : function checked(this: unknown, ...args: unknown[]) {
+            const refreshing = staleView()
+            const result = refreshing ? refreshing.then(() => call(...args)) : call(...args)
+            return result instanceof Promise ? result.then(confirmed) : result
+          }
       /**
        * A call that ran while this process was paused may have reached a master demoted
        * meanwhile (it was checked before the pause, sent after): if the view went stale during
