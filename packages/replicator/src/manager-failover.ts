@@ -33,7 +33,7 @@ export class ManagerWithFailover extends ManagerWithRules {
       )
     if (state.promoting)
       throw new ReplicatorError('CONFIG_INVALID', `A promotion of project "${project}" is already running.`)
-    if (this.shared) await this.shared.refresh(project) // never promote on a view the store did not just confirm
+    if (this.shared) await this.shared.confirm(project) // never promote on a view the store did not just confirm
     const stored = this.shared?.current(project)
     if (stored && stored.epoch > state.epoch)
       throw new ReplicatorError(

@@ -52,7 +52,10 @@ export interface ReplicationManagerOptions {
    * With a topologyStore: a view of a project the store has not confirmed for this long is
    * stale, and calls on its replicas wait until it is read again (default 1000 ms; it is read
    * every third of that). A process that was paused (SIGSTOP, a long GC pause, a frozen VM)
-   * thus follows a promotion made meanwhile before it writes anything.
+   * thus follows a promotion made meanwhile before it writes anything. The price: while the
+   * store cannot be reached, calls fail with FENCED (as Patroni demotes a primary that lost its
+   * DCS). `Infinity` keeps writing to the known master whatever the store's state, at the risk
+   * that a paused or partitioned process writes to a master demoted meanwhile.
    */
   maxViewAgeMs?: number
   /**

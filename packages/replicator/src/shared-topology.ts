@@ -26,7 +26,7 @@ export class SharedTopology {
   /** When the store last confirmed this process's view of each project (its clock, ms). */
   private readonly confirmedAt = new Map<string, number>()
   private readonly confirming = new Map<string, Promise<void>>()
-  private readonly refresher: NodeJS.Timeout
+  private readonly refresher: NodeJS.Timeout | undefined
 
   constructor(
     private readonly store: TopologyStore,
@@ -40,6 +40,7 @@ export class SharedTopology {
      */
     private readonly maxViewAgeMs = 1000,
   ) {
+    if (!Number.isFinite(maxViewAgeMs)) return // Infinity: calls never wait for the store
     // the view is read again well within its age, so only a process that did not run goes stale
     this.refresher = setInterval(() => {
       for (const project of this.stops.keys()) this.refresh(project).catch((error: unknown) => this.host.report(error))
@@ -54,11 +55,20 @@ export class SharedTopology {
   whenStale(project: string): Promise<void> | null {
     const at = this.confirmedAt.get(project)
     if (at === undefined || Date.now() - at < this.maxViewAgeMs) return null // not shared (yet), or fresh
-    const waitMs = Math.max(2000, 2 * this.maxViewAgeMs)
+    return this.confirm(project)
+  }
+
+  /**
+   * Reads the stored record of `project` again and follows it; FENCED when the store does not
+   * answer within 2 × maxViewAgeMs (at least 2 s): nothing is done on a view it did not confirm.
+   */
+  confirm(project: string): Promise<void> {
+    const waitMs = Number.isFinite(this.maxViewAgeMs) ? Math.max(2000, 2 * this.maxViewAgeMs) : 10_000
+    const at = this.confirmedAt.get(project)
     return withTimeout(this.refresh(project), waitMs).catch((error: unknown) => {
       throw new ReplicatorError(
         'FENCED',
-        `Project "${project}": this process's view of the shared topology is ${Date.now() - at} ms old and the store did not confirm it within ${waitMs} ms (${(error as Error).message}); nothing is done on a view that may be stale.`,
+        `Project "${project}": the store did not confirm this process's view of the shared topology within ${waitMs} ms${at === undefined ? '' : ` (confirmed ${Date.now() - at} ms ago)`}: ${(error as Error).message}; nothing is done on a view that may be stale.`,
         { cause: error, details: { project } },
       )
     })

@@ -100,7 +100,7 @@ describe.skipIf(!available || (!etcdAvailable() && !required))(
             endpoints: cluster.endpoints,
             prefix,
             masterUri,
-            standbyUri,
+            standbyUris: [standbyUri],
             firstId: 1,
           })
           paused = instance.child

@@ -5,6 +5,8 @@ export interface Tracked {
   pid?: number
   signal: NodeJS.Signals
   dirs: string[]
+  /** Anything else to undo (synchronous: it runs at exit). */
+  cleanup?: () => void
 }
 
 const tracked = new Set<Tracked>()
@@ -37,6 +39,11 @@ function killAllNow(): void {
       } catch {
         /* already gone */
       }
+    }
+    try {
+      entry.cleanup?.()
+    } catch {
+      /* best effort */
     }
     for (const dir of entry.dirs) {
       try {

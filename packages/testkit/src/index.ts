@@ -11,3 +11,10 @@ export { createMariaDBDatabase, startMariaDB, startMariaDBReplica, type RunningM
 export { sqliteFile, type TempSqliteFile } from './sqlite.js'
 export { trackForExit } from './cleanup.js'
 export { etcdAvailable, startEtcdCluster, type RunningEtcd } from './etcd.js'
+export {
+  createNetworkNamespace,
+  networkNamespacesAvailable,
+  startPartitionableLink,
+  type NetworkNamespace,
+  type PartitionableLink,
+} from './network.js'
