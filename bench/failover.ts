@@ -1,18 +1,20 @@
 /**
- * bench:failover — automatic failover time. Each round: a private PostgreSQL master with a
- * synchronous standby, two application instances (managers sharing a topology in a private
- * 3-member etcd cluster, `autoFailover` on) writing in a loop; the master is SIGKILLed. Measured
- * per round: kill → the coordinator's promotion, and kill → the slowest instance's first write
- * acknowledged by the new master. p50/p99 over the rounds, beside the published defaults of
+ * bench:failover — automatic failover time. Each round: a private PostgreSQL master with two
+ * synchronous standbys, three application instances, each its own process (managers sharing a
+ * topology in a private 3-member etcd cluster, `autoFailover` on), writing in a loop; the
+ * master is SIGKILLed. Measured per round: kill → the coordinator's promotion, kill → the
+ * slowest instance's first write acknowledged by the new master, and acknowledged writes
+ * missing from the new master (must be 0). p50/p99 over the rounds, beside the published defaults of
  * other failover systems (Patroni: TTL 30 s; Aurora: 30–60 s). Writes bench/results/failover.json.
  *
  *   pnpm bench:failover [--kills 20]
  */
 import '@mostajs/replicator-dialect-postgres'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { connectDialect, ReplicationManager } from '@mostajs/replicator'
-import { EtcdTopologyStore } from '@mostajs/replicator-store-etcd'
+import { connectDialect } from '@mostajs/replicator'
 import { startEtcdCluster, startPostgres, startPostgresStandby } from '@mostajs/replicator-testkit'
 import { machineInfo } from './machine.js'
 
@@ -28,82 +30,85 @@ async function waitUntil(check: () => boolean, timeoutMs: number, what: string):
   }
 }
 
-/** One kill: returns [ms to the promotion, ms to the slowest instance's first write on the new master]. */
-async function round(endpoints: string[], index: number): Promise<[number, number]> {
+const instanceScript = fileURLToPath(new URL('../packages/replicator/test/fixtures/app-instance.ts', import.meta.url))
+
+/** An application instance in its own process; its output lines, each with when it arrived. */
+function startInstance(settings: Record<string, unknown>): {
+  child: ChildProcess
+  lines: Array<{ at: number; line: string }>
+} {
+  const child = spawn(
+    process.execPath,
+    ['--conditions=source', '--import', 'tsx', instanceScript, JSON.stringify(settings)],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  )
+  const lines: Array<{ at: number; line: string }> = []
+  let partial = ''
+  child.stdout!.on('data', (chunk) => {
+    const parts = (partial + String(chunk)).split('\n')
+    partial = parts.pop()!
+    const at = Date.now()
+    for (const line of parts) lines.push({ at, line })
+  })
+  return { child, lines }
+}
+
+/**
+ * One kill: returns [ms to the promotion, ms to the slowest instance's first write on the new
+ * master, acknowledged writes missing from the new master].
+ */
+async function round(endpoints: string[], index: number): Promise<[number, number, number]> {
   const master = await startPostgres()
   const masterUri = await master.createDatabase('shop')
-  const standby = await startPostgresStandby(master)
-  const standbyUrl = new URL(masterUri)
-  standbyUrl.port = String(standby.port)
+  const standbys = [await startPostgresStandby(master), await startPostgresStandby(master)]
+  const standbyUris = standbys.map((standby) => {
+    const url = new URL(masterUri)
+    url.port = String(standby.port)
+    return url.toString()
+  })
   const admin = await connectDialect({ dialect: 'postgres', uri: masterUri })
   await admin.ensureCollection({
     name: 'orders',
-    columns: [{ name: 'id', type: 'integer' }],
+    columns: [
+      { name: 'id', type: 'integer' },
+      { name: 'by', type: 'string' },
+    ],
     primaryKey: ['id'],
   })
-  await admin.query("ALTER SYSTEM SET synchronous_standby_names = '*'")
+  // synchronous to both standbys: an acknowledged write is on whichever is promoted
+  await admin.query("ALTER SYSTEM SET synchronous_standby_names = 'ANY 2 (*)'")
   await admin.query('SELECT pg_reload_conf()')
   await admin.close()
-  const stores: EtcdTopologyStore[] = []
-  const managers: ReplicationManager[] = []
-  let promotedAt = 0
+  const instances: Array<ReturnType<typeof startInstance>> = []
   try {
-    for (const name of ['a', 'b']) {
-      const store = new EtcdTopologyStore({ endpoints, prefix: `/bench-failover-${process.pid}-${index}` })
-      stores.push(store)
-      const manager = new ReplicationManager(null, {
-        heartbeatIntervalMs: 50,
-        healthCheckIntervalMs: 200,
-        failureThreshold: 3,
-        connectTimeoutMs: 1000,
-        heartbeatId: name,
-        topologyStore: store,
-        autoFailover: { coordinatorLeaseMs: 3000 },
-      })
-      manager.on('error', () => undefined)
-      manager.on('failover.automatic', () => (promotedAt = Date.now()))
-      managers.push(manager)
-      await manager.addReplica('shop', { name: 'primary', role: 'master', dialect: 'postgres', uri: masterUri })
-      await manager.addReplica('shop', {
-        name: 'standby',
-        role: 'slave',
-        dialect: 'postgres',
-        uri: standbyUrl.toString(),
-        lagTolerance: 1000,
-      })
-    }
-    await waitUntil(
-      () => managers.every((manager) => manager.getReplicaStatus('shop').every((r) => r.status === 'healthy')),
-      20_000,
-      'healthy replicas',
-    )
-    let writing = true
-    let nextId = 1
-    const resumedAt: Array<number | null> = managers.map(() => null)
-    const writers = managers.map(async (manager, at) => {
-      while (writing) {
-        try {
-          const writer = manager.resolveWriteService('shop')
-          await writer.create('orders', { id: nextId++ })
-          if (resumedAt[at] === null && !writer.dialect.maskedUri.includes(`:${master.port}/`))
-            resumedAt[at] = Date.now()
-        } catch {
-          // down, or fenced: again
-        }
-        await sleep(10)
-      }
-    })
-    await sleep(300)
+    const prefix = `/bench-failover-${process.pid}-${index}`
+    for (const [at, name] of ['a', 'b', 'c'].entries())
+      instances.push(startInstance({ name, endpoints, prefix, masterUri, standbyUris, firstId: at * 1_000_000 + 1 }))
+    const acks = (instance: (typeof instances)[number]) => instance.lines.filter(({ line }) => line.startsWith('ack '))
+    await waitUntil(() => instances.every((instance) => acks(instance).length >= 20), 60_000, 'every instance writes')
     const killedAt = Date.now()
     await master.kill!()
-    await waitUntil(() => resumedAt.every((at) => at !== null), 30_000, 'writes on the new master')
-    writing = false
-    await Promise.all(writers)
-    return [promotedAt - killedAt, Math.max(...resumedAt.map((at) => at! - killedAt))]
+    const onNewMaster = (instance: (typeof instances)[number]) =>
+      acks(instance).find(({ at, line }) => at > killedAt && !line.endsWith(` ${master.port}`))
+    await waitUntil(() => instances.every((instance) => onNewMaster(instance)), 30_000, 'writes on the new master')
+    const promotion = instances.flatMap((instance) => instance.lines).find(({ line }) => line.startsWith('promoted '))!
+    const promoted = promotion.line.split(' ')[1]!
+    const newMaster = await connectDialect({ dialect: 'postgres', uri: standbyUris[promoted === 's1' ? 0 : 1]! })
+    const stored = new Set((await newMaster.find('orders')).map((row) => Number(row.id)))
+    await newMaster.close()
+    const lost = instances
+      .flatMap((instance) => acks(instance))
+      .filter(({ line }) => !stored.has(Number(line.split(' ')[1])))
+    return [
+      promotion.at - killedAt,
+      Math.max(...instances.map((instance) => onNewMaster(instance)!.at - killedAt)),
+      lost.length,
+    ]
   } finally {
-    for (const manager of managers) await manager.disconnectAll()
-    for (const store of stores) await store.close()
-    await standby.stop()
+    for (const { child } of instances) child.kill('SIGKILL')
+    for (const standby of standbys) await standby.stop()
     await master.stop()
   }
 }
@@ -116,13 +121,15 @@ const percentile = (values: number[], p: number) => {
 const cluster = await startEtcdCluster(3)
 const promotions: number[] = []
 const resumes: number[] = []
+let lostWrites = 0
 try {
   for (let index = 0; index < KILLS; index++) {
-    const [promoted, resumed] = await round(cluster.endpoints, index)
+    const [promoted, resumed, lost] = await round(cluster.endpoints, index)
     promotions.push(promoted)
     resumes.push(resumed)
+    lostWrites += lost
     process.stdout.write(
-      `kill ${index + 1}/${KILLS}: promoted after ${promoted} ms, writes resumed after ${resumed} ms\n`,
+      `kill ${index + 1}/${KILLS}: promoted after ${promoted} ms, writes resumed after ${resumed} ms, acknowledged writes lost: ${lost}\n`,
     )
   }
 } finally {
@@ -135,6 +142,7 @@ const summary = {
   promotionP99Ms: percentile(promotions, 99),
   writesResumeP50Ms: percentile(resumes, 50),
   writesResumeP99Ms: percentile(resumes, 99),
+  acknowledgedWritesLost: lostWrites,
 }
 console.log(`\nbench:failover — machine: ${machine.cpu} × ${machine.cores}, node ${machine.node}\n`)
 console.table([summary])
@@ -153,6 +161,7 @@ console.table(
 console.log(
   `writes resumed p99: ${summary.writesResumeP99Ms} ms (target < 5000) → ${summary.writesResumeP99Ms < 5000 ? 'PASS' : 'FAIL'}`,
 )
+console.log(`acknowledged writes lost: ${lostWrites} (target 0) → ${lostWrites === 0 ? 'PASS' : 'FAIL'}`)
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
 writeFileSync(
   new URL('./results/failover.json', import.meta.url),

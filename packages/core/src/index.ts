@@ -110,3 +110,4 @@ export { onConflictUpsertSql, runTransactionOn, type TransactionConnection } fro
 export { SqlHeartbeat } from './sql/sql-heartbeat.js'
 export type { Leadership, ProjectTopology, TopologyStore } from './topology-store.js'
 export { MemoryTopologyStore } from './memory-topology-store.js'
+export { FileTopologyStore } from './file-topology-store.js'

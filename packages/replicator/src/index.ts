@@ -30,10 +30,12 @@ export {
   connectDialect,
   createDialect,
   EntityService,
+  FileTopologyStore,
   HEARTBEAT_COLLECTION,
   HEARTBEAT_SCHEMA,
   maskSecretsInText,
   maskUri,
+  MemoryTopologyStore,
   ReplicatorError,
   scanAll,
   type ChangeEvent,
@@ -44,8 +46,10 @@ export {
   type EntitySchema,
   type Filter,
   type Position,
+  type ProjectTopology,
   type ReplicatorErrorCode,
   type Row,
+  type TopologyStore,
 } from '@mostajs/replicator-core'
 export {
   DEFAULT_STATUS_PORT,

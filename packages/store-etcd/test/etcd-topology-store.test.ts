@@ -1,10 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { MemoryTopologyStore, type ProjectTopology, type TopologyStore } from '@mostajs/replicator-core'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import {
+  FileTopologyStore,
+  MemoryTopologyStore,
+  type ProjectTopology,
+  type TopologyStore,
+} from '@mostajs/replicator-core'
 import { EtcdTopologyStore } from '@mostajs/replicator-store-etcd'
 import { etcdAvailable, startEtcdCluster, type RunningEtcd } from '@mostajs/replicator-testkit'
 import { waitFor } from '@mostajs/replicator-testkit/vitest'
 
-// The contract every topology store keeps, on a private 3-member etcd cluster and in memory:
+// The contract every topology store keeps, on a private 3-member etcd cluster, in a file and in memory:
 // one winner per compare-and-set, and every watcher hears every change.
 
 const required = process.env.REPLICATOR_REQUIRE_BACKENDS === '1'
@@ -13,9 +21,11 @@ const opened: TopologyStore[] = []
 beforeAll(async () => {
   if (etcdAvailable()) cluster = await startEtcdCluster(3)
 })
+const directory = mkdtempSync(join(tmpdir(), 'replicator-topology-'))
 afterAll(async () => {
   for (const store of opened) await store.close().catch(() => undefined)
   await cluster?.stop()
+  rmSync(directory, { recursive: true, force: true })
 })
 
 const kinds = [
@@ -26,6 +36,17 @@ const kinds = [
     pair: () => {
       const store = new MemoryTopologyStore()
       return [store, store] as const
+    },
+  },
+  {
+    kind: 'file',
+    available: () => true,
+    // two handles on one file, as two processes of one host would hold
+    pair: () => {
+      const path = join(directory, `${Math.random().toString(36).slice(2)}.json`)
+      const stores: [TopologyStore, TopologyStore] = [new FileTopologyStore(path), new FileTopologyStore(path)]
+      opened.push(...stores)
+      return stores
     },
   },
   {
