@@ -4,9 +4,10 @@ import '@mostajs/replicator-dialect-sqlite'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, describe, expect, it } from 'vitest'
 import { connectDialect, type Dialect, type DialectOperations } from '@mostajs/replicator-core'
-import { RuleRunner, type RunnerConfig } from '@mostajs/replicator-cdc'
+import { DEFAULT_LEASE_MS, RuleRunner, type RunnerConfig } from '@mostajs/replicator-cdc'
 import { ReplicationManager } from '@mostajs/replicator'
-import { testBackends, type TestBackend } from '@mostajs/replicator-testkit/vitest'
+import { testBackends, waitFor, type TestBackend } from '@mostajs/replicator-testkit/vitest'
+import { killRule, killRuleProcesses, startRule } from './fixtures/rule-process.js'
 
 // One writer per rule: two processes given the same rule (two application instances, a restart
 // that overlaps the old process) never both apply it. The second waits; it takes over when the
@@ -15,6 +16,7 @@ import { testBackends, type TestBackend } from '@mostajs/replicator-testkit/vite
 const backends = testBackends()
 const cleanups: Array<() => Promise<void>> = []
 afterAll(async () => {
+  killRuleProcesses()
   for (const cleanup of cleanups.reverse()) await cleanup()
 })
 
@@ -145,5 +147,68 @@ describe('one writer per rule across managers', () => {
     const taken = await second.sync('shared')
     expect(taken.standby).toBeUndefined()
     expect(await target.count('items')).toBe(2)
+  })
+})
+
+describe.skipIf(!backends.postgres.serverUrl)('the process applying a rule is killed (kill -9)', () => {
+  it('another process takes the rule over within 10 s with the default lease, and nothing is lost', async () => {
+    const source = await open(backends.postgres)
+    const target = await open(backends.postgres)
+    await source.dialect.ensureCollection(schema)
+    await source.dialect.upsertMany('items', [{ id: 1, label: 'before' }])
+    const worker = await startRule(['postgres', source.uri, 'postgres', target.uri, 'handover', 'items'])
+    await waitFor(async () => (await target.dialect.count('items').catch(() => 0)) === 1, 15_000, 'the worker applies')
+    const successor = new RuleRunner(
+      { name: 'handover', source: 'a', target: 'b', mode: 'cdc', collections: ['items'] },
+      source.other,
+      target.other,
+      {},
+      { owner: 'the other process' }, // default lease
+    )
+    expect((await successor.sync()).standby?.owner).toBe('crash-test:handover')
+    await killRule(worker)
+    const killedAt = Date.now()
+    await source.dialect.upsertMany('items', [{ id: 2, label: 'after the kill' }])
+    let stats = await successor.sync()
+    while (stats.standby) {
+      await sleep(100)
+      stats = await successor.sync()
+    }
+    const takeoverMs = Date.now() - killedAt
+    console.log(`rule taken over ${takeoverMs} ms after its process was killed (lease ${DEFAULT_LEASE_MS} ms)`)
+    expect(takeoverMs).toBeLessThan(10_000)
+    expect((await target.dialect.find('items', {}, { sort: { id: 1 } })).map((row) => row.label)).toEqual([
+      'before',
+      'after the kill',
+    ])
+    await successor.teardown()
+  })
+})
+
+describe.skipIf(!backends.postgres.serverUrl)('a batch that runs longer than the lease', () => {
+  it('is not taken over half-way: it commits, and the other process keeps waiting', async () => {
+    const source = await open(backends.sqlite)
+    const target = await open(backends.postgres)
+    await source.dialect.ensureCollection(schema)
+    await target.dialect.ensureCollection(schema)
+    const leaseMs = 300
+    const first = new RuleRunner(rule('slow'), source.dialect, target.dialect, {}, { owner: 'first', leaseMs })
+    await first.sync()
+    // every row the target takes costs it 100 ms: a batch of 10 runs about 1 s, past the lease
+    await target.dialect.query(`CREATE FUNCTION slow_insert() RETURNS trigger AS $$
+      BEGIN PERFORM pg_sleep(0.1); RETURN NEW; END $$ LANGUAGE plpgsql`)
+    await target.dialect.query('CREATE TRIGGER slow BEFORE INSERT ON items FOR EACH ROW EXECUTE FUNCTION slow_insert()')
+    await source.dialect.upsertMany(
+      'items',
+      Array.from({ length: 10 }, (_, index) => ({ id: index + 1, label: `i${index + 1}` })),
+    )
+    const second = new RuleRunner(rule('slow'), source.other, target.other, {}, { owner: 'second', leaseMs })
+    const applying = first.sync()
+    await sleep(leaseMs * 2) // the first's lease ran out while its batch runs
+    const waiting = await second.sync()
+    expect(await applying).toMatchObject({ created: 10 }) // committed, not FENCED
+    expect(waiting.standby?.owner).toBe('first')
+    expect(await target.dialect.count('items')).toBe(10)
+    await first.teardown()
   })
 })

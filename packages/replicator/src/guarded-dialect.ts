@@ -76,21 +76,21 @@ export function guardDialect(dialect: Dialect, target: GuardTarget, hooks: Guard
             return result instanceof Promise ? result.then(confirmed) : result
           }
       /**
-       * A call that ran while this process was paused may have reached a master demoted
-       * meanwhile (it was checked before the pause, sent after): if the view went stale during
-       * the call and the refreshed one demoted this replica, the result is not returned.
+       * A call that ran while its replica was demoted (checked before a pause of this process,
+       * sent after it) may have reached a master that is no longer the master: once the view
+       * is fresh again, its result is returned only if the replica was not demoted meanwhile.
        */
       const confirmed = (settled: unknown): unknown => {
-        const refreshing = staleView!()
-        if (!refreshing) return settled
-        return refreshing.then(() => {
+        const demoted = () => {
           if (!target.fenced) return settled
           throw new ReplicatorError(
             'FENCED',
-            `${target.label} was demoted while this call ran on a stale view of the topology (the process was paused); the call may have reached it and is not acknowledged: retry it on the new master.`,
+            `${target.label} was demoted while this call ran on it; the call may have reached it and is not acknowledged: retry it on the new master.`,
             { details: { replica: target.label, operation: name } },
           )
-        })
+        }
+        const refreshing = staleView!()
+        return refreshing ? refreshing.then(demoted) : demoted()
       }
       wrappers.set(property, wrapper)
       return wrapper

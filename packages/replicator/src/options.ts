@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
+import { DEFAULT_LEASE_MS } from '@mostajs/replicator-cdc'
 import type { CaptureSettings, TopologyStore } from '@mostajs/replicator-core'
 
 /** Options of {@link ReplicationManager}. */
@@ -25,7 +26,7 @@ export interface ReplicationManagerOptions {
   /** Streaming period of rules started without one (default 200 ms). */
   ruleIntervalMs?: number
   /**
-   * How long a rule stays with the manager applying it without renewal (default 10 s). One
+   * How long a rule stays with the manager applying it without renewal (default 5 s). One
    * manager applies a rule at a time (a lease in the rule's offset row, owned by heartbeatId);
    * the others wait and take it over when this long has passed since the last renewal.
    */
@@ -98,7 +99,7 @@ export function resolveOptions(options: ReplicationManagerOptions): ResolvedOpti
     catchUpTimeoutMs: options.catchUpTimeoutMs ?? 10_000,
     heartbeatId: options.heartbeatId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
     ruleIntervalMs: options.ruleIntervalMs ?? 200,
-    ruleLeaseMs: options.ruleLeaseMs ?? 10_000,
+    ruleLeaseMs: options.ruleLeaseMs ?? DEFAULT_LEASE_MS,
     maxRetainedWalBytes: options.maxRetainedWalBytes ?? 1024 ** 3,
     retentionCheckIntervalMs: options.retentionCheckIntervalMs ?? 30_000,
     capture: options.capture ?? {},

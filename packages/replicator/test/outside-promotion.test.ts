@@ -57,6 +57,8 @@ describe.skipIf(!available)(`a standby promoted outside the manager${skipNote}`,
     const { manager, standby, followed, outsideMaster, outsideStandby, closeOutside } = await pair()
     const before = manager.resolveWriteService('shop')
     await before.create('orders', { id: 1, by: 'before' })
+    // the standby has it before the outside failover (asynchronous replication: a real one could lose it)
+    await waitFor(async () => (await outsideStandby.count('orders')) === 1, 10_000, 'row 1 on the standby')
     // the outside failover: the old master refuses writes, the standby is promoted
     await outsideMaster.query('ALTER SYSTEM SET default_transaction_read_only = on')
     await outsideMaster.query('SELECT pg_reload_conf()')

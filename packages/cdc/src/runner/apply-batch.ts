@@ -97,6 +97,7 @@ export async function applyBatch(
   const counts: Array<() => void> = []
   await addNewColumns(ctx, events)
   await ctx.target.transaction(async (tx) => {
+    await ctx.lease.holdIn(tx) // however long this transaction runs, no other process takes the rule meanwhile
     // A source transaction too large to hold arrives in parts: all of them go into this one
     // target transaction, applied in order.
     for (let part: ChangeEvent[] | null = events; part; part = nextPart ? await nextPart() : null)

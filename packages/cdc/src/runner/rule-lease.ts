@@ -9,8 +9,12 @@ import {
 } from '@mostajs/replicator-core'
 import { OFFSETS_COLLECTION } from './internal-tables.js'
 
-/** How long a rule's writer keeps it without renewing (ms) before another process may take it over. */
-export const DEFAULT_LEASE_MS = 10_000
+/**
+ * How long a rule's writer keeps it without renewing (ms) before another process may take it
+ * over. Renewals come with every sync (every 200 ms by default) and batch, and a batch holds
+ * the lease for as long as its transaction runs (see `holdIn`), so a short lease is safe.
+ */
+export const DEFAULT_LEASE_MS = 5000
 
 export interface LeaseOptions {
   /** Who holds the lease: runners of one owner hand a rule over at once (a new master); others wait for expiry. */
@@ -78,9 +82,12 @@ export class RuleLease {
       return { owner: row.owner, until: new Date(until) }
     const epoch = row.epoch === null || row.epoch === undefined ? null : Number(row.epoch)
     const next = (epoch ?? 0) + 1
+    // another owner's lease is taken only while it is still expired: a renewal committed since
+    // it was read (a batch that held it) keeps it
+    const expired = typeof row.owner === 'string' && row.owner !== this.owner ? { lease_until: { $lte: now } } : {}
     const taken = await this.target.update(
       OFFSETS_COLLECTION,
-      { rule: this.rule, epoch },
+      { rule: this.rule, epoch, ...expired },
       { $set: this.claim(next, now) },
     )
     if (taken === 1) return this.held(next, now)
@@ -91,6 +98,25 @@ export class RuleLease {
   /** Renews the lease when a third of it has passed; throws FENCED when another process took it. */
   async keepAlive(): Promise<void> {
     if (!(await this.renewIfDue())) throw this.lost()
+  }
+
+  /**
+   * Renews the lease as the first statement of a batch's transaction `tx`: the offset row stays
+   * locked until it commits, so a batch that takes longer than the lease is not taken over
+   * half-way (the other process waits, then finds the lease renewed). FENCED if it was lost.
+   */
+  async holdIn(tx: DialectOperations): Promise<void> {
+    if (this.epoch === null) throw this.lost()
+    const now = Date.now()
+    const held = await tx.update(
+      OFFSETS_COLLECTION,
+      { rule: this.rule, epoch: this.epoch },
+      { $set: { lease_until: now + this.leaseMs } },
+    )
+    if (held !== 1) {
+      this.epoch = null
+      throw this.lost()
+    }
   }
 
   /**
