@@ -137,7 +137,12 @@ export class ManagerWithFailover extends ManagerWithRules {
   protected override rolesReported(state: ProjectState): void {
     if (state.promoting) return
     const change = outsideChange(state)
-    if (change.kind === 'follow') {
+    state.outsideSince = change.kind === 'follow' ? (state.outsideSince ?? Date.now()) : undefined
+    // with a shared store, the slave may be under promotion by another process of this
+    // topology: follow it as an outside change only if the store did not name it meanwhile
+    const graceMs = this.shared ? Math.max(2000, 2 * Math.min(this.options.maxViewAgeMs, 5000)) : 0
+    if (change.kind === 'follow' && Date.now() - state.outsideSince! >= graceMs) {
+      state.outsideSince = undefined
       this.followMaster(state, change.next, state.epoch + 1, true)
       const published = { master: change.next.config.name, epoch: state.epoch }
       this.shared?.publish(state.name, published).catch((error: unknown) => this.report(error))

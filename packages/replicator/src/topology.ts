@@ -44,6 +44,8 @@ export interface ProjectState {
   failoverRefused?: boolean
   /** A slave reports a writable primary while the master is one too (reported once). */
   splitBrainReported?: boolean
+  /** Since when a slave has reported itself the writable primary while the master is gone (follow mode). */
+  outsideSince?: number
   /** What the read router sees of the slaves, rebuilt after any measurement or topology change (reads allocate nothing). */
   candidates: RoutingCandidate[] | null
 }

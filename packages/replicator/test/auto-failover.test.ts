@@ -1,7 +1,7 @@
 import '@mostajs/replicator-dialect-postgres'
 import '@mostajs/replicator-dialect-mysql'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connectDialect, ReplicationManager, type PromotionResult } from '@mostajs/replicator'
+import { connectDialect, createReplicatorMetrics, ReplicationManager, type PromotionResult } from '@mostajs/replicator'
 import { EtcdTopologyStore } from '@mostajs/replicator-store-etcd'
 import {
   createMariaDBDatabase,
@@ -145,6 +145,7 @@ describe.skipIf(!available || (!etcdAvailable() && !required))(`automatic failov
       'every replica healthy in every instance',
     )
 
+    const metrics = managers.map((manager) => createReplicatorMetrics(manager))
     // every instance writes; a write counts once its call returned (acknowledged)
     const { acknowledged, resumedMs } = await writeAcrossKill(managers, 'shop', master.port, () => master.kill!())
     console.log(
@@ -152,6 +153,20 @@ describe.skipIf(!available || (!etcdAvailable() && !required))(`automatic failov
     )
     expect(Math.max(...resumedMs)).toBeLessThan(5000)
     expect(promotions).toHaveLength(1) // the coordinator alone promoted
+    // and the metrics say so: one automatic failover, followed by the two other instances
+    await waitFor(
+      async () => {
+        const texts = await Promise.all(metrics.map((registry) => registry.text()))
+        const count = (pattern: RegExp) => texts.filter((text) => pattern.test(text)).length
+        return (
+          count(/^replicator_automatic_failovers_total\{project="shop"\} 1$/m) === 1 &&
+          count(/^replicator_master_changes_followed_total\{project="shop",by="store"\} 1$/m) === 2
+        )
+      },
+      5000,
+      'one automatic failover and two followers in the metrics',
+    )
+    for (const registry of metrics) registry.detach()
     const promoted = promotions[0]!.promoted
     for (const manager of managers) {
       const writer = manager.resolveWriteService('shop')

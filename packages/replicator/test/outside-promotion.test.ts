@@ -1,6 +1,6 @@
 import '@mostajs/replicator-dialect-postgres'
 import { afterEach, describe, expect, it } from 'vitest'
-import { connectDialect, ReplicationManager } from '@mostajs/replicator'
+import { connectDialect, createReplicatorMetrics, ReplicationManager } from '@mostajs/replicator'
 import { startPostgres, startPostgresStandby, type RunningPostgres } from '@mostajs/replicator-testkit'
 import { expectReplicatorError, privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
 
@@ -55,6 +55,7 @@ describe.skipIf(!available)(`a standby promoted outside the manager${skipNote}`,
 
   it('while the master turned read-only: the standby becomes the master here, writes go to it', async () => {
     const { manager, standby, followed, outsideMaster, outsideStandby, closeOutside } = await pair()
+    const metrics = createReplicatorMetrics(manager)
     const before = manager.resolveWriteService('shop')
     await before.create('orders', { id: 1, by: 'before' })
     // the standby has it before the outside failover (asynchronous replication: a real one could lose it)
@@ -73,6 +74,11 @@ describe.skipIf(!available)(`a standby promoted outside the manager${skipNote}`,
     ).toEqual([1, 2])
     await expectReplicatorError(before.create('orders', { id: 3, by: 'stale service' }), 'FENCED')
     expect(manager.getEpoch('shop')).toBe(1)
+    const text = await metrics.text()
+    expect(text).toContain('replicator_master_changes_followed_total{project="shop",by="outside"} 1')
+    expect(text).toContain('replicator_topology_epoch{project="shop"} 1')
+    expect(text).not.toMatch(/^replicator_promotions_total\{/m) // none made here
+    metrics.detach()
     await closeOutside()
   })
 

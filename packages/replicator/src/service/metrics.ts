@@ -196,11 +196,51 @@ export function createReplicatorMetrics(manager: ReplicationManager): Replicator
   }
   manager.on('rule.batch', onBatch)
 
+  // changes of master: made by this process, or followed (another process, or outside the manager)
+  new Gauge({
+    name: 'replicator_topology_epoch',
+    help: 'Promotion epoch of each project (the fencing token every change of master increments)',
+    registers: [registry],
+    labelNames: ['project'],
+    collect() {
+      this.reset()
+      for (const project of manager.listProjects()) this.set({ project }, manager.getEpoch(project))
+    },
+  })
+  const promotions = new Counter({
+    name: 'replicator_promotions_total',
+    help: 'Promotions this process made (on request or automatic)',
+    registers: [registry],
+    labelNames: ['project'],
+  })
+  const failovers = new Counter({
+    name: 'replicator_automatic_failovers_total',
+    help: 'Promotions this process made on its own because the master was down',
+    registers: [registry],
+    labelNames: ['project'],
+  })
+  const followed = new Counter({
+    name: 'replicator_master_changes_followed_total',
+    help: 'Changes of master this process followed: made by another process (store) or outside the manager (outside)',
+    registers: [registry],
+    labelNames: ['project', 'by'],
+  })
+  const onPromoted = (result: { project: string }) => promotions.inc({ project: result.project })
+  const onAutomatic = (result: { project: string }) => failovers.inc({ project: result.project })
+  const onFollowed = (info: { project: string; outside?: boolean }) =>
+    followed.inc({ project: info.project, by: info.outside ? 'outside' : 'store' })
+  manager.on('replica.promoted', onPromoted)
+  manager.on('failover.automatic', onAutomatic)
+  manager.on('topology.followed', onFollowed)
+
   return {
     registry,
     text: () => registry.metrics(),
     detach: () => {
       manager.off('rule.batch', onBatch)
+      manager.off('replica.promoted', onPromoted)
+      manager.off('failover.automatic', onAutomatic)
+      manager.off('topology.followed', onFollowed)
     },
   }
 }
