@@ -20,6 +20,8 @@ export type ReplicatorErrorCode =
   | 'FENCED'
   /** A capture's log position is gone on the source (an invalidated slot, purged binary logs): the rule re-seeds. */
   | 'CAPTURE_LOST'
+  /** A write asked of a read service (resolveReadService): writes go through resolveWriteService. */
+  | 'READ_ONLY'
 
 /** Options of {@link ReplicatorError}. */
 export interface ReplicatorErrorOptions {

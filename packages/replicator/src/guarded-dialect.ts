@@ -6,6 +6,7 @@ const WRITES = new Set([
   'update',
   'delete',
   'upsertMany',
+  'upsertNative',
   'deleteMany',
   'transaction',
   '$transaction',
@@ -29,6 +30,21 @@ export interface GuardHooks {
    * refreshed view demoted this replica.
    */
   staleView?: () => Promise<void> | null
+  /** A read service: writes fail with READ_ONLY (raw queries that only read pass). */
+  readOnly?: boolean
+}
+
+/**
+ * Raw SQL that only reads: SELECT, WITH, SHOW, EXPLAIN, VALUES, TABLE, DESCRIBE naming no
+ * data-changing statement (nor SELECT … INTO), or a PRAGMA without `=`. Conservative: a read
+ * that merely mentions such a word is refused too.
+ */
+function onlyReads(sql: unknown): boolean {
+  if (typeof sql !== 'string') return false
+  const text = sql.replace(/--[^\n]*|\/\*[\s\S]*?\*\//g, ' ').trim()
+  if (/^pragma\b/i.test(text)) return !text.includes('=')
+  if (!/^(select|with|show|explain|values|table|describe)\b/i.test(text)) return false
+  return !/\b(insert|update|delete|merge|truncate|create|alter|drop|grant|revoke|into|nextval|setval)\b/i.test(text)
 }
 
 /**
@@ -38,7 +54,7 @@ export interface GuardHooks {
  * after each successful write.
  */
 export function guardDialect(dialect: Dialect, target: GuardTarget, hooks: GuardHooks = {}): Dialect {
-  const { onWrite, staleView } = hooks
+  const { onWrite, staleView, readOnly } = hooks
   const wrappers = new Map<PropertyKey, unknown>() // one wrapper per method, not one per call
   return new Proxy(dialect, {
     get(object, property, receiver) {
@@ -59,6 +75,14 @@ export function guardDialect(dialect: Dialect, target: GuardTarget, hooks: Guard
             ),
           )
         }
+        if (readOnly && WRITES.has(name) && !(name === 'query' && onlyReads(args[0])))
+          return Promise.reject(
+            new ReplicatorError(
+              'READ_ONLY',
+              `${target.label}: ${name}() was asked of a read service (resolveReadService), which does not write: a write on a slave diverges from its master. Write through resolveWriteService, or resolve with { allowWrites: true }.`,
+              { details: { replica: target.label, operation: name } },
+            ),
+          )
         const result = (value as (...callArgs: unknown[]) => unknown).apply(object, args)
         if (onWrite && WRITES.has(name) && result instanceof Promise)
           return result.then((settled) => {

@@ -356,11 +356,11 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
       label: `${project}/${normalized.name}`,
       readsRouted: 0,
       service: undefined as unknown as EntityService, // set below: its guard needs the entry
+      readService: undefined as unknown as EntityService,
     }
-    entry.service = new EntityService(
-      guardDialect(dialect, entry, { staleView: this.staleView(project) }),
-      state.schemas,
-    )
+    const staleView = this.staleView(project)
+    entry.service = new EntityService(guardDialect(dialect, entry, { staleView }), state.schemas)
+    entry.readService = new EntityService(guardDialect(dialect, entry, { staleView, readOnly: true }), state.schemas)
     try {
       await dialect.connect()
       entry.connected = true

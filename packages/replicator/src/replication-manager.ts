@@ -12,6 +12,7 @@ import {
   requireMaster,
   requireReplica,
   routingCandidateOf,
+  type ReplicaEntry,
 } from './topology.js'
 import { mastersFirst, treeOf } from './tree.js'
 import type { PromotionResult, ReplicaConfig, ReplicaStatus, ResolveReadOptions, RoutingStatus } from './types.js'
@@ -94,11 +95,13 @@ export class ReplicationManager extends ManagerWithFailover {
   /**
    * The EntityService of the replica that should serve a read: a healthy slave whose measured
    * lag is within its tolerance (and, with a session, that applied the session's writes),
-   * else the master. Decides from memory: no I/O.
+   * else the master. Decides from memory: no I/O. Its writes fail with READ_ONLY (a write on
+   * a slave would diverge from the master) unless `allowWrites`.
    */
   resolveReadService(project: string, options: ResolveReadOptions = {}): EntityService {
     const state = this.requireProject(project)
-    if (options.consistency === 'strong') return requireMaster(state).service
+    const serviceOf = (entry: ReplicaEntry) => (options.allowWrites ? entry.service : entry.readService)
+    if (options.consistency === 'strong') return serviceOf(requireMaster(state))
     if (options.session && options.session.project !== project)
       throw new ReplicatorError(
         'CONFIG_INVALID',
@@ -110,7 +113,7 @@ export class ReplicationManager extends ManagerWithFailover {
     const picked = state.router.pick(state.candidates, minSequence === undefined ? {} : { minSequence })
     const chosen = picked ? state.replicas.get(picked)! : requireMaster(state)
     chosen.readsRouted++
-    return chosen.service
+    return serviceOf(chosen)
   }
 
   /** How reads of a project are routed now: the strategy, the slaves eligible now, reads served so far. */

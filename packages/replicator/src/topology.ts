@@ -16,6 +16,8 @@ export interface ReplicaEntry extends MonitoredReplica {
   project: string
   config: ReplicaConfig & { lagTolerance: number; weight: number }
   service: EntityService
+  /** The same replica for reads only (resolveReadService): its writes fail with READ_ONLY. */
+  readService: EntityService
   fenced: boolean
   state: ReplicaState
   /** `project/replica`. */

@@ -67,6 +67,12 @@ export interface ResolveReadOptions {
   session?: ReplicationSession
   /** `strong` always reads from the master. */
   consistency?: 'eventual' | 'strong'
+  /**
+   * The service returned accepts writes (default false: they fail with READ_ONLY, since a
+   * write on a slave diverges from the master, or fails there). Raw `query()` calls that only
+   * read (SELECT, WITH without a write, SHOW, EXPLAIN, VALUES) are always allowed.
+   */
+  allowWrites?: boolean
 }
 
 /** Result of `promoteToMaster`. */

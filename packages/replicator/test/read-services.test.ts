@@ -1,0 +1,76 @@
+import '@mostajs/replicator-dialect-sqlite'
+import { afterAll, describe, expect, it } from 'vitest'
+import { ReplicationManager, type EntitySchema } from '@mostajs/replicator'
+import { expectReplicatorError, testBackends, waitFor } from '@mostajs/replicator-testkit/vitest'
+
+// A read service (resolveReadService) does not write: a write on a managed slave would make it
+// diverge from its master for good, and one on a native replica fails there anyway.
+
+const backends = testBackends()
+const Note: EntitySchema = { name: 'Note', collection: 'notes', fields: { text: { type: 'string' } } }
+
+describe('read services refuse writes', () => {
+  const rm = new ReplicationManager(null, { heartbeatIntervalMs: 50, healthCheckIntervalMs: 200 })
+  const cleanups: Array<() => Promise<void>> = []
+  afterAll(async () => {
+    await rm.disconnectAll()
+    for (const cleanup of cleanups) await cleanup()
+  })
+
+  it('on a managed slave and on the master it falls back to; raw reads pass; allowWrites opts out', async () => {
+    const masterDb = await backends.sqlite.freshDatabase()
+    const slaveDb = await backends.sqlite.freshDatabase()
+    cleanups.push(masterDb.cleanup, slaveDb.cleanup)
+    await rm.addReplica(
+      'app',
+      { name: 'main', role: 'master', dialect: 'sqlite', uri: masterDb.uri, schemaStrategy: 'create' },
+      [Note],
+    )
+    await rm.addReplica('app', {
+      name: 'copy',
+      role: 'slave',
+      dialect: 'sqlite',
+      uri: slaveDb.uri,
+      replication: 'managed',
+      lagTolerance: 5000,
+    })
+    const note = await rm.resolveWriteService('app').create('Note', { text: 'on the master' })
+    await waitFor(
+      () => rm.getReplicaStatus('app').find((replica) => replica.name === 'copy')!.status === 'healthy',
+      15_000,
+      'the managed slave caught up',
+    )
+    const reader = rm.resolveReadService('app')
+    expect(rm.getReplicaStatus('app').find((replica) => replica.name === 'copy')!.readsRouted).toBe(1) // the slave serves it
+    await waitFor(async () => (await reader.findById('Note', note.id)) !== null, 10_000, 'the note on the slave')
+
+    const refused = await expectReplicatorError(reader.create('Note', { text: 'on the slave' }), 'READ_ONLY')
+    expect(refused.message).toMatch(/resolveWriteService/)
+    await expectReplicatorError(reader.update('Note', note.id, { text: 'changed on the slave' }), 'READ_ONLY')
+    await expectReplicatorError(reader.delete('Note', note.id), 'READ_ONLY')
+    await expectReplicatorError(reader.dialect.upsertMany('notes', [{ id: 'x', text: 'raw' }]), 'READ_ONLY')
+    await expectReplicatorError(reader.dialect.query('DELETE FROM notes'), 'READ_ONLY')
+    await expectReplicatorError(
+      reader.dialect.query('WITH gone AS (DELETE FROM notes RETURNING id) SELECT count(*) FROM gone'),
+      'READ_ONLY',
+    )
+    await expectReplicatorError(
+      reader.dialect.transaction(async () => undefined),
+      'READ_ONLY',
+    )
+    // reads, raw ones included, are served
+    const [counted] = await reader.dialect.query<{ n: number | bigint }>(
+      '/* how many */ SELECT count(*) AS n FROM notes',
+    )
+    expect(Number(counted!.n)).toBe(1)
+    expect(await reader.findAll('Note')).toHaveLength(1)
+
+    // the master, when reads fall back to it, is no more writable through a read service
+    const strong = rm.resolveReadService('app', { consistency: 'strong' })
+    await expectReplicatorError(strong.create('Note', { text: 'through a read service' }), 'READ_ONLY')
+    // unless asked
+    await rm.resolveReadService('app', { consistency: 'strong', allowWrites: true }).create('Note', { text: 'asked' })
+    expect(await rm.resolveWriteService('app').count('Note')).toBe(2)
+    await waitFor(async () => (await reader.count('Note')) === 2, 10_000, 'the slave follows the master only')
+  })
+})
