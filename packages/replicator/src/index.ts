@@ -5,6 +5,7 @@ export { ReplicationSession } from './session.js'
 export type { AutoFailoverOptions, ReplicationManagerOptions } from './options.js'
 export type { ReplicationManagerEvents } from './events.js'
 export type {
+  PickedReplica,
   ProjectManagerLike,
   PromotionResult,
   ReplicaConfig,

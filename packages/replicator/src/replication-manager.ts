@@ -15,7 +15,14 @@ import {
   type ReplicaEntry,
 } from './topology.js'
 import { mastersFirst, treeOf } from './tree.js'
-import type { PromotionResult, ReplicaConfig, ReplicaStatus, ResolveReadOptions, RoutingStatus } from './types.js'
+import type {
+  PickedReplica,
+  PromotionResult,
+  ReplicaConfig,
+  ReplicaStatus,
+  ResolveReadOptions,
+  RoutingStatus,
+} from './types.js'
 
 /**
  * Runs several databases as one: a master and slaves per project, reads routed to slaves
@@ -99,9 +106,30 @@ export class ReplicationManager extends ManagerWithFailover {
    * a slave would diverge from the master) unless `allowWrites`.
    */
   resolveReadService(project: string, options: ResolveReadOptions = {}): EntityService {
+    const chosen = this.chooseReader(project, options)
+    return options.allowWrites ? chosen.service : chosen.readService
+  }
+
+  /**
+   * The replica resolveReadService would pick, for a client of your own (an ORM, a driver pool
+   * keyed by replica name): its name, role, dialect name and masked URI, and its read service
+   * (`service.dialect.query(sql)` runs raw reads there). Counted as a routed read.
+   */
+  pickReplica(project: string, options: Omit<ResolveReadOptions, 'allowWrites'> = {}): PickedReplica {
+    const chosen = this.chooseReader(project, options)
+    return {
+      project,
+      name: chosen.config.name,
+      role: chosen.config.role,
+      dialect: chosen.config.dialect,
+      uri: chosen.dialect.maskedUri,
+      service: chosen.readService,
+    }
+  }
+
+  private chooseReader(project: string, options: ResolveReadOptions): ReplicaEntry {
     const state = this.requireProject(project)
-    const serviceOf = (entry: ReplicaEntry) => (options.allowWrites ? entry.service : entry.readService)
-    if (options.consistency === 'strong') return serviceOf(requireMaster(state))
+    if (options.consistency === 'strong') return requireMaster(state)
     if (options.session && options.session.project !== project)
       throw new ReplicatorError(
         'CONFIG_INVALID',
@@ -113,7 +141,7 @@ export class ReplicationManager extends ManagerWithFailover {
     const picked = state.router.pick(state.candidates, minSequence === undefined ? {} : { minSequence })
     const chosen = picked ? state.replicas.get(picked)! : requireMaster(state)
     chosen.readsRouted++
-    return serviceOf(chosen)
+    return chosen
   }
 
   /** How reads of a project are routed now: the strategy, the slaves eligible now, reads served so far. */

@@ -1,4 +1,4 @@
-import type { DialectConfig, EntitySchema, NativeReplicationStatus } from '@mostajs/replicator-core'
+import type { DialectConfig, EntitySchema, EntityService, NativeReplicationStatus } from '@mostajs/replicator-core'
 import type { PromotionOutcome } from '@mostajs/replicator-failover'
 import type { ReadRoutingStrategy, ReplicaState } from '@mostajs/replicator-routing'
 import type { ReplicationSession } from './session.js'
@@ -73,6 +73,19 @@ export interface ResolveReadOptions {
    * read (SELECT, WITH without a write, SHOW, EXPLAIN, VALUES) are always allowed.
    */
   allowWrites?: boolean
+}
+
+/** The replica `pickReplica` chose. */
+export interface PickedReplica {
+  project: string
+  name: string
+  role: 'master' | 'slave'
+  /** Dialect name (`postgres`, `mariadb`, `sqlite`, …). */
+  dialect: string
+  /** Its URI with the password masked. */
+  uri: string
+  /** Its read service (writes fail with READ_ONLY); `service.dialect.query(sql)` for raw reads. */
+  service: EntityService
 }
 
 /** Result of `promoteToMaster`. */

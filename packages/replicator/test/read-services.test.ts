@@ -72,5 +72,13 @@ describe('read services refuse writes', () => {
     await rm.resolveReadService('app', { consistency: 'strong', allowWrites: true }).create('Note', { text: 'asked' })
     expect(await rm.resolveWriteService('app').count('Note')).toBe(2)
     await waitFor(async () => (await reader.count('Note')) === 2, 10_000, 'the slave follows the master only')
+
+    // the same choice for a client of the application's own, with raw SQL on the routed connection
+    const picked = rm.pickReplica('app')
+    expect(picked).toMatchObject({ project: 'app', name: 'copy', role: 'slave', dialect: 'sqlite' })
+    const [raw] = await picked.service.dialect.query<{ n: number | bigint }>('SELECT count(*) AS n FROM notes')
+    expect(Number(raw!.n)).toBe(2)
+    await expectReplicatorError(picked.service.dialect.query('DELETE FROM notes'), 'READ_ONLY')
+    expect(rm.pickReplica('app', { consistency: 'strong' })).toMatchObject({ name: 'main', role: 'master' })
   })
 })
