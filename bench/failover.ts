@@ -10,12 +10,11 @@
  *   pnpm bench:failover [--kills 20]
  */
 import '@mostajs/replicator-dialect-postgres'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { connectDialect } from '@mostajs/replicator'
 import { startEtcdCluster, startPostgres, startPostgresStandby } from '@mostajs/replicator-testkit'
+import { startInstance, type Instance } from '../packages/replicator/test/fixtures/instances.js'
 import { machineInfo } from './machine.js'
 
 const { values: args } = parseArgs({ options: { kills: { type: 'string', default: '20' } } })
@@ -28,31 +27,6 @@ async function waitUntil(check: () => boolean, timeoutMs: number, what: string):
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await sleep(10)
   }
-}
-
-const instanceScript = fileURLToPath(new URL('../packages/replicator/test/fixtures/app-instance.ts', import.meta.url))
-
-/** An application instance in its own process; its output lines, each with when it arrived. */
-function startInstance(settings: Record<string, unknown>): {
-  child: ChildProcess
-  lines: Array<{ at: number; line: string }>
-} {
-  const child = spawn(
-    process.execPath,
-    ['--conditions=source', '--import', 'tsx', instanceScript, JSON.stringify(settings)],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  )
-  const lines: Array<{ at: number; line: string }> = []
-  let partial = ''
-  child.stdout!.on('data', (chunk) => {
-    const parts = (partial + String(chunk)).split('\n')
-    partial = parts.pop()!
-    const at = Date.now()
-    for (const line of parts) lines.push({ at, line })
-  })
-  return { child, lines }
 }
 
 /**
@@ -81,21 +55,35 @@ async function round(endpoints: string[], index: number): Promise<[number, numbe
   await admin.query("ALTER SYSTEM SET synchronous_standby_names = 'ANY 2 (*)'")
   await admin.query('SELECT pg_reload_conf()')
   await admin.close()
-  const instances: Array<ReturnType<typeof startInstance>> = []
+  const instances: Instance[] = []
   try {
     const prefix = `/bench-failover-${process.pid}-${index}`
     for (const [at, name] of ['a', 'b', 'c'].entries())
-      instances.push(startInstance({ name, endpoints, prefix, masterUri, standbyUris, firstId: at * 1_000_000 + 1 }))
-    const acks = (instance: (typeof instances)[number]) => instance.lines.filter(({ line }) => line.startsWith('ack '))
+      instances.push(
+        await startInstance({ name, endpoints, prefix, masterUri, standbyUris, firstId: at * 1_000_000 + 1 }),
+      )
+    /** The instance's acknowledged writes, with when each was heard of. */
+    const acks = (instance: Instance) =>
+      instance.lines.flatMap((line, position) =>
+        line.startsWith('ack ') ? [{ line, at: instance.arrivals[position]! }] : [],
+      )
     await waitUntil(() => instances.every((instance) => acks(instance).length >= 20), 60_000, 'every instance writes')
     const killedAt = Date.now()
     await master.kill!()
-    const onNewMaster = (instance: (typeof instances)[number]) =>
+    const onNewMaster = (instance: Instance) =>
       acks(instance).find(({ at, line }) => at > killedAt && !line.endsWith(` ${master.port}`))
     await waitUntil(() => instances.every((instance) => onNewMaster(instance)), 30_000, 'writes on the new master')
-    const promotion = instances.flatMap((instance) => instance.lines).find(({ line }) => line.startsWith('promoted '))!
-    const promoted = promotion.line.split(' ')[1]!
-    const newMaster = await connectDialect({ dialect: 'postgres', uri: standbyUris[promoted === 's1' ? 0 : 1]! })
+    const promotionAt = (instance: Instance) => {
+      const position = instance.lines.findIndex((line) => line.startsWith('promoted '))
+      return position < 0
+        ? null
+        : { promoted: instance.lines[position]!.split(' ')[1]!, at: instance.arrivals[position]! }
+    }
+    const promotion = instances.map(promotionAt).find((found) => found !== null)!
+    const newMaster = await connectDialect({
+      dialect: 'postgres',
+      uri: standbyUris[promotion.promoted === 's1' ? 0 : 1]!,
+    })
     const stored = new Set((await newMaster.find('orders')).map((row) => Number(row.id)))
     await newMaster.close()
     const lost = instances

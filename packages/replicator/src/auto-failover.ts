@@ -1,7 +1,7 @@
 import { ReplicatorError } from '@mostajs/replicator-core'
 import type { ResolvedOptions } from './options.js'
 import type { SharedTopology } from './shared-topology.js'
-import { isManagedSlave, type ProjectState, type ReplicaEntry } from './topology.js'
+import { liveNativeSlaves, type ProjectState, type ReplicaEntry } from './topology.js'
 
 /**
  * The slave an automatic failover promotes: a healthy, connected, native slave within
@@ -9,15 +9,8 @@ import { isManagedSlave, type ProjectState, type ReplicaEntry } from './topology
  * heartbeat applied, then the smallest lag). Null when none qualifies.
  */
 export function failoverCandidate(state: ProjectState, maxLagMs: number | undefined): ReplicaEntry | null {
-  const eligible = [...state.replicas.values()].filter(
-    (entry) =>
-      entry.config.role === 'slave' &&
-      !entry.fenced &&
-      !isManagedSlave(entry) &&
-      entry.connected &&
-      entry.healthy &&
-      entry.lagMs !== null &&
-      entry.lagMs <= (maxLagMs ?? entry.config.lagTolerance),
+  const eligible = liveNativeSlaves(state).filter(
+    (entry) => entry.healthy && entry.lagMs !== null && entry.lagMs <= (maxLagMs ?? entry.config.lagTolerance),
   )
   eligible.sort(
     (a, b) =>
@@ -31,9 +24,7 @@ export function failoverCandidate(state: ProjectState, maxLagMs: number | undefi
  * replication connection is up), so the master is alive and only this process lost it.
  */
 export async function slavesStillReceive(state: ProjectState): Promise<boolean> {
-  const slaves = [...state.replicas.values()].filter(
-    (entry) => entry.config.role === 'slave' && !entry.fenced && !isManagedSlave(entry) && entry.connected,
-  )
+  const slaves = liveNativeSlaves(state)
   const views = await Promise.all(
     slaves.map((entry) => entry.dialect.replication?.status().catch(() => null) ?? Promise.resolve(null)),
   )

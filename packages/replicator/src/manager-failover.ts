@@ -4,7 +4,7 @@ import { resolveEnvReferences } from '@mostajs/replicator-persistence'
 import { automaticFailoverCandidate } from './auto-failover.js'
 import { ManagerWithRules } from './manager-rules.js'
 import { outsideChange, splitBrainError } from './outside-changes.js'
-import { isManagedSlave, masterOf, requireReplica, type ProjectState } from './topology.js'
+import { liveNativeSlaves, masterOf, requireReplica, type ProjectState } from './topology.js'
 import type { PromotionResult } from './types.js'
 
 /** The manager's promotions: on request, automatic failover, switchover, and following changes made outside. */
@@ -74,15 +74,8 @@ export class ManagerWithFailover extends ManagerWithRules {
           state.epoch++
         },
         followers: () => ({
-          replicas: [...state.replicas.values()]
-            .filter(
-              (entry) =>
-                entry !== candidate &&
-                !entry.fenced &&
-                entry.config.role === 'slave' &&
-                !isManagedSlave(entry) &&
-                entry.connected,
-            )
+          replicas: liveNativeSlaves(state)
+            .filter((entry) => entry !== candidate)
             .map((entry) => ({ name: entry.config.name, dialect: entry.dialect })),
           primaryUri: resolveEnvReferences(candidate.config.uri, `${project}/${name}.uri`),
         }),

@@ -1,5 +1,5 @@
 import { ReplicatorError } from '@mostajs/replicator-core'
-import { isManagedSlave, masterOf, type ProjectState, type ReplicaEntry } from './topology.js'
+import { liveNativeSlaves, masterOf, type ProjectState, type ReplicaEntry } from './topology.js'
 
 /** What this process should do about the roles the databases report themselves. */
 export type OutsideChange =
@@ -16,16 +16,9 @@ export type OutsideChange =
  * writable primary (two writable primaries: the manager does not pick one).
  */
 export function outsideChange(state: ProjectState): OutsideChange {
-  const promoted = [...state.replicas.values()].filter(
+  const promoted = liveNativeSlaves(state).filter(
     (entry) =>
-      entry.config.role === 'slave' &&
-      !entry.fenced &&
-      !isManagedSlave(entry) &&
-      entry.connected &&
-      entry.healthy &&
-      entry.failures === 0 &&
-      entry.native?.role === 'primary' &&
-      entry.native.readOnly !== true,
+      entry.healthy && entry.failures === 0 && entry.native?.role === 'primary' && entry.native.readOnly !== true,
   )
   if (!promoted.length) return { kind: 'none' }
   const master = masterOf(state)

@@ -96,6 +96,13 @@ export function requireReplica(state: ProjectState, name: string): ReplicaEntry 
 export const isManagedSlave = (entry: ReplicaEntry) =>
   entry.config.role === 'slave' && entry.config.replication === 'managed'
 
+/** The native slaves this process reaches now (not fenced, not managed): promotion candidates, re-pointed followers. */
+export function liveNativeSlaves(state: ProjectState): ReplicaEntry[] {
+  return [...state.replicas.values()].filter(
+    (entry) => entry.config.role === 'slave' && !entry.fenced && !isManagedSlave(entry) && entry.connected,
+  )
+}
+
 /** What the read router knows of a slave (in memory, no I/O). */
 export function routingCandidateOf(entry: ReplicaEntry): RoutingCandidate {
   return {

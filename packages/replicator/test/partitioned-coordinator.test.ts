@@ -1,6 +1,5 @@
 import '@mostajs/replicator-dialect-postgres'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import type { ChildProcess } from 'node:child_process'
 import { afterAll, describe, expect, it } from 'vitest'
 import { connectDialect, ReplicationManager, type PromotionResult } from '@mostajs/replicator'
 import { EtcdTopologyStore } from '@mostajs/replicator-store-etcd'
@@ -18,6 +17,7 @@ import {
   type RunningPostgres,
 } from '@mostajs/replicator-testkit'
 import { privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
+import { startInstance } from './fixtures/instances.js'
 
 // The coordinator, an application instance in a network namespace of the test's own, loses
 // etcd (a partition: packets dropped, no reset) while it still reaches the databases, and the
@@ -27,7 +27,6 @@ import { privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
 const { available, skipNote } = privateServer('postgres')
 const namespaces = networkNamespacesAvailable()
 const required = process.env.REPLICATOR_REQUIRE_BACKENDS === '1'
-const script = fileURLToPath(new URL('./fixtures/app-instance.ts', import.meta.url))
 
 describe.skipIf(!available || !namespaces || (!etcdAvailable() && !required))(
   `a coordinator cut off from etcd${skipNote}${namespaces ? '' : ' (skipped: network namespaces need root and iproute2)'}`,
@@ -93,24 +92,9 @@ describe.skipIf(!available || !namespaces || (!etcdAvailable() && !required))(
         standbyUris: standbyLinks.map((made) => uriAt(made.host, made.port)),
         firstId: 1,
       }
-      const lines: string[] = []
-      const started = namespace.wrap(process.execPath, [
-        '--conditions=source',
-        '--import',
-        'tsx',
-        script,
-        JSON.stringify(settings),
-      ])
-      child = spawn(started.command, started.args, { stdio: ['ignore', 'pipe', 'pipe'] })
-      let errors = ''
-      child.stderr!.on('data', (chunk) => (errors += chunk))
-      let partial = ''
-      child.stdout!.on('data', (chunk) => {
-        const parts = (partial + String(chunk)).split('\n')
-        partial = parts.pop()!
-        lines.push(...parts)
-      })
-      await waitFor(() => lines.includes('ready'), 30_000, `the instance starts (${errors.slice(-500)})`)
+      const instance = await startInstance(settings, namespace.wrap)
+      child = instance.child
+      const lines = instance.lines
       store = new EtcdTopologyStore({ endpoints: cluster.endpoints, prefix: '/partition' })
       await waitFor(async () => (await store!.coordinator('shop')) === 'a', 10_000, 'a coordinates')
 

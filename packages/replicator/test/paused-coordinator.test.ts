@@ -1,6 +1,5 @@
 import '@mostajs/replicator-dialect-postgres'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import type { ChildProcess } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectDialect, ReplicationManager, type PromotionResult } from '@mostajs/replicator'
 import { EtcdTopologyStore } from '@mostajs/replicator-store-etcd'
@@ -12,6 +11,7 @@ import {
   type RunningEtcd,
 } from '@mostajs/replicator-testkit'
 import { privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
+import { idsOf as ids, startInstance } from './fixtures/instances.js'
 
 // The coordinator of a project, an application instance in its own process, is paused
 // (SIGSTOP) longer than its coordinator lease while the master crashes. Another instance
@@ -23,38 +23,6 @@ import { privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
 const { available, skipNote } = privateServer('postgres')
 const required = process.env.REPLICATOR_REQUIRE_BACKENDS === '1'
 const RUNS = Number(process.env.REPLICATOR_PAUSE_RUNS ?? 20)
-const script = fileURLToPath(new URL('./fixtures/app-instance.ts', import.meta.url))
-
-/** An application instance in a child process, with what it printed. */
-function startInstance(settings: Record<string, unknown>): Promise<{ child: ChildProcess; lines: string[] }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--conditions=source', '--import', 'tsx', script, JSON.stringify(settings)],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    )
-    const lines: string[] = []
-    let partial = ''
-    let errors = ''
-    child.stderr!.on('data', (chunk) => (errors += chunk))
-    child.stdout!.on('data', (chunk) => {
-      const text = partial + String(chunk)
-      const parts = text.split('\n')
-      partial = parts.pop()!
-      lines.push(...parts)
-      if (parts.includes('ready')) resolve({ child, lines })
-    })
-    child.on('exit', (code, signal) => {
-      if (signal !== 'SIGKILL') reject(new Error(`instance exited (${code ?? signal}): ${errors.slice(-2000)}`))
-    })
-  })
-}
-
-const ids = (lines: string[], verb: string) =>
-  lines.filter((line) => line.startsWith(`${verb} `)).map((line) => Number(line.split(' ')[1]))
-
 describe.skipIf(!available || (!etcdAvailable() && !required))(
   `a paused coordinator resumes after a failover${skipNote}`,
   () => {
