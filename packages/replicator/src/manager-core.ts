@@ -360,7 +360,8 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
     }
     const staleView = this.staleView(project)
     entry.service = new EntityService(guardDialect(dialect, entry, { staleView }), state.schemas)
-    entry.readService = new EntityService(guardDialect(dialect, entry, { staleView, readOnly: true }), state.schemas)
+    // reads do not wait for the store: a stale view may read old data, never write where it should not
+    entry.readService = new EntityService(guardDialect(dialect, entry, { readOnly: true }), state.schemas)
     try {
       await dialect.connect()
       entry.connected = true

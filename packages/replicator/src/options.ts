@@ -51,8 +51,9 @@ export interface ReplicationManagerOptions {
   topologyStore?: TopologyStore
   /**
    * With a topologyStore: a view of a project the store has not confirmed for this long is
-   * stale, and calls on its replicas wait until it is read again (default 1000 ms; it is read
-   * every third of that). A process that was paused (SIGSTOP, a long GC pause, a frozen VM)
+   * stale, and calls through its writable services wait until it is read again (default
+   * 1000 ms; it is read every third of that; read services do not wait). A process that was
+   * paused (SIGSTOP, a long GC pause, a frozen VM)
    * thus follows a promotion made meanwhile before it writes anything. The price: while the
    * store cannot be reached, calls fail with FENCED (as Patroni demotes a primary that lost its
    * DCS). `Infinity` keeps writing to the known master whatever the store's state, at the risk
