@@ -108,7 +108,7 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
     moved().catch((error: unknown) => this.report(error))
   }
 
-  /** The stale-view check of calls on `project`'s replicas (none without a shared store). */
+  /** The stale-view check of calls through `project`'s writable services (none without a shared store). */
   protected staleView(project: string): (() => Promise<void> | null) | undefined {
     const shared = this.shared
     return shared ? () => shared.whenStale(project) : undefined

@@ -34,23 +34,31 @@ export class SharedTopology {
     /** Campaign to coordinate each joined project (automatic failover), as `holder`, with this lease. */
     private readonly coordination: { holder: string; leaseMs: number } | null = null,
     /**
-     * A view the store has not confirmed for this long is stale: calls on a master wait until
-     * it is read again. A process that was paused (SIGSTOP, a long GC, a frozen VM) thus learns
+     * A view the store has not confirmed for this long is stale: calls through writable
+     * services wait until it is read again. A process that was paused (SIGSTOP, a long GC, a frozen VM) thus learns
      * of a promotion made meanwhile before it writes, instead of writing to the old master.
      */
     private readonly maxViewAgeMs = 1000,
   ) {
     if (!Number.isFinite(maxViewAgeMs)) return // Infinity: calls never wait for the store
     // the view is read again well within its age, so only a process that did not run goes stale
+    let failing = false // an unreachable store is reported once, not at every tick
     this.refresher = setInterval(() => {
-      for (const project of this.stops.keys()) this.refresh(project).catch((error: unknown) => this.host.report(error))
+      for (const project of this.stops.keys())
+        this.refresh(project).then(
+          () => (failing = false),
+          (error: unknown) => {
+            if (!failing) this.host.report(error)
+            failing = true
+          },
+        )
     }, maxViewAgeMs / 3)
     this.refresher.unref()
   }
 
   /**
    * Null when the store confirmed this process's view of `project` less than maxViewAgeMs ago
-   * (the fast path of every call on a master); else a promise that reads it again.
+   * (the fast path of every call through a writable service); else a promise that reads it again.
    */
   whenStale(project: string): Promise<void> | null {
     const at = this.confirmedAt.get(project)
