@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { EntityService, ReplicatorError, type EntitySchema } from '@mostajs/replicator-core'
 import { readTreeFile, resolveEnvReferences, writeTreeFile } from '@mostajs/replicator-persistence'
 import { assertStrategy, isEligible, type ReadRoutingStrategy } from '@mostajs/replicator-routing'
@@ -44,6 +45,8 @@ import type {
 export class ReplicationManager extends ManagerWithFailover {
   private autoPersistPath: string | undefined
   private persistQueue: Promise<void> = Promise.resolve()
+  /** The sessions of the work under way (withSession), per project. */
+  private readonly ambient = new AsyncLocalStorage<ReadonlyMap<string, ReplicationSession>>()
 
   // ---------------------------------------------------------------- topology
 
@@ -127,9 +130,11 @@ export class ReplicationManager extends ManagerWithFailover {
     }
   }
 
-  private chooseReader(project: string, options: ResolveReadOptions): ReplicaEntry {
+  private chooseReader(project: string, given: ResolveReadOptions): ReplicaEntry {
     const state = this.requireProject(project)
-    if (options.consistency === 'strong') return requireMaster(state)
+    if (given.consistency === 'strong') return requireMaster(state)
+    const session = given.session ?? this.currentSession(project)
+    const options = session ? { ...given, session } : given
     if (options.session && options.session.project !== project)
       throw new ReplicatorError(
         'CONFIG_INVALID',
@@ -159,7 +164,28 @@ export class ReplicationManager extends ManagerWithFailover {
 
   /** The EntityService of the project's master. Fails with FENCED once that master is demoted. */
   resolveWriteService(project: string): EntityService {
-    return requireMaster(this.requireProject(project)).service
+    const session = this.currentSession(project)
+    return session ? session.write() : requireMaster(this.requireProject(project)).service
+  }
+
+  /**
+   * Runs `fn` (a request handler, a job) with a read-your-writes session of `project` that
+   * resolveWriteService and resolveReadService use by themselves for everything `fn` does,
+   * awaited calls included (AsyncLocalStorage): code that resolves services as usual reads its
+   * own writes. A nested call for the same project keeps the session under way.
+   *
+   * @example app.use((req, res, next) => rm.withSession('shop', next))
+   */
+  withSession<T>(project: string, fn: () => T): T {
+    if (this.currentSession(project)) return fn()
+    const sessions = new Map(this.ambient.getStore() ?? [])
+    sessions.set(project, this.session(project))
+    return this.ambient.run(sessions, fn)
+  }
+
+  /** The session `withSession` runs the current work under, for `project`; undefined outside one. */
+  currentSession(project: string): ReplicationSession | undefined {
+    return this.ambient.getStore()?.get(project)
   }
 
   /**
