@@ -4,7 +4,7 @@ import { connectDialect, ReplicatorError, type Dialect } from '@mostajs/replicat
 import { isBehind, promote, type PromotionContext } from '@mostajs/replicator-failover'
 import { measureLag, type MasterHeartbeat } from '@mostajs/replicator-routing'
 import { startPostgres, startPostgresStandby, type RunningPostgres } from '@mostajs/replicator-testkit'
-import { expectReplicatorError, privateServer } from '@mostajs/replicator-testkit/vitest'
+import { expectReplicatorError, privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
 
 const { available, skipNote } = privateServer('postgres')
 const HEARTBEAT_ID = 'failover-test'
@@ -92,6 +92,13 @@ describe.skipIf(!available)(`promote() on a real PostgreSQL master and native st
   it('fences the master (read-only, final heartbeat applied by the standby), promotes, then calls the hooks in order', async () => {
     const calls: string[] = []
     await primary.upsertMany('orders', [{ id: 2 }])
+    // the standby has applied a heartbeat (under load it may still be replaying the first one)
+    await primary.heartbeat!.write(++sequence, HEARTBEAT_ID)
+    await waitFor(
+      async () => (await replica.heartbeat!.read(HEARTBEAT_ID)) !== null,
+      10_000,
+      'a heartbeat on the standby',
+    )
     const outcome = await promote(context({}, calls))
     expect(outcome).toMatchObject({ previousMasterReadOnly: true, forced: false, possibleDataLoss: null })
     expect(calls).toEqual(['beforeSwitch', 'switchRoles', 'afterSwitch'])

@@ -25,7 +25,7 @@ export class SharedTopology {
   private readonly leaderships = new Map<string, Promise<Leadership>>()
   /** When the store last confirmed this process's view of each project (its clock, ms). */
   private readonly confirmedAt = new Map<string, number>()
-  private readonly confirming = new Map<string, Promise<void>>()
+  private readonly confirming = new Map<string, { asked: number; done: Promise<void> }>()
   private readonly refresher: NodeJS.Timeout | undefined
 
   constructor(
@@ -67,13 +67,15 @@ export class SharedTopology {
   }
 
   /**
-   * Reads the stored record of `project` again and follows it; FENCED when the store does not
-   * answer within 2 × maxViewAgeMs (at least 2 s): nothing is done on a view it did not confirm.
+   * Reads the stored record of `project` again, with a read asked from now on (one asked
+   * before, maybe answered before a pause, confirms nothing), and follows it; FENCED when the
+   * store does not answer within 2 × maxViewAgeMs (at least 2 s): nothing is done on a view it
+   * did not confirm.
    */
   confirm(project: string): Promise<void> {
     const waitMs = Number.isFinite(this.maxViewAgeMs) ? Math.max(2000, 2 * this.maxViewAgeMs) : 10_000
     const at = this.confirmedAt.get(project)
-    return withTimeout(this.refresh(project), waitMs).catch((error: unknown) => {
+    return withTimeout(this.refresh(project, Date.now()), waitMs).catch((error: unknown) => {
       throw new ReplicatorError(
         'FENCED',
         `Project "${project}": the store did not confirm this process's view of the shared topology within ${waitMs} ms${at === undefined ? '' : ` (confirmed ${Date.now() - at} ms ago)`}: ${(error as Error).message}; nothing is done on a view that may be stale.`,
@@ -82,21 +84,25 @@ export class SharedTopology {
     })
   }
 
-  /** Reads the stored record of `project` (one read at a time), follows it and notes the time. */
-  refresh(project: string): Promise<void> {
-    let running = this.confirming.get(project)
-    if (!running) {
-      const asked = Date.now()
-      running = this.store
-        .read(project)
-        .then((record) => {
-          if (record) this.heard(record)
-          this.confirmedAt.set(project, asked)
-        })
-        .finally(() => this.confirming.delete(project))
-      this.confirming.set(project, running)
+  /**
+   * Reads the stored record of `project`, follows it and notes when it was asked. A read under
+   * way is shared when it was asked at `notBefore` or later.
+   */
+  refresh(project: string, notBefore = 0): Promise<void> {
+    const running = this.confirming.get(project)
+    if (running && running.asked >= notBefore) return running.done
+    const asked = Date.now()
+    const done = this.store.read(project).then((record) => {
+      if (record) this.heard(record)
+      this.confirmedAt.set(project, Math.max(asked, this.confirmedAt.get(project) ?? 0))
+    })
+    const entry = { asked, done }
+    this.confirming.set(project, entry)
+    const forget = () => {
+      if (this.confirming.get(project) === entry) this.confirming.delete(project)
     }
-    return running
+    done.then(forget, forget)
+    return done
   }
 
   /** Whether this process coordinates `project` now (always, with a store that has no leases). */
