@@ -7,7 +7,7 @@ export interface EtcdTopologyStoreOptions {
   endpoints: string[]
   /** Key prefix of this deployment's records (default `/mostajs-replicator`). */
   prefix?: string
-  /** Passed to the etcd3 client (auth, TLS, dial timeout). */
+  /** Passed to the etcd3 client (auth, TLS; dial timeout and per-call deadline, 5 s each by default). */
   client?: Omit<IOptions, 'hosts'>
 }
 
@@ -24,7 +24,14 @@ export class EtcdTopologyStore implements TopologyStore {
   constructor(options: EtcdTopologyStoreOptions) {
     if (!options.endpoints.length)
       throw new ReplicatorError('CONFIG_INVALID', 'EtcdTopologyStore needs at least one endpoint.')
-    this.client = new Etcd3({ ...options.client, hosts: options.endpoints })
+    // a call the cluster does not answer fails after 5 s instead of waiting for ever (a
+    // promotion or a write waiting on the store must be able to give up); streams are exempt
+    this.client = new Etcd3({
+      dialTimeout: 5000,
+      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + 5000 }),
+      ...options.client,
+      hosts: options.endpoints,
+    })
     this.prefix = (options.prefix ?? '/mostajs-replicator').replace(/\/+$/, '')
   }
 
