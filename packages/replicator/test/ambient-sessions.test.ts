@@ -1,44 +1,17 @@
-import '@mostajs/replicator-dialect-sqlite'
 import { afterAll, describe, expect, it } from 'vitest'
-import { ReplicationManager, type EntitySchema } from '@mostajs/replicator'
-import { testBackends, waitFor } from '@mostajs/replicator-testkit/vitest'
+import { managedSqlitePair } from './fixtures/sqlite-pair.js'
 
 // withSession: a request handler that resolves services as usual reads its own writes, because
 // the manager finds the request's session itself (AsyncLocalStorage).
 
-const backends = testBackends()
-const Note: EntitySchema = { name: 'Note', collection: 'notes', fields: { text: { type: 'string' } } }
-
 describe('sessions of the work under way (withSession)', () => {
-  const rm = new ReplicationManager(null, { heartbeatIntervalMs: 50, healthCheckIntervalMs: 200 })
-  const cleanups: Array<() => Promise<void>> = []
-  afterAll(async () => {
-    await rm.disconnectAll()
-    for (const cleanup of cleanups) await cleanup()
-  })
+  let close: (() => Promise<void>) | undefined
+  afterAll(async () => close?.())
 
   it('writes then reads through resolve*Service never read stale inside it; outside it they can', async () => {
-    const masterDb = await backends.sqlite.freshDatabase()
-    const slaveDb = await backends.sqlite.freshDatabase()
-    cleanups.push(masterDb.cleanup, slaveDb.cleanup)
-    await rm.addReplica(
-      'app',
-      { name: 'main', role: 'master', dialect: 'sqlite', uri: masterDb.uri, schemaStrategy: 'create' },
-      [Note],
-    )
-    await rm.addReplica('app', {
-      name: 'copy',
-      role: 'slave',
-      dialect: 'sqlite',
-      uri: slaveDb.uri,
-      replication: 'managed',
-      lagTolerance: 5000,
-    })
-    await waitFor(
-      () => rm.getReplicaStatus('app').find((replica) => replica.name === 'copy')!.status === 'healthy',
-      15_000,
-      'the managed slave serves reads',
-    )
+    const pair = await managedSqlitePair()
+    close = pair.close
+    const rm = pair.rm
     // what a handler does: resolve, write, resolve, read its own row back
     const handler = async (text: string) => {
       const written = await rm.resolveWriteService('app').create('Note', { text })

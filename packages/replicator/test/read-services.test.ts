@@ -1,45 +1,19 @@
-import '@mostajs/replicator-dialect-sqlite'
 import { afterAll, describe, expect, it } from 'vitest'
-import { ReplicationManager, type EntitySchema } from '@mostajs/replicator'
-import { expectReplicatorError, testBackends, waitFor } from '@mostajs/replicator-testkit/vitest'
+import { expectReplicatorError, waitFor } from '@mostajs/replicator-testkit/vitest'
+import { managedSqlitePair } from './fixtures/sqlite-pair.js'
 
 // A read service (resolveReadService) does not write: a write on a managed slave would make it
 // diverge from its master for good, and one on a native replica fails there anyway.
 
-const backends = testBackends()
-const Note: EntitySchema = { name: 'Note', collection: 'notes', fields: { text: { type: 'string' } } }
-
 describe('read services refuse writes', () => {
-  const rm = new ReplicationManager(null, { heartbeatIntervalMs: 50, healthCheckIntervalMs: 200 })
-  const cleanups: Array<() => Promise<void>> = []
-  afterAll(async () => {
-    await rm.disconnectAll()
-    for (const cleanup of cleanups) await cleanup()
-  })
+  let close: (() => Promise<void>) | undefined
+  afterAll(async () => close?.())
 
   it('on a managed slave and on the master it falls back to; raw reads pass; allowWrites opts out', async () => {
-    const masterDb = await backends.sqlite.freshDatabase()
-    const slaveDb = await backends.sqlite.freshDatabase()
-    cleanups.push(masterDb.cleanup, slaveDb.cleanup)
-    await rm.addReplica(
-      'app',
-      { name: 'main', role: 'master', dialect: 'sqlite', uri: masterDb.uri, schemaStrategy: 'create' },
-      [Note],
-    )
-    await rm.addReplica('app', {
-      name: 'copy',
-      role: 'slave',
-      dialect: 'sqlite',
-      uri: slaveDb.uri,
-      replication: 'managed',
-      lagTolerance: 5000,
-    })
+    const pair = await managedSqlitePair()
+    close = pair.close
+    const rm = pair.rm
     const note = await rm.resolveWriteService('app').create('Note', { text: 'on the master' })
-    await waitFor(
-      () => rm.getReplicaStatus('app').find((replica) => replica.name === 'copy')!.status === 'healthy',
-      15_000,
-      'the managed slave caught up',
-    )
     const reader = rm.resolveReadService('app')
     expect(rm.getReplicaStatus('app').find((replica) => replica.name === 'copy')!.readsRouted).toBe(1) // the slave serves it
     await waitFor(async () => (await reader.findById('Note', note.id)) !== null, 10_000, 'the note on the slave')
