@@ -16,6 +16,7 @@ import {
   type RunningPostgres,
 } from '@mostajs/replicator-testkit'
 import { privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
+import { failoverOptions } from './fixtures/failover-options.js'
 
 // Automatic failover across several application instances sharing a topology in etcd: the
 // master is SIGKILLed; the coordinator alone promotes the most caught-up standby, every
@@ -108,15 +109,7 @@ describe.skipIf(!available || (!etcdAvailable() && !required))(`automatic failov
     for (const name of ['a', 'b', 'c']) {
       const store = new EtcdTopologyStore({ endpoints: cluster.endpoints, prefix: '/failover-test' })
       stores.push(store)
-      const manager = new ReplicationManager(null, {
-        heartbeatIntervalMs: 50,
-        healthCheckIntervalMs: 200,
-        failureThreshold: 3,
-        connectTimeoutMs: 1000,
-        heartbeatId: name,
-        topologyStore: store,
-        autoFailover: { coordinatorLeaseMs: 3000 },
-      })
+      const manager = new ReplicationManager(null, failoverOptions(name, store, { coordinatorLeaseMs: 3000 }))
       manager.on('error', () => undefined)
       manager.on('failover.automatic', (result) => promotions.push(result))
       managers.push(manager)
@@ -233,15 +226,7 @@ describe.skipIf(!mariadb.available || (!etcdAvailable() && !required))(
       for (const name of ['a', 'b']) {
         const store = new EtcdTopologyStore({ endpoints: cluster.endpoints, prefix: '/failover-mariadb' })
         stores.push(store)
-        const manager = new ReplicationManager(null, {
-          heartbeatIntervalMs: 50,
-          healthCheckIntervalMs: 200,
-          failureThreshold: 3,
-          connectTimeoutMs: 1000,
-          heartbeatId: name,
-          topologyStore: store,
-          autoFailover: true,
-        })
+        const manager = new ReplicationManager(null, failoverOptions(name, store, true))
         manager.on('error', () => undefined)
         manager.on('failover.automatic', (result) => promotions.push(result))
         managers.push(manager)

@@ -18,6 +18,7 @@ import {
 } from '@mostajs/replicator-testkit'
 import { privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
 import { startInstance } from './fixtures/instances.js'
+import { failoverOptions } from './fixtures/failover-options.js'
 
 // The coordinator, an application instance in a network namespace of the test's own, loses
 // etcd (a partition: packets dropped, no reset) while it still reaches the databases, and the
@@ -99,15 +100,7 @@ describe.skipIf(!available || !namespaces || (!etcdAvailable() && !required))(
       await waitFor(async () => (await store!.coordinator('shop')) === 'a', 10_000, 'a coordinates')
 
       const promotions: PromotionResult[] = []
-      other = new ReplicationManager(null, {
-        heartbeatIntervalMs: 50,
-        healthCheckIntervalMs: 200,
-        failureThreshold: 3,
-        connectTimeoutMs: 1000,
-        heartbeatId: 'b',
-        topologyStore: store,
-        autoFailover: { coordinatorLeaseMs: 2000 },
-      })
+      other = new ReplicationManager(null, failoverOptions('b', store))
       other.on('error', () => undefined)
       other.on('failover.automatic', (result) => promotions.push(result))
       await other.addReplica('shop', { name: 'primary', role: 'master', dialect: 'postgres', uri: masterUri })

@@ -12,6 +12,7 @@ import {
 } from '@mostajs/replicator-testkit'
 import { privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
 import { idsOf as ids, startInstance } from './fixtures/instances.js'
+import { failoverOptions } from './fixtures/failover-options.js'
 
 // The coordinator of a project, an application instance in its own process, is paused
 // (SIGSTOP) longer than its coordinator lease while the master crashes. Another instance
@@ -75,15 +76,7 @@ describe.skipIf(!available || (!etcdAvailable() && !required))(
           children.add(paused)
           await waitFor(async () => (await store.coordinator('shop')) === 'a', 10_000, 'a coordinates')
           const promotions: PromotionResult[] = []
-          other = new ReplicationManager(null, {
-            heartbeatIntervalMs: 50,
-            healthCheckIntervalMs: 200,
-            failureThreshold: 3,
-            connectTimeoutMs: 1000,
-            heartbeatId: 'b',
-            topologyStore: store,
-            autoFailover: { coordinatorLeaseMs: 2000 },
-          })
+          other = new ReplicationManager(null, failoverOptions('b', store))
           other.on('error', () => undefined)
           other.on('failover.automatic', (result) => promotions.push(result))
           await other.addReplica('shop', { name: 'primary', role: 'master', dialect: 'postgres', uri: masterUri })
