@@ -233,31 +233,34 @@ describe('TRUNCATE', () => {
     ['mariadb', 'TRUNCATE TABLE items'],
   ] as const
   for (const [kind, truncate] of cases) {
-    it.skipIf(!backends[kind].serverUrl)(
-      `a TRUNCATE on a ${kind} source empties the target, and later changes still flow`,
-      async () => {
-        const { dialect: source } = await open(backends[kind])
-        const { dialect: target } = await open(backends.sqlite)
-        await source.ensureCollection(items('items'))
-        await source.upsertMany(
-          'items',
-          [1, 2, 3].map((id) => ({ id, label: `i${id}` })),
-        )
-        const runner = new RuleRunner(
-          { name: 'truncated', source: 'a', target: 'b', mode: 'cdc', collections: ['items'] },
-          source,
-          target,
-        )
-        await runner.sync()
-        expect(await target.count('items')).toBe(3)
-        await source.upsertMany('items', [{ id: 4, label: 'i4' }])
-        await source.query(truncate)
-        await source.upsertMany('items', [{ id: 9, label: 'after' }])
-        await runner.sync()
-        expect(await target.find('items')).toEqual([{ id: 9, label: 'after' }])
-        await runner.teardown()
-      },
-    )
+    for (const appliedJustBefore of [false, true]) {
+      it.skipIf(!backends[kind].serverUrl)(
+        `a TRUNCATE on a ${kind} source empties the target, and later changes still flow${appliedJustBefore ? ' (the transaction before it applied already)' : ''}`,
+        async () => {
+          const { dialect: source } = await open(backends[kind])
+          const { dialect: target } = await open(backends.sqlite)
+          await source.ensureCollection(items('items'))
+          await source.upsertMany(
+            'items',
+            [1, 2, 3].map((id) => ({ id, label: `i${id}` })),
+          )
+          const runner = new RuleRunner(
+            { name: 'truncated', source: 'a', target: 'b', mode: 'cdc', collections: ['items'] },
+            source,
+            target,
+          )
+          await runner.sync()
+          expect(await target.count('items')).toBe(3)
+          await source.upsertMany('items', [{ id: 4, label: 'i4' }])
+          if (appliedJustBefore) await runner.sync()
+          await source.query(truncate)
+          await source.upsertMany('items', [{ id: 9, label: 'after' }])
+          await runner.sync()
+          expect(await target.find('items')).toEqual([{ id: 9, label: 'after' }])
+          await runner.teardown()
+        },
+      )
+    }
   }
 })
 

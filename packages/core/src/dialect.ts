@@ -220,6 +220,18 @@ export interface DialectOperations {
   upsertNative?(collection: string, rows: NativeRow[], options?: { fresh?: boolean }): Promise<number>
   /** Deletes rows by primary key (values or key objects) in one statement per batch. */
   deleteMany(collection: string, keys: RowKey[]): Promise<number>
+  /**
+   * For tables without a primary key. Inserts rows as they are, all or nothing: a rejected row
+   * fails the call with ROW_REJECTED and nothing of it is written.
+   */
+  insertMany?(collection: string, rows: Row[]): Promise<number>
+  /**
+   * For tables without a primary key: deletes one row equal to `row` in each column it gives
+   * (NULL equals NULL), one copy when several are equal. Returns 1, or 0 when none is.
+   */
+  deleteOne?(collection: string, row: Row): Promise<number>
+  /** Like `deleteOne`, but replaces that row with `after`; all or nothing. Returns 1, or 0. */
+  replaceOne?(collection: string, before: Row, after: Row): Promise<number>
   /** One keyset page ordered by primary key. */
   scan(collection: string, options?: ScanOptions): Promise<ScanPage>
   /** Raw SQL on SQL dialects (placeholders in the database's own style); rows as the driver returns them. */
@@ -303,6 +315,14 @@ export interface ChangeCapture {
    * (PostgreSQL: a REPLICA IDENTITY that does not give the primary key of deleted rows).
    */
   uncapturable?(collections: string[]): Promise<Array<{ collection: string; reason: string }>>
+  /**
+   * For a table without a primary key (where replaying a change twice would double it): its
+   * rows, read whole while its writers wait, and the cut — the log position that read stands
+   * at (see `covers`). A null cut: this capture will not deliver the changes the read holds.
+   */
+  readExact?(name: string, collection: string): Promise<{ rows: Row[]; cut: Position | null }>
+  /** True when a change committed at `position` is already in the rows of a `readExact` whose cut is `cut`. */
+  covers?(cut: Position, position: Position): boolean
 }
 
 /** The heartbeat row (`_replicator_heartbeat`), one per writer. */

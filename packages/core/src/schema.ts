@@ -149,8 +149,9 @@ function validateCollectionSchema(schema: CollectionSchema): void {
     throw new ReplicatorError('CONFIG_INVALID', 'A collection schema needs a non-empty "name".')
   if (!Array.isArray(schema.columns) || schema.columns.length === 0)
     throw new ReplicatorError('CONFIG_INVALID', `${where} needs at least one column.`)
-  if (!Array.isArray(schema.primaryKey) || schema.primaryKey.length === 0)
-    throw new ReplicatorError('CONFIG_INVALID', `${where} needs a primaryKey (at least one column).`)
+  // an empty primaryKey is a table without one (carried from a source that has such tables)
+  if (!Array.isArray(schema.primaryKey))
+    throw new ReplicatorError('CONFIG_INVALID', `${where} needs a primaryKey (its key columns; [] for none).`)
   const names = new Set<string>()
   for (const column of schema.columns) {
     if (names.has(column.name))

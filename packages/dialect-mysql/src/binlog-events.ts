@@ -12,6 +12,8 @@ export interface ZongJiEvent {
   columns_present_bitmap?: Buffer
   columns_present_bitmap2?: Buffer
   timestamp?: number
+  /** The GTID of the transaction the event belongs to (ZongJi attaches it). */
+  gtid?: string
   /** Query events: the statement and the session's database. */
   query?: string
   schema?: string

@@ -9,6 +9,7 @@ import {
   type CaptureSettings,
 } from '@mostajs/replicator-core'
 import { encodeEvent, sentColumns, truncatedTable, type ZongJiEvent } from './binlog-events.js'
+import { withGtid } from './gtid-sets.js'
 
 /** Where a binlog reader stands: the GTID position to resume from, and file + offset. */
 export interface BinlogPosition {
@@ -132,6 +133,8 @@ export class BinlogReader {
     // a TRUNCATE is a statement of its own, committed where it stands (no XID follows)
     const type = event.getTypeName().toLowerCase()
     const commitPosition = type === 'xid' || (type === 'query' && truncatedTable(event)) ? this.position() : undefined
+    // a TRUNCATE commits by itself: its GTID is not in ZongJi's set yet
+    if (commitPosition && type === 'query') commitPosition.gtid = withGtid(commitPosition.gtid, event.gtid)
     this.queue = this.queue
       .then(() => this.process(event, commitPosition, generation))
       .catch((error: Error) => {

@@ -13,6 +13,7 @@ import {
 } from '@mostajs/replicator-core'
 import { binlogTimestamp, decodeEvent } from './binlog-events.js'
 import { BinlogReader } from './binlog-reader.js'
+import { gtidSetCovers } from './gtid-sets.js'
 import type { MysqlDialect } from './mysql-dialect.js'
 
 /** Where each capture's collections and starting GTID are kept (on the source). */
@@ -74,12 +75,53 @@ export class MysqlCapture implements ChangeCapture {
    * table is refused until the server logs FULL (or NOBLOB, whose partial updates are carried).
    */
   async uncapturable(collections: string[]): Promise<Array<{ collection: string; reason: string }>> {
+    const image = await this.rowImage()
+    if (image === 'MINIMAL')
+      return collections.map((collection) => ({
+        collection,
+        reason: `binlog_row_image is MINIMAL on ${this.db.maskedUri}: inserts do not log the columns filled by defaults, so ${collection} would differ on the target; SET GLOBAL binlog_row_image = 'FULL' (or 'NOBLOB')`,
+      }))
+    if (image === 'FULL') return []
+    const found: Array<{ collection: string; reason: string }> = []
+    for (const collection of collections)
+      if (!(await this.db.describeCollection(collection)).primaryKey.length)
+        found.push({
+          collection,
+          reason: `${collection} has no primary key, and binlog_row_image is ${image} on ${this.db.maskedUri}: its changed rows are not logged whole, so the row a change meant could not be found; SET GLOBAL binlog_row_image = 'FULL' (or add a primary key)`,
+        })
+    return found
+  }
+
+  private async rowImage(): Promise<string> {
     const [row] = await this.db.query<{ image: string }>('SELECT @@global.binlog_row_image AS image')
-    if (String(row?.image).toUpperCase() !== 'MINIMAL') return []
-    return collections.map((collection) => ({
-      collection,
-      reason: `binlog_row_image is MINIMAL on ${this.db.maskedUri}: inserts do not log the columns filled by defaults, so ${collection} would differ on the target; SET GLOBAL binlog_row_image = 'FULL' (or 'NOBLOB')`,
-    }))
+    return String(row?.image).toUpperCase()
+  }
+
+  /**
+   * A table without a key, read under LOCK TABLES … READ (which waits for the transactions
+   * that wrote it and holds new writers back), with the GTID position then: the cut. Every
+   * change of the table up to the read is at or before it, every later one after it.
+   */
+  async readExact(_name: string, collection: string): Promise<{ rows: Row[]; cut: Position }> {
+    return this.db.transaction(async (tx) => {
+      await tx.query(`LOCK TABLES ${this.db.flavor.quoteIdentifier(collection)} READ`)
+      try {
+        const rows = await tx.find(collection)
+        const [row] = await tx.query<{ gtid: string }>(
+          this.db.serverIsMariaDB ? 'SELECT @@gtid_binlog_pos AS gtid' : 'SELECT @@gtid_executed AS gtid',
+        )
+        return { rows, cut: { dialect: this.db.name, value: { gtid: String(row?.gtid ?? '') } } }
+      } finally {
+        await tx.query('UNLOCK TABLES')
+      }
+    })
+  }
+
+  covers(cut: Position, position: Position): boolean {
+    return gtidSetCovers(
+      String((cut.value as { gtid?: string }).gtid ?? ''),
+      String((position.value as { gtid?: string }).gtid ?? ''),
+    )
   }
 
   async setup(options: CaptureOptions): Promise<void> {
@@ -98,12 +140,13 @@ export class MysqlCapture implements ChangeCapture {
         `[replicator:${this.db.name}] binlog_format is ${settings?.format} on ${this.db.maskedUri}; change capture needs ROW (SET GLOBAL binlog_format = 'ROW', or --binlog-format=ROW).`,
       )
     }
+    const image = await this.rowImage()
     for (const collection of options.collections) {
       const description = await this.db.describeCollection(collection)
-      if (!description.primaryKey.length)
+      if (!description.primaryKey.length && image !== 'FULL')
         throw new ReplicatorError(
           'NOT_SUPPORTED',
-          `[replicator:${this.db.name}] Collection "${collection}" has no primary key; change capture needs one.`,
+          `[replicator:${this.db.name}] Collection "${collection}" has no primary key, and binlog_row_image is ${image}: change capture needs one or the other (SET GLOBAL binlog_row_image = 'FULL', or add a primary key).`,
           { details: { collection } },
         )
     }

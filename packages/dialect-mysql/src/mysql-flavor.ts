@@ -66,6 +66,8 @@ export function createMysqlFlavor(family: 'mysql' | 'mariadb'): SqlFlavor {
 
     emptyInsertBody: '() VALUES ()',
 
+    oneRow: (_table, where) => ({ where, suffix: ' LIMIT 1' }),
+
     limitClause(limit, skip) {
       if (limit === undefined && !skip) return ''
       const count = limit === undefined ? NO_LIMIT : String(Math.max(0, Math.floor(limit)))

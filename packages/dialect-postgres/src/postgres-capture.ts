@@ -7,6 +7,7 @@ import {
   type ChangeCapture,
   type Position,
   type ReadChangesOptions,
+  type Row,
 } from '@mostajs/replicator-core'
 import { formatLsn, parseLsn } from './pgoutput.js'
 import { PgOutputDecoder, type CaptureStream } from './pgoutput-decoder.js'
@@ -53,15 +54,13 @@ export class PostgresCapture implements ChangeCapture {
   async setup(options: CaptureOptions): Promise<void> {
     const { slot, publication } = this.captureObjects(options.name)
     const q = (identifier: string) => this.db.flavor.quoteIdentifier(identifier)
-    for (const collection of options.collections) {
-      const description = await this.db.describeCollection(collection)
-      if (!description.primaryKey.length) {
-        throw new ReplicatorError(
-          'NOT_SUPPORTED',
-          `[replicator:postgres] Collection "${collection}" has no primary key; change capture needs one to apply updates and deletes.`,
-          { details: { collection } },
-        )
-      }
+    const keyless = await this.keylessWithoutFullIdentity(options.collections)
+    if (keyless.length) {
+      throw new ReplicatorError(
+        'NOT_SUPPORTED',
+        `[replicator:postgres] Collection "${keyless[0]}" has no primary key and logs no whole old rows; change capture needs one of them to apply updates and deletes: ALTER TABLE ${keyless[0]} REPLICA IDENTITY FULL, or add a primary key.`,
+        { details: { collection: keyless[0] } },
+      )
     }
     const tables = options.collections.map(q).join(', ')
     const existing = await this.db.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [publication])
@@ -141,6 +140,38 @@ export class PostgresCapture implements ChangeCapture {
     return { retainedBytes: Number(rows[0]!.retained ?? 0), ...(rows[0]!.status ? { walStatus: rows[0]!.status } : {}) }
   }
 
+  /** The tables among `collections` without a primary key whose REPLICA IDENTITY is not FULL. */
+  private async keylessWithoutFullIdentity(collections: string[]): Promise<string[]> {
+    const keyless: string[] = []
+    for (const collection of collections)
+      if (!(await this.db.describeCollection(collection)).primaryKey.length) keyless.push(collection)
+    if (!keyless.length) return []
+    const full = await this.db.query<{ name: string }>(
+      `SELECT relname AS name FROM pg_class WHERE relreplident = 'f' AND oid IN (SELECT to_regclass(quote_ident(t)) FROM unnest($1::text[]) AS t)`,
+      [keyless],
+    )
+    return keyless.filter((collection) => !full.some((row) => row.name === collection))
+  }
+
+  /**
+   * A table without a key, read while a SHARE lock holds its writers back: every transaction
+   * that wrote it committed before the read, at or before the WAL insert position read under
+   * the lock (the cut), and every later one commits after it.
+   */
+  async readExact(_name: string, collection: string): Promise<{ rows: Row[]; cut: Position }> {
+    return this.db.transaction(async (tx) => {
+      await tx.query(`LOCK TABLE ${this.db.flavor.quoteIdentifier(collection)} IN SHARE MODE`)
+      const [{ lsn }] = (await tx.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn')) as [
+        { lsn: string },
+      ]
+      return { rows: await tx.find(collection), cut: { dialect: 'postgres', value: lsn } }
+    })
+  }
+
+  covers(cut: Position, position: Position): boolean {
+    return parseLsn(String(position.value)) <= parseLsn(String(cut.value))
+  }
+
   /**
    * Tables whose REPLICA IDENTITY does not give the primary key of a deleted or re-keyed row:
    * NOTHING (PostgreSQL would also refuse the application its deletes once the table is
@@ -157,6 +188,11 @@ export class PostgresCapture implements ChangeCapture {
       [collections],
     )
     const found: Array<{ collection: string; reason: string }> = []
+    for (const collection of await this.keylessWithoutFullIdentity(collections))
+      found.push({
+        collection,
+        reason: `${collection} has no primary key, and without REPLICA IDENTITY FULL its updates and deletes do not say which row they change; ALTER TABLE ${collection} REPLICA IDENTITY FULL (or add a primary key)`,
+      })
     for (const row of rows) {
       if (row.identity === 'n')
         found.push({

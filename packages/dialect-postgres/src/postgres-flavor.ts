@@ -141,6 +141,11 @@ export const postgresFlavor: SqlFlavor = {
     return `${this.quoteIdentifier(column.name)} ${nativeTypeFor('postgres', column.type, column)}${nullable ? '' : ' NOT NULL'}`
   },
 
+  oneRow: (table, where) => ({ where: `ctid = (SELECT ctid FROM ${table} WHERE ${where} LIMIT 1)`, suffix: '' }),
+  // json has no equality operator; jsonb compares values (not their spelling)
+  equalsSql: (column, quoted, placeholder) =>
+    column.type === 'json' ? `${quoted}::jsonb = ${placeholder}::jsonb` : `${quoted} = ${placeholder}`,
+
   serverNowSql: 'clock_timestamp()',
   readWriteTransactionSql: 'SET TRANSACTION READ WRITE',
   createTableSuffix: '',

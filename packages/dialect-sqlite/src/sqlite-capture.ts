@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto'
 import {
   columnDecoder,
   keyOfRow,
-  ReplicatorError,
   type ChangeEvent,
   type CaptureBacklog,
   type CaptureOptions,
@@ -76,28 +75,26 @@ export class SqliteCapture implements ChangeCapture {
     const wanted = new Set<string>()
     for (const collection of options.collections) {
       const description = await this.db.describeCollection(collection)
-      if (!description.primaryKey.length) {
-        throw new ReplicatorError(
-          'NOT_SUPPORTED',
-          `[replicator:sqlite] Collection "${collection}" has no primary key; change capture needs one.`,
-          { details: { collection } },
-        )
-      }
       const all = description.columns.map((column) => column.name)
+      // a table without a key logs whole old rows in `key`: they say which copy a change meant
+      const identity = description.primaryKey.length ? description.primaryKey : all
       const names = this.triggerNames(options.name, collection, all)
       for (const trigger of names) wanted.add(trigger)
       const [insert, update, remove] = names.map(q)
       const table = q(collection)
       const name = sqlString(collection)
-      const keyChanged = description.primaryKey.map((key) => `OLD.${q(key)} IS NOT NEW.${q(key)}`).join(' OR ')
+      const keyChanged = description.primaryKey.length
+        ? description.primaryKey.map((key) => `OLD.${q(key)} IS NOT NEW.${q(key)}`).join(' OR ')
+        : '0'
+      const oldIdentity = this.rowJson(description, 'OLD', identity)
       // Each trigger writes in the same transaction as the change: nothing committed is missed.
       statements.push(
-        `CREATE TRIGGER IF NOT EXISTS ${insert} AFTER INSERT ON ${table} BEGIN INSERT INTO ${log} (op, collection, key, after) VALUES ('c', ${name}, ${this.rowJson(description, 'NEW', description.primaryKey)}, ${this.rowJson(description, 'NEW', all)}); END`,
+        `CREATE TRIGGER IF NOT EXISTS ${insert} AFTER INSERT ON ${table} BEGIN INSERT INTO ${log} (op, collection, key, after) VALUES ('c', ${name}, ${this.rowJson(description, 'NEW', identity)}, ${this.rowJson(description, 'NEW', all)}); END`,
         `CREATE TRIGGER IF NOT EXISTS ${update} AFTER UPDATE ON ${table} BEGIN
-           INSERT INTO ${log} (op, collection, key, after) SELECT 'd', ${name}, ${this.rowJson(description, 'OLD', description.primaryKey)}, NULL WHERE ${keyChanged};
-           INSERT INTO ${log} (op, collection, key, after) VALUES ('u', ${name}, ${this.rowJson(description, 'NEW', description.primaryKey)}, ${this.rowJson(description, 'NEW', all)});
+           INSERT INTO ${log} (op, collection, key, after) SELECT 'd', ${name}, ${oldIdentity}, NULL WHERE ${keyChanged};
+           INSERT INTO ${log} (op, collection, key, after) VALUES ('u', ${name}, ${description.primaryKey.length ? this.rowJson(description, 'NEW', identity) : oldIdentity}, ${this.rowJson(description, 'NEW', all)});
          END`,
-        `CREATE TRIGGER IF NOT EXISTS ${remove} AFTER DELETE ON ${table} BEGIN INSERT INTO ${log} (op, collection, key, after) VALUES ('d', ${name}, ${this.rowJson(description, 'OLD', description.primaryKey)}, NULL); END`,
+        `CREATE TRIGGER IF NOT EXISTS ${remove} AFTER DELETE ON ${table} BEGIN INSERT INTO ${log} (op, collection, key, after) VALUES ('d', ${name}, ${oldIdentity}, NULL); END`,
       )
     }
     // Triggers of this capture that are not wanted any more (a collection left the capture, or
@@ -186,11 +183,13 @@ export class SqliteCapture implements ChangeCapture {
   private async changeEvent(row: ChangelogRow, position: Position): Promise<ChangeEvent> {
     const description = await this.db.describeCollection(row.collection)
     const keyRow = this.changelogRow(description, row.key)
+    const keyless = !description.primaryKey.length
     return {
       op: row.op as ChangeEvent['op'],
       collection: row.collection,
       key: keyOfRow(keyRow, description.primaryKey),
-      before: null,
+      // a table without a key logs the whole old row of an update or delete
+      before: keyless && row.op !== 'c' ? keyRow : null,
       after: row.after === null ? null : this.changelogRow(description, row.after),
       source: { dialect: 'sqlite', database: sqlitePathOf(this.db.config.uri), position, ts: Date.parse(row.at) },
     }
@@ -209,6 +208,19 @@ export class SqliteCapture implements ChangeCapture {
       }
     }
     return row
+  }
+
+  /**
+   * A table without a key, read in one transaction that also removes its changes from the
+   * changelog: SQLite has one writer, so they are exactly the changes the read holds (no cut).
+   */
+  async readExact(name: string, collection: string): Promise<{ rows: Row[]; cut: null }> {
+    const changelog = this.db.flavor.quoteIdentifier(this.changelogOf(name))
+    return this.db.transaction(async (tx) => {
+      const rows = await tx.find(collection)
+      await tx.query(`DELETE FROM ${changelog} WHERE collection = ?`, [collection])
+      return { rows, cut: null }
+    })
   }
 
   async backlog(name: string): Promise<CaptureBacklog | null> {

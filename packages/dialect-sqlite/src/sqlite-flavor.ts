@@ -64,6 +64,8 @@ export const sqliteFlavor: SqlFlavor = {
 
   emptyInsertBody: 'DEFAULT VALUES',
 
+  oneRow: (table, where) => ({ where: `rowid = (SELECT rowid FROM ${table} WHERE ${where} LIMIT 1)`, suffix: '' }),
+
   limitClause(limit, skip) {
     if (limit === undefined && !skip) return ''
     const count = limit === undefined ? -1 : Math.max(0, Math.floor(limit))

@@ -8,10 +8,14 @@ const WRITES = new Set([
   'upsertMany',
   'upsertNative',
   'deleteMany',
+  'insertMany',
+  'deleteOne',
+  'replaceOne',
   'transaction',
   '$transaction',
   'query',
   'ensureCollection',
+  'ensureColumns',
 ])
 
 /** What the guard needs to know of the replica behind a dialect. */

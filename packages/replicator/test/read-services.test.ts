@@ -24,6 +24,10 @@ describe('read services refuse writes', () => {
     await expectReplicatorError(reader.delete('Note', note.id), 'READ_ONLY')
     await expectReplicatorError(reader.dialect.upsertMany('notes', [{ id: 'x', text: 'raw' }]), 'READ_ONLY')
     await expectReplicatorError(reader.dialect.query('DELETE FROM notes'), 'READ_ONLY')
+    await expectReplicatorError(reader.dialect.insertMany!('notes', [{ id: 'y', text: 'raw' }]), 'READ_ONLY')
+    await expectReplicatorError(reader.dialect.deleteOne!('notes', { id: note.id }), 'READ_ONLY')
+    await expectReplicatorError(reader.dialect.replaceOne!('notes', { id: note.id }, { text: 'raw' }), 'READ_ONLY')
+    await expectReplicatorError(reader.dialect.ensureColumns('notes', [{ name: 'extra', type: 'text' }]), 'READ_ONLY')
     await expectReplicatorError(
       reader.dialect.query('WITH gone AS (DELETE FROM notes RETURNING id) SELECT count(*) FROM gone'),
       'READ_ONLY',

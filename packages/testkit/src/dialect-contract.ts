@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe } from 'vitest'
 import type { Dialect } from '@mostajs/replicator-core'
 import type { DialectUnderTest } from './contract-helpers.js'
 import { people, SEED } from './contract-fixtures.js'
+import { keylessContract } from './keyless-contract.js'
 import { readWriteContract } from './read-write-contract.js'
 import { schemaContract } from './schema-contract.js'
 
@@ -37,6 +38,7 @@ export function testDialectContract(subject: DialectUnderTest): void {
 
     readWriteContract(subject, () => dialect)
     schemaContract(subject, () => dialect)
+    keylessContract(() => dialect)
   })
 }
 export { testCaptureContract } from './capture-contract.js'

@@ -17,6 +17,7 @@ import { deadLetter, deadLetterId } from './dead-letters.js'
 import { DEAD_LETTERS_COLLECTION } from './internal-tables.js'
 import { timeOf } from './row-compare.js'
 import type { RuleContext } from './rule-context.js'
+import { applyKeyless, withoutCopied } from './keyless.js'
 import { completeMovedRows } from './moved-rows.js'
 import { addNewColumns } from './schema-evolution.js'
 
@@ -100,8 +101,9 @@ export async function applyBatch(
     await ctx.lease.holdIn(tx) // however long this transaction runs, no other process takes the rule meanwhile
     // A source transaction too large to hold arrives in parts: all of them go into this one
     // target transaction, applied in order.
+    let partNumber = 0
     for (let part: ChangeEvent[] | null = events; part; part = nextPart ? await nextPart() : null)
-      counts.push(await applyPart(ctx, tx, part, position))
+      counts.push(await applyPart(ctx, tx, part, position, partNumber++))
     await ctx.lease.writeOffset(tx, position, ctx.config.origin ?? null) // FENCED (rolled back) if the lease was lost
   })
   for (const count of counts) count() // counted once committed
@@ -113,13 +115,26 @@ async function applyPart(
   tx: DialectOperations,
   events: ChangeEvent[],
   position: Position,
+  partNumber: number,
 ): Promise<() => void> {
+  events = withoutCopied(ctx, events)
   // `inserted`: keys whose first change in the batch is an insert (expected new on the target)
   const net = new Map<string, NetChanges>()
+  // tables without a primary key: their changes in order, applied one by one
+  const keyless = new Map<string, ChangeEvent[]>()
   for (const event of events) {
     let changes = net.get(event.collection)
+    const inOrder = keyless.get(event.collection)
+    if (inOrder) {
+      inOrder.push(event)
+      continue
+    }
     if (!changes) {
       const { primaryKey } = await ctx.target.describeCollection(event.collection)
+      if (!primaryKey.length) {
+        keyless.set(event.collection, [event])
+        continue
+      }
       net.set(
         event.collection,
         (changes = {
@@ -228,8 +243,10 @@ async function applyPart(
         [...changes.deletes.values()].map((event) => event.key),
       )
   }
+  const letters = { rows: deadLetters, dead: new Set<ChangeEvent>(), part: partNumber }
+  for (const [collection, inOrder] of keyless) await applyKeyless(ctx, tx, collection, inOrder, position, letters)
   if (deadLetters.length) await tx.upsertMany(DEAD_LETTERS_COLLECTION, deadLetters)
-  return tally(ctx, events, position, net, deadLetters, skipped)
+  return tally(ctx, events, position, net, deadLetters, skipped, letters.dead)
 }
 
 /**
@@ -243,6 +260,7 @@ function tally(
   net: Map<string, { primaryKey: string[] }>,
   deadLetters: Row[],
   skipped: Set<string>,
+  deadEvents: Set<ChangeEvent>,
 ): () => void {
   const dead = new Set(deadLetters.map((letter) => letter.id))
   const counted = new Map<string, { created: number; updated: number; deleted: number; deadLettered: number }>()
@@ -253,9 +271,11 @@ function tally(
   }
   for (const event of events) {
     if (event.op === 't') continue // a truncate is not a row
-    if (dead.size && dead.has(deadLetterId(ctx, event, position))) continue
-    if (skipped.size) {
-      const primaryKey = net.get(event.collection)!.primaryKey
+    if (deadEvents.has(event)) continue
+    const keyed = net.get(event.collection)
+    if (keyed && dead.size && dead.has(deadLetterId(ctx, event, position))) continue
+    if (keyed && skipped.size) {
+      const primaryKey = keyed.primaryKey
       if (
         skipped.has(
           `${event.collection}\u0000${keyIdentity(keyToObject(event.key, primaryKey, event.collection), primaryKey)}`,

@@ -26,15 +26,23 @@ const MAX_ID = 255
  * Id of the dead letter of one event: readable (`rule:position:collection:key`), and when that
  * is too long, its beginning plus a hash of the whole, so two letters never share one.
  */
-export function deadLetterId(ctx: RuleContext, event: ChangeEvent, position: Position): string {
-  const id = `${ctx.config.name}:${JSON.stringify(position.value)}:${event.collection}:${describeKey(event.key)}`
+export function deadLetterId(ctx: RuleContext, event: ChangeEvent, position: Position, ordinal?: string): string {
+  // a table without a key: its events have no key to tell them apart, their ordinal does
+  const key = ordinal === undefined ? describeKey(event.key) : `#${ordinal}`
+  const id = `${ctx.config.name}:${JSON.stringify(position.value)}:${event.collection}:${key}`
   if (id.length <= MAX_ID) return id
   return `${id.slice(0, MAX_ID - 65)}#${createHash('sha256').update(id).digest('hex')}`
 }
 
-export function deadLetter(ctx: RuleContext, event: ChangeEvent, message: string, position: Position): Row {
+export function deadLetter(
+  ctx: RuleContext,
+  event: ChangeEvent,
+  message: string,
+  position: Position,
+  ordinal?: string,
+): Row {
   return {
-    id: deadLetterId(ctx, event, position),
+    id: deadLetterId(ctx, event, position, ordinal),
     rule: ctx.config.name,
     collection: event.collection,
     row_key: describeKey(event.key),

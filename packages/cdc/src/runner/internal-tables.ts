@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { ReplicatorError, type CollectionSchema, type Position } from '@mostajs/replicator-core'
+import { ReplicatorError, type CollectionSchema, type DialectOperations, type Position } from '@mostajs/replicator-core'
 import type { RuleContext } from './rule-context.js'
 
 /** Where a rule's progress is kept, in the target, in the same transaction as the rows. */
@@ -67,6 +67,8 @@ const COPIED_SCHEMA: CollectionSchema = {
     { name: 'rule', type: 'string' },
     { name: 'collection', type: 'string' },
     { name: 'copied_at', type: 'timestamp' },
+    // a table without a key: the log position its copy was read at (JSON), see RuleContext.cuts
+    { name: 'cut', type: 'text' },
   ],
 }
 
@@ -75,6 +77,7 @@ export async function ensureInternalTables(ctx: RuleContext): Promise<void> {
   await ctx.target.ensureCollection(OFFSETS_SCHEMA)
   await ctx.target.ensureColumns(OFFSETS_COLLECTION, LEASE_COLUMNS) // offsets of an earlier version
   await ctx.target.ensureCollection(COPIED_SCHEMA)
+  await ctx.target.ensureColumns(COPIED_COLLECTION, COPIED_SCHEMA.columns.slice(-1)) // copies of an earlier version
   await ctx.target.ensureCollection(DEAD_LETTERS_SCHEMA)
   if (ctx.config.tombstones) {
     await ctx.target.ensureCollection(TOMBSTONES_SCHEMA)
@@ -104,14 +107,30 @@ export async function copiedCollections(ctx: RuleContext): Promise<Set<string>> 
   return new Set(rows.map((row) => String(row.collection)))
 }
 
-/** Records that `collections` were copied to the target. */
-export async function markCopied(ctx: RuleContext, collections: string[]): Promise<void> {
+/** The cuts of the keyless tables this rule copied (see RuleContext.cuts). */
+export async function copyCuts(ctx: RuleContext): Promise<Map<string, Position>> {
+  const rows = await ctx.target.find(COPIED_COLLECTION, { rule: ctx.config.name })
+  return new Map(
+    rows.filter((row) => row.cut).map((row) => [String(row.collection), JSON.parse(String(row.cut)) as Position]),
+  )
+}
+
+/**
+ * Records that `collections` were copied to the target (in `tx` when given). A keyless
+ * table's copy also records its cut; other calls leave the cut as it is.
+ */
+export async function markCopied(
+  ctx: RuleContext,
+  collections: string[],
+  options: { tx?: DialectOperations; cut?: Position | null } = {},
+): Promise<void> {
   const rule = ctx.config.name
   const at = new Date()
   const id = (collection: string) => createHash('sha256').update(`${rule}\u0000${collection}`).digest('hex')
-  await ctx.target.upsertMany(
+  const cut = options.cut === undefined ? {} : { cut: options.cut ? JSON.stringify(options.cut) : null }
+  await (options.tx ?? ctx.target).upsertMany(
     COPIED_COLLECTION,
-    collections.map((collection) => ({ id: id(collection), rule, collection, copied_at: at })),
+    collections.map((collection) => ({ id: id(collection), rule, collection, copied_at: at, ...cut })),
   )
 }
 

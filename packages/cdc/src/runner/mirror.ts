@@ -10,6 +10,7 @@ export async function mirrorCollection(ctx: RuleContext, collection: string): Pr
   const detail = ctx.perCollection.get(collection)!
   await copyCollection(ctx, collection)
   const { primaryKey } = await ctx.target.describeCollection(collection)
+  if (!primaryKey.length) return // a table without a key is copied whole: nothing else to delete
   for await (const page of scanAll(ctx.target, collection, { pageSize })) {
     const present = await rowsByKey(
       ctx.source,

@@ -1,4 +1,4 @@
-import type { Dialect } from '@mostajs/replicator-core'
+import type { Dialect, Position } from '@mostajs/replicator-core'
 import type { RunnerConfig } from '../rule-config.js'
 import type { RuleLease } from './rule-lease.js'
 import type { CollectionStats, RuleObserver, SyncStats } from './sync-stats.js'
@@ -15,4 +15,9 @@ export interface RuleContext {
   readonly timestampColumn: string
   /** The rule's lease on the target: every offset write is a compare-and-set on its epoch. */
   readonly lease: RuleLease
+  /**
+   * Tables without a primary key, by the log position their copy was read at (`readExact`):
+   * their changes up to it are in the copy already and are not applied again.
+   */
+  readonly cuts: Map<string, Position>
 }

@@ -10,6 +10,7 @@ import { validateRule, type RunnerConfig } from '../rule-config.js'
 import { applyBatch, transactionSlices } from './apply-batch.js'
 import {
   copiedCollections,
+  copyCuts,
   ensureInternalTables,
   forgetRule,
   INTERNAL_PREFIX,
@@ -70,6 +71,7 @@ export class RuleRunner {
       perCollection: this.perCollection,
       timestampColumn: config.timestampColumn ?? 'updatedAt',
       lease: new RuleLease(config.name, target, lease),
+      cuts: new Map(),
     }
     if (config.mode !== 'snapshot' && !source.capture) {
       throw new ReplicatorError(
@@ -102,8 +104,8 @@ export class RuleRunner {
       const reasons = description.columns
         .filter((column) => column.type === 'unknown')
         .map((column) => `${collection}.${column.name} (${column.nativeType}) has no portable type`)
-      if (!description.primaryKey.length) reasons.push(`${collection} has no primary key`)
-      else if (uncapturable.has(collection)) reasons.push(uncapturable.get(collection)!)
+      if (uncapturable.has(collection)) reasons.push(uncapturable.get(collection)!)
+      else if (!description.primaryKey.length) reasons.push(...this.keylessProblems(collection))
       if (reasons.length && followsCatalogue && !this.config.collections.includes(collection)) {
         // `['*']` follows the catalogue: a table that cannot be carried is set aside, with its
         // reason in the stats, and the other tables flow
@@ -124,6 +126,10 @@ export class RuleRunner {
     const carried = descriptions.map((description) => description.name)
     for (const description of descriptions) await this.target.ensureCollection(collectionSchemaOf(description))
     await ensureInternalTables(this.context)
+    if (this.config.mode !== 'snapshot') {
+      this.context.cuts.clear()
+      for (const [collection, cut] of await copyCuts(this.context)) this.context.cuts.set(collection, cut)
+    }
     if (this.config.mode !== 'snapshot')
       await this.source.capture!.setup({ name: this.config.name, collections: carried })
     this.collections = carried
@@ -131,6 +137,18 @@ export class RuleRunner {
     this.copiesChecked = false
     for (const collection of carried)
       if (!this.perCollection.has(collection)) this.perCollection.set(collection, emptyCollectionStats(collection))
+  }
+
+  /** Why a table without a primary key cannot be carried by this rule (none when it can). */
+  private keylessProblems(collection: string): string[] {
+    if (this.config.mode === 'bidirectional' || this.config.conflictResolution === 'timestamp')
+      return [`${collection} has no primary key, and conflicts between two writers are resolved per key`]
+    const capture = this.source.capture
+    if (this.config.mode === 'cdc' && !capture?.readExact)
+      return [`${collection} has no primary key, and ${this.source.name} change capture cannot carry such tables`]
+    if (!this.target.insertMany || !this.target.deleteOne || !this.target.replaceOne)
+      return [`${collection} has no primary key, and ${this.target.name} cannot write such tables`]
+    return []
   }
 
   /** `timestamp` conflict resolution needs the timestamp column in every carried table. */

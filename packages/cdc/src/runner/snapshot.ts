@@ -1,4 +1,5 @@
 import { ReplicatorError } from '@mostajs/replicator-core'
+import { copyExact } from './keyless.js'
 import type { RuleContext } from './rule-context.js'
 import { addColumnsOfRows, addColumnsOfSource } from './schema-evolution.js'
 
@@ -7,6 +8,7 @@ import { addColumnsOfRows, addColumnsOfSource } from './schema-evolution.js'
  * written (two pages in memory at most).
  */
 export async function copyCollection(ctx: RuleContext, collection: string): Promise<void> {
+  if (!(await ctx.source.describeCollection(collection)).primaryKey.length) return copyExact(ctx, collection)
   const pageSize = ctx.config.batchSize ?? 1000
   const detail = ctx.perCollection.get(collection)!
   const progress = ctx.observer.snapshotProgress

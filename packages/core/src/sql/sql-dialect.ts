@@ -23,10 +23,11 @@ import {
   type Row,
   type RowKey,
 } from '../schema.js'
-import { columnDecoder, type SqlExecutor, type SqlFlavor } from './sql-flavor.js'
+import type { SqlExecutor, SqlFlavor } from './sql-flavor.js'
 import { driverDetails, errorMessage, KIND_TO_CODE, redactPassword } from './driver-errors.js'
 import { SqlHeartbeat } from './sql-heartbeat.js'
 import { SqlOperations } from './sql-operations.js'
+import { placeholderTuples } from './sql-row-helpers.js'
 
 /** @internal SQL of a point read compiled for one filter shape. */
 export interface CachedStatement {
@@ -50,7 +51,6 @@ export abstract class SqlDialect implements Dialect {
   readonly config: DialectConfig
   private poolOperations: SqlOperations | undefined
   private readonly catalog = new Map<string, CollectionDescription>()
-  private readonly decoders = new WeakMap<CollectionDescription, (row: Row) => void>()
   private readonly columnNames = new WeakMap<CollectionDescription, Set<string>>()
   private readonly shapes = new WeakMap<CollectionDescription, Map<string, CachedStatement>>()
   private readonly exactIntegers = new WeakMap<CollectionDescription, boolean>()
@@ -169,6 +169,15 @@ export abstract class SqlDialect implements Dialect {
   async deleteMany(collection: string, keys: RowKey[]): Promise<number> {
     return this.operations().deleteMany(collection, keys)
   }
+  async insertMany(collection: string, rows: Row[]): Promise<number> {
+    return this.operations().insertMany(collection, rows)
+  }
+  async deleteOne(collection: string, row: Row): Promise<number> {
+    return this.operations().deleteOne(collection, row)
+  }
+  async replaceOne(collection: string, before: Row, after: Row): Promise<number> {
+    return this.operations().replaceOne(collection, before, after)
+  }
   async scan(collection: string, options?: ScanOptions): Promise<ScanPage> {
     return this.operations().scan(collection, options)
   }
@@ -261,7 +270,8 @@ export abstract class SqlDialect implements Dialect {
     const table = toCollectionSchema(schema)
     const keys = new Set(table.primaryKey)
     const definitions = table.columns.map((column) => this.flavor.columnDefinition(column, keys.has(column.name)))
-    definitions.push(`PRIMARY KEY (${table.primaryKey.map((name) => this.flavor.quoteIdentifier(name)).join(', ')})`)
+    if (table.primaryKey.length)
+      definitions.push(`PRIMARY KEY (${table.primaryKey.map((name) => this.flavor.quoteIdentifier(name)).join(', ')})`)
     const sql = `CREATE TABLE IF NOT EXISTS ${this.flavor.quoteIdentifier(table.name)} (${definitions.join(', ')})${this.flavor.createTableSuffix}`
     await this.operations().run(sql, [], table.name)
     this.catalog.delete(table.name)
@@ -292,26 +302,6 @@ export abstract class SqlDialect implements Dialect {
 
   // ---- shared helpers used by SqlOperations ----
 
-  /** @internal Decodes a driver row in place into portable values (only the columns that need it). */
-  rowDecoder(description: CollectionDescription): (row: Row) => void {
-    let decoder = this.decoders.get(description)
-    if (!decoder) {
-      const converting = description.columns.flatMap((column) => {
-        const convert = columnDecoder(this.flavor, column)
-        return convert ? [{ name: column.name, convert }] : []
-      })
-      decoder = (row: Row) => {
-        for (let index = 0; index < converting.length; index++) {
-          const { name, convert } = converting[index]!
-          const value = row[name]
-          if (value !== null && value !== undefined) row[name] = convert(value)
-        }
-      }
-      this.decoders.set(description, decoder)
-    }
-    return decoder
-  }
-
   /** @internal A statement compiled once per collection description and filter shape. */
   cachedStatement(description: CollectionDescription, shape: string, compile: () => CachedStatement): CachedStatement {
     let perShape = this.shapes.get(description)
@@ -338,32 +328,28 @@ export abstract class SqlDialect implements Dialect {
 
   /** @internal The cached text of an upsert of `rowCount` rows with these columns. */
   upsertStatement(collection: string, description: CollectionDescription, columns: string[], rowCount: number): string {
-    const cacheKey = `${collection}\u0000${columns.join('\u0000')}\u0000${rowCount}`
-    let sql = this.statementTexts.get(cacheKey)
-    if (sql) return sql
-    const width = columns.length
-    const tuples = new Array<string>(rowCount)
-    for (let row = 0; row < rowCount; row++) {
-      const placeholders = new Array<string>(width)
-      for (let column = 0; column < width; column++)
-        placeholders[column] = this.flavor.placeholder(row * width + column + 1)
-      tuples[row] = `(${placeholders.join(', ')})`
-    }
-    const q = (name: string) => this.flavor.quoteIdentifier(name)
-    sql = this.flavor.upsertSql(q(collection), columns.map(q), description.primaryKey.map(q), tuples.join(', '))
-    if (this.statementTexts.size >= STATEMENT_CACHE_SIZE) this.statementTexts.clear()
-    this.statementTexts.set(cacheKey, sql)
-    return sql
+    return this.cachedText(`${collection}\u0000${columns.join('\u0000')}\u0000${rowCount}`, (q) =>
+      this.flavor.upsertSql(
+        q(collection),
+        columns.map(q),
+        description.primaryKey.map(q),
+        placeholderTuples(this.flavor, rowCount, columns.length),
+      ),
+    )
   }
 
   /** @internal The cached text of an array-parameter upsert (flavors with bulkUpsertSql). */
   bulkUpsertStatement(collection: string, description: CollectionDescription, columns: string[]): string {
-    const cacheKey = `bulk\u0000${collection}\u0000${columns.join('\u0000')}`
+    return this.cachedText(`bulk\u0000${collection}\u0000${columns.join('\u0000')}`, (q) => {
+      const types = columns.map((name) => description.columns.find((column) => column.name === name)!.nativeType)
+      return this.flavor.bulkUpsertSql!(q(collection), columns.map(q), description.primaryKey.map(q), types)
+    })
+  }
+
+  private cachedText(cacheKey: string, make: (quote: (name: string) => string) => string): string {
     let sql = this.statementTexts.get(cacheKey)
     if (sql) return sql
-    const q = (name: string) => this.flavor.quoteIdentifier(name)
-    const types = columns.map((name) => description.columns.find((column) => column.name === name)!.nativeType)
-    sql = this.flavor.bulkUpsertSql!(q(collection), columns.map(q), description.primaryKey.map(q), types)
+    sql = make((name) => this.flavor.quoteIdentifier(name))
     if (this.statementTexts.size >= STATEMENT_CACHE_SIZE) this.statementTexts.clear()
     this.statementTexts.set(cacheKey, sql)
     return sql

@@ -1,5 +1,5 @@
 import type { NativeRow } from '../native-row.js'
-import type { ColumnDescription, ColumnSchema, Row } from '../schema.js'
+import type { CollectionDescription, ColumnDescription, ColumnSchema, Row } from '../schema.js'
 import type { NativeTypeFamily } from '../portable-types.js'
 
 /** Result of one SQL statement, as a dialect's driver adapter reports it. */
@@ -81,6 +81,14 @@ export interface SqlFlavor {
    */
   copyInSql?(table: string, columns: string[]): string
   copyInData?(rows: NativeRow[]): Buffer
+  /**
+   * Narrows `where` (rows of the quoted `table`) to one row, for tables without a primary key
+   * whose equal rows are copies: `where` becomes a physical row id lookup (PostgreSQL `ctid`,
+   * SQLite `rowid`), or `suffix` limits the statement (MySQL `LIMIT 1`).
+   */
+  oneRow(table: string, where: string): { where: string; suffix: string }
+  /** Optional: equality of a column and a bound value, where `=` does not apply to the type (PostgreSQL `json`). */
+  equalsSql?(column: ColumnDescription, quoted: string, placeholder: string): string
   /** Column definition for CREATE TABLE. */
   columnDefinition(column: ColumnSchema, isKey: boolean): string
   /** SQL expression of the server's current time as a portable timestamp (for heartbeats). */
@@ -149,4 +157,29 @@ export function encodeValue(flavor: SqlFlavor, value: unknown, column: ColumnDes
 /** Quotes an identifier with `quote`, doubling embedded quotes. */
 export function quoteWith(quote: string, name: string): string {
   return quote + name.split(quote).join(quote + quote) + quote
+}
+
+/** Per flavor and table description: the decoder of whole driver rows. */
+const rowDecoders = new WeakMap<SqlFlavor, WeakMap<CollectionDescription, (row: Row) => void>>()
+
+/** Decodes a driver row in place into portable values (only the columns that need it). */
+export function rowDecoder(flavor: SqlFlavor, description: CollectionDescription): (row: Row) => void {
+  let perTable = rowDecoders.get(flavor)
+  if (!perTable) rowDecoders.set(flavor, (perTable = new WeakMap()))
+  let decoder = perTable.get(description)
+  if (!decoder) {
+    const converting = description.columns.flatMap((column) => {
+      const convert = columnDecoder(flavor, column)
+      return convert ? [{ name: column.name, convert }] : []
+    })
+    decoder = (row: Row) => {
+      for (let index = 0; index < converting.length; index++) {
+        const { name, convert } = converting[index]!
+        const value = row[name]
+        if (value !== null && value !== undefined) row[name] = convert(value)
+      }
+    }
+    perTable.set(description, decoder)
+  }
+  return decoder
 }

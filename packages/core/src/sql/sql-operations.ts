@@ -6,8 +6,10 @@ import type { CollectionDescription, Row, RowKey } from '../schema.js'
 import { compileFilter, requireColumn, SqlParams } from './compile-filter.js'
 import { describeKey, keyOfRow, keyToObject, requirePrimaryKey } from './row-keys.js'
 import { SqlReadOperations } from './sql-read-operations.js'
+import { deleteOneStatement, insertStatements, replaceOneStatement } from './sql-keyless.js'
 import {
   dedupeByKey,
+  definedColumns,
   encodeColumns,
   encodeRows,
   filterColumns,
@@ -271,6 +273,25 @@ export class SqlOperations extends SqlReadOperations implements DialectOperation
     }
     const results = await this.atomicIfMany(statements, collection)
     return results.reduce((sum, result) => sum + result.affected, 0)
+  }
+
+  async insertMany(collection: string, rows: Row[]): Promise<number> {
+    if (!rows.length) return 0
+    const description = await this.describe(collection, new Set(rows.flatMap(definedColumns)))
+    await this.atomicIfMany(insertStatements(this.flavor, collection, description, rows), collection)
+    return rows.length
+  }
+
+  async deleteOne(collection: string, row: Row): Promise<number> {
+    const description = await this.describe(collection)
+    const statement = deleteOneStatement(this.flavor, collection, description, row)
+    return (await this.atomicIfMany([statement], collection))[0]!.affected
+  }
+
+  async replaceOne(collection: string, before: Row, after: Row): Promise<number> {
+    const description = await this.describe(collection, definedColumns(after))
+    const statement = replaceOneStatement(this.flavor, collection, description, before, after)
+    return (await this.atomicIfMany([statement], collection))[0]!.affected
   }
 
   /**

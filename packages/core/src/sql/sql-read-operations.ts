@@ -5,7 +5,7 @@ import type { CollectionDescription, Row } from '../schema.js'
 import { compileFilter, compileSort, requireColumn, SqlParams } from './compile-filter.js'
 import { keyOfRow, keyToObject, requirePrimaryKey } from './row-keys.js'
 import type { SqlDialect } from './sql-dialect.js'
-import { encodeValue, type SqlExecuteOptions, type SqlExecutor, type SqlResult } from './sql-flavor.js'
+import { encodeValue, rowDecoder, type SqlExecuteOptions, type SqlExecutor, type SqlResult } from './sql-flavor.js'
 import { filterColumns } from './sql-row-helpers.js'
 
 /**
@@ -40,7 +40,7 @@ export class SqlReadOperations {
   }
 
   protected decodeRows(rows: Row[], description: CollectionDescription): Row[] {
-    const decode = this.dialect.rowDecoder(description)
+    const decode = rowDecoder(this.flavor, description)
     for (const row of rows) decode(row)
     return rows
   }

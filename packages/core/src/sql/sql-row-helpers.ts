@@ -159,3 +159,14 @@ export function encodeRows(rows: Row[], columns: ColumnDescription[], flavor: Sq
   }
   return params
 }
+
+/** `(p1, p2), (p3, p4)…`: the placeholders of `rowCount` rows of `width` values, numbered from 1. */
+export function placeholderTuples(flavor: SqlFlavor, rowCount: number, width: number): string {
+  const tuples = new Array<string>(rowCount)
+  for (let row = 0; row < rowCount; row++) {
+    const placeholders = new Array<string>(width)
+    for (let column = 0; column < width; column++) placeholders[column] = flavor.placeholder(row * width + column + 1)
+    tuples[row] = `(${placeholders.join(', ')})`
+  }
+  return tuples.join(', ')
+}
