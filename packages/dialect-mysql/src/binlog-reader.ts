@@ -1,4 +1,3 @@
-import ZongJi from '@vlasky/zongji'
 import {
   keyIdentity,
   keyOfRow,
@@ -10,6 +9,7 @@ import {
 } from '@mostajs/replicator-core'
 import { encodeEvent, sentColumns, truncatedTable, type ZongJiEvent } from './binlog-events.js'
 import { withGtid } from './gtid-sets.js'
+import { loadZongJi } from './zongji-module.js'
 
 /** Where a binlog reader stands: the GTID position to resume from, and file + offset. */
 export interface BinlogPosition {
@@ -80,9 +80,10 @@ export class BinlogReader {
     return this.ready
   }
 
-  private connect(gtidSet: string): Promise<void> {
+  private async connect(gtidSet: string): Promise<void> {
     const generation = this.generation
     this.connectedFrom = gtidSet
+    const { default: ZongJi } = await loadZongJi()
     return new Promise<void>((resolve, reject) => {
       const zongji = new (ZongJi as unknown as new (options: Record<string, unknown>) => ZongJiInstance)({
         ...this.connection,

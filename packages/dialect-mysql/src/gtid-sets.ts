@@ -1,4 +1,3 @@
-import { GtidSet } from '@vlasky/zongji'
 /**
  * The highest transaction number per GTID source in a position: MariaDB `domain-server-seq`
  * lists (per domain), MySQL `uuid:1-5:7-9` sets (per server uuid).
@@ -48,7 +47,33 @@ export function withGtid(set: string, gtid: string | undefined): string {
       .filter((entry) => entry && !entry.startsWith(`${mariadb[1]}-`))
     return [...others, gtid].join(',')
   }
-  const mysql = GtidSet.parse(set.replace(/\s/g, ''))
-  mysql.add(gtid)
-  return mysql.toString()
+  // MySQL: uuid:intervals, the new transaction number joined to its neighbours
+  const separator = gtid.lastIndexOf(':')
+  const source = gtid.slice(0, separator).toLowerCase()
+  const number = BigInt(gtid.slice(separator + 1))
+  const blocks = set
+    .replace(/\s/g, '')
+    .split(',')
+    .filter(Boolean)
+    .map((block) => block.split(':'))
+  let block = blocks.find(([uuid]) => uuid!.toLowerCase() === source)
+  if (!block) blocks.push((block = [source]))
+  const intervals = block
+    .slice(1)
+    .map((interval) => interval.split('-').map(BigInt))
+    .map(([first, last]) => [first!, last ?? first!] as [bigint, bigint])
+  intervals.push([number, number])
+  intervals.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+  const merged: Array<[bigint, bigint]> = []
+  for (const [first, last] of intervals) {
+    const previous = merged[merged.length - 1]
+    if (previous && first <= previous[1] + 1n) previous[1] = last > previous[1] ? last : previous[1]
+    else merged.push([first, last])
+  }
+  block.splice(
+    1,
+    block.length - 1,
+    ...merged.map(([first, last]) => (first === last ? `${first}` : `${first}-${last}`)),
+  )
+  return blocks.map((parts) => parts.join(':')).join(',')
 }

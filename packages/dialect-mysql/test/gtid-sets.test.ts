@@ -35,5 +35,8 @@ describe('GTID positions', () => {
     expect(withGtid('3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5', '3e11fa47-71ca-11e1-9e33-c80aa9429562:6')).toBe(
       '3e11fa47-71ca-11e1-9e33-c80aa9429562:1-6',
     )
+    expect(withGtid('a:1-3:7-9,b:1', 'a:5')).toBe('a:1-3:5:7-9,b:1')
+    expect(withGtid('a:1-3:5', 'a:4')).toBe('a:1-5')
+    expect(withGtid('a:1-3', 'b:1')).toBe('a:1-3,b:1')
   })
 })

@@ -35,12 +35,14 @@ function packageEntry(name: string, from: string): string | null {
     if (existsSync(manifest)) {
       const pkg = JSON.parse(readFileSync(manifest, 'utf8')) as {
         main?: string
-        exports?: { '.'?: { import?: string; source?: string } }
+        module?: string
+        exports?: { '.'?: { import?: string | { default?: string }; source?: string } }
       }
       const exported = pkg.exports?.['.']
       // run from TypeScript sources (`--conditions=source`): load theirs, so every package shares one core
       const fromSource = process.execArgv.some((argument) => argument.includes('source'))
-      const file = (fromSource && exported?.source) || exported?.import || pkg.main
+      const esm = typeof exported?.import === 'string' ? exported.import : exported?.import?.default
+      const file = (fromSource && exported?.source) || esm || pkg.module || pkg.main
       return file ? join(dirname(manifest), file) : null
     }
     if (dirname(directory) === directory) return null
