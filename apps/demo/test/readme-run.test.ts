@@ -60,6 +60,12 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
     master = await startPostgres()
     urls.quick = await master.createDatabase('quick')
     urls.shop = await master.createDatabase('shop')
+    urls.billing = await master.createDatabase('billing')
+    const billing = await connectDialect({ dialect: 'postgres', uri: urls.billing })
+    await billing.query(
+      'CREATE TABLE invoices (id serial PRIMARY KEY, customer text NOT NULL, amount integer NOT NULL)',
+    )
+    await billing.close()
     // on another server: the routing block fences (read-only) the whole master cluster
     const cdcDatabase = await testBackends().postgres.freshDatabase()
     cleanups.push(cdcDatabase.cleanup)
@@ -123,7 +129,7 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
   })
 
   it('has the blocks this test runs, and no other', () => {
-    expect(blocks.length).toBe(6)
+    expect(blocks.length).toBe(7)
   })
 
   it('Quick start', async () => {
@@ -138,6 +144,23 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
       ])
     } finally {
       await db.close()
+    }
+  })
+
+  // before the routing block, which promotes the standby
+  it('Kysely', async () => {
+    const replica = Object.assign(new URL(urls.billing!), { port: String(standby.port) }).toString()
+    const result = await run(block('ReplicatedDialect'), { PRIMARY_URL: urls.billing!, REPLICA_URL: replica }, 'kysely')
+    expect(result.output).toContain('read my write: 99 | large invoices seen before:')
+    expect(result.code).toBe(0)
+    const billing = await connectDialect({ dialect: 'postgres', uri: urls.billing! })
+    try {
+      expect(await billing.find('invoices', {}, { sort: { customer: 1 }, select: ['customer', 'amount'] })).toEqual([
+        { customer: 'ada', amount: 130 },
+        { customer: 'grace', amount: 99 },
+      ])
+    } finally {
+      await billing.close()
     }
   })
 

@@ -236,6 +236,17 @@ export interface DialectOperations {
   scan(collection: string, options?: ScanOptions): Promise<ScanPage>
   /** Raw SQL on SQL dialects (placeholders in the database's own style); rows as the driver returns them. */
   query<T = Row>(sql: string, params?: unknown[]): Promise<T[]>
+  /** `query` with what a query builder also needs: the rows a write changed, and its generated key where the driver gives one. */
+  execute?(sql: string, params?: unknown[]): Promise<ExecuteResult>
+}
+
+/** What `execute` returns. */
+export interface ExecuteResult {
+  rows: Row[]
+  /** Rows inserted, updated or deleted (PostgreSQL: also the rows a SELECT returned). */
+  affected: number
+  /** The generated key of a single-row insert (MySQL/MariaDB `insertId`, SQLite `lastInsertRowid`). */
+  insertId?: number | bigint
 }
 
 /**

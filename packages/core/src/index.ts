@@ -54,6 +54,7 @@ export {
   type DialectCapabilities,
   type DialectConfig,
   type DialectOperations,
+  type ExecuteResult,
   type Heartbeat,
   type HeartbeatStore,
   type NativeReplication,

@@ -14,9 +14,13 @@ const WRITES = new Set([
   'transaction',
   '$transaction',
   'query',
+  'execute',
   'ensureCollection',
   'ensureColumns',
 ])
+
+/** Members that run raw SQL: a read service runs those that only read. */
+const RAW_SQL = new Set(['query', 'execute'])
 
 /** What the guard needs to know of the replica behind a dialect. */
 export interface GuardTarget {
@@ -43,7 +47,7 @@ export interface GuardHooks {
  * data-changing statement (nor SELECT … INTO), or a PRAGMA without `=`. Conservative: a read
  * that merely mentions such a word is refused too.
  */
-function onlyReads(sql: unknown): boolean {
+export function isReadOnlySql(sql: unknown): boolean {
   if (typeof sql !== 'string') return false
   const text = sql.replace(/--[^\n]*|\/\*[\s\S]*?\*\//g, ' ').trim()
   if (/^pragma\b/i.test(text)) return !text.includes('=')
@@ -79,7 +83,7 @@ export function guardDialect(dialect: Dialect, target: GuardTarget, hooks: Guard
             ),
           )
         }
-        if (readOnly && WRITES.has(name) && !(name === 'query' && onlyReads(args[0])))
+        if (readOnly && WRITES.has(name) && !(RAW_SQL.has(name) && isReadOnlySql(args[0])))
           return Promise.reject(
             new ReplicatorError(
               'READ_ONLY',

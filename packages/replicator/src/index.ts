@@ -2,6 +2,7 @@
 // package (`@mostajs/replicator-dialect-postgres`, …) registers that database kind.
 export { ReplicationManager } from './replication-manager.js'
 export { ReplicationSession } from './session.js'
+export { isReadOnlySql } from './guarded-dialect.js'
 export type { AutoFailoverOptions, ReplicationManagerOptions } from './options.js'
 export type { ReplicationManagerEvents } from './events.js'
 export type {

@@ -21,6 +21,7 @@ const PACKED = [
   'store-etcd',
   'dialect-postgres',
   'dialect-mysql',
+  'kysely',
 ]
 const { postgres, mariadb } = testBackends()
 
@@ -103,6 +104,12 @@ describe.skipIf(!postgres.serverUrl)('packages installed from their tarballs', (
       ),
     )
     expect(run('app.cjs', 'cjs-1')).toEqual({ read: [{ id: 'cjs-1', total: 42 }], dialects: ['postgres', 'mariadb'] })
+    const kysely = execFileSync(
+      process.execPath,
+      ['-e', "console.log(typeof require('@mostajs/replicator-kysely').ReplicatedDialect)"],
+      { cwd: project, encoding: 'utf8' },
+    )
+    expect(kysely.trim()).toBe('function') // kysely itself is ESM-only: required through Node's require(esm)
   })
 
   it('the types resolve for both module systems (tsc, node16 resolution)', () => {

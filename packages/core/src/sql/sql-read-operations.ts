@@ -1,4 +1,4 @@
-import type { ScanOptions, ScanPage } from '../dialect.js'
+import type { ExecuteResult, ScanOptions, ScanPage } from '../dialect.js'
 import { ReplicatorError } from '../errors.js'
 import type { Filter, FindOptions } from '../filter.js'
 import type { CollectionDescription, Row } from '../schema.js'
@@ -145,6 +145,11 @@ export class SqlReadOperations {
   async query<T = Row>(sql: string, params: unknown[] = []): Promise<T[]> {
     const result = await this.run(sql, params)
     return result.rows as T[]
+  }
+
+  async execute(sql: string, params: unknown[] = []): Promise<ExecuteResult> {
+    const { rows, affected, insertId } = await this.run(sql, params)
+    return insertId === undefined ? { rows, affected } : { rows, affected, insertId }
   }
 
   /** `key > after` in primary-key order, as a row-value comparison or expanded. */
