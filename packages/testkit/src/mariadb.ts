@@ -132,6 +132,13 @@ export async function startMariaDBReplica(master: RunningMariaDB): Promise<Runni
     )
     await connection.query('START SLAVE')
     await connection.query('SET GLOBAL read_only = 1')
+    // returned caught up: what the master holds now (its databases too) is on the replica
+    const source = await connectRoot(master.url)
+    const [rows] = await source.query('SELECT @@gtid_binlog_pos AS position').finally(() => source.end())
+    const position = String((rows as Array<{ position: string }>)[0]?.position ?? '')
+    const [waited] = await connection.query('SELECT MASTER_GTID_WAIT(?, 30) AS outcome', [position])
+    if (Number((waited as Array<{ outcome: number }>)[0]?.outcome) !== 0)
+      throw new Error(`the replica did not reach the master's position ${position} within 30 s`)
   } catch (error) {
     await connection.end()
     await replica.stop()
