@@ -141,7 +141,7 @@ export async function runReplicatorService(options: ReplicatorServiceOptions = {
       await store?.close()
       throw error
     }
-    say(`status endpoint on ${status.url} (/health, /metrics, /api/replicas, /api/rules, /api/routing)`)
+    say(`status page on ${status.url}/ (and /health, /metrics, /api/replicas, /api/rules, /api/routing, /api/stream)`)
   }
   // The manager's timers do not hold the process (a library must not); the service does, until stopped.
   const keepAlive = setInterval(() => undefined, 60_000)

@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { maskSecretsInText, ReplicatorError } from '@mostajs/replicator-core'
+import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard-page.js'
 import { createReplicatorMetrics } from './metrics.js'
 import type { ReplicationManager } from '../replication-manager.js'
 import type { ReplicaStatus } from '../types.js'
@@ -12,8 +13,13 @@ export interface StatusServerOptions {
   port?: number
   /** Interface to bind (default `127.0.0.1`: loopback only). Another host needs a `token`. */
   host?: string
-  /** When set, every request needs `Authorization: Bearer <token>`. */
+  /**
+   * When set, every request needs `Authorization: Bearer <token>`, or `?token=<token>` in its
+   * URL (what a browser opening the page and its event stream can send).
+   */
   token?: string
+  /** How often `/api/stream` sends the status, in ms (default 1000). */
+  streamIntervalMs?: number
   /** A streaming loop failing this many times in a row makes /health answer 503 (default 3). */
   unhealthyAfterFailures?: number
 }
@@ -79,19 +85,47 @@ export function healthOf(manager: ReplicationManager, unhealthyAfterFailures = 3
   return { status: reasons.length ? 'down' : 'ok', reasons, warnings, checkedAt: new Date().toISOString() }
 }
 
-/** The rules as a monitor reads them: our counters plus `inserted/updated/deleted/failed` aliases. */
+/**
+ * The rules as a monitor reads them: our counters plus `inserted/updated/deleted/failed`
+ * aliases, and `lastStats` (the shape of monitors written for the ORM's replicator).
+ */
 export function rulesView(manager: ReplicationManager) {
   return manager.listRules().map((rule) => {
     const stats = manager.getSyncStats(rule.name)
     const stream = manager.getStreamState(rule.name)
+    const counts = { inserted: stats.created, updated: stats.updated, deleted: stats.deleted, failed: stats.errors }
     return {
       ...rule,
+      enabled: rule.enabled ?? true,
       streaming: stream !== null,
       consecutiveFailures: stream?.consecutiveFailures ?? 0,
       lastError: stream?.lastError ?? null,
       stats: { ...stats, inserted: stats.created, failed: stats.errors },
+      lastStats: { ...counts, durationMs: stats.duration },
     }
   })
+}
+
+/** Every replica, by project (`{ [project]: replicas[] }`), as the dashboard and monitors read them. */
+export function replicasByProject(manager: ReplicationManager): Record<string, ReturnType<typeof replicaView>[]> {
+  return Object.fromEntries(
+    manager.listProjects().map((project) => [project, manager.getReplicaStatus(project).map(replicaView)]),
+  )
+}
+
+/** What `/api/stream` sends at each tick. */
+function statusSnapshot(manager: ReplicationManager, unhealthyAfterFailures?: number) {
+  return {
+    at: new Date().toISOString(),
+    health: healthOf(manager, unhealthyAfterFailures),
+    replicas: replicasByProject(manager),
+    rules: rulesView(manager),
+    routing: manager.listProjects().map((project) => manager.getRoutingStatus(project)),
+  }
+}
+
+function jsonText(body: unknown): string {
+  return JSON.stringify(body, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value))
 }
 
 function sameSecret(given: string, expected: string): boolean {
@@ -100,15 +134,16 @@ function sameSecret(given: string, expected: string): boolean {
 }
 
 function sendJson(response: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value))
+  const text = jsonText(body)
   response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' })
   response.end(text)
 }
 
 /**
- * Serves a manager's status over HTTP: `/health` (200 or 503 with reasons), `/metrics`
- * (Prometheus text), `/api/replicas`, `/api/rules`, `/api/routing` (JSON). Read-only; bound
- * to loopback unless told otherwise, and then only with a bearer token.
+ * Serves a manager's status over HTTP: a live page at `/` (fed by the server-sent events of
+ * `/api/stream`), `/health` (200 or 503 with reasons), `/metrics` (Prometheus text),
+ * `/api/replicas`, `/api/rules`, `/api/routing` (JSON). Read-only; bound to loopback unless
+ * told otherwise, and then only with a token.
  *
  * @example
  * const status = await startStatusServer(manager, { port: 9470 })
@@ -132,7 +167,31 @@ export async function startStatusServer(
     )
   }
   const metrics = createReplicatorMetrics(manager)
-  const routes: Record<string, (response: ServerResponse) => Promise<void> | void> = {
+  const streamIntervalMs = options.streamIntervalMs ?? 1000
+  const routes: Record<string, (response: ServerResponse, url: URL) => Promise<void> | void> = {
+    '/': (response) => {
+      response.writeHead(200, {
+        'content-type': 'text/html; charset=utf-8',
+        'cache-control': 'no-store',
+        'content-security-policy': DASHBOARD_CSP,
+        'x-content-type-options': 'nosniff',
+        'referrer-policy': 'no-referrer',
+      })
+      response.end(DASHBOARD_HTML)
+    },
+    '/api/stream': (response) => {
+      response.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-store',
+        connection: 'keep-alive',
+      })
+      const send = () =>
+        response.write(`event: status\ndata: ${jsonText(statusSnapshot(manager, options.unhealthyAfterFailures))}\n\n`)
+      response.write('retry: 2000\n\n')
+      send()
+      const timer = setInterval(send, streamIntervalMs)
+      response.on('close', () => clearInterval(timer))
+    },
     '/health': (response) => {
       const report = healthOf(manager, options.unhealthyAfterFailures)
       sendJson(response, report.status === 'ok' ? 200 : 503, report)
@@ -142,11 +201,14 @@ export async function startStatusServer(
       response.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' })
       response.end(text)
     },
-    '/api/replicas': (response) =>
+    // `?by=project`: `{ [project]: replicas[] }`, the shape monitors of the ORM's replicator read
+    '/api/replicas': (response, url) =>
       sendJson(
         response,
         200,
-        manager.listProjects().flatMap((project) => manager.getReplicaStatus(project).map(replicaView)),
+        url.searchParams.get('by') === 'project'
+          ? replicasByProject(manager)
+          : manager.listProjects().flatMap((project) => manager.getReplicaStatus(project).map(replicaView)),
       ),
     '/api/rules': (response) => sendJson(response, 200, rulesView(manager)),
     '/api/routing': (response) =>
@@ -159,7 +221,11 @@ export async function startStatusServer(
 
   const server = createServer((request: IncomingMessage, response: ServerResponse) => {
     void (async () => {
-      if (options.token && !sameSecret(String(request.headers.authorization ?? ''), `Bearer ${options.token}`)) {
+      const url = new URL(request.url ?? '/', 'http://status')
+      const given =
+        request.headers.authorization ??
+        (url.searchParams.has('token') ? `Bearer ${url.searchParams.get('token')}` : '')
+      if (options.token && !sameSecret(String(given), `Bearer ${options.token}`)) {
         response.setHeader('www-authenticate', 'Bearer')
         return sendJson(response, 401, { error: 'a bearer token is required' })
       }
@@ -167,10 +233,9 @@ export async function startStatusServer(
         response.setHeader('allow', 'GET, HEAD')
         return sendJson(response, 405, { error: `${request.method} is not allowed; the status endpoint is read-only` })
       }
-      const path = new URL(request.url ?? '/', 'http://status').pathname
-      const route = routes[path]
-      if (!route) return sendJson(response, 404, { error: `no route ${path}`, routes: Object.keys(routes) })
-      await route(response)
+      const route = routes[url.pathname]
+      if (!route) return sendJson(response, 404, { error: `no route ${url.pathname}`, routes: Object.keys(routes) })
+      await route(response, url)
     })().catch((error: unknown) => {
       if (!response.headersSent) sendJson(response, 500, { error: maskSecretsInText((error as Error).message) })
       else response.destroy()
