@@ -5,6 +5,7 @@ export { ReplicationSession } from './session.js'
 export { isReadOnlySql } from './guarded-dialect.js'
 export type { AutoFailoverOptions, ReplicationManagerOptions } from './options.js'
 export type { ReplicationManagerEvents } from './events.js'
+export type { ReplicatorLogger } from './manager-logger.js'
 export type {
   PickedReplica,
   ProjectManagerLike,
@@ -62,7 +63,7 @@ export {
   type StatusServer,
   type StatusServerOptions,
 } from './service/status-server.js'
-export { createReplicatorMetrics, type ReplicatorMetrics } from './service/metrics.js'
+export { createReplicatorMetrics, type ReplicatorMetrics, type ReplicatorMetricsOptions } from './service/metrics.js'
 export {
   runReplicatorService,
   serviceOptionsFromEnv,

@@ -11,6 +11,7 @@ import {
 import { resolveEnvReferences } from '@mostajs/replicator-persistence'
 import { fenceIfStillPrimary } from './database-fence.js'
 import { guardDialect } from './guarded-dialect.js'
+import { logManagerEvents } from './manager-logger.js'
 import { managedFeedName, RuleSet } from '@mostajs/replicator-cdc'
 import { HealthMonitor, LagMonitor, ReadRouter, replicaStateOf } from '@mostajs/replicator-routing'
 import type { ReplicationManagerEvents } from './events.js'
@@ -45,6 +46,7 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
   ) {
     super()
     this.options = resolveOptions(options)
+    if (options.logger) logManagerEvents(this, options.logger)
     this.rules = new RuleSet({
       master: (project) => requireMaster(this.requireProject(project)),
       report: (error) => this.report(error),
@@ -202,6 +204,7 @@ export class ManagerCore extends EventEmitter<ReplicationManagerEvents> {
       epoch: 0,
       promoting: false,
       candidates: null,
+      masterFallbacks: new Map(),
     }
     this.projects.set(project, state)
     return state

@@ -2,9 +2,16 @@ import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import { DEFAULT_LEASE_MS } from '@mostajs/replicator-cdc'
 import type { CaptureSettings, TopologyStore } from '@mostajs/replicator-core'
+import type { ReplicatorLogger } from './manager-logger.js'
 
 /** Options of {@link ReplicationManager}. */
 export interface ReplicationManagerOptions {
+  /**
+   * Where background work is logged (topology changes, promotions, re-seeds, errors): a pino
+   * logger or anything with its `(fields, message)` methods. Without one nothing is logged;
+   * the same facts are events either way.
+   */
+  logger?: ReplicatorLogger
   /** Heartbeat write/read period (default 250 ms). */
   heartbeatIntervalMs?: number
   /** Ping period (default 1000 ms). */
@@ -79,7 +86,7 @@ export interface AutoFailoverOptions {
 }
 
 /** The options with every default filled in (the topology store stays optional). */
-export type ResolvedOptions = Required<Omit<ReplicationManagerOptions, 'topologyStore' | 'autoFailover'>> &
+export type ResolvedOptions = Required<Omit<ReplicationManagerOptions, 'topologyStore' | 'autoFailover' | 'logger'>> &
   Pick<ReplicationManagerOptions, 'topologyStore'> & {
     autoFailover: (Required<Omit<AutoFailoverOptions, 'maxLagMs'>> & Pick<AutoFailoverOptions, 'maxLagMs'>) | null
   }

@@ -1,7 +1,13 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { EntityService, ReplicatorError, type EntitySchema } from '@mostajs/replicator-core'
 import { readTreeFile, resolveEnvReferences, writeTreeFile } from '@mostajs/replicator-persistence'
-import { assertStrategy, isEligible, type ReadRoutingStrategy } from '@mostajs/replicator-routing'
+import {
+  assertStrategy,
+  fallbackReason,
+  isEligible,
+  type FallbackReason,
+  type ReadRoutingStrategy,
+} from '@mostajs/replicator-routing'
 import { ManagerWithFailover } from './manager-failover.js'
 import { guardDialect } from './guarded-dialect.js'
 import { ReplicationSession } from './session.js'
@@ -13,6 +19,7 @@ import {
   requireMaster,
   requireReplica,
   routingCandidateOf,
+  type ProjectState,
   type ReplicaEntry,
 } from './topology.js'
 import { mastersFirst, treeOf } from './tree.js'
@@ -132,7 +139,7 @@ export class ReplicationManager extends ManagerWithFailover {
 
   private chooseReader(project: string, given: ResolveReadOptions): ReplicaEntry {
     const state = this.requireProject(project)
-    if (given.consistency === 'strong') return requireMaster(state)
+    if (given.consistency === 'strong') return this.fallBack(state, 'strong_consistency')
     const session = given.session ?? this.currentSession(project)
     const options = session ? { ...given, session } : given
     if (options.session && options.session.project !== project)
@@ -143,10 +150,18 @@ export class ReplicationManager extends ManagerWithFailover {
     // the master, fenced and unconnected replicas come marked `excluded`
     state.candidates ??= [...state.replicas.values()].map(routingCandidateOf)
     const minSequence = options.session?.minSequence
-    const picked = state.router.pick(state.candidates, minSequence === undefined ? {} : { minSequence })
-    const chosen = picked ? state.replicas.get(picked)! : requireMaster(state)
+    const route = minSequence === undefined ? {} : { minSequence }
+    const picked = state.router.pick(state.candidates, route)
+    const chosen = picked ? state.replicas.get(picked)! : this.fallBack(state, fallbackReason(state.candidates, route))
     chosen.readsRouted++
     return chosen
+  }
+
+  /** The master, for a read no slave could serve; counted by reason. */
+  private fallBack(state: ProjectState, reason: FallbackReason): ReplicaEntry {
+    const master = requireMaster(state)
+    state.masterFallbacks.set(reason, (state.masterFallbacks.get(reason) ?? 0) + 1)
+    return master
   }
 
   /** How reads of a project are routed now: the strategy, the slaves eligible now, reads served so far. */
@@ -159,6 +174,7 @@ export class ReplicationManager extends ManagerWithFailover {
       master: masterOf(state)?.config.name ?? null,
       eligible: replicas.filter((entry) => isEligible(routingCandidateOf(entry))).map((entry) => entry.config.name),
       readsRouted: Object.fromEntries(replicas.map((entry) => [entry.config.name, entry.readsRouted])),
+      masterFallbacks: Object.fromEntries(state.masterFallbacks),
     }
   }
 

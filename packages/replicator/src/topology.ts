@@ -1,6 +1,7 @@
 import { maskUri, ReplicatorError, type EntityService } from '@mostajs/replicator-core'
 import { validateReplicaConfig } from '@mostajs/replicator-persistence'
 import {
+  type FallbackReason,
   type HealthMonitor,
   type LagMonitor,
   type ReadRouter,
@@ -50,6 +51,8 @@ export interface ProjectState {
   outsideSince?: number
   /** What the read router sees of the slaves, rebuilt after any measurement or topology change (reads allocate nothing). */
   candidates: RoutingCandidate[] | null
+  /** Reads sent to the master because no slave could serve them, by reason. */
+  masterFallbacks: Map<FallbackReason, number>
 }
 
 const FAMILY: Record<string, string> = {

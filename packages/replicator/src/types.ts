@@ -1,6 +1,6 @@
 import type { DialectConfig, EntitySchema, EntityService, NativeReplicationStatus } from '@mostajs/replicator-core'
 import type { PromotionOutcome } from '@mostajs/replicator-failover'
-import type { ReadRoutingStrategy, ReplicaState } from '@mostajs/replicator-routing'
+import type { FallbackReason, ReadRoutingStrategy, ReplicaState } from '@mostajs/replicator-routing'
 import type { ReplicationSession } from './session.js'
 
 /** How a replica is kept up to date. */
@@ -59,6 +59,8 @@ export interface RoutingStatus {
   eligible: string[]
   /** Reads served per replica since it was added. */
   readsRouted: Record<string, number>
+  /** Reads the master served because no slave could, by reason (`slaves_lagging`, `session_not_applied`, …). */
+  masterFallbacks: Partial<Record<FallbackReason, number>>
 }
 
 /** Options of `resolveReadService`. */

@@ -3,9 +3,11 @@ export { measureLag, type MasterHeartbeat } from './lag.js'
 export { LagMonitor, type LagMonitorOptions } from './lag-monitor.js'
 export {
   assertStrategy,
+  fallbackReason,
   isEligible,
   READ_ROUTING_STRATEGIES,
   ReadRouter,
+  type FallbackReason,
   type ReadRoutingStrategy,
   type RouteOptions,
   type RoutingCandidate,

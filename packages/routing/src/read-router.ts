@@ -51,6 +51,30 @@ export function isEligible(candidate: RoutingCandidate, options: RouteOptions = 
   return true
 }
 
+/** Why a read went to the master instead of a slave. */
+export type FallbackReason =
+  | 'strong_consistency'
+  | 'no_slave'
+  | 'slaves_down'
+  | 'slaves_lagging'
+  | 'session_not_applied'
+  | 'no_weight'
+
+/**
+ * Why no slave could serve a read (`pick` returned null): the first condition that left none,
+ * in the order a slave is checked (present, up, within its lag tolerance, caught up with the
+ * session, given a weight).
+ */
+export function fallbackReason(candidates: readonly RoutingCandidate[], options: RouteOptions = {}): FallbackReason {
+  const slaves = candidates.filter((candidate) => !candidate.excluded)
+  if (!slaves.length) return 'no_slave'
+  const up = slaves.filter((candidate) => candidate.healthy)
+  if (!up.length) return 'slaves_down'
+  if (!up.some((candidate) => isEligible(candidate))) return 'slaves_lagging'
+  if (!up.some((candidate) => isEligible(candidate, options))) return 'session_not_applied'
+  return 'no_weight'
+}
+
 /** Throws CONFIG_INVALID for an unknown strategy name. */
 export function assertStrategy(strategy: string): asserts strategy is ReadRoutingStrategy {
   if (!READ_ROUTING_STRATEGIES.includes(strategy as ReadRoutingStrategy)) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { isEligible, ReadRouter, type RoutingCandidate } from '../src/index.js'
+import { fallbackReason, isEligible, ReadRouter, type RoutingCandidate } from '../src/index.js'
 
 // Routing is pure logic over in-memory state: plain objects stand for measured slaves.
 const slave = (name: string, overrides: Partial<RoutingCandidate> = {}): RoutingCandidate => ({
@@ -93,5 +93,16 @@ describe('ReadRouter', () => {
     expect(() => {
       router.strategy = 'nope' as never
     }).toThrow(/round-robin, least-lag, random, weighted/)
+  })
+})
+
+describe('fallbackReason', () => {
+  it('names the first condition that left no slave for a read', () => {
+    expect(fallbackReason([])).toBe('no_slave')
+    expect(fallbackReason([slave('a', { excluded: true })])).toBe('no_slave')
+    expect(fallbackReason([slave('a', { healthy: false })])).toBe('slaves_down')
+    expect(fallbackReason([slave('a', { lagMs: 5000 }), slave('b', { lagMs: null })])).toBe('slaves_lagging')
+    expect(fallbackReason([slave('a', { appliedSequence: 5n })], { minSequence: 6n })).toBe('session_not_applied')
+    expect(fallbackReason([slave('a', { weight: 0 })])).toBe('no_weight')
   })
 })

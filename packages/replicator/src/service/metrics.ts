@@ -10,16 +10,31 @@ export interface ReplicatorMetrics {
   detach(): void
 }
 
+/** Options of {@link createReplicatorMetrics}. */
+export interface ReplicatorMetricsOptions {
+  /**
+   * Register into this registry (the application's own, so one scrape gives both) instead of
+   * a new one. `detach()` then removes the replicator's metrics from it.
+   */
+  registry?: Registry
+  /** Node.js process metrics; default: on in a registry of its own, off in the application's (it has its own). */
+  defaultMetrics?: boolean
+}
+
 /**
  * Metrics of a ReplicationManager: measured lag and health per replica, reads routed, events
  * applied per rule and operation, apply latency, errors, dead letters, rule lag, and what each
  * capture retains on its source (PostgreSQL slot WAL, SQLite changelog rows). Process metrics
  * (memory, CPU, event loop) come with them. Names start with `replicator_`.
  */
-export function createReplicatorMetrics(manager: ReplicationManager): ReplicatorMetrics {
-  const registry = new Registry()
+export function createReplicatorMetrics(
+  manager: ReplicationManager,
+  options: ReplicatorMetricsOptions = {},
+): ReplicatorMetrics {
+  const registry = options.registry ?? new Registry()
+  const theirs = new Set(registry.getMetricsAsArray().map((metric) => metric.name))
   // Counters below report totals the manager keeps: each collect() resets, then adds the total.
-  collectDefaultMetrics({ register: registry })
+  if (options.defaultMetrics ?? !options.registry) collectDefaultMetrics({ register: registry })
   const replicas = () => manager.listProjects().flatMap((project) => manager.getReplicaStatus(project))
 
   new Gauge({
@@ -64,6 +79,19 @@ export function createReplicatorMetrics(manager: ReplicationManager): Replicator
     collect() {
       this.reset()
       for (const r of replicas()) this.inc({ project: r.project, replica: r.name }, r.readsRouted)
+    },
+  })
+
+  new Counter({
+    name: 'replicator_reads_master_fallback_total',
+    help: 'Reads the master served because no slave could, by reason (slaves_lagging, session_not_applied, slaves_down, no_slave, strong_consistency, no_weight)',
+    registers: [registry],
+    labelNames: ['project', 'reason'],
+    collect() {
+      this.reset()
+      for (const project of manager.listProjects())
+        for (const [reason, count] of Object.entries(manager.getRoutingStatus(project).masterFallbacks))
+          this.inc({ project, reason }, count ?? 0)
     },
   })
 
@@ -237,6 +265,9 @@ export function createReplicatorMetrics(manager: ReplicationManager): Replicator
     registry,
     text: () => registry.metrics(),
     detach: () => {
+      if (options.registry)
+        for (const metric of registry.getMetricsAsArray())
+          if (!theirs.has(metric.name)) registry.removeSingleMetric(metric.name)
       manager.off('rule.batch', onBatch)
       manager.off('replica.promoted', onPromoted)
       manager.off('failover.automatic', onAutomatic)

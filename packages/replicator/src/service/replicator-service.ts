@@ -1,5 +1,6 @@
 import { ReplicatorError, type TopologyStore } from '@mostajs/replicator-core'
 import type * as EtcdStorePackage from '@mostajs/replicator-store-etcd'
+import type { ReplicatorLogger } from '../manager-logger.js'
 import type { ReplicationManagerOptions } from '../options.js'
 import { ReplicationManager } from '../replication-manager.js'
 import { startStatusServer, type StatusServer, type StatusServerOptions } from './status-server.js'
@@ -12,6 +13,11 @@ export interface ReplicatorServiceOptions {
   intervalMs?: number
   /** No progress lines on stdout (default false). */
   quiet?: boolean
+  /**
+   * Log through this logger (pino's `(fields, message)` methods) instead of progress lines on
+   * stdout; it is also the manager's logger (see `ReplicationManagerOptions.logger`).
+   */
+  logger?: ReplicatorLogger
   /** Status endpoint (/health, /metrics, /api/…); off when not given or `false`. */
   http?: StatusServerOptions | false
   manager?: ReplicationManagerOptions
@@ -104,21 +110,30 @@ export async function runReplicatorService(options: ReplicatorServiceOptions = {
   const tree = options.tree ?? DEFAULT_TREE_FILE
   const quiet = options.quiet ?? false
   const intervalMs = options.intervalMs ?? 200
+  const { logger } = options
   const say = (line: string) => {
-    if (!quiet) process.stdout.write(`[replicator] ${line}\n`)
+    if (logger) logger.info({ service: 'replicator' }, line)
+    else if (!quiet) process.stdout.write(`[replicator] ${line}\n`)
   }
   const store = options.etcdEndpoints?.length ? await etcdStore(options.etcdEndpoints) : undefined
-  const manager = new ReplicationManager(null, { ...options.manager, ...(store ? { topologyStore: store } : {}) })
-  manager.on('error', (error) => say(`error: ${(error as Error).message}`))
-  manager.on('replica.state', (event) =>
-    say(`${event.project}/${event.name} is ${event.state}${event.lag === null ? '' : ` (lag ${event.lag} ms)`}`),
-  )
-  manager.on('topology.followed', (event) =>
-    say(`${event.project}: following ${event.master} (epoch ${event.epoch}), promoted by another process`),
-  )
-  manager.on('failover.automatic', (result) =>
-    say(`${result.project}: master down, ${result.promoted} promoted (epoch ${result.epoch})`),
-  )
+  const manager = new ReplicationManager(null, {
+    ...options.manager,
+    ...(store ? { topologyStore: store } : {}),
+    ...(logger ? { logger } : {}),
+  })
+  if (!logger) {
+    // a logger hears these from the manager itself, with their fields
+    manager.on('error', (error) => say(`error: ${(error as Error).message}`))
+    manager.on('replica.state', (event) =>
+      say(`${event.project}/${event.name} is ${event.state}${event.lag === null ? '' : ` (lag ${event.lag} ms)`}`),
+    )
+    manager.on('topology.followed', (event) =>
+      say(`${event.project}: following ${event.master} (epoch ${event.epoch}), promoted by another process`),
+    )
+    manager.on('failover.automatic', (result) =>
+      say(`${result.project}: master down, ${result.promoted} promoted (epoch ${result.epoch})`),
+    )
+  }
   try {
     await manager.loadFromFile(tree)
   } catch (error) {

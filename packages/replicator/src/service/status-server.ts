@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { maskSecretsInText, ReplicatorError } from '@mostajs/replicator-core'
 import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard-page.js'
-import { createReplicatorMetrics } from './metrics.js'
+import { createReplicatorMetrics, type ReplicatorMetricsOptions } from './metrics.js'
 import type { ReplicationManager } from '../replication-manager.js'
 import type { ReplicaStatus } from '../types.js'
 
@@ -20,6 +20,8 @@ export interface StatusServerOptions {
   token?: string
   /** How often `/api/stream` sends the status, in ms (default 1000). */
   streamIntervalMs?: number
+  /** Where `/metrics` comes from: a registry of its own by default, or the application's. */
+  metrics?: ReplicatorMetricsOptions
   /** A streaming loop failing this many times in a row makes /health answer 503 (default 3). */
   unhealthyAfterFailures?: number
 }
@@ -166,7 +168,7 @@ export async function startStatusServer(
       `The status server would listen on ${host} without a token: set a token (REPLICATOR_HTTP_TOKEN) or bind it to 127.0.0.1.`,
     )
   }
-  const metrics = createReplicatorMetrics(manager)
+  const metrics = createReplicatorMetrics(manager, options.metrics)
   const streamIntervalMs = options.streamIntervalMs ?? 1000
   const routes: Record<string, (response: ServerResponse, url: URL) => Promise<void> | void> = {
     '/': (response) => {
