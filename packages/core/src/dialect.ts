@@ -345,6 +345,8 @@ export interface HeartbeatStore {
   write(sequence: bigint, source?: string, options?: { evenIfReadOnly?: boolean }): Promise<Heartbeat>
   /** The newest heartbeat of writer `source` this database holds (written here or replicated), or null. */
   read(source?: string): Promise<Heartbeat | null>
+  /** The newest heartbeat of every writer this database holds, by writer (one read). */
+  readAll?(): Promise<Map<string, Heartbeat>>
 }
 
 /** The database's own replication, where it has it. */

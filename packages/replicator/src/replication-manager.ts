@@ -7,6 +7,7 @@ import {
   isEligible,
   type FallbackReason,
   type ReadRoutingStrategy,
+  type RouteOptions,
 } from '@mostajs/replicator-routing'
 import { ManagerWithFailover } from './manager-failover.js'
 import { guardDialect } from './guarded-dialect.js'
@@ -149,8 +150,7 @@ export class ReplicationManager extends ManagerWithFailover {
       )
     // the master, fenced and unconnected replicas come marked `excluded`
     state.candidates ??= [...state.replicas.values()].map(routingCandidateOf)
-    const minSequence = options.session?.minSequence
-    const route = minSequence === undefined ? {} : { minSequence }
+    const route = routeOf(options.session)
     const picked = state.router.pick(state.candidates, route)
     const chosen = picked ? state.replicas.get(picked)! : this.fallBack(state, fallbackReason(state.candidates, route))
     chosen.readsRouted++
@@ -190,12 +190,19 @@ export class ReplicationManager extends ManagerWithFailover {
    * awaited calls included (AsyncLocalStorage): code that resolves services as usual reads its
    * own writes. A nested call for the same project keeps the session under way.
    *
-   * @example app.use((req, res, next) => rm.withSession('shop', next))
+   * `token`: the `session.token()` of an earlier request, from any instance (a cookie, a
+   * header): this session also reads those writes.
+   *
+   * @example app.use((req, res, next) => rm.withSession('shop', next, { token: req.get('x-rw-token') }))
    */
-  withSession<T>(project: string, fn: () => T): T {
-    if (this.currentSession(project)) return fn()
+  withSession<T>(project: string, fn: () => T, options: { token?: string } = {}): T {
+    const current = this.currentSession(project)
+    if (current) {
+      if (options.token) current.absorb(options.token)
+      return fn()
+    }
     const sessions = new Map(this.ambient.getStore() ?? [])
-    sessions.set(project, this.session(project))
+    sessions.set(project, this.session(project, options.token))
     return this.ambient.run(sessions, fn)
   }
 
@@ -208,9 +215,14 @@ export class ReplicationManager extends ManagerWithFailover {
    * A read-your-writes session: writes through `session.write()` record the master position
    * they reached; `session.read()` then only uses slaves that applied it (else the master).
    */
-  session(project: string): ReplicationSession {
+  session(project: string, token?: string): ReplicationSession {
     this.requireProject(project)
-    return new ReplicationSession(this, project)
+    return new ReplicationSession(this, project, token || undefined)
+  }
+
+  /** This manager's heartbeat writer: the sequence its sessions' positions are counted in. */
+  get writerId(): string {
+    return this.options.heartbeatId
   }
 
   /** @internal The guarded master service of a session; records the position after each write. */
@@ -340,4 +352,13 @@ export class ReplicationManager extends ManagerWithFailover {
     await Promise.all(closing)
     this.projects.clear()
   }
+}
+
+/** The conditions a session puts on the slave that serves its reads. */
+function routeOf(session: ReplicationSession | undefined): RouteOptions {
+  if (!session) return {}
+  const route: RouteOptions = {}
+  if (session.minSequence !== undefined) route.minSequence = session.minSequence
+  if (session.minApplied.size) route.minApplied = session.minApplied
+  return route
 }

@@ -115,6 +115,7 @@ export function routingCandidateOf(entry: ReplicaEntry): RoutingCandidate {
     lagToleranceMs: entry.config.lagTolerance,
     weight: entry.config.weight,
     appliedSequence: entry.appliedSequence,
+    ...(entry.appliedBy ? { appliedBy: entry.appliedBy } : {}),
     excluded: entry.config.role !== 'slave' || entry.fenced || !entry.connected,
   }
 }

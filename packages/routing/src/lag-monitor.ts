@@ -72,7 +72,11 @@ export class LagMonitor {
     await Promise.all(
       slaves.map(async (slave) => {
         try {
-          const applied = await slave.dialect.heartbeat!.read(this.options.heartbeatId)
+          const store = slave.dialect.heartbeat!
+          // every writer's row in one read, when the store can: other instances' tokens need them
+          const all = store.readAll ? await store.readAll() : null
+          if (all) slave.appliedBy = new Map([...all].map(([writer, heartbeat]) => [writer, heartbeat.sequence]))
+          const applied = all ? (all.get(this.options.heartbeatId) ?? null) : await store.read(this.options.heartbeatId)
           slave.appliedSequence = applied?.sequence ?? null
           slave.lastHeartbeatAt = applied?.at ?? null
           slave.lagMs = measureLag(this.latest, applied, Date.now())

@@ -24,6 +24,8 @@ export interface RoutingCandidate {
   weight: number
   /** Highest master heartbeat sequence it has applied; null when unknown. */
   appliedSequence: bigint | null
+  /** Highest heartbeat sequence applied per writer (other instances' managers), when measured. */
+  appliedBy?: ReadonlyMap<string, bigint>
   /** Fenced or otherwise excluded replicas never serve. */
   excluded?: boolean
 }
@@ -32,6 +34,8 @@ export interface RoutingCandidate {
 export interface RouteOptions {
   /** Only slaves that applied at least this master heartbeat sequence (read-your-writes). */
   minSequence?: bigint
+  /** Only slaves that applied, for each writer given, at least its sequence (a token from other instances). */
+  minApplied?: ReadonlyMap<string, bigint>
 }
 
 /** True when a slave may serve a read now. */
@@ -48,6 +52,11 @@ export function isEligible(candidate: RoutingCandidate, options: RouteOptions = 
     (candidate.appliedSequence === null || candidate.appliedSequence < options.minSequence)
   )
     return false
+  if (options.minApplied)
+    for (const [writer, sequence] of options.minApplied) {
+      const applied = candidate.appliedBy?.get(writer)
+      if (applied === undefined || applied < sequence) return false
+    }
   return true
 }
 

@@ -14,6 +14,11 @@ export interface MonitoredReplica {
   lagMs: number | null
   /** Newest master heartbeat sequence applied. */
   appliedSequence: bigint | null
+  /**
+   * Newest heartbeat sequence applied of every writer (each application instance's manager
+   * writes its own): what read-your-writes tokens of other instances are checked against.
+   */
+  appliedBy?: ReadonlyMap<string, bigint>
   lastHeartbeatAt: Date | null
   /** The database's own replication figures, where it has them. */
   native?: NativeReplicationStatus

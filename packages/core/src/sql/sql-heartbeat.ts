@@ -46,6 +46,19 @@ export class SqlHeartbeat implements HeartbeatStore {
     return written
   }
 
+  /** Every writer's last heartbeat this database holds (one row per application instance). */
+  async readAll(): Promise<Map<string, Heartbeat>> {
+    try {
+      const rows = await this.dialect.find(HEARTBEAT_COLLECTION)
+      return new Map(
+        rows.map((row) => [String(row.source), { sequence: BigInt(row.sequence as bigint), at: row.at as Date }]),
+      )
+    } catch (error) {
+      if (ReplicatorError.isInstance(error) && error.code === 'COLLECTION_NOT_FOUND') return new Map()
+      throw error
+    }
+  }
+
   /** The last heartbeat of `source` this database holds (written here, or replicated from its master); null when none arrived yet. */
   async read(source = 'default'): Promise<Heartbeat | null> {
     try {
