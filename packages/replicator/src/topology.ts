@@ -115,7 +115,7 @@ export function routingCandidateOf(entry: ReplicaEntry): RoutingCandidate {
     lagToleranceMs: entry.config.lagTolerance,
     weight: entry.config.weight,
     appliedSequence: entry.appliedSequence,
-    ...(entry.appliedBy ? { appliedBy: entry.appliedBy } : {}),
+    appliedBy: entry.appliedBy ?? null, // always present: candidates keep one shape (the read path stays fast)
     excluded: entry.config.role !== 'slave' || entry.fenced || !entry.connected,
   }
 }

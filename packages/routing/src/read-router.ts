@@ -25,7 +25,7 @@ export interface RoutingCandidate {
   /** Highest master heartbeat sequence it has applied; null when unknown. */
   appliedSequence: bigint | null
   /** Highest heartbeat sequence applied per writer (other instances' managers), when measured. */
-  appliedBy?: ReadonlyMap<string, bigint>
+  appliedBy?: ReadonlyMap<string, bigint> | null
   /** Fenced or otherwise excluded replicas never serve. */
   excluded?: boolean
 }
