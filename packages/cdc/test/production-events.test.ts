@@ -63,6 +63,33 @@ describe.skipIf(!backends.postgres.serverUrl)('rejected rows', () => {
     await runner.teardown()
   })
 
+  it('rows the target rejects during the snapshot are dead-lettered; the good rows are copied and the rule goes on', async () => {
+    const { dialect: source } = await open(backends.sqlite)
+    const { dialect: target } = await open(backends.postgres)
+    await source.ensureCollection(items('items'))
+    await target.ensureCollection(items('items', 5))
+    await source.upsertMany(
+      'items',
+      Array.from({ length: 610 }, (_, index) => ({
+        id: index + 1,
+        label: index < 10 ? `ok${index}` : `far too long ${index}`,
+      })),
+    )
+    const runner = new RuleRunner(
+      { name: 'bad-snapshot', source: 'a', target: 'b', mode: 'cdc', collections: ['items'] },
+      source,
+      target,
+    )
+    const stats = await runner.sync()
+    expect(await target.count('items')).toBe(10)
+    expect(await target.count(DEAD_LETTERS_COLLECTION, { rule: 'bad-snapshot' })).toBe(600)
+    expect(stats.deadLettered).toBe(600)
+    await source.upsertMany('items', [{ id: 1000, label: 'later' }])
+    await runner.sync()
+    expect(await target.findOne('items', { id: 1000 })).toEqual({ id: 1000, label: 'later' })
+    await runner.teardown()
+  })
+
   it('dead letters of long keys that differ only at the end are kept apart', async () => {
     const { dialect: source } = await open(backends.sqlite)
     const { dialect: target } = await open(backends.postgres)

@@ -6,7 +6,7 @@ import {
   type Row,
 } from '@mostajs/replicator-core'
 import { deadLetter } from './dead-letters.js'
-import { markCopied } from './internal-tables.js'
+import { DEAD_LETTERS_COLLECTION, markCopied } from './internal-tables.js'
 import type { RuleContext } from './rule-context.js'
 import { addColumnsOfRows, addColumnsOfSource } from './schema-evolution.js'
 
@@ -29,18 +29,44 @@ export async function copyExact(ctx: RuleContext, collection: string): Promise<v
   await addColumnsOfSource(ctx, collection)
   await addColumnsOfRows(ctx, collection, rows)
   const target = requireKeylessWrites(ctx)
+  const position = cut ?? { dialect: ctx.source.name, value: 'snapshot' }
+  const refused: Row[] = []
   await target.transaction(async (tx) => {
+    refused.length = 0
     await ctx.lease.holdIn(tx)
     await tx.delete(collection, {})
-    for (let start = 0; start < rows.length; start += INSERT_CHUNK)
-      await tx.insertMany!(collection, rows.slice(start, start + INSERT_CHUNK))
+    for (let start = 0; start < rows.length; start += INSERT_CHUNK) {
+      const chunk = rows.slice(start, start + INSERT_CHUNK)
+      try {
+        await tx.insertMany!(collection, chunk)
+      } catch (error) {
+        if (!ReplicatorError.isInstance(error) || error.code !== 'ROW_REJECTED') throw error
+        // one by one: the rows the target refuses are dead-lettered, the others copied
+        for (const [index, row] of chunk.entries())
+          await tx.insertMany!(collection, [row]).catch((rowError: unknown) => {
+            if (!ReplicatorError.isInstance(rowError) || rowError.code !== 'ROW_REJECTED') throw rowError
+            const event: ChangeEvent = {
+              op: 'r',
+              collection,
+              key: {},
+              after: row,
+              source: { dialect: ctx.source.name, database: '', position, ts: Date.now() },
+            }
+            refused.push(deadLetter(ctx, event, rowError.message, position, `copy.${start + index}`))
+          })
+      }
+    }
+    if (refused.length) await tx.upsertMany(DEAD_LETTERS_COLLECTION, refused)
     if (ctx.config.mode !== 'snapshot') await markCopied(ctx, [collection], { tx, cut })
   })
   if (cut) ctx.cuts.set(collection, cut)
   else ctx.cuts.delete(collection)
   const detail = ctx.perCollection.get(collection)!
-  detail.snapshotRows += rows.length
-  ctx.stats.recordsSynced += rows.length
+  detail.snapshotRows += rows.length - refused.length
+  detail.deadLettered += refused.length
+  ctx.stats.deadLettered += refused.length
+  ctx.stats.errors += refused.length
+  ctx.stats.recordsSynced += rows.length - refused.length
   ctx.observer.snapshotProgress?.({ rule: ctx.config.name, collection, done: rows.length, total: rows.length })
 }
 

@@ -1,4 +1,13 @@
-import { ReplicatorError } from '@mostajs/replicator-core'
+import {
+  keyIdentity,
+  keyOfRow,
+  keyToObject,
+  ReplicatorError,
+  type ChangeEvent,
+  type Row,
+} from '@mostajs/replicator-core'
+import { deadLetter } from './dead-letters.js'
+import { DEAD_LETTERS_COLLECTION } from './internal-tables.js'
 import { copyExact } from './keyless.js'
 import type { RuleContext } from './rule-context.js'
 import { addColumnsOfRows, addColumnsOfSource } from './schema-evolution.js'
@@ -23,9 +32,9 @@ export async function copyCollection(ctx: RuleContext, collection: string): Prom
     if (page.rows.length) {
       await ctx.lease.keepAlive() // a long copy keeps the rule; a lost lease stops it (FENCED)
       await addColumnsOfRows(ctx, collection, page.rows) // the source table may have been altered
-      await ctx.target.upsertMany(collection, page.rows)
-      detail.snapshotRows += page.rows.length
-      ctx.stats.recordsSynced += page.rows.length
+      const written = await writePage(ctx, collection, page.rows)
+      detail.snapshotRows += written
+      ctx.stats.recordsSynced += written
       done += page.rows.length
       progress?.({ rule: ctx.config.name, collection, done, total: Math.max(total, done) })
     }
@@ -67,4 +76,54 @@ async function bulkCopy(ctx: RuleContext, collection: string, total: number): Pr
   detail.snapshotRows += rows
   ctx.stats.recordsSynced += rows
   return true
+}
+
+/** Where a snapshot row's dead letter says it came from (a copy has no log position). */
+const SNAPSHOT_POSITION = { dialect: 'snapshot', value: 'snapshot' }
+
+/**
+ * Writes one snapshot page. Rows the target refuses are dead-lettered with its reason and the
+ * others written (each refusal names some rows: set aside, then the rest again), so a bad row
+ * never stops a copy. Returns how many rows were written.
+ */
+async function writePage(ctx: RuleContext, collection: string, rows: Row[]): Promise<number> {
+  const { primaryKey } = await ctx.target.describeCollection(collection)
+  let pending = rows
+  while (pending.length) {
+    try {
+      await ctx.target.upsertMany(collection, pending)
+      break
+    } catch (error) {
+      const failures =
+        ReplicatorError.isInstance(error) && error.code === 'ROW_REJECTED' ? error.details.failures : null
+      if (!Array.isArray(failures) || !failures.length) throw error
+      const refused = new Map(
+        (failures as Array<{ key: unknown; message: string }>).map((failure) => [
+          keyIdentity(keyToObject(failure.key, primaryKey, collection), primaryKey),
+          failure.message,
+        ]),
+      )
+      const letters: Row[] = []
+      const before = pending.length
+      pending = pending.filter((row) => {
+        const message = refused.get(keyIdentity(row, primaryKey))
+        if (message === undefined) return true
+        const event: ChangeEvent = {
+          op: 'r',
+          collection,
+          key: keyOfRow(row, primaryKey),
+          after: row,
+          source: { dialect: ctx.source.name, database: '', position: SNAPSHOT_POSITION, ts: Date.now() },
+        }
+        letters.push(deadLetter(ctx, event, message, SNAPSHOT_POSITION))
+        return false
+      })
+      if (pending.length === before) throw error // named rows that are not in the page: no progress
+      await ctx.target.upsertMany(DEAD_LETTERS_COLLECTION, letters)
+      ctx.stats.deadLettered += letters.length
+      ctx.stats.errors += letters.length
+      ctx.perCollection.get(collection)!.deadLettered += letters.length
+    }
+  }
+  return pending.length
 }
