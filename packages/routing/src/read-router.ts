@@ -62,12 +62,7 @@ export function isEligible(candidate: RoutingCandidate, options: RouteOptions = 
 
 /** Why a read went to the master instead of a slave. */
 export type FallbackReason =
-  | 'strong_consistency'
-  | 'no_slave'
-  | 'slaves_down'
-  | 'slaves_lagging'
-  | 'session_not_applied'
-  | 'no_weight'
+  'strong_consistency' | 'no_slave' | 'slaves_down' | 'slaves_lagging' | 'session_not_applied' | 'no_weight'
 
 /**
  * Why no slave could serve a read (`pick` returned null): the first condition that left none,
