@@ -61,6 +61,10 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
     urls.quick = await master.createDatabase('quick')
     urls.shop = await master.createDatabase('shop')
     urls.billing = await master.createDatabase('billing')
+    urls.ledger = await master.createDatabase('ledger')
+    const ledger = await connectDialect({ dialect: 'postgres', uri: urls.ledger })
+    await ledger.query('CREATE TABLE payments (id serial PRIMARY KEY, payer text NOT NULL, cents integer NOT NULL)')
+    await ledger.close()
     const billing = await connectDialect({ dialect: 'postgres', uri: urls.billing })
     await billing.query(
       'CREATE TABLE invoices (id serial PRIMARY KEY, customer text NOT NULL, amount integer NOT NULL)',
@@ -129,7 +133,7 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
   })
 
   it('has the blocks this test runs, and no other', () => {
-    expect(blocks.length).toBe(7)
+    expect(blocks.length).toBe(8)
   })
 
   it('Quick start', async () => {
@@ -161,6 +165,22 @@ describe.skipIf(!available)(`README code blocks run${skipNote}`, () => {
       ])
     } finally {
       await billing.close()
+    }
+  })
+
+  it('Drizzle', async () => {
+    const replica = Object.assign(new URL(urls.ledger!), { port: String(standby.port) }).toString()
+    const result = await run(block('replicatedDrizzle'), { PRIMARY_URL: urls.ledger!, REPLICA_URL: replica }, 'drizzle')
+    expect(result.output).toContain('drizzle read my write: 990')
+    expect(result.code).toBe(0)
+    const ledger = await connectDialect({ dialect: 'postgres', uri: urls.ledger! })
+    try {
+      expect(await ledger.find('payments', {}, { sort: { payer: 1 }, select: ['payer', 'cents'] })).toEqual([
+        { payer: 'ada', cents: 1250 },
+        { payer: 'grace', cents: 990 },
+      ])
+    } finally {
+      await ledger.close()
     }
   })
 

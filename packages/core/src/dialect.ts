@@ -237,7 +237,13 @@ export interface DialectOperations {
   /** Raw SQL on SQL dialects (placeholders in the database's own style); rows as the driver returns them. */
   query<T = Row>(sql: string, params?: unknown[]): Promise<T[]>
   /** `query` with what a query builder also needs: the rows a write changed, and its generated key where the driver gives one. */
-  execute?(sql: string, params?: unknown[]): Promise<ExecuteResult>
+  execute?(sql: string, params?: unknown[], options?: ExecuteOptions): Promise<ExecuteResult>
+}
+
+/** Options of `execute`. */
+export interface ExecuteOptions {
+  /** Settings handed to the driver with the statement (node-postgres: `rowMode`, `types`); others ignore them. */
+  driver?: Record<string, unknown>
 }
 
 /** What `execute` returns. */

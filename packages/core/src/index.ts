@@ -54,6 +54,7 @@ export {
   type DialectCapabilities,
   type DialectConfig,
   type DialectOperations,
+  type ExecuteOptions,
   type ExecuteResult,
   type Heartbeat,
   type HeartbeatStore,

@@ -18,9 +18,11 @@ import { DESCRIBE_COLUMNS, toColumn, typeParsers, type DescribedRow } from './po
 function executorOf(client: pg.Pool | pg.PoolClient, inTransaction: boolean): SqlExecutor {
   return {
     inTransaction,
-    async execute(sql, params) {
+    async execute(sql, params, options) {
       // (text, values) rather than a config object: pg copies config objects on every call.
-      const result = await client.query(sql, params)
+      const result = options?.driver
+        ? await client.query({ ...options.driver, text: sql, values: params })
+        : await client.query(sql, params)
       return { rows: result.rows, affected: result.rowCount ?? 0 }
     },
     // on one connection only (a pool would hand the COPY to any of its clients)

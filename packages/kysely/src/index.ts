@@ -19,7 +19,7 @@ import {
   type QueryResult,
   type TransactionSettings,
 } from 'kysely'
-import { isReadOnlySql, type ReplicationManager } from '@mostajs/replicator'
+import { holdTransaction, isReadOnlySql, type HeldTransaction, type ReplicationManager } from '@mostajs/replicator'
 import { ReplicatorError, type DialectOperations, type ExecuteResult } from '@mostajs/replicator-core'
 
 /** The SQL a Kysely instance compiles to: that of the project's databases. */
@@ -110,13 +110,6 @@ class ReplicatedDriver implements Driver {
   async destroy(): Promise<void> {}
 }
 
-/** Thrown into the master's transaction callback to roll it back (the dialect may wrap it: see `isRollback`). */
-const ROLLBACK = new Error('rolled back by Kysely')
-
-function isRollback(error: unknown): boolean {
-  return error === ROLLBACK || (error instanceof Error && error.cause === ROLLBACK)
-}
-
 /** A query a replica may serve: a SELECT (or raw SQL) that writes nothing and takes no row lock. */
 function readsOnly(query: CompiledQuery): boolean {
   const kind = query.query.kind
@@ -129,7 +122,7 @@ function readsOnly(query: CompiledQuery): boolean {
  * inside one, every query runs in the master transaction it opened.
  */
 class RoutedConnection implements DatabaseConnection {
-  private transaction: { tx: DialectOperations; finish: (commit: boolean) => void; done: Promise<void> } | null = null
+  private transaction: HeldTransaction | null = null
 
   constructor(private readonly options: ReplicatedDialectOptions) {}
 
@@ -153,39 +146,14 @@ class RoutedConnection implements DatabaseConnection {
    */
   async begin(settings: TransactionSettings): Promise<void> {
     const master = this.options.manager.resolveWriteService(this.options.project).dialect
-    let opened!: () => void
-    let failedToOpen!: (error: unknown) => void
-    const ready = new Promise<void>((resolve, reject) => {
-      opened = resolve
-      failedToOpen = reject
-    })
-    let finish!: (commit: boolean) => void
-    const ended = new Promise<void>((commit, rollback) => {
-      finish = (ok) => (ok ? commit() : rollback(ROLLBACK))
-    })
-    let tx: DialectOperations | undefined
-    const done = master
-      .transaction(async (inner) => {
-        await applySettings(inner, settings)
-        tx = inner
-        opened()
-        await ended // held open until Kysely commits or rolls back
-      })
-      .catch((error: unknown) => {
-        if (!isRollback(error)) throw error
-      })
-    done.catch(failedToOpen) // before it opened, `begin` fails; after, `end` reports it
-    await ready
-    this.transaction = { tx: tx!, finish, done }
+    this.transaction = await holdTransaction(master, (tx) => applySettings(tx, settings))
   }
 
   /** Commits (`commit`) or rolls back the open transaction and waits for the master's answer. */
   async end(commit: boolean): Promise<void> {
     const open = this.transaction
     this.transaction = null
-    if (!open) return
-    open.finish(commit)
-    await open.done
+    await open?.end(commit)
   }
 }
 

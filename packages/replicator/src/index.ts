@@ -3,6 +3,7 @@
 export { ReplicationManager } from './replication-manager.js'
 export { ReplicationSession } from './session.js'
 export { isReadOnlySql } from './guarded-dialect.js'
+export { holdTransaction, type HeldTransaction } from './held-transaction.js'
 export type { AutoFailoverOptions, ReplicationManagerOptions } from './options.js'
 export type { ReplicationManagerEvents } from './events.js'
 export type { ReplicatorLogger } from './manager-logger.js'

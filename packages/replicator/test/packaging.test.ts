@@ -22,6 +22,7 @@ const PACKED = [
   'dialect-postgres',
   'dialect-mysql',
   'kysely',
+  'drizzle',
 ]
 const { postgres, mariadb } = testBackends()
 

@@ -4,6 +4,7 @@ import {
   type DialectCapabilities,
   type DialectConfig,
   type DialectOperations,
+  type ExecuteOptions,
   type ExecuteResult,
   type HeartbeatStore,
   type ScanOptions,
@@ -185,8 +186,8 @@ export abstract class SqlDialect implements Dialect {
   async query<T = Row>(sql: string, params?: unknown[]): Promise<T[]> {
     return this.operations().query<T>(sql, params)
   }
-  async execute(sql: string, params?: unknown[]): Promise<ExecuteResult> {
-    return this.operations().execute(sql, params)
+  async execute(sql: string, params?: unknown[], options?: ExecuteOptions): Promise<ExecuteResult> {
+    return this.operations().execute(sql, params, options)
   }
 
   async transaction<T>(fn: (tx: DialectOperations) => Promise<T>): Promise<T> {

@@ -18,6 +18,12 @@ export interface SqlExecuteOptions {
    * may return plain numbers (cheaper). Default true.
    */
   exactIntegers?: boolean
+  /**
+   * Settings handed to the driver with this statement, for query builders that parse its
+   * results themselves (node-postgres: `rowMode: 'array'`, `types`). Drivers without such
+   * settings ignore them.
+   */
+  driver?: Record<string, unknown>
 }
 
 /** Runs SQL on a pool or on the connection of an open transaction. */

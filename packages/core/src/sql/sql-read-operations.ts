@@ -1,4 +1,4 @@
-import type { ExecuteResult, ScanOptions, ScanPage } from '../dialect.js'
+import type { ExecuteOptions, ExecuteResult, ScanOptions, ScanPage } from '../dialect.js'
 import { ReplicatorError } from '../errors.js'
 import type { Filter, FindOptions } from '../filter.js'
 import type { CollectionDescription, Row } from '../schema.js'
@@ -147,8 +147,8 @@ export class SqlReadOperations {
     return result.rows as T[]
   }
 
-  async execute(sql: string, params: unknown[] = []): Promise<ExecuteResult> {
-    const { rows, affected, insertId } = await this.run(sql, params)
+  async execute(sql: string, params: unknown[] = [], options: ExecuteOptions = {}): Promise<ExecuteResult> {
+    const { rows, affected, insertId } = await this.run(sql, params, undefined, options)
     return insertId === undefined ? { rows, affected } : { rows, affected, insertId }
   }
 
