@@ -2,6 +2,7 @@ import '@mostajs/replicator-dialect-mysql'
 import '@mostajs/replicator-dialect-sqlite'
 import { afterAll, describe, expect, it } from 'vitest'
 import { connectDialect, type Dialect } from '@mostajs/replicator-core'
+import { freshDatabases } from './fixtures/fresh-databases.js'
 import { RuleRunner } from '@mostajs/replicator-cdc'
 import { createMariaDBDatabase, sqliteFile, startMariaDB, type RunningMariaDB } from '@mostajs/replicator-testkit'
 import {
@@ -16,20 +17,8 @@ import {
 // columns after). A capture must carry each correctly or refuse it, never write a partial row.
 
 const backends = testBackends()
-const cleanups: Array<() => Promise<void>> = []
-afterAll(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup()
-})
-
-async function open(backend: TestBackend): Promise<Dialect> {
-  const database = await backend.freshDatabase()
-  const dialect = await connectDialect({ dialect: backend.kind, uri: database.uri })
-  cleanups.push(async () => {
-    await dialect.close()
-    await database.cleanup()
-  })
-  return dialect
-}
+const databases = freshDatabases()
+const open = async (backend: TestBackend): Promise<Dialect> => (await databases.open(backend)).dialect
 
 describe.skipIf(!backends.mariadb.serverUrl)('binlog_row_image', () => {
   for (const image of ['NOBLOB', 'MINIMAL']) {

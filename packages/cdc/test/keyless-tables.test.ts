@@ -1,8 +1,9 @@
 import '@mostajs/replicator-dialect-postgres'
 import '@mostajs/replicator-dialect-mysql'
 import '@mostajs/replicator-dialect-sqlite'
-import { afterAll, describe, expect, it } from 'vitest'
-import { connectDialect, type Dialect, type Row } from '@mostajs/replicator-core'
+import { describe, expect, it } from 'vitest'
+import type { Dialect, Row } from '@mostajs/replicator-core'
+import { freshDatabases } from './fixtures/fresh-databases.js'
 import { DEAD_LETTERS_COLLECTION, RuleRunner } from '@mostajs/replicator-cdc'
 import { expectReplicatorError, testBackends, type TestBackend } from '@mostajs/replicator-testkit/vitest'
 
@@ -11,20 +12,8 @@ import { expectReplicatorError, testBackends, type TestBackend } from '@mostajs/
 // duplicates, one delete removes one copy, and the snapshot meets the stream exactly.
 
 const backends = testBackends()
-const cleanups: Array<() => Promise<void>> = []
-afterAll(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup()
-})
-
-async function open(backend: TestBackend): Promise<Dialect> {
-  const database = await backend.freshDatabase()
-  const dialect = await connectDialect({ dialect: backend.kind, uri: database.uri })
-  cleanups.push(async () => {
-    await dialect.close()
-    await database.cleanup()
-  })
-  return dialect
-}
+const databases = freshDatabases()
+const open = async (backend: TestBackend): Promise<Dialect> => (await databases.open(backend)).dialect
 
 type Kind = TestBackend['kind']
 

@@ -6,26 +6,18 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { connectDialect, type CollectionSchema, type Dialect, type Row } from '@mostajs/replicator-core'
 import { DEAD_LETTERS_COLLECTION, RuleRunner } from '@mostajs/replicator-cdc'
 import { ReplicationManager } from '@mostajs/replicator'
-import { testBackends, waitFor, type TestBackend } from '@mostajs/replicator-testkit/vitest'
+import { testBackends, waitFor } from '@mostajs/replicator-testkit/vitest'
+import { freshDatabases } from './fixtures/fresh-databases.js'
 
 // The ordinary events of a production database, each on real servers: rules must neither stall
 // for good nor lose data while reporting success.
 
 const backends = testBackends()
-const cleanups: Array<() => Promise<void>> = []
+const cleanups: Array<() => Promise<void>> = [] // managers, stopped before the databases go
 afterAll(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup()
 })
-
-async function open(backend: TestBackend): Promise<{ dialect: Dialect; uri: string }> {
-  const database = await backend.freshDatabase()
-  const dialect = await connectDialect({ dialect: backend.kind, uri: database.uri })
-  cleanups.push(async () => {
-    await dialect.close()
-    await database.cleanup()
-  })
-  return { dialect, uri: database.uri }
-}
+const { open } = freshDatabases()
 
 const items = (name: string, labelLength = 50): CollectionSchema => ({
   name,

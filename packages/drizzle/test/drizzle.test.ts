@@ -2,9 +2,9 @@ import '@mostajs/replicator-dialect-postgres'
 import { eq, sql } from 'drizzle-orm'
 import { integer, pgTable, serial, text, timestamp } from 'drizzle-orm/pg-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connectDialect, ReplicationManager, type Dialect } from '@mostajs/replicator'
+import { ReplicationManager, type Dialect } from '@mostajs/replicator'
 import { replicatedDrizzle } from '@mostajs/replicator-drizzle'
-import { startPostgres, startPostgresStandby, type RunningPostgres } from '@mostajs/replicator-testkit'
+import { startPostgresPair, type PostgresPair } from '@mostajs/replicator-testkit'
 import { privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
 
 const orders = pgTable('orders', {
@@ -20,8 +20,7 @@ const { available, skipNote } = privateServer('postgres')
 describe.skipIf(!available)(
   `Drizzle through the replicator: a PostgreSQL master and a native standby${skipNote}`,
   () => {
-    let master: RunningPostgres
-    let standby: RunningPostgres
+    let pair: PostgresPair
     let rm: ReplicationManager
     let onMaster: Dialect
     let onStandby: Dialect
@@ -29,23 +28,20 @@ describe.skipIf(!available)(
     const routed = () => rm.getRoutingStatus('shop').readsRouted
 
     beforeAll(async () => {
-      master = await startPostgres()
-      const masterUri = await master.createDatabase('shop')
-      onMaster = await connectDialect({ dialect: 'postgres', uri: masterUri })
-      await onMaster.query(
-        'CREATE TABLE orders (id serial PRIMARY KEY, label text NOT NULL, total integer NOT NULL, placed_at timestamptz NOT NULL DEFAULT now())',
-      )
-      await onMaster.query('CREATE TABLE customers (id serial PRIMARY KEY, label text NOT NULL)')
-      standby = await startPostgresStandby(master)
-      const standbyUri = Object.assign(new URL(masterUri), { port: String(standby.port) }).toString()
-      onStandby = await connectDialect({ dialect: 'postgres', uri: standbyUri })
+      pair = await startPostgresPair('shop', async (master) => {
+        await master.query(
+          'CREATE TABLE orders (id serial PRIMARY KEY, label text NOT NULL, total integer NOT NULL, placed_at timestamptz NOT NULL DEFAULT now())',
+        )
+        await master.query('CREATE TABLE customers (id serial PRIMARY KEY, label text NOT NULL)')
+      })
+      ;({ onMaster, onStandby } = pair)
       rm = new ReplicationManager(null, { heartbeatIntervalMs: 50, healthCheckIntervalMs: 100 })
-      await rm.addReplica('shop', { name: 'primary', role: 'master', dialect: 'postgres', uri: masterUri })
+      await rm.addReplica('shop', { name: 'primary', role: 'master', dialect: 'postgres', uri: pair.masterUri })
       await rm.addReplica('shop', {
         name: 'standby',
         role: 'slave',
         dialect: 'postgres',
-        uri: standbyUri,
+        uri: pair.standbyUri,
         lagTolerance: 10_000,
       })
       await waitFor(() => rm.getRoutingStatus('shop').eligible.includes('standby'), 15_000, 'the standby eligible')
@@ -54,10 +50,7 @@ describe.skipIf(!available)(
 
     afterAll(async () => {
       await rm?.disconnectAll()
-      await onMaster?.close()
-      await onStandby?.close()
-      await standby?.stop()
-      await master?.stop()
+      await pair?.stop()
     })
 
     it('writes go to the master, selects (joins with equal column names, dates) to the standby', async () => {

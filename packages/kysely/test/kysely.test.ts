@@ -1,9 +1,9 @@
 import '@mostajs/replicator-dialect-postgres'
 import { Kysely, sql, type Generated } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connectDialect, ReplicationManager, type Dialect } from '@mostajs/replicator'
+import { ReplicationManager, type Dialect } from '@mostajs/replicator'
 import { ReplicatedDialect } from '@mostajs/replicator-kysely'
-import { startPostgres, startPostgresStandby, type RunningPostgres } from '@mostajs/replicator-testkit'
+import { startPostgresPair, type PostgresPair } from '@mostajs/replicator-testkit'
 import { expectReplicatorError, privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
 
 interface Database {
@@ -15,8 +15,7 @@ const { available, skipNote } = privateServer('postgres')
 describe.skipIf(!available)(
   `Kysely through the replicator: a PostgreSQL master and a native standby${skipNote}`,
   () => {
-    let master: RunningPostgres
-    let standby: RunningPostgres
+    let pair: PostgresPair
     let rm: ReplicationManager
     let db: Kysely<Database>
     let onMaster: Dialect // direct connections, around the manager
@@ -24,23 +23,17 @@ describe.skipIf(!available)(
     const routed = () => rm.getRoutingStatus('shop').readsRouted
 
     beforeAll(async () => {
-      master = await startPostgres()
-      const masterUri = await master.createDatabase('shop')
-      standby = await startPostgresStandby(master)
-      const standbyUri = new URL(masterUri)
-      standbyUri.port = String(standby.port)
-      const setup = await connectDialect({ dialect: 'postgres', uri: masterUri })
-      await setup.query('CREATE TABLE orders (id serial PRIMARY KEY, label text NOT NULL, total integer NOT NULL)')
-      await setup.close()
-      onMaster = await connectDialect({ dialect: 'postgres', uri: masterUri })
-      onStandby = await connectDialect({ dialect: 'postgres', uri: standbyUri.toString() })
+      pair = await startPostgresPair('shop', (master) =>
+        master.query('CREATE TABLE orders (id serial PRIMARY KEY, label text NOT NULL, total integer NOT NULL)'),
+      )
+      ;({ onMaster, onStandby } = pair)
       rm = new ReplicationManager(null, { heartbeatIntervalMs: 50, healthCheckIntervalMs: 100 })
-      await rm.addReplica('shop', { name: 'primary', role: 'master', dialect: 'postgres', uri: masterUri })
+      await rm.addReplica('shop', { name: 'primary', role: 'master', dialect: 'postgres', uri: pair.masterUri })
       await rm.addReplica('shop', {
         name: 'standby',
         role: 'slave',
         dialect: 'postgres',
-        uri: standbyUri.toString(),
+        uri: pair.standbyUri,
         lagTolerance: 2000,
       })
       await waitFor(
@@ -54,10 +47,7 @@ describe.skipIf(!available)(
     afterAll(async () => {
       await db?.destroy()
       await rm?.disconnectAll()
-      await onMaster?.close()
-      await onStandby?.close()
-      await standby?.stop()
-      await master?.stop()
+      await pair?.stop()
     })
 
     it('writes go to the master (with affected rows and RETURNING), selects to the standby', async () => {

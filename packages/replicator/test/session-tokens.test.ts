@@ -1,7 +1,7 @@
 import '@mostajs/replicator-dialect-postgres'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connectDialect, ReplicationManager, type Dialect, type EntitySchema } from '@mostajs/replicator'
-import { startPostgres, startPostgresStandby, type RunningPostgres } from '@mostajs/replicator-testkit'
+import { ReplicationManager, type Dialect, type EntitySchema } from '@mostajs/replicator'
+import { startPostgresPair, type PostgresPair } from '@mostajs/replicator-testkit'
 import { expectReplicatorError, privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
 
 // Read-your-writes across instances: a token made by one manager after a write, carried by the
@@ -12,17 +12,14 @@ const Note: EntitySchema = { name: 'Note', collection: 'notes', fields: { text: 
 const { available, skipNote } = privateServer('postgres')
 
 describe.skipIf(!available)(`read-your-writes tokens between instances${skipNote}`, () => {
-  let master: RunningPostgres
-  let standby: RunningPostgres
+  let pair: PostgresPair
   let onStandby: Dialect
   const instances: ReplicationManager[] = []
 
   beforeAll(async () => {
-    master = await startPostgres()
-    const masterUri = await master.createDatabase('shop')
-    standby = await startPostgresStandby(master)
-    const standbyUri = Object.assign(new URL(masterUri), { port: String(standby.port) }).toString()
-    onStandby = await connectDialect({ dialect: 'postgres', uri: standbyUri })
+    pair = await startPostgresPair('shop')
+    const { masterUri, standbyUri } = pair
+    onStandby = pair.onStandby
     for (const name of ['instance-a', 'instance-b']) {
       const rm = new ReplicationManager(null, {
         heartbeatIntervalMs: 50,
@@ -49,9 +46,7 @@ describe.skipIf(!available)(`read-your-writes tokens between instances${skipNote
 
   afterAll(async () => {
     for (const rm of instances) await rm.disconnectAll()
-    await onStandby?.close()
-    await standby?.stop()
-    await master?.stop()
+    await pair?.stop()
   })
 
   it('instance B, given the token of a write made on instance A, reads it while the standby lags; the standby serves it once it replayed it', async () => {

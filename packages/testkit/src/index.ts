@@ -7,6 +7,7 @@ export {
 } from './backends.js'
 export { freePort } from './free-port.js'
 export { createPostgresDatabase, startPostgres, startPostgresStandby, type RunningPostgres } from './postgres.js'
+export { startPostgresPair, type PostgresPair } from './postgres-pair.js'
 export { createMariaDBDatabase, startMariaDB, startMariaDBReplica, type RunningMariaDB } from './mariadb.js'
 export { sqliteFile, type TempSqliteFile } from './sqlite.js'
 export { trackForExit } from './cleanup.js'
