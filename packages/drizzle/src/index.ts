@@ -102,6 +102,7 @@ class RoutedTransactionClient {
   release(): void {
     const open = this.open
     this.open = null
+    // nobody awaits a release: a failed rollback already discarded its connection (runTransactionOn)
     void open?.end(false).catch(() => undefined)
   }
 }
