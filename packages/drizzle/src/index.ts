@@ -45,8 +45,7 @@ class RoutedPool {
 
   async query(statement: Statement, values?: unknown[]) {
     const { text, params, options } = split(statement, values)
-    const reads = isReadOnlySql(text) && !/\bfor\s+(update|share|no\s+key\s+update|key\s+share)\b/i.test(text)
-    const service = reads
+    const service = isReadOnlySql(text)
       ? this.manager.resolveReadService(this.project)
       : this.manager.resolveWriteService(this.project)
     const { rows, affected } = await runOn(service.dialect, text, params, options)

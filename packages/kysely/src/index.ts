@@ -110,11 +110,11 @@ class ReplicatedDriver implements Driver {
   async destroy(): Promise<void> {}
 }
 
-/** A query a replica may serve: a SELECT (or raw SQL) that writes nothing and takes no row lock. */
+/** A query a replica may serve: a SELECT (or raw SQL) that writes nothing and takes no row lock (isReadOnlySql). */
 function readsOnly(query: CompiledQuery): boolean {
   const kind = query.query.kind
   if (kind !== 'SelectQueryNode' && kind !== 'RawNode') return false
-  return isReadOnlySql(query.sql) && !/\bfor\s+(update|share|no\s+key\s+update|key\s+share)\b/i.test(query.sql)
+  return isReadOnlySql(query.sql)
 }
 
 /**

@@ -44,14 +44,16 @@ export interface GuardHooks {
 
 /**
  * Raw SQL that only reads: SELECT, WITH, SHOW, EXPLAIN, VALUES, TABLE, DESCRIBE naming no
- * data-changing statement (nor SELECT … INTO), or a PRAGMA without `=`. Conservative: a read
- * that merely mentions such a word is refused too.
+ * data-changing statement (nor SELECT … INTO) and taking no row lock (FOR UPDATE/SHARE: a
+ * standby refuses them), or a PRAGMA without `=`. Conservative: a read that merely mentions
+ * such a word is refused too.
  */
 export function isReadOnlySql(sql: unknown): boolean {
   if (typeof sql !== 'string') return false
   const text = sql.replace(/--[^\n]*|\/\*[\s\S]*?\*\//g, ' ').trim()
   if (/^pragma\b/i.test(text)) return !text.includes('=')
   if (!/^(select|with|show|explain|values|table|describe)\b/i.test(text)) return false
+  if (/\bfor\s+(share|no\s+key\s+update|key\s+share)\b/i.test(text)) return false // row locks (FOR UPDATE: `update` below)
   return !/\b(insert|update|delete|merge|truncate|create|alter|drop|grant|revoke|into|nextval|setval)\b/i.test(text)
 }
 

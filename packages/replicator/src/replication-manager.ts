@@ -354,9 +354,12 @@ export class ReplicationManager extends ManagerWithFailover {
   }
 }
 
+/** No condition on the slave (shared: a plain read allocates nothing for it). */
+const ANY_SLAVE: RouteOptions = Object.freeze({})
+
 /** The conditions a session puts on the slave that serves its reads. */
 function routeOf(session: ReplicationSession | undefined): RouteOptions {
-  if (!session) return {}
+  if (!session || (session.minSequence === undefined && !session.minApplied.size)) return ANY_SLAVE
   const route: RouteOptions = {}
   if (session.minSequence !== undefined) route.minSequence = session.minSequence
   if (session.minApplied.size) route.minApplied = session.minApplied

@@ -24,6 +24,7 @@ describe('read services refuse writes', () => {
     await expectReplicatorError(reader.delete('Note', note.id), 'READ_ONLY')
     await expectReplicatorError(reader.dialect.upsertMany('notes', [{ id: 'x', text: 'raw' }]), 'READ_ONLY')
     await expectReplicatorError(reader.dialect.query('DELETE FROM notes'), 'READ_ONLY')
+    await expectReplicatorError(reader.dialect.query('SELECT * FROM notes FOR SHARE'), 'READ_ONLY') // a row lock
     await expectReplicatorError(reader.dialect.insertMany!('notes', [{ id: 'y', text: 'raw' }]), 'READ_ONLY')
     await expectReplicatorError(reader.dialect.deleteOne!('notes', { id: note.id }), 'READ_ONLY')
     await expectReplicatorError(reader.dialect.replaceOne!('notes', { id: note.id }, { text: 'raw' }), 'READ_ONLY')

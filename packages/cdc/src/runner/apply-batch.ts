@@ -18,6 +18,7 @@ import { DEAD_LETTERS_COLLECTION } from './internal-tables.js'
 import { timeOf } from './row-compare.js'
 import type { RuleContext } from './rule-context.js'
 import { applyKeyless, withoutCopied } from './keyless.js'
+import { upsertSettingAside } from './set-aside.js'
 import { completeMovedRows } from './moved-rows.js'
 import { addNewColumns } from './schema-evolution.js'
 
@@ -199,44 +200,14 @@ async function applyPart(
         if (!ReplicatorError.isInstance(error) || error.code !== 'ROW_REJECTED') throw error
       }
     }
-    // Each refusal names some of the rejected rows (at most a hundred): set them aside and try
-    // again until the rest lands. Every round removes at least one row, or the error is thrown.
-    while (upserts.length) {
-      try {
-        await tx.upsertMany(
-          collection,
-          upserts.map((event) => event.after!),
-        )
-        break
-      } catch (error) {
-        if (
-          !ReplicatorError.isInstance(error) ||
-          error.code !== 'ROW_REJECTED' ||
-          !Array.isArray(error.details.failures) ||
-          !error.details.failures.length
-        )
-          throw error
-        const failures = error.details.failures as Array<{ key: unknown; message: string }>
-        const rejected = new Map(
-          failures.map((failure) => [
-            keyIdentity(keyToObject(failure.key, description.primaryKey, collection), description.primaryKey),
-            failure.message,
-          ]),
-        )
-        const before = upserts.length
-        upserts = upserts.filter((event) => {
-          const identity = keyIdentity(
-            keyToObject(event.key, description.primaryKey, collection),
-            description.primaryKey,
-          )
-          const message = rejected.get(identity)
-          if (message === undefined) return true
-          deadLetters.push(deadLetter(ctx, event, message, position))
-          return false
-        })
-        if (upserts.length === before) throw error // named rows that are not in the batch: no progress
-      }
-    }
+    await upsertSettingAside(
+      tx,
+      collection,
+      description.primaryKey,
+      upserts,
+      (event) => event.after!,
+      (event, message) => deadLetters.push(deadLetter(ctx, event, message, position)),
+    )
     if (changes.deletes.size)
       await tx.deleteMany(
         collection,

@@ -1,14 +1,8 @@
-import {
-  keyIdentity,
-  keyOfRow,
-  keyToObject,
-  ReplicatorError,
-  type ChangeEvent,
-  type Row,
-} from '@mostajs/replicator-core'
+import { keyOfRow, ReplicatorError, type ChangeEvent, type Row } from '@mostajs/replicator-core'
 import { deadLetter } from './dead-letters.js'
 import { DEAD_LETTERS_COLLECTION } from './internal-tables.js'
 import { copyExact } from './keyless.js'
+import { upsertSettingAside } from './set-aside.js'
 import type { RuleContext } from './rule-context.js'
 import { addColumnsOfRows, addColumnsOfSource } from './schema-evolution.js'
 
@@ -88,42 +82,29 @@ const SNAPSHOT_POSITION = { dialect: 'snapshot', value: 'snapshot' }
  */
 async function writePage(ctx: RuleContext, collection: string, rows: Row[]): Promise<number> {
   const { primaryKey } = await ctx.target.describeCollection(collection)
-  let pending = rows
-  while (pending.length) {
-    try {
-      await ctx.target.upsertMany(collection, pending)
-      break
-    } catch (error) {
-      const failures =
-        ReplicatorError.isInstance(error) && error.code === 'ROW_REJECTED' ? error.details.failures : null
-      if (!Array.isArray(failures) || !failures.length) throw error
-      const refused = new Map(
-        (failures as Array<{ key: unknown; message: string }>).map((failure) => [
-          keyIdentity(keyToObject(failure.key, primaryKey, collection), primaryKey),
-          failure.message,
-        ]),
-      )
-      const letters: Row[] = []
-      const before = pending.length
-      pending = pending.filter((row) => {
-        const message = refused.get(keyIdentity(row, primaryKey))
-        if (message === undefined) return true
-        const event: ChangeEvent = {
-          op: 'r',
-          collection,
-          key: keyOfRow(row, primaryKey),
-          after: row,
-          source: { dialect: ctx.source.name, database: '', position: SNAPSHOT_POSITION, ts: Date.now() },
-        }
-        letters.push(deadLetter(ctx, event, message, SNAPSHOT_POSITION))
-        return false
-      })
-      if (pending.length === before) throw error // named rows that are not in the page: no progress
-      await ctx.target.upsertMany(DEAD_LETTERS_COLLECTION, letters)
-      ctx.stats.deadLettered += letters.length
-      ctx.stats.errors += letters.length
-      ctx.perCollection.get(collection)!.deadLettered += letters.length
-    }
+  const letters: Row[] = []
+  const written = await upsertSettingAside(
+    ctx.target,
+    collection,
+    primaryKey,
+    rows,
+    (row) => row,
+    (row, message) => {
+      const event: ChangeEvent = {
+        op: 'r',
+        collection,
+        key: keyOfRow(row, primaryKey),
+        after: row,
+        source: { dialect: ctx.source.name, database: '', position: SNAPSHOT_POSITION, ts: Date.now() },
+      }
+      letters.push(deadLetter(ctx, event, message, SNAPSHOT_POSITION))
+    },
+  )
+  if (letters.length) {
+    await ctx.target.upsertMany(DEAD_LETTERS_COLLECTION, letters)
+    ctx.stats.deadLettered += letters.length
+    ctx.stats.errors += letters.length
+    ctx.perCollection.get(collection)!.deadLettered += letters.length
   }
-  return pending.length
+  return written
 }

@@ -98,7 +98,6 @@ export function rulesView(manager: ReplicationManager) {
     const counts = { inserted: stats.created, updated: stats.updated, deleted: stats.deleted, failed: stats.errors }
     return {
       ...rule,
-      enabled: rule.enabled ?? true,
       streaming: stream !== null,
       consecutiveFailures: stream?.consecutiveFailures ?? 0,
       lastError: stream?.lastError ?? null,
@@ -122,8 +121,12 @@ function statusSnapshot(manager: ReplicationManager, unhealthyAfterFailures?: nu
     health: healthOf(manager, unhealthyAfterFailures),
     replicas: replicasByProject(manager),
     rules: rulesView(manager),
-    routing: manager.listProjects().map((project) => manager.getRoutingStatus(project)),
+    routing: routingView(manager),
   }
+}
+
+function routingView(manager: ReplicationManager) {
+  return manager.listProjects().map((project) => manager.getRoutingStatus(project))
 }
 
 function jsonText(body: unknown): string {
@@ -210,15 +213,10 @@ export async function startStatusServer(
         200,
         url.searchParams.get('by') === 'project'
           ? replicasByProject(manager)
-          : manager.listProjects().flatMap((project) => manager.getReplicaStatus(project).map(replicaView)),
+          : Object.values(replicasByProject(manager)).flat(),
       ),
     '/api/rules': (response) => sendJson(response, 200, rulesView(manager)),
-    '/api/routing': (response) =>
-      sendJson(
-        response,
-        200,
-        manager.listProjects().map((project) => manager.getRoutingStatus(project)),
-      ),
+    '/api/routing': (response) => sendJson(response, 200, routingView(manager)),
   }
 
   const server = createServer((request: IncomingMessage, response: ServerResponse) => {
