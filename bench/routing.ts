@@ -46,8 +46,13 @@ async function relayHeartbeats(master: Dialect, slaves: Dialect[], until: () => 
   while (!until()) {
     const rows = await master.find(HEARTBEAT_COLLECTION)
     for (const slave of slaves) {
-      await slave.ensureCollection(HEARTBEAT_SCHEMA)
-      if (rows.length) await slave.upsertMany(HEARTBEAT_COLLECTION, rows)
+      // the managed feeds write the same rows into the slaves: a busy file is retried next tick
+      try {
+        await slave.ensureCollection(HEARTBEAT_SCHEMA)
+        if (rows.length) await slave.upsertMany(HEARTBEAT_COLLECTION, rows)
+      } catch (error) {
+        if ((error as { details?: { driverCode?: string } }).details?.driverCode !== 'SQLITE_BUSY') throw error
+      }
     }
     await sleep(20)
   }

@@ -11,6 +11,6 @@ export {
 export { DEAD_LETTERS_COLLECTION, OFFSETS_COLLECTION, TOMBSTONES_COLLECTION } from './runner/internal-tables.js'
 export { DEFAULT_LEASE_MS, type LeaseHolder, type LeaseOptions } from './runner/rule-lease.js'
 export { RuleRunner } from './runner/rule-runner.js'
-export type { CollectionStats, RuleObserver, SyncStats } from './runner/sync-stats.js'
+export type { CollectionStats, RuleCounters, RuleObserver, SyncStats } from './runner/sync-stats.js'
 export { managedFeedName, RuleSet, type RuleEndpoint, type RuleProgress, type RuleSetHost } from './rule-set.js'
 export type { StreamState } from './stream-loop.js'

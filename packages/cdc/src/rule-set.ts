@@ -10,7 +10,7 @@ import {
 import { DEAD_LETTERS_COLLECTION, nullWhenMissing, OFFSETS_COLLECTION } from './runner/internal-tables.js'
 import type { LeaseOptions } from './runner/rule-lease.js'
 import { RuleRunner } from './runner/rule-runner.js'
-import { emptySyncStats, type RuleObserver, type SyncStats } from './runner/sync-stats.js'
+import { emptySyncStats, syncStatsOf, type RuleObserver, type SyncStats } from './runner/sync-stats.js'
 import { StreamLoop, type StreamState } from './stream-loop.js'
 
 /** The master of a project as a rule sees it. */
@@ -251,7 +251,7 @@ export class RuleSet {
     const rule = this.require(name)
     const runner = this.runners.get(name)
     const reverse = this.reverseRunners.get(name)
-    if (!runner) return emptySyncStats(rule.name)
+    if (!runner) return syncStatsOf(emptySyncStats(rule.name))
     return reverse ? { ...runner.getStats(), reverse: reverse.getStats() } : runner.getStats()
   }
 

@@ -9,7 +9,7 @@ export {
   type ReplicatorErrorOptions,
 } from './errors.js'
 export { jsonPath, listProblems, problemsAt, type PathProblem } from './json-path.js'
-export { maskUri } from './mask-uri.js'
+export { hasMaskedSecret, maskUri } from './mask-uri.js'
 export {
   NATIVE_TYPES,
   nativeTypeFor,

@@ -34,3 +34,15 @@ function maskUserinfo(uri: string): string {
   if (colon === -1 || colon === userinfo.length - 1) return uri // no password
   return `${scheme}${userinfo.slice(0, colon + 1)}****${rest.slice(end)}`
 }
+
+const MASKED_USERINFO = /^[a-z][a-z0-9+.-]*:\/\/[^/?#@]*:\*+@/i
+const MASKED_PARAM = /[?&](?:password|pass|pwd|secret|token|sslpassword)=\*+(?:[&#]|$)/i
+
+/**
+ * True when a URI carries a password that was masked (`***`, `****`) rather than the secret:
+ * such a URI was saved by a tool that hides secrets and can never connect.
+ * `postgres://app:***@db/shop` → true; `postgres://app:${DB_PASSWORD}@db/shop` → false.
+ */
+export function hasMaskedSecret(uri: string): boolean {
+  return typeof uri === 'string' && (MASKED_USERINFO.test(uri) || MASKED_PARAM.test(uri))
+}

@@ -1,4 +1,5 @@
 import type { RuleObserver } from '@mostajs/replicator-cdc'
+import type { TreeFormat } from '@mostajs/replicator-persistence'
 import type { ReplicaState } from '@mostajs/replicator-routing'
 import type { PromotionResult, RetentionWarning } from './types.js'
 
@@ -33,6 +34,11 @@ export interface ReplicationManagerEvents {
   'rule.progress': [Info<'snapshotProgress'>]
   /** A capture started holding too much log on its source, or its slot is at risk or lost (see `maxRetainedWalBytes`). */
   'capture.retention': [RetentionWarning]
+  /**
+   * A save replaced a tree file of an older form (`'0.2'`: the original library's, or version
+   * 1) by the current one; the replaced file is kept at `backup`.
+   */
+  'tree.migrated': [{ path: string; from: TreeFormat; backup: string }]
   /** Problems of background work (monitors, streaming loops); never thrown into the application. */
   error: [unknown]
 }

@@ -32,5 +32,11 @@ export function logManagerEvents(manager: EventEmitter<ReplicationManagerEvents>
   manager.on('replica.fenced', (event) => logger.warn({ ...event }, 'former master fenced'))
   manager.on('rule.reseeded', (event) => logger.warn({ ...event }, 'rule re-seeded: its capture lost its position'))
   manager.on('capture.retention', (warning) => logger.warn({ ...warning }, 'capture retains too much log'))
+  manager.on('tree.migrated', (event) =>
+    logger.warn(
+      { ...event },
+      `tree file rewritten from the ${event.from} form; the old file is kept at ${event.backup}`,
+    ),
+  )
   manager.on('error', (error) => logger.error(errorFields(error), 'background error'))
 }

@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { EntityService, ReplicatorError, type EntitySchema } from '@mostajs/replicator-core'
-import { readTreeFile, resolveEnvReferences, writeTreeFile } from '@mostajs/replicator-persistence'
+import { EntityService, jsonPath, ReplicatorError, type EntitySchema } from '@mostajs/replicator-core'
+import { loadTreeFile, resolveEnvReferences, writeTreeFile } from '@mostajs/replicator-persistence'
 import {
   assertStrategy,
   fallbackReason,
@@ -284,23 +284,31 @@ export class ReplicationManager extends ManagerWithFailover {
 
   // ---------------------------------------------------------------- persistence
 
-  // ---------------------------------------------------------------- persistence
-
-  /** Writes the topology (replicas with their URIs as given, routing, rules, epochs) atomically. */
+  /**
+   * Writes the topology (replicas with their URIs as given, routing, rules, epochs) atomically,
+   * keyed by name as the original library did (its monitor reads it). Replacing a file of an
+   * older form (a 0.2 file, version 1) keeps it as `<path>.v<form>.bak` and emits `tree.migrated`.
+   */
   async saveToFile(path: string): Promise<void> {
-    await writeTreeFile(path, treeOf(this.projects.values(), this.rules.stored()))
+    const written = await writeTreeFile(path, treeOf(this.projects.values(), this.rules.stored()))
+    if (written.formatBackup && written.previousFormat !== null)
+      this.emit('tree.migrated', { path, from: written.previousFormat, backup: written.formatBackup })
   }
 
   /**
    * Loads a tree file and **reconnects** every replica (`${ENV}` references resolved). A
    * replica that cannot be reached is added as unhealthy and retried by the health checks.
-   * A malformed file → CONFIG_INVALID listing each problem's JSON path; nothing is changed.
+   * Reads this release's files and the original `@mostajs/replicator` 0.2 ones (keyed, no
+   * `version`; rule defaults filled in). A malformed file, or one holding a masked password
+   * (`***`) → CONFIG_INVALID listing each problem's JSON path; nothing is changed.
    */
   async loadFromFile(path: string): Promise<void> {
-    const tree = await readTreeFile(path)
+    const { tree, format } = await loadTreeFile(path)
     for (const [project, replicas] of Object.entries(tree.replicas)) {
-      // fail before touching anything
-      replicas.forEach((replica, index) => resolveEnvReferences(replica.uri, `$.replicas.${project}[${index}].uri`))
+      // fail before touching anything; the path is the one in the file as written
+      replicas.forEach((replica, index) =>
+        resolveEnvReferences(replica.uri, jsonPath(['replicas', project, format === 1 ? index : replica.name, 'uri'])),
+      )
     }
     for (const [project, replicas] of Object.entries(tree.replicas)) {
       for (const { fenced, ...config } of mastersFirst(replicas)) {
@@ -315,7 +323,11 @@ export class ReplicationManager extends ManagerWithFailover {
     this.rules.load(tree.rules)
   }
 
-  /** Saves to `path` after every topology change (add, remove, routing, promotion, rules). */
+  /**
+   * Saves to `path` after every topology change (add, remove, routing, promotion, rules). A
+   * file of an older form there is rewritten in the current one by the first save, which
+   * keeps it as `<path>.v<form>.bak` and emits `tree.migrated` (logged as a warning).
+   */
   enableAutoPersist(path: string): void {
     this.autoPersistPath = path
     this.schedulePersist()

@@ -179,6 +179,7 @@ export function validateReplica(
 
 /** What getReplicaStatus reports of a replica (its URI masked). */
 export function replicaStatusOf(entry: ReplicaEntry): ReplicaStatus {
+  const up = entry.healthy && entry.connected
   return {
     project: entry.project,
     name: entry.config.name,
@@ -186,7 +187,8 @@ export function replicaStatusOf(entry: ReplicaEntry): ReplicaStatus {
     dialect: entry.config.dialect,
     replication: entry.config.role === 'slave' ? (entry.config.replication ?? 'native') : null,
     status: entry.state,
-    healthy: entry.healthy && entry.connected,
+    state: entry.state === 'connecting' ? 'connecting' : up ? 'up' : 'down',
+    healthy: up,
     lag: entry.lagMs,
     lagTolerance: entry.config.lagTolerance,
     weight: entry.config.weight,

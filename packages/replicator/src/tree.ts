@@ -4,7 +4,7 @@ import type { ProjectState, ReplicaEntry } from './topology.js'
 
 /** The tree file of a topology: replicas with their URIs as given, routing, rules, epochs. */
 export function treeOf(projects: Iterable<ProjectState>, rules: ReplicationRuleConfig[]): ReplicatorTree {
-  const tree: ReplicatorTree = { version: 1, replicas: {}, routing: {}, rules, epochs: {} }
+  const tree: ReplicatorTree = { replicas: {}, routing: {}, rules, epochs: {} }
   for (const state of projects) {
     tree.replicas[state.name] = [...state.replicas.values()].map(storedReplica)
     tree.routing[state.name] = state.router.strategy

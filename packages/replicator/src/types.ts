@@ -32,7 +32,10 @@ export interface ReplicaStatus {
   role: 'master' | 'slave'
   dialect: string
   replication: ReplicationKind | null
+  /** The finer state: healthy, lagging, unhealthy, fenced, connecting. */
   status: ReplicaState
+  /** The original monitor's coarse state: `up` (reachable), `down`, or `connecting` (first connection under way). */
+  state: 'up' | 'down' | 'connecting'
   healthy: boolean
   /** Measured lag in ms (heartbeat); null until a heartbeat arrived; 0 for the master. */
   lag: number | null

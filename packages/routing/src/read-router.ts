@@ -1,15 +1,10 @@
 import { ReplicatorError } from '@mostajs/replicator-core'
 
-/** How reads are spread over the eligible slaves of a project. */
-export type ReadRoutingStrategy = 'round-robin' | 'least-lag' | 'random' | 'weighted'
+/** The strategies, in documentation order: the one list the type, validation and the tree file read. */
+export const READ_ROUTING_STRATEGIES = ['round-robin', 'least-lag', 'random', 'weighted'] as const
 
-/** The strategies, in documentation order. */
-export const READ_ROUTING_STRATEGIES: readonly ReadRoutingStrategy[] = [
-  'round-robin',
-  'least-lag',
-  'random',
-  'weighted',
-]
+/** How reads are spread over the eligible slaves of a project. */
+export type ReadRoutingStrategy = (typeof READ_ROUTING_STRATEGIES)[number]
 
 /** What routing knows of one slave: in-memory state kept fresh by the monitors (no I/O per call). */
 export interface RoutingCandidate {

@@ -136,6 +136,51 @@ describe('mostajs-replicator CLI (spawned)', () => {
     expect(report.problems.find((problem) => problem.path === '$.rules[0].mode')?.message).toContain("'cdc'")
   })
 
+  it('migrate-tree: rewrites a @mostajs/replicator 0.2 tree in version 2, keeps the original; validate names the form', async () => {
+    const original = {
+      replicas: { app: { main: { role: 'master', dialect: 'sqlite', uri: appUri } } },
+      rules: { 'users-copy': { source: 'app', target: 'copy', mode: 'cdc', collections: ['users'], enabled: true } },
+      routing: { app: 'least-lag' },
+    }
+    const path = join(dir, 'original.json')
+    const text = JSON.stringify(original, null, 2)
+    writeFileSync(path, text)
+    const validated = await run(['validate', path])
+    expect(validated.code).toBe(0)
+    expect(validated.stdout).toContain('is valid: 1 replicas in 1 projects, 1 rules (the @mostajs/replicator 0.2 form;')
+    expect(validated.stdout).toContain(`mostajs-replicator migrate-tree ${path}`)
+
+    const migrated = await run(['migrate-tree', path, '--json'])
+    expect(migrated.code, migrated.stderr).toBe(0)
+    expect(JSON.parse(migrated.stdout)).toEqual({
+      tree: path,
+      from: '0.2',
+      to: 2,
+      replicas: 1,
+      rules: 1,
+      backup: `${path}.v0.2.bak`,
+    })
+    expect(readFileSync(`${path}.v0.2.bak`, 'utf8')).toBe(text)
+    const written = JSON.parse(readFileSync(path, 'utf8'))
+    expect(written).toEqual({ version: 2, ...original, epochs: {} })
+    const again = await run(['migrate-tree', path])
+    expect(again.code).toBe(0)
+    expect(again.stdout).toBe(`${path} is already version 2; nothing to do\n`)
+
+    // a masked password: refused with its path, the file left as it was
+    const masked = join(dir, 'masked.json')
+    const maskedText = JSON.stringify({
+      replicas: { app: { main: { role: 'master', dialect: 'postgres', uri: 'postgres://app:***@db:5432/app' } } },
+    })
+    writeFileSync(masked, maskedText)
+    const refused = await run(['migrate-tree', masked])
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toContain('CONFIG_INVALID')
+    expect(refused.stderr).toContain('$.replicas.app.main.uri: holds a masked password')
+    expect(readFileSync(masked, 'utf8')).toBe(maskedText)
+    expect((await run(['migrate-tree'])).code).toBe(2)
+  })
+
   it('sync and status: the rule copies the rows; status shows replicas with masked URIs and rule counts', async () => {
     const env = { CLI_TEST_APP_URI: appUri }
     const synced = await run(['sync', 'users-copy', '--tree', tree, '--json'], { env })

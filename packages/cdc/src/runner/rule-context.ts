@@ -1,7 +1,7 @@
 import type { Dialect, Position } from '@mostajs/replicator-core'
 import type { RunnerConfig } from '../rule-config.js'
 import type { RuleLease } from './rule-lease.js'
-import type { CollectionStats, RuleObserver, SyncStats } from './sync-stats.js'
+import type { CollectionStats, RuleCounters, RuleObserver } from './sync-stats.js'
 
 /** What the parts of a rule runner share: the rule, both databases, and its counters. */
 export interface RuleContext {
@@ -9,7 +9,7 @@ export interface RuleContext {
   readonly source: Dialect
   readonly target: Dialect
   readonly observer: RuleObserver
-  readonly stats: SyncStats
+  readonly stats: RuleCounters
   readonly perCollection: Map<string, CollectionStats>
   /** Column compared by `timestamp` conflict resolution and by bidirectional rules. */
   readonly timestampColumn: string

@@ -24,6 +24,8 @@ import { copyCollection } from './snapshot.js'
 import {
   emptyCollectionStats,
   emptySyncStats,
+  syncStatsOf,
+  type RuleCounters,
   type CollectionStats,
   type RuleObserver,
   type SyncStats,
@@ -44,7 +46,7 @@ export class RuleRunner {
   private resumed = false
   /** The collections of this preparation were compared with those the target has copied. */
   private copiesChecked = false
-  private readonly stats: SyncStats
+  private readonly stats: RuleCounters
   private readonly perCollection = new Map<string, CollectionStats>()
   /** Tables of the source catalogue (`['*']`) that cannot be carried, with the reason. */
   private readonly setAside = new Map<string, string>()
@@ -374,11 +376,11 @@ export class RuleRunner {
 
   getStats(): SyncStats {
     const setAside = [...this.setAside].map(([collection, reason]) => ({ collection, reason }))
-    return {
+    return syncStatsOf({
       ...this.stats,
       details: [...this.perCollection.values()].map((detail) => ({ ...detail })),
       ...(setAside.length ? { setAside } : {}),
       ...(this.standby ? { standby: { ...this.standby } } : {}),
-    }
+    })
   }
 }

@@ -10,8 +10,11 @@ export interface CollectionStats {
   deadLettered: number
 }
 
-/** What a rule did so far (the original `getSyncStats` shape, plus ours). */
-export interface SyncStats {
+/**
+ * What a rule did so far (the original `getSyncStats` shape, plus ours), as the runner counts
+ * it; `SyncStats` adds the names monitors written for the original library read.
+ */
+export interface RuleCounters {
   ruleName: string
   lastSync: Date | null
   /** Rows written and rows deleted on the target (snapshot copies, streamed changes, mirror deletes). */
@@ -35,8 +38,31 @@ export interface SyncStats {
   setAside?: Array<{ collection: string; reason: string }>
   /** Set while another process holds the rule's lease: this one applies nothing and waits for it to expire. */
   standby?: { owner: string; until: Date }
+}
+
+/** A rule's counters as `getSyncStats` returns them: ours, and the original monitor's names beside them. */
+export interface SyncStats extends RuleCounters {
+  /** `created` under the original monitor's name. */
+  inserted: number
+  /** `errors` under the original monitor's name. */
+  failed: number
+  /** `duration` under the original monitor's name (ms). */
+  durationMs: number
+  /** `lastSync` under the original monitor's name. */
+  lastRun: Date | null
   /** The target → source direction of a bidirectional rule. */
   reverse?: SyncStats
+}
+
+/** The counters with the original monitor's names added (`inserted`, `failed`, `durationMs`, `lastRun`). */
+export function syncStatsOf(counters: RuleCounters): SyncStats {
+  return {
+    ...counters,
+    inserted: counters.created,
+    failed: counters.errors,
+    durationMs: counters.duration,
+    lastRun: counters.lastSync,
+  }
 }
 
 /** Callbacks a runner calls as it works (monitoring, progress bars). They must not throw. */
@@ -50,7 +76,7 @@ export interface RuleObserver {
 }
 
 /** Counters of a rule before its first sync. */
-export function emptySyncStats(ruleName: string): SyncStats {
+export function emptySyncStats(ruleName: string): RuleCounters {
   return {
     ruleName,
     lastSync: null,

@@ -1,7 +1,14 @@
 import { readFile } from 'node:fs/promises'
 import { Command, CommanderError } from 'commander'
 import { maskSecretsInText, ReplicatorError } from '@mostajs/replicator-core'
-import { parseTree } from '@mostajs/replicator-persistence'
+import {
+  loadTreeFile,
+  parseTree,
+  TREE_VERSION,
+  treeFormatOf,
+  writeTreeFile,
+  type TreeFormat,
+} from '@mostajs/replicator-persistence'
 import { ReplicationManager } from '../replication-manager.js'
 import { DEFAULT_TREE_FILE, runReplicatorService, serviceOptionsFromEnv } from '../service/replicator-service.js'
 import { scaffoldReplicatorService } from '../service/scaffold.js'
@@ -73,6 +80,7 @@ async function withManager<T>(
   tree: string,
   waitMs: number,
   fn: (manager: ReplicationManager) => Promise<T>,
+  output?: Output,
 ): Promise<T> {
   const manager = new ReplicationManager(null, {
     heartbeatIntervalMs: 100,
@@ -81,6 +89,7 @@ async function withManager<T>(
     connectTimeoutMs: 3000,
   })
   manager.on('error', () => undefined) // reported through the status instead
+  manager.on('tree.migrated', (event) => output?.err(`${migratedLine(event)}\n`))
   try {
     await manager.loadFromFile(tree)
     if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs))
@@ -88,6 +97,12 @@ async function withManager<T>(
   } finally {
     await manager.disconnectAll()
   }
+}
+
+const FORM_NAMES: Record<string, string> = { '0.2': 'the @mostajs/replicator 0.2 form', '1': 'version 1' }
+
+function migratedLine(event: { path: string; from: TreeFormat; backup: string }): string {
+  return `${event.path} rewritten from ${FORM_NAMES[String(event.from)]} to version ${TREE_VERSION}; the old file is kept at ${event.backup}`
 }
 
 /**
@@ -129,18 +144,24 @@ export async function runCli(
     .option('--json', 'print the result as JSON')
     .action(async (tree: string, options: { json?: boolean }) => {
       try {
-        const parsed = parseTree(JSON.parse(await readFile(tree, 'utf8')), `Tree file ${tree}`)
+        const raw = JSON.parse(await readFile(tree, 'utf8')) as unknown
+        const parsed = parseTree(raw, `Tree file ${tree}`)
         const summary = {
           valid: true,
           tree,
+          format: treeFormatOf(raw),
           projects: Object.keys(parsed.replicas).length,
           replicas: Object.values(parsed.replicas).flat().length,
           rules: parsed.rules.length,
         }
+        const older =
+          summary.format === TREE_VERSION
+            ? ''
+            : ` (${FORM_NAMES[String(summary.format)]}; \`mostajs-replicator migrate-tree ${tree}\` rewrites it in version ${TREE_VERSION})`
         output.out(
           options.json
             ? `${JSON.stringify(summary)}\n`
-            : `${tree} is valid: ${summary.replicas} replicas in ${summary.projects} projects, ${summary.rules} rules\n`,
+            : `${tree} is valid: ${summary.replicas} replicas in ${summary.projects} projects, ${summary.rules} rules${older}\n`,
         )
       } catch (error) {
         const problems =
@@ -159,6 +180,30 @@ export async function runCli(
         )
         exitCode = EXIT.failed
       }
+    })
+
+  program
+    .command('migrate-tree')
+    .description(
+      `rewrite a tree file of an older form (@mostajs/replicator 0.2, version 1) in version ${TREE_VERSION}; the old file is kept as <tree>.v<form>.bak`,
+    )
+    .argument('<tree>', 'tree file')
+    .option('--json', 'print the result as JSON')
+    .action(async (tree: string, options: { json?: boolean }) => {
+      const { tree: parsed, format } = await loadTreeFile(tree) // a bad file: CONFIG_INVALID, nothing written
+      const counts = {
+        replicas: Object.values(parsed.replicas).flat().length,
+        rules: parsed.rules.length,
+      }
+      const written = format === TREE_VERSION ? null : await writeTreeFile(tree, parsed)
+      const result = { tree, from: format, to: TREE_VERSION, ...counts, backup: written?.formatBackup ?? null }
+      output.out(
+        options.json
+          ? `${JSON.stringify(result)}\n`
+          : written
+            ? `${migratedLine({ path: tree, from: format, backup: result.backup! })} (${counts.replicas} replicas, ${counts.rules} rules)\n`
+            : `${tree} is already version ${TREE_VERSION}; nothing to do\n`,
+      )
     })
 
   program
@@ -271,15 +316,20 @@ export async function runCli(
     .option('--force', 'promote even when lagging; the result says what may be lost')
     .option('--json', 'print JSON')
     .action(async (project: string, replica: string, options: { tree: string; force?: boolean; json?: boolean }) => {
-      await withManager(options.tree, 1000, async (manager) => {
-        const result = await manager.promoteToMaster(project, replica, { force: options.force === true })
-        await manager.saveToFile(options.tree)
-        output.out(
-          options.json
-            ? `${JSON.stringify(result)}\n`
-            : `${project}/${replica} is now the master (epoch ${result.epoch}); ${result.previousMaster ?? 'no previous master'} fenced${result.possibleDataLoss ? `; may be lost: ${result.possibleDataLoss}` : ''}\n`,
-        )
-      })
+      await withManager(
+        options.tree,
+        1000,
+        async (manager) => {
+          const result = await manager.promoteToMaster(project, replica, { force: options.force === true })
+          await manager.saveToFile(options.tree)
+          output.out(
+            options.json
+              ? `${JSON.stringify(result)}\n`
+              : `${project}/${replica} is now the master (epoch ${result.epoch}); ${result.previousMaster ?? 'no previous master'} fenced${result.possibleDataLoss ? `; may be lost: ${result.possibleDataLoss}` : ''}\n`,
+          )
+        },
+        output,
+      )
     })
 
   program

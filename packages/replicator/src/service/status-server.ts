@@ -45,12 +45,6 @@ export interface HealthReport {
 export const DEFAULT_STATUS_PORT = 9470
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
 
-/** The monitor's replica shape: `state` is up/down/connecting beside our finer `status`. */
-function replicaView(replica: ReplicaStatus) {
-  const state = replica.status === 'connecting' ? 'connecting' : replica.healthy ? 'up' : 'down'
-  return { ...replica, state }
-}
-
 /**
  * Health of a manager: down when a project has no healthy master, or when a streaming loop
  * (rule or managed replica feed) failed `unhealthyAfterFailures` times in a row. Slaves that
@@ -95,23 +89,21 @@ export function rulesView(manager: ReplicationManager) {
   return manager.listRules().map((rule) => {
     const stats = manager.getSyncStats(rule.name)
     const stream = manager.getStreamState(rule.name)
-    const counts = { inserted: stats.created, updated: stats.updated, deleted: stats.deleted, failed: stats.errors }
+    const { inserted, updated, deleted, failed, durationMs } = stats
     return {
       ...rule,
       streaming: stream !== null,
       consecutiveFailures: stream?.consecutiveFailures ?? 0,
       lastError: stream?.lastError ?? null,
-      stats: { ...stats, inserted: stats.created, failed: stats.errors },
-      lastStats: { ...counts, durationMs: stats.duration },
+      stats,
+      lastStats: { inserted, updated, deleted, failed, durationMs },
     }
   })
 }
 
 /** Every replica, by project (`{ [project]: replicas[] }`), as the dashboard and monitors read them. */
-export function replicasByProject(manager: ReplicationManager): Record<string, ReturnType<typeof replicaView>[]> {
-  return Object.fromEntries(
-    manager.listProjects().map((project) => [project, manager.getReplicaStatus(project).map(replicaView)]),
-  )
+export function replicasByProject(manager: ReplicationManager): Record<string, ReplicaStatus[]> {
+  return Object.fromEntries(manager.listProjects().map((project) => [project, manager.getReplicaStatus(project)]))
 }
 
 /** What `/api/stream` sends at each tick. */
