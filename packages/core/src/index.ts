@@ -78,10 +78,16 @@ export { SpillFile } from './spill-file.js'
 export {
   connectDialect,
   createDialect,
+  DIALECT_PACKAGE_NAMES,
   DIALECT_PACKAGES,
+  dialectDescriptor,
+  dialectDescriptors,
   registerDialect,
   registeredDialects,
+  replicationFamilyOf,
+  type DialectDescriptor,
   type DialectFactory,
+  type SqlFamily,
 } from './registry.js'
 export {
   EntityService,

@@ -244,5 +244,16 @@ function toColumn(row: DescribedRow, jsonColumns: Set<string>): ColumnDescriptio
   return column
 }
 
-registerDialect('mysql', (config) => new MysqlDialect(config))
-registerDialect('mariadb', (config) => new MysqlDialect(config))
+for (const [name, label] of [
+  ['mysql', 'MySQL'],
+  ['mariadb', 'MariaDB'],
+] as const)
+  registerDialect({
+    name,
+    label,
+    packageName: '@mostajs/replicator-dialect-mysql',
+    sqlFamily: 'mysql',
+    replicationFamily: 'mysql', // MariaDB and MySQL replicate each other
+    oldMasterRejoins: true, // with GTID, the old master replicates from the new one
+    create: (config) => new MysqlDialect(config),
+  })

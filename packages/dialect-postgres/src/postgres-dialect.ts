@@ -138,4 +138,13 @@ export class PostgresDialect extends SqlDialect {
   }
 }
 
-registerDialect('postgres', (config) => new PostgresDialect(config), ['postgresql'])
+registerDialect({
+  name: 'postgres',
+  aliases: ['postgresql'],
+  label: 'PostgreSQL',
+  packageName: '@mostajs/replicator-dialect-postgres',
+  sqlFamily: 'postgres',
+  replicationFamily: 'postgres',
+  oldMasterRejoins: false, // a promoted standby's old primary needs pg_rewind or a new base backup
+  create: (config) => new PostgresDialect(config),
+})

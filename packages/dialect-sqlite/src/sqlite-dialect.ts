@@ -222,4 +222,13 @@ function toColumn(row: Record<string, unknown>, soleKey: boolean): ColumnDescrip
   return column
 }
 
-registerDialect('sqlite', (config) => new SqliteDialect(config), ['sqlite3'])
+registerDialect({
+  name: 'sqlite',
+  aliases: ['sqlite3'],
+  label: 'SQLite',
+  packageName: '@mostajs/replicator-dialect-sqlite',
+  sqlFamily: 'sqlite',
+  replicationFamily: null, // no native replication: its slaves are managed
+  oldMasterRejoins: false,
+  create: (config) => new SqliteDialect(config),
+})

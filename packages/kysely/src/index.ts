@@ -20,10 +20,16 @@ import {
   type TransactionSettings,
 } from 'kysely'
 import { holdTransaction, isReadOnlySql, type HeldTransaction, type ReplicationManager } from '@mostajs/replicator'
-import { ReplicatorError, type DialectOperations, type ExecuteResult } from '@mostajs/replicator-core'
+import {
+  dialectDescriptor,
+  ReplicatorError,
+  type DialectOperations,
+  type ExecuteResult,
+  type SqlFamily,
+} from '@mostajs/replicator-core'
 
 /** The SQL a Kysely instance compiles to: that of the project's databases. */
-export type SqlFamily = 'postgres' | 'mysql' | 'sqlite'
+export type { SqlFamily }
 
 export interface ReplicatedDialectOptions {
   manager: ReplicationManager
@@ -32,8 +38,6 @@ export interface ReplicatedDialectOptions {
   /** The SQL to compile to; default: the master's database (`mariadb` compiles as `mysql`). */
   sql?: SqlFamily
 }
-
-const FAMILIES: Record<string, SqlFamily> = { postgres: 'postgres', mysql: 'mysql', mariadb: 'mysql', sqlite: 'sqlite' }
 
 /**
  * A Kysely dialect over a ReplicationManager project: each SELECT goes to the replica
@@ -52,7 +56,7 @@ export class ReplicatedDialect implements KyselyDialect {
     const master = this.options.manager
       .getReplicaStatus(this.options.project)
       .find((replica) => replica.role === 'master')
-    const family = master && FAMILIES[master.dialect]
+    const family = master && dialectDescriptor(master.dialect)?.sqlFamily
     if (!family)
       throw new ReplicatorError(
         'CONFIG_INVALID',

@@ -1,5 +1,11 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { EntityService, jsonPath, ReplicatorError, type EntitySchema } from '@mostajs/replicator-core'
+import {
+  dialectDescriptor,
+  EntityService,
+  jsonPath,
+  ReplicatorError,
+  type EntitySchema,
+} from '@mostajs/replicator-core'
 import { loadTreeFile, resolveEnvReferences, writeTreeFile } from '@mostajs/replicator-persistence'
 import {
   assertStrategy,
@@ -13,7 +19,6 @@ import { ManagerWithFailover } from './manager-failover.js'
 import { guardDialect } from './guarded-dialect.js'
 import { ReplicationSession } from './session.js'
 import {
-  familyOf,
   isManagedSlave,
   masterOf,
   replicaStatusOf,
@@ -269,7 +274,7 @@ export class ReplicationManager extends ManagerWithFailover {
         { details: { project } },
       )
     const result = await this.promoteToMaster(project, name)
-    if (familyOf(previous.config.dialect) === 'mysql' && previous.dialect.replication) {
+    if (dialectDescriptor(previous.config.dialect)?.oldMasterRejoins && previous.dialect.replication) {
       const candidate = requireReplica(state, name)
       await previous.dialect.replication.replicateFrom(
         resolveEnvReferences(candidate.config.uri, `${project}/${name}.uri`),

@@ -1,4 +1,10 @@
-import { maskUri, ReplicatorError, type EntityService } from '@mostajs/replicator-core'
+import {
+  dialectDescriptor,
+  maskUri,
+  replicationFamilyOf,
+  ReplicatorError,
+  type EntityService,
+} from '@mostajs/replicator-core'
 import { validateReplicaConfig } from '@mostajs/replicator-persistence'
 import {
   type FallbackReason,
@@ -54,16 +60,6 @@ export interface ProjectState {
   /** Reads sent to the master because no slave could serve them, by reason. */
   masterFallbacks: Map<FallbackReason, number>
 }
-
-const FAMILY: Record<string, string> = {
-  postgres: 'postgres',
-  postgresql: 'postgres',
-  mysql: 'mysql',
-  mariadb: 'mysql',
-  sqlite: 'sqlite',
-}
-/** Database kinds that can natively replicate each other share a family. */
-export const familyOf = (dialect: string) => FAMILY[dialect.toLowerCase()] ?? dialect.toLowerCase()
 
 /** The project's master (not fenced), if any. */
 export function masterOf(state: ProjectState): ReplicaEntry | undefined {
@@ -148,12 +144,12 @@ export function validateReplica(
     )
   }
   if (config.role === 'slave' && (config.replication ?? 'native') === 'native') {
-    if (familyOf(config.dialect) === 'sqlite')
+    if (replicationFamilyOf(config.dialect) === null)
       throw new ReplicatorError(
         'CONFIG_INVALID',
-        `${where}: SQLite has no native replication; add it with replication: 'managed' (the replicator streams the master's changes into it).`,
+        `${where}: ${dialectDescriptor(config.dialect)!.label} has no native replication; add it with replication: 'managed' (the replicator streams the master's changes into it).`,
       )
-    if (master && familyOf(master.config.dialect) !== familyOf(config.dialect))
+    if (master && replicationFamilyOf(master.config.dialect) !== replicationFamilyOf(config.dialect))
       throw new ReplicatorError(
         'CONFIG_INVALID',
         `${where} is a ${config.dialect} slave of a ${master.config.dialect} master: a database cannot natively replicate another kind. Use replication: 'managed'.`,
@@ -162,7 +158,7 @@ export function validateReplica(
   if (config.role === 'master' && state) {
     for (const slave of state.replicas.values()) {
       const nativeSlave = slave.config.role === 'slave' && (slave.config.replication ?? 'native') === 'native'
-      if (nativeSlave && familyOf(slave.config.dialect) !== familyOf(config.dialect))
+      if (nativeSlave && replicationFamilyOf(slave.config.dialect) !== replicationFamilyOf(config.dialect))
         throw new ReplicatorError(
           'CONFIG_INVALID',
           `${where}: its native slave "${slave.config.name}" is ${slave.config.dialect}, which cannot natively replicate ${config.dialect}. Re-add that slave with replication: 'managed'.`,

@@ -73,16 +73,16 @@ describe.skipIf(!backends.postgres.serverUrl)(
       expect((await analytics.findAll('users')).map((row) => row.email)).toEqual(['a@example.com'])
       expect((await analytics.findAll('clients')).map((row) => row.name)).toEqual(['Acme'])
       await replicator.flush()
-      expect(JSON.parse(readFileSync(tree, 'utf8')).rules).toEqual([
-        {
-          name: 'pg-to-analytics',
+      // keyed by name, as the original saveToFile wrote it
+      expect(JSON.parse(readFileSync(tree, 'utf8')).rules).toEqual({
+        'pg-to-analytics': {
           source: 'secuaccess',
           target: 'analytics',
           mode: 'cdc',
           collections: ['users', 'clients'],
           conflictResolution: 'source-wins',
         },
-      ])
+      })
     })
 
     it('a rule whose preparation fails is removed again and reported, without an unhandled rejection', async () => {

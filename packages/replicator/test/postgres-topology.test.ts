@@ -279,7 +279,7 @@ describe.skipIf(!available)(`ReplicationManager on a real PostgreSQL master with
     const untouched = readFileSync(path, 'utf8')
     const broken = new ReplicationManager()
     const invalid = await expectReplicatorError(broken.loadFromFile(path), 'CONFIG_INVALID')
-    expect(invalid.message).toContain('$.replicas.shop[1].role')
+    expect(invalid.message).toContain('$.replicas.shop.s3.role')
     expect(readFileSync(path, 'utf8')).toBe(untouched)
     expect(broken.size).toBe(0)
     writeFileSync(path, saved)

@@ -264,7 +264,11 @@ describe.skipIf(!available)(`mostajs-replicator promote on a PostgreSQL master a
       await standbyAdmin.query('SELECT pg_wal_replay_resume()')
     }
     const promoted = await runScript(cli, ['promote', 'shop', 'standby', '--tree', tree, '--json'])
-    expect(promoted.stderr).toBe('')
+    // the tree was a version 1 file: saving it back says so, and keeps it
+    expect(promoted.stderr).toBe(
+      `${tree} rewritten from version 1 to version 2; the old file is kept at ${tree}.v1.bak\n`,
+    )
+    expect(readFileSync(`${tree}.v1.bak`, 'utf8')).toBe(before)
     expect(promoted.code).toBe(0)
     expect(JSON.parse(promoted.stdout)).toMatchObject({
       project: 'shop',
@@ -274,9 +278,10 @@ describe.skipIf(!available)(`mostajs-replicator promote on a PostgreSQL master a
       possibleDataLoss: null,
     })
     const saved = JSON.parse(readFileSync(tree, 'utf8')) as {
-      replicas: { shop: Array<{ name: string; role: string; fenced?: boolean }> }
+      replicas: { shop: Record<string, { role: string; fenced?: boolean }> }
     }
-    expect(saved.replicas.shop.map((replica) => [replica.name, replica.role, replica.fenced ?? false])).toEqual([
+    const replicas = Object.entries(saved.replicas.shop)
+    expect(replicas.map(([name, replica]) => [name, replica.role, replica.fenced ?? false])).toEqual([
       ['primary', 'slave', true],
       ['standby', 'master', false],
     ])

@@ -43,7 +43,8 @@ export type SqlErrorKind = 'row-rejected' | 'missing-table' | 'connection' | 'ot
  * one; the shared {@link SqlDialect} base builds every statement from it. Pure logic: no I/O.
  */
 export interface SqlFlavor {
-  readonly family: NativeTypeFamily
+  /** The database it spells for (`postgres`, `mariadb`, …): names it in messages and native-type lookups. */
+  readonly family: NativeTypeFamily | (string & {})
   /** Quotes an identifier, rejecting names the database would truncate or cannot hold. */
   quoteIdentifier(name: string): string
   /** Placeholder for the 1-based parameter `index` (`$1` or `?`). */

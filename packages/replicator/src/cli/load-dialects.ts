@@ -1,13 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import { DIALECT_PACKAGE_NAMES } from '@mostajs/replicator-core'
 
-/** The dialect packages the command loads when the project has them installed. */
-export const DIALECT_PACKAGES = [
-  '@mostajs/replicator-dialect-postgres',
-  '@mostajs/replicator-dialect-mysql',
-  '@mostajs/replicator-dialect-sqlite',
-] as const
+/** The dialect packages the command loads when the project has them installed (core's list). */
+export const DIALECT_PACKAGES: readonly string[] = Object.keys(DIALECT_PACKAGE_NAMES)
 
 /**
  * Imports every dialect package installed in the project around `from` (each import registers
