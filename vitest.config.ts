@@ -10,7 +10,7 @@ export default defineConfig({
       { find: /^@mostajs\/replicator-testkit\/vitest$/, replacement: `${packages}testkit/src/vitest.ts` },
       { find: /^@mostajs\/replicator-([a-z-]+)$/, replacement: `${packages}$1/src/index.ts` },
       { find: /^@mostajs\/replicator$/, replacement: `${packages}replicator/src/index.ts` },
-      { find: /^@mostajs\/replicator-cli$/, replacement: `${packages}scaffold-cli/src/index.ts` },
+      { find: /^@mostajs\/replicator-cli$/, replacement: `${packages}cli/src/index.ts` },
     ],
   },
   test: {

@@ -1,7 +1,7 @@
 import { ReplicatorError } from '@mostajs/replicator-core'
 import type { ResolvedOptions } from './options.js'
 import type { SharedTopology } from './shared-topology.js'
-import { liveNativeSlaves, type ProjectState, type ReplicaEntry } from './topology.js'
+import { liveNativeSlaves, type ProjectState, type ReplicaEntry } from './project-state.js'
 
 /**
  * The slave an automatic failover promotes: a healthy, connected, native slave within

@@ -1,4 +1,4 @@
-import type { ReplicaEntry } from './topology.js'
+import type { ReplicaEntry } from './project-state.js'
 
 /**
  * A fenced former master that answers and still acts as a writable primary (it was

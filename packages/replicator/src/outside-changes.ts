@@ -1,5 +1,5 @@
 import { ReplicatorError } from '@mostajs/replicator-core'
-import { liveNativeSlaves, masterOf, type ProjectState, type ReplicaEntry } from './topology.js'
+import { liveNativeSlaves, masterOf, type ProjectState, type ReplicaEntry } from './project-state.js'
 
 /** What this process should do about the roles the databases report themselves. */
 export type OutsideChange =

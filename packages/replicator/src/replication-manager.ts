@@ -1,40 +1,34 @@
-import { AsyncLocalStorage } from 'node:async_hooks'
+import { EventEmitter } from 'node:events'
+import type { CaptureBacklog, ChangeStream, EntitySchema, EntityService } from '@mostajs/replicator-core'
 import {
-  dialectDescriptor,
-  EntityService,
-  jsonPath,
-  ReplicatorError,
-  type EntitySchema,
-} from '@mostajs/replicator-core'
-import { loadTreeFile, resolveEnvReferences, writeTreeFile } from '@mostajs/replicator-persistence'
-import {
-  assertStrategy,
-  fallbackReason,
-  isEligible,
-  type FallbackReason,
-  type ReadRoutingStrategy,
-  type RouteOptions,
-} from '@mostajs/replicator-routing'
-import { ManagerWithFailover } from './manager-failover.js'
-import { guardDialect } from './guarded-dialect.js'
-import { ReplicationSession } from './session.js'
-import {
-  isManagedSlave,
-  masterOf,
-  replicaStatusOf,
-  requireMaster,
-  requireReplica,
-  routingCandidateOf,
-  type ProjectState,
-  type ReplicaEntry,
-} from './topology.js'
-import { mastersFirst, treeOf } from './tree.js'
+  RuleSet,
+  type OpenChangeStreamOptions,
+  type ReplicationRuleConfig,
+  type ResolvedRuleConfig,
+  type RuleProgress,
+  type StreamState,
+  type SyncStats,
+} from '@mostajs/replicator-cdc'
+import type { ReadRoutingStrategy } from '@mostajs/replicator-routing'
+import type { ReplicationManagerEvents } from './events.js'
+import type { ManagerHost } from './manager-host.js'
+import { logManagerEvents } from './manager-logger.js'
+import { resolveOptions, type ReplicationManagerOptions } from './options.js'
+import { Promotions } from './promotions.js'
+import { ReadRouting } from './read-routing.js'
+import { ReplicationRules } from './replication-rules.js'
+import { Sessions } from './sessions.js'
+import type { ReplicationSession } from './session.js'
+import { Topology } from './topology.js'
+import { TreePersistence } from './tree-persistence.js'
 import type {
   PickedReplica,
+  ProjectManagerLike,
   PromotionResult,
   ReplicaConfig,
   ReplicaStatus,
   ResolveReadOptions,
+  RetentionWarning,
   RoutingStatus,
 } from './types.js'
 
@@ -42,8 +36,12 @@ import type {
  * Runs several databases as one: a master and slaves per project, reads routed to slaves
  * whose **measured** lag is within tolerance, read-your-writes sessions, promotion that
  * fences the old master, change data capture rules, and a tree file that reloads and
- * reconnects everything. It wires the parts: `routing` measures and routes, `failover`
- * promotes, `cdc` runs the rules and managed feeds, `persistence` stores the tree.
+ * reconnects everything.
+ *
+ * It wires parts that each have one job and talk through narrow interfaces: the `Topology`
+ * (projects, replicas, their monitors and managed feeds), `ReadRouting`, `Sessions`,
+ * `Promotions` (on request, switchover, automatic, followed), `ReplicationRules` (CDC) and
+ * `TreePersistence`. Every public member below is the original API, handed to its part.
  *
  * @example
  * const rm = new ReplicationManager()
@@ -55,11 +53,52 @@ import type {
  * await session.write().create('users', { id: 'u1', email: 'a@example.com' })
  * await session.read().findById('users', 'u1') // never stale
  */
-export class ReplicationManager extends ManagerWithFailover {
-  private autoPersistPath: string | undefined
-  private persistQueue: Promise<void> = Promise.resolve()
-  /** The sessions of the work under way (withSession), per project. */
-  private readonly ambient = new AsyncLocalStorage<ReadonlyMap<string, ReplicationSession>>()
+export class ReplicationManager extends EventEmitter<ReplicationManagerEvents> {
+  private readonly ruleSet: RuleSet
+  private readonly topology: Topology
+  private readonly routing: ReadRouting
+  private readonly sessions: Sessions
+  private readonly promotions: Promotions
+  private readonly replicationRules: ReplicationRules
+  private readonly persistence: TreePersistence
+
+  constructor(projectManager?: ProjectManagerLike | null, given: ReplicationManagerOptions = {}) {
+    super()
+    const options = resolveOptions(given)
+    if (given.logger) logManagerEvents(this, given.logger)
+    const host: ManagerHost = {
+      emit: (...event) => (this.emit as (...args: unknown[]) => boolean)(...event),
+      report: (error) => {
+        // background work never throws into the application; listeners of 'error' hear about problems
+        if (this.listenerCount('error') > 0) this.emit('error', error)
+      },
+      changed: () => this.persistence.changed(),
+    }
+    this.ruleSet = new RuleSet({
+      master: (project) => this.topology.master(project),
+      report: host.report,
+      changed: host.changed,
+      observer: {
+        batchApplied: (info) => this.emit('rule.batch', info),
+        snapshotProgress: (info) => this.emit('rule.progress', info),
+        captureLost: (info) => this.emit('rule.reseeded', info),
+      },
+      defaultIntervalMs: options.ruleIntervalMs,
+      lease: { owner: options.heartbeatId, leaseMs: options.ruleLeaseMs },
+    })
+    this.topology = new Topology(host, options, projectManager, this.ruleSet, {
+      masterFailed: (state) => this.promotions.masterFailed(state),
+      rolesReported: (state) => this.promotions.rolesReported(state),
+      monitorsStarted: () => this.replicationRules.startRetentionMonitor(),
+    })
+    this.sessions = new Sessions(this.topology, options.heartbeatId, (project, read) =>
+      this.routing.resolveReadService(project, read),
+    )
+    this.routing = new ReadRouting(host, this.topology, (project) => this.sessions.currentSession(project))
+    this.promotions = new Promotions(host, options, this.topology, this.ruleSet)
+    this.replicationRules = new ReplicationRules(host, options, this.topology, this.ruleSet)
+    this.persistence = new TreePersistence(host, this.topology, this.ruleSet)
+  }
 
   // ---------------------------------------------------------------- topology
 
@@ -68,51 +107,49 @@ export class ReplicationManager extends ManagerWithFailover {
    * first: its shape, duplicate names, a second master, a native slave of another database
    * kind than its master (use `managed`), projects unknown to the ProjectManager.
    */
-  async addReplica(project: string, config: ReplicaConfig, schemas?: EntitySchema[]): Promise<ReplicaStatus> {
-    return this.connectReplica(project, config, { schemas, tolerateDown: false, fenced: false })
+  addReplica(project: string, config: ReplicaConfig, schemas?: EntitySchema[]): Promise<ReplicaStatus> {
+    return this.topology.addReplica(project, config, schemas)
   }
 
   /** Disconnects a replica and removes it from its project. */
-  async removeReplica(project: string, name: string): Promise<void> {
-    const state = this.requireProject(project)
-    const entry = requireReplica(state, name)
-    if (isManagedSlave(entry)) await this.stopFeed(state, entry, true)
-    if (entry.config.role === 'master')
-      for (const slave of this.managedSlaves(state)) await this.stopFeed(state, slave, false)
-    state.replicas.delete(name)
-    state.candidates = null
-    await entry.dialect.close().catch(() => undefined)
-    if (state.replicas.size === 0) {
-      this.stopMonitors(state)
-      this.projects.delete(project)
-    }
-    this.emit('replica.removed', { project, name })
-    this.schedulePersist()
+  removeReplica(project: string, name: string): Promise<void> {
+    return this.topology.removeReplica(project, name)
   }
 
   /** True when the project has at least one replica. */
   hasReplicas(project: string): boolean {
-    return (this.projects.get(project)?.replicas.size ?? 0) > 0
+    return this.topology.hasReplicas(project)
   }
 
   /** Number of replicas over all projects. */
   get size(): number {
-    let count = 0
-    for (const state of this.projects.values()) count += state.replicas.size
-    return count
+    return this.topology.size
+  }
+
+  /** Projects that have replicas. */
+  listProjects(): string[] {
+    return this.topology.listProjects()
+  }
+
+  /** Every replica of a project with its measured state (`status`, and the monitor's `state`: up/down/connecting). URIs are masked. */
+  getReplicaStatus(project: string): ReplicaStatus[] {
+    return this.topology.getReplicaStatus(project)
+  }
+
+  /** Current promotion epoch of a project. */
+  getEpoch(project: string): number {
+    return this.topology.getEpoch(project)
   }
 
   // ---------------------------------------------------------------- routing
 
   /** Sets how reads are spread over the project's eligible slaves. */
   setReadRouting(project: string, strategy: ReadRoutingStrategy): void {
-    assertStrategy(strategy)
-    this.requireProject(project).router.strategy = strategy
-    this.schedulePersist()
+    this.routing.setReadRouting(project, strategy)
   }
 
   getReadRouting(project: string): ReadRoutingStrategy {
-    return this.requireProject(project).router.strategy
+    return this.routing.getReadRouting(project)
   }
 
   /**
@@ -121,9 +158,8 @@ export class ReplicationManager extends ManagerWithFailover {
    * else the master. Decides from memory: no I/O. Its writes fail with READ_ONLY (a write on
    * a slave would diverge from the master) unless `allowWrites`.
    */
-  resolveReadService(project: string, options: ResolveReadOptions = {}): EntityService {
-    const chosen = this.chooseReader(project, options)
-    return options.allowWrites ? chosen.service : chosen.readService
+  resolveReadService(project: string, options?: ResolveReadOptions): EntityService {
+    return this.routing.resolveReadService(project, options)
   }
 
   /**
@@ -131,63 +167,21 @@ export class ReplicationManager extends ManagerWithFailover {
    * keyed by replica name): its name, role, dialect name and masked URI, and its read service
    * (`service.dialect.query(sql)` runs raw reads there). Counted as a routed read.
    */
-  pickReplica(project: string, options: Omit<ResolveReadOptions, 'allowWrites'> = {}): PickedReplica {
-    const chosen = this.chooseReader(project, options)
-    return {
-      project,
-      name: chosen.config.name,
-      role: chosen.config.role,
-      dialect: chosen.config.dialect,
-      uri: chosen.dialect.maskedUri,
-      service: chosen.readService,
-    }
-  }
-
-  private chooseReader(project: string, given: ResolveReadOptions): ReplicaEntry {
-    const state = this.requireProject(project)
-    if (given.consistency === 'strong') return this.fallBack(state, 'strong_consistency')
-    const session = given.session ?? this.currentSession(project)
-    const options = session ? { ...given, session } : given
-    if (options.session && options.session.project !== project)
-      throw new ReplicatorError(
-        'CONFIG_INVALID',
-        `This session belongs to project "${options.session.project}", not "${project}".`,
-      )
-    // the master, fenced and unconnected replicas come marked `excluded`
-    state.candidates ??= [...state.replicas.values()].map(routingCandidateOf)
-    const route = routeOf(options.session)
-    const picked = state.router.pick(state.candidates, route)
-    const chosen = picked ? state.replicas.get(picked)! : this.fallBack(state, fallbackReason(state.candidates, route))
-    chosen.readsRouted++
-    return chosen
-  }
-
-  /** The master, for a read no slave could serve; counted by reason. */
-  private fallBack(state: ProjectState, reason: FallbackReason): ReplicaEntry {
-    const master = requireMaster(state)
-    state.masterFallbacks.set(reason, (state.masterFallbacks.get(reason) ?? 0) + 1)
-    return master
+  pickReplica(project: string, options?: Omit<ResolveReadOptions, 'allowWrites'>): PickedReplica {
+    return this.routing.pickReplica(project, options)
   }
 
   /** How reads of a project are routed now: the strategy, the slaves eligible now, reads served so far. */
   getRoutingStatus(project: string): RoutingStatus {
-    const state = this.requireProject(project)
-    const replicas = [...state.replicas.values()]
-    return {
-      project,
-      strategy: state.router.strategy,
-      master: masterOf(state)?.config.name ?? null,
-      eligible: replicas.filter((entry) => isEligible(routingCandidateOf(entry))).map((entry) => entry.config.name),
-      readsRouted: Object.fromEntries(replicas.map((entry) => [entry.config.name, entry.readsRouted])),
-      masterFallbacks: Object.fromEntries(state.masterFallbacks),
-    }
+    return this.routing.getRoutingStatus(project)
   }
 
   /** The EntityService of the project's master. Fails with FENCED once that master is demoted. */
   resolveWriteService(project: string): EntityService {
-    const session = this.currentSession(project)
-    return session ? session.write() : requireMaster(this.requireProject(project)).service
+    return this.routing.resolveWriteService(project)
   }
+
+  // ---------------------------------------------------------------- sessions
 
   /**
    * Runs `fn` (a request handler, a job) with a read-your-writes session of `project` that
@@ -200,20 +194,13 @@ export class ReplicationManager extends ManagerWithFailover {
    *
    * @example app.use((req, res, next) => rm.withSession('shop', next, { token: req.get('x-rw-token') }))
    */
-  withSession<T>(project: string, fn: () => T, options: { token?: string } = {}): T {
-    const current = this.currentSession(project)
-    if (current) {
-      if (options.token) current.absorb(options.token)
-      return fn()
-    }
-    const sessions = new Map(this.ambient.getStore() ?? [])
-    sessions.set(project, this.session(project, options.token))
-    return this.ambient.run(sessions, fn)
+  withSession<T>(project: string, fn: () => T, options?: { token?: string }): T {
+    return this.sessions.withSession(project, fn, options)
   }
 
   /** The session `withSession` runs the current work under, for `project`; undefined outside one. */
   currentSession(project: string): ReplicationSession | undefined {
-    return this.ambient.getStore()?.get(project)
+    return this.sessions.currentSession(project)
   }
 
   /**
@@ -221,41 +208,30 @@ export class ReplicationManager extends ManagerWithFailover {
    * they reached; `session.read()` then only uses slaves that applied it (else the master).
    */
   session(project: string, token?: string): ReplicationSession {
-    this.requireProject(project)
-    return new ReplicationSession(this, project, token || undefined)
+    return this.sessions.session(project, token)
   }
 
   /** This manager's heartbeat writer: the sequence its sessions' positions are counted in. */
   get writerId(): string {
-    return this.options.heartbeatId
+    return this.sessions.writerId
   }
 
   /** @internal The guarded master service of a session; records the position after each write. */
   sessionWriteService(session: ReplicationSession): EntityService {
-    const state = this.requireProject(session.project)
-    const master = requireMaster(state)
-    // A heartbeat issued after this write completed commits after it: a slave that applied
-    // that heartbeat has the write.
-    const recordPosition = () => session.recordPosition(state.lag.issued + 1n)
-    return new EntityService(
-      guardDialect(master.dialect, master, { onWrite: recordPosition, staleView: this.staleView(session.project) }),
-      state.schemas,
-    )
-  }
-
-  // ---------------------------------------------------------------- status
-
-  /** Every replica of a project with its measured state. URIs are masked. */
-  getReplicaStatus(project: string): ReplicaStatus[] {
-    return [...this.requireProject(project).replicas.values()].map(replicaStatusOf)
-  }
-
-  /** Current promotion epoch of a project. */
-  getEpoch(project: string): number {
-    return this.requireProject(project).epoch
+    return this.sessions.sessionWriteService(session)
   }
 
   // ---------------------------------------------------------------- promotion
+
+  /**
+   * Promotes a slave to master (see `promote` of `@mostajs/replicator-failover`). Refuses with
+   * LAG_TOO_HIGH when its measured lag exceeds its tolerance or is unknown, unless `force`.
+   * The old master is fenced: made read-only when reachable, and services resolved from it
+   * fail with FENCED. Other native slaves are re-pointed; managed slaves and rules follow.
+   */
+  promoteToMaster(project: string, name: string, options?: { force?: boolean }): Promise<PromotionResult> {
+    return this.promotions.promoteToMaster(project, name, options)
+  }
 
   /**
    * A planned change of master, with nothing lost: the current master must be reachable (it is
@@ -264,27 +240,100 @@ export class ReplicationManager extends ManagerWithFailover {
    * master then replicates from the new one and serves reads again as a slave; a PostgreSQL
    * old master stays fenced (it needs pg_rewind or a new base backup to follow).
    */
-  async switchover(project: string, name: string): Promise<PromotionResult> {
-    const state = this.requireProject(project)
-    const previous = masterOf(state)
-    if (!previous?.connected || !previous.healthy)
-      throw new ReplicatorError(
-        'CONNECTION_FAILED',
-        `Project "${project}": a switchover needs its master reachable (a planned change); use promoteToMaster for a failover.`,
-        { details: { project } },
-      )
-    const result = await this.promoteToMaster(project, name)
-    if (dialectDescriptor(previous.config.dialect)?.oldMasterRejoins && previous.dialect.replication) {
-      const candidate = requireReplica(state, name)
-      await previous.dialect.replication.replicateFrom(
-        resolveEnvReferences(candidate.config.uri, `${project}/${name}.uri`),
-      )
-      // a new entry: services resolved from the old one stay fenced
-      const config = { ...previous.config, role: 'slave' as const, replication: 'native' as const }
-      await this.removeReplica(project, previous.config.name)
-      await this.addReplica(project, config)
-    }
-    return result
+  switchover(project: string, name: string): Promise<PromotionResult> {
+    return this.promotions.switchover(project, name)
+  }
+
+  // ---------------------------------------------------------------- replication rules (CDC)
+
+  /**
+   * Adds a change-data-capture rule from the master of `source` to the master of `target`
+   * (any two database kinds). The rule is registered at once (a malformed rule or an unknown
+   * project throws here); its preparation (column check, target tables, source capture) runs
+   * in the background, and the returned promise settles with it. `sync` waits for it.
+   *
+   * @example
+   * rm.addReplicationRule({ name: 'users-to-analytics', source: 'shop', target: 'analytics', mode: 'cdc', collections: ['users'] })
+   * const stats = await rm.sync('users-to-analytics')
+   */
+  addReplicationRule(config: ReplicationRuleConfig): Promise<void> {
+    return this.replicationRules.addReplicationRule(config)
+  }
+
+  /** Removes a rule and what its capture holds on the source (replication slot and publication, or triggers). */
+  removeReplicationRule(name: string): Promise<void> {
+    return this.replicationRules.removeReplicationRule(name)
+  }
+
+  /** The replication rules, with their defaults filled in (`enabled`, `conflictResolution`, `batchSize`, …). */
+  listRules(): ResolvedRuleConfig[] {
+    return this.replicationRules.listRules()
+  }
+
+  /** Snapshot (first time), then applies every pending captured change; resolves with the rule's stats. */
+  sync(name: string): Promise<SyncStats> {
+    return this.replicationRules.sync(name)
+  }
+
+  /**
+   * Streams a rule continuously: applies pending changes every `intervalMs` (default the
+   * manager's `ruleIntervalMs`, 200 ms). Errors are reported on 'error' and retried with
+   * backoff; the offset only advances with applied batches.
+   */
+  startRule(name: string, options?: { intervalMs?: number }): Promise<void> {
+    return this.replicationRules.startRule(name, options)
+  }
+
+  /** Stops a rule's continuous streaming (after its current batch). */
+  stopRule(name: string): Promise<void> {
+    return this.replicationRules.stopRule(name)
+  }
+
+  /** Counters of a rule (zeros before its first sync), ours and the original monitor's names. */
+  getSyncStats(name: string): SyncStats {
+    return this.replicationRules.getSyncStats(name)
+  }
+
+  /** What a rule's target has stored, so it survives restarts: position applied last, when, dead letters. */
+  getRuleProgress(name: string): Promise<RuleProgress> {
+    return this.replicationRules.getRuleProgress(name)
+  }
+
+  /** A streaming loop by rule name (or `managed.<project>.<replica>`); null when it is not streaming. */
+  getStreamState(name: string): StreamState | null {
+    return this.replicationRules.getStreamState(name)
+  }
+
+  /** Every streaming loop: rules (and their reverse direction) and managed replica feeds. */
+  listStreams(): StreamState[] {
+    return this.replicationRules.listStreams()
+  }
+
+  /**
+   * The captured changes of a project's master as an async iterable (at least once: a batch
+   * is confirmed when the loop has gone past it). See `openChangeStream`.
+   */
+  openChangeStream(project: string, options: OpenChangeStreamOptions): Promise<ChangeStream> {
+    return this.replicationRules.openChangeStream(project, options)
+  }
+
+  /** What each capture holds on its source (WAL retained by a slot, unconfirmed changelog rows). */
+  captureBacklogs(): Promise<Array<{ capture: string; source: string } & CaptureBacklog>> {
+    return this.replicationRules.captureBacklogs()
+  }
+
+  /**
+   * Checks what every capture holds on its source against `maxRetainedWalBytes` and the slot's
+   * `wal_status`; emits `capture.retention` for each capture newly over, and returns all those
+   * over now (also run every `retentionCheckIntervalMs`).
+   */
+  checkCaptureRetention(): Promise<RetentionWarning[]> {
+    return this.replicationRules.checkCaptureRetention()
+  }
+
+  /** The captures over their retention limit at the last check (see `checkCaptureRetention`). */
+  getRetentionWarnings(): RetentionWarning[] {
+    return this.replicationRules.getRetentionWarnings()
   }
 
   // ---------------------------------------------------------------- persistence
@@ -294,10 +343,8 @@ export class ReplicationManager extends ManagerWithFailover {
    * keyed by name as the original library did (its monitor reads it). Replacing a file of an
    * older form (a 0.2 file, version 1) keeps it as `<path>.v<form>.bak` and emits `tree.migrated`.
    */
-  async saveToFile(path: string): Promise<void> {
-    const written = await writeTreeFile(path, treeOf(this.projects.values(), this.rules.stored()))
-    if (written.formatBackup && written.previousFormat !== null)
-      this.emit('tree.migrated', { path, from: written.previousFormat, backup: written.formatBackup })
+  saveToFile(path: string): Promise<void> {
+    return this.persistence.saveToFile(path)
   }
 
   /**
@@ -307,25 +354,8 @@ export class ReplicationManager extends ManagerWithFailover {
    * `version`; rule defaults filled in). A malformed file, or one holding a masked password
    * (`***`) → CONFIG_INVALID listing each problem's JSON path; nothing is changed.
    */
-  async loadFromFile(path: string): Promise<void> {
-    const { tree, format } = await loadTreeFile(path)
-    for (const [project, replicas] of Object.entries(tree.replicas)) {
-      // fail before touching anything; the path is the one in the file as written
-      replicas.forEach((replica, index) =>
-        resolveEnvReferences(replica.uri, jsonPath(['replicas', project, format === 1 ? index : replica.name, 'uri'])),
-      )
-    }
-    for (const [project, replicas] of Object.entries(tree.replicas)) {
-      for (const { fenced, ...config } of mastersFirst(replicas)) {
-        if (this.projects.get(project)?.replicas.has(config.name)) continue
-        await this.connectReplica(project, config, { tolerateDown: true, fenced: fenced === true })
-      }
-      const state = this.projects.get(project)
-      if (!state) continue
-      if (tree.routing[project]) state.router.strategy = tree.routing[project]
-      state.epoch = Math.max(state.epoch, tree.epochs[project] ?? 0)
-    }
-    this.rules.load(tree.rules)
+  loadFromFile(path: string): Promise<void> {
+    return this.persistence.loadFromFile(path)
   }
 
   /**
@@ -334,51 +364,27 @@ export class ReplicationManager extends ManagerWithFailover {
    * keeps it as `<path>.v<form>.bak` and emits `tree.migrated` (logged as a warning).
    */
   enableAutoPersist(path: string): void {
-    this.autoPersistPath = path
-    this.schedulePersist()
+    this.persistence.enableAutoPersist(path)
   }
 
   /** Stops automatic saving. */
   disableAutoPersist(): void {
-    this.autoPersistPath = undefined
+    this.persistence.disableAutoPersist()
   }
 
   /** Resolves once every pending automatic save is on disk. */
-  async flush(): Promise<void> {
-    await this.persistQueue
-  }
-
-  protected override schedulePersist(): void {
-    const path = this.autoPersistPath
-    if (!path) return
-    this.persistQueue = this.persistQueue.then(() => this.saveToFile(path)).catch((error) => this.report(error))
+  flush(): Promise<void> {
+    return this.persistence.flush()
   }
 
   // ---------------------------------------------------------------- lifecycle
 
   /** Stops the monitors and streaming loops and closes every connection. */
   async disconnectAll(): Promise<void> {
-    await this.rules.stopAll()
-    for (const state of this.projects.values()) this.stopMonitors(state)
-    this.stopRetentionMonitor()
-    await this.shared?.close()
-    await this.persistQueue
-    const closing: Promise<void>[] = []
-    for (const state of this.projects.values())
-      for (const entry of state.replicas.values()) closing.push(entry.dialect.close().catch(() => undefined))
-    await Promise.all(closing)
-    this.projects.clear()
+    await this.ruleSet.stopAll()
+    await this.topology.close()
+    this.replicationRules.stopRetentionMonitor()
+    await this.persistence.flush()
+    await this.topology.disconnect()
   }
-}
-
-/** No condition on the slave (shared: a plain read allocates nothing for it). */
-const ANY_SLAVE: RouteOptions = Object.freeze({})
-
-/** The conditions a session puts on the slave that serves its reads. */
-function routeOf(session: ReplicationSession | undefined): RouteOptions {
-  if (!session || (session.minSequence === undefined && !session.minApplied.size)) return ANY_SLAVE
-  const route: RouteOptions = {}
-  if (session.minSequence !== undefined) route.minSequence = session.minSequence
-  if (session.minApplied.size) route.minApplied = session.minApplied
-  return route
 }

@@ -1,6 +1,6 @@
 import type { ReplicationRuleConfig } from '@mostajs/replicator-cdc'
 import type { ReplicatorTree, StoredReplica } from '@mostajs/replicator-persistence'
-import type { ProjectState, ReplicaEntry } from './topology.js'
+import type { ProjectState, ReplicaEntry } from './project-state.js'
 
 /** The tree file of a topology: replicas with their URIs as given, routing, rules, epochs. */
 export function treeOf(projects: Iterable<ProjectState>, rules: ReplicationRuleConfig[]): ReplicatorTree {

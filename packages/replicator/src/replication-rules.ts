@@ -6,20 +6,29 @@ import {
   type ReplicationRuleConfig,
   type ResolvedRuleConfig,
   type RuleProgress,
+  type RuleSet,
   type StreamState,
   type SyncStats,
 } from '@mostajs/replicator-cdc'
-import { ManagerCore } from './manager-core.js'
-import { masterOf, requireMaster, type ProjectState } from './topology.js'
+import type { ManagerHost } from './manager-host.js'
+import type { ResolvedOptions } from './options.js'
+import { masterOf } from './project-state.js'
+import type { Topology } from './topology.js'
 import type { RetentionWarning } from './types.js'
 
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`
 
-/** The change-data-capture part of the manager's API: rules, streams, change streams, backlogs. */
-export class ManagerWithRules extends ManagerCore {
+/** Change data capture: replication rules, their streams and stats, change streams, capture backlogs and retention. */
+export class ReplicationRules {
   private retention = new Map<string, RetentionWarning>()
   private retentionTimer: NodeJS.Timeout | undefined
-  // ---------------------------------------------------------------- replication rules (CDC)
+
+  constructor(
+    private readonly host: ManagerHost,
+    private readonly options: ResolvedOptions,
+    private readonly topology: Topology,
+    private readonly ruleSet: RuleSet,
+  ) {}
 
   /**
    * Adds a change-data-capture rule from the master of `source` to the master of `target`
@@ -32,22 +41,22 @@ export class ManagerWithRules extends ManagerCore {
    * const stats = await rm.sync('users-to-analytics')
    */
   addReplicationRule(config: ReplicationRuleConfig): Promise<void> {
-    return this.rules.add(config)
+    return this.ruleSet.add(config)
   }
 
   /** Removes a rule and what its capture holds on the source (replication slot and publication, or triggers). */
   async removeReplicationRule(name: string): Promise<void> {
-    await this.rules.remove(name)
+    await this.ruleSet.remove(name)
   }
 
   /** The replication rules, with their defaults filled in (`enabled`, `conflictResolution`, `batchSize`, …). */
   listRules(): ResolvedRuleConfig[] {
-    return this.rules.list()
+    return this.ruleSet.list()
   }
 
   /** Snapshot (first time), then applies every pending captured change; resolves with the rule's stats. */
   async sync(name: string): Promise<SyncStats> {
-    return this.rules.sync(name)
+    return this.ruleSet.sync(name)
   }
 
   /**
@@ -56,32 +65,32 @@ export class ManagerWithRules extends ManagerCore {
    * backoff; the offset only advances with applied batches.
    */
   async startRule(name: string, options: { intervalMs?: number } = {}): Promise<void> {
-    this.rules.start(name, options)
+    this.ruleSet.start(name, options)
   }
 
   /** Stops a rule's continuous streaming (after its current batch). */
   async stopRule(name: string): Promise<void> {
-    await this.rules.stop(name)
+    await this.ruleSet.stop(name)
   }
 
   /** Counters of a rule (zeros before its first sync). */
   getSyncStats(name: string): SyncStats {
-    return this.rules.stats(name)
+    return this.ruleSet.stats(name)
   }
 
   /** What a rule's target has stored, so it survives restarts: position applied last, when, dead letters. */
   async getRuleProgress(name: string): Promise<RuleProgress> {
-    return this.rules.progress(name)
+    return this.ruleSet.progress(name)
   }
 
   /** A streaming loop by rule name (or `managed.<project>.<replica>`); null when it is not streaming. */
   getStreamState(name: string): StreamState | null {
-    return this.rules.streamState(name)
+    return this.ruleSet.streamState(name)
   }
 
   /** Every streaming loop: rules (and their reverse direction) and managed replica feeds. */
   listStreams(): StreamState[] {
-    return this.rules.listStreams()
+    return this.ruleSet.listStreams()
   }
 
   /**
@@ -89,18 +98,18 @@ export class ManagerWithRules extends ManagerCore {
    * is confirmed when the loop has gone past it). See `openChangeStream`.
    */
   async openChangeStream(project: string, options: OpenChangeStreamOptions): Promise<ChangeStream> {
-    return openChangeStream(requireMaster(this.requireProject(project)).dialect, options)
+    return openChangeStream(this.topology.master(project).dialect, options)
   }
 
   /** What each capture holds on its source (WAL retained by a slot, unconfirmed changelog rows). */
   async captureBacklogs(): Promise<Array<{ capture: string; source: string } & CaptureBacklog>> {
-    const captures = this.rules.captures()
-    for (const state of this.projects.values())
-      for (const entry of this.managedSlaves(state))
+    const captures = this.ruleSet.captures()
+    for (const state of this.topology.projects.values())
+      for (const entry of this.topology.feeds.managedSlaves(state))
         captures.push({ capture: managedFeedName(state.name, entry.config.name), project: state.name })
     const found: Array<{ capture: string; source: string } & CaptureBacklog> = []
     for (const { capture, project } of captures) {
-      const state = this.projects.get(project)
+      const state = this.topology.projects.get(project)
       const master = state && masterOf(state)
       if (!master?.connected || !master.dialect.capture) continue
       const backlog = await master.dialect.capture!.backlog(capture).catch(() => null)
@@ -135,7 +144,7 @@ export class ManagerWithRules extends ManagerCore {
         reason,
       }
       now.set(backlog.capture, warning)
-      if (!this.retention.has(backlog.capture)) this.emit('capture.retention', warning)
+      if (!this.retention.has(backlog.capture)) this.host.emit('capture.retention', warning)
     }
     this.retention = now
     return [...now.values()]
@@ -146,17 +155,17 @@ export class ManagerWithRules extends ManagerCore {
     return [...this.retention.values()]
   }
 
-  protected override startMonitors(state: ProjectState): void {
-    super.startMonitors(state)
+  /** Starts the periodic retention check, once (the topology started monitoring a project). */
+  startRetentionMonitor(): void {
     if (this.retentionTimer) return
     this.retentionTimer = setInterval(() => {
-      this.checkCaptureRetention().catch((error: unknown) => this.report(error))
+      this.checkCaptureRetention().catch((error: unknown) => this.host.report(error))
     }, this.options.retentionCheckIntervalMs)
     this.retentionTimer.unref()
   }
 
   /** Stops the periodic retention check (the manager is closing). */
-  protected stopRetentionMonitor(): void {
+  stopRetentionMonitor(): void {
     clearInterval(this.retentionTimer)
     this.retentionTimer = undefined
   }
