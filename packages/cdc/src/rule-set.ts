@@ -50,23 +50,39 @@ export function managedFeedName(project: string, replica: string): string {
   return `managed.${project}.${replica}`.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 48)
 }
 
+/** Everything the set holds for one rule. */
+interface RuleRecord {
+  config: ReplicationRuleConfig
+  /** Source → target runner, once made (prepared by `add`, or on first use). */
+  forward?: RuleRunner
+  /** Target → source runner of a bidirectional rule. */
+  reverse?: RuleRunner
+  /** The preparation `add` started, while it runs. */
+  preparing?: Promise<void>
+  /** The streaming loops while the rule streams (`reverse`: a bidirectional rule's other direction). */
+  streams?: { forward: StreamLoop; reverse?: StreamLoop }
+  /** Streaming period the rule was started with (kept when a promotion restarts it). */
+  intervalMs?: number
+}
+
+/** A managed replica's feed: its runner, its streaming period and loop. */
+interface FeedRecord {
+  runner: RuleRunner
+  intervalMs: number
+  stream?: StreamLoop
+}
+
 /**
- * The replication rules of a manager: their configs, a runner per direction, the streaming
- * loops (rules and managed replica feeds) with their retry and backoff, and what follows a
- * promotion. Rules are registered at once; their runners are prepared on first use.
+ * The replication rules of a manager: one record per rule (its config, a runner per
+ * direction, its streaming loops), and the feeds of managed replicas with the same engine.
+ * Loops retry with backoff; a promotion moves every rule of its project to the new master.
+ * Rules are registered at once; their runners are prepared on first use.
  */
 export class RuleSet {
-  private rules: ReplicationRuleConfig[] = []
-  private readonly runners = new Map<string, RuleRunner>()
-  /** Target → source runners of bidirectional rules. */
-  private readonly reverseRunners = new Map<string, RuleRunner>()
-  /** Preparations started by `add` and not finished yet. */
-  private readonly preparing = new Map<string, Promise<void>>()
-  private readonly streams = new Map<string, StreamLoop>()
-  /** Managed replica feeds by key: their runner and streaming period. */
-  private readonly feeds = new Map<string, { runner: RuleRunner; intervalMs: number }>()
-  /** Streaming period each rule was started with (kept when a promotion restarts it). */
-  private readonly intervals = new Map<string, number>()
+  /** By name, in the order they were added. */
+  private readonly rules = new Map<string, RuleRecord>()
+  /** Managed replica feeds, by key (one per replica). */
+  private readonly feeds = new Map<string, FeedRecord>()
 
   constructor(private readonly host: RuleSetHost) {}
 
@@ -78,129 +94,117 @@ export class RuleSet {
    */
   add(config: ReplicationRuleConfig): Promise<void> {
     validateRule(config)
-    if (this.rules.some((rule) => rule.name === config.name))
+    if (this.rules.has(config.name))
       throw new ReplicatorError(
         'CONFIG_INVALID',
         `Rule "${config.name}" already exists; remove it first or pick another name.`,
-        {
-          details: { rule: config.name },
-        },
+        { details: { rule: config.name } },
       )
     this.host.master(config.source)
     this.host.master(config.target)
-    this.rules.push({ ...config })
+    const record: RuleRecord = { config: { ...config } }
+    this.rules.set(config.name, record)
     this.host.changed()
-    const ready = this.prepare(config).finally(() => this.preparing.delete(config.name))
-    this.preparing.set(config.name, ready)
+    const ready = this.prepare(record).finally(() => (record.preparing = undefined))
+    record.preparing = ready
     ready.catch((error: unknown) => {
-      this.rules = this.rules.filter((rule) => rule.name !== config.name)
-      this.runners.delete(config.name)
-      this.reverseRunners.delete(config.name)
+      if (this.rules.get(config.name) === record) this.rules.delete(config.name)
       this.host.changed()
       this.host.report(error)
     })
     return ready
   }
 
-  private async prepare(config: ReplicationRuleConfig): Promise<void> {
-    const runner = this.runnerFor(config)
-    await runner.prepare()
-    this.runners.set(config.name, runner)
-    const reverse = this.reverseRunnerFor(config)
+  private async prepare(record: RuleRecord): Promise<void> {
+    const forward = this.runnerFor(record.config)
+    await forward.prepare()
+    record.forward = forward
+    const reverse = this.reverseRunnerFor(record.config)
     if (reverse) {
       await reverse.prepare()
-      this.reverseRunners.set(config.name, reverse)
+      record.reverse = reverse
     }
   }
 
   /** Adds rules read from a tree file (prepared on first use); names already known are kept. */
   load(rules: ReplicationRuleConfig[]): void {
-    const known = new Set(this.rules.map((rule) => rule.name))
-    for (const rule of rules) if (!known.has(rule.name)) this.rules.push({ ...rule })
+    for (const rule of rules) if (!this.rules.has(rule.name)) this.rules.set(rule.name, { config: { ...rule } })
   }
 
   /** Removes a rule, its streams and what its capture holds on the source. */
   async remove(name: string): Promise<void> {
-    const rule = this.require(name)
-    await this.preparing.get(name)?.catch(() => undefined)
-    await this.stopStream(`rule:${name}`)
-    await this.stopStream(`rule:${name}.r`)
-    await (this.runners.get(name) ?? this.runnerFor(rule)).teardown()
-    await (this.reverseRunners.get(name) ?? this.reverseRunnerFor(rule))?.teardown()
-    this.runners.delete(name)
-    this.reverseRunners.delete(name)
-    this.rules = this.rules.filter((candidate) => candidate.name !== name)
+    const record = this.require(name)
+    await record.preparing?.catch(() => undefined)
+    await this.stopStreams(record)
+    await (record.forward ?? this.runnerFor(record.config)).teardown()
+    await (record.reverse ?? this.reverseRunnerFor(record.config))?.teardown()
+    this.rules.delete(name)
     this.host.changed()
   }
 
   /** The rules as written (for the tree file). */
   stored(): ReplicationRuleConfig[] {
-    return this.rules.map((rule) => ({ ...rule }))
+    return [...this.rules.values()].map((record) => ({ ...record.config }))
   }
 
   /** The rules with their defaults filled in. */
   list(): ResolvedRuleConfig[] {
-    return this.rules.map((rule) => withRuleDefaults(rule))
+    return [...this.rules.values()].map((record) => withRuleDefaults(record.config))
   }
 
   /** Snapshot (first time), then every pending captured change; both directions of a bidirectional rule. */
   async sync(name: string): Promise<SyncStats> {
-    const rule = this.require(name)
-    await this.preparing.get(name)
-    const forward = await (await this.preparedRunner(rule, 'forward')).sync()
-    if (rule.mode !== 'bidirectional') return forward
-    return { ...forward, reverse: await (await this.preparedRunner(rule, 'reverse')).sync() }
+    const record = this.require(name)
+    await record.preparing
+    const forward = await (await this.preparedRunner(record, 'forward')).sync()
+    if (record.config.mode !== 'bidirectional') return forward
+    return { ...forward, reverse: await (await this.preparedRunner(record, 'reverse')).sync() }
   }
 
-  private async preparedRunner(rule: ReplicationRuleConfig, direction: 'forward' | 'reverse'): Promise<RuleRunner> {
-    const runners = direction === 'forward' ? this.runners : this.reverseRunners
-    let runner = runners.get(rule.name)
+  private async preparedRunner(record: RuleRecord, direction: 'forward' | 'reverse'): Promise<RuleRunner> {
+    let runner = record[direction]
     if (!runner) {
-      runner = direction === 'forward' ? this.runnerFor(rule) : this.reverseRunnerFor(rule)!
+      runner = direction === 'forward' ? this.runnerFor(record.config) : this.reverseRunnerFor(record.config)!
       await runner.prepare()
-      runners.set(rule.name, runner)
+      record[direction] = runner
     }
     return runner
   }
 
   /** Streams a rule continuously (both directions of a bidirectional rule). */
   start(name: string, options: { intervalMs?: number } = {}): void {
-    const rule = this.require(name)
-    if (this.streams.has(`rule:${name}`)) return
-    const intervalMs = options.intervalMs ?? this.intervals.get(name) ?? this.host.defaultIntervalMs
-    this.intervals.set(name, intervalMs)
-    const ready = () => this.preparing.get(name) ?? Promise.resolve()
-    const forward = this.runners.get(name) ?? this.runnerFor(rule)
-    this.runners.set(name, forward)
-    this.startStream(`rule:${name}`, forward, intervalMs, ready)
-    if (rule.mode === 'bidirectional') {
-      const reverse = this.reverseRunners.get(name) ?? this.reverseRunnerFor(rule)!
-      this.reverseRunners.set(name, reverse)
-      this.startStream(`rule:${name}.r`, reverse, intervalMs, ready)
+    const record = this.require(name)
+    if (record.streams) return
+    const intervalMs = options.intervalMs ?? record.intervalMs ?? this.host.defaultIntervalMs
+    record.intervalMs = intervalMs
+    const ready = () => record.preparing ?? Promise.resolve()
+    record.forward ??= this.runnerFor(record.config)
+    record.streams = { forward: this.streamOf(record.forward, 'rule', intervalMs, ready) }
+    if (record.config.mode === 'bidirectional') {
+      record.reverse ??= this.reverseRunnerFor(record.config)!
+      record.streams.reverse = this.streamOf(record.reverse, 'rule', intervalMs, ready)
     }
   }
 
   /** Stops a rule's continuous streaming (after its current batch). */
   async stop(name: string): Promise<void> {
-    this.require(name)
-    await this.stopStream(`rule:${name}`)
-    await this.stopStream(`rule:${name}.r`)
+    const record = this.require(name)
+    await this.stopStreams(record)
     // another process may take the rule over at once rather than after the lease
-    await this.runners.get(name)?.release()
-    await this.reverseRunners.get(name)?.release()
+    await record.forward?.release()
+    await record.reverse?.release()
   }
 
   /** Whether a rule streams continuously. */
   isStreaming(name: string): boolean {
-    return this.streams.has(`rule:${name}`)
+    return this.rules.get(name)?.streams !== undefined
   }
 
   /** Feeds a managed replica from its master with the same engine (key: one per replica). */
   startFeed(key: string, config: RunnerConfig, source: Dialect, target: Dialect, intervalMs: number): void {
-    if (this.streams.has(`managed:${key}`)) return
+    if (this.feeds.get(key)?.stream) return
     const runner = new RuleRunner(config, source, target, this.host.observer, this.host.lease)
-    this.feeds.set(key, { runner, intervalMs })
-    this.startStream(`managed:${key}`, runner, intervalMs)
+    this.feeds.set(key, { runner, intervalMs, stream: this.streamOf(runner, 'managed', intervalMs) })
   }
 
   /**
@@ -210,35 +214,49 @@ export class RuleSet {
   async drainFeed(key: string): Promise<void> {
     const feed = this.feeds.get(key)
     if (!feed) return
-    await this.stopStream(`managed:${key}`)
+    const stream = feed.stream
+    feed.stream = undefined
+    await stream?.stop()
     try {
       await feed.runner.sync()
     } finally {
-      if (this.feeds.get(key) === feed) this.startStream(`managed:${key}`, feed.runner, feed.intervalMs)
+      if (this.feeds.get(key) === feed) feed.stream = this.streamOf(feed.runner, 'managed', feed.intervalMs)
     }
   }
 
   async stopFeed(key: string): Promise<void> {
-    await this.stopStream(`managed:${key}`)
-    await this.feeds.get(key)?.runner.release()
+    const feed = this.feeds.get(key)
     this.feeds.delete(key)
+    await feed?.stream?.stop()
+    await feed?.runner.release()
   }
 
   /** A streaming loop by rule or feed name; null when it is not streaming. */
   streamState(name: string): StreamState | null {
     const stream =
-      this.streams.get(`rule:${name}`) ?? [...this.streams.values()].find((candidate) => candidate.state.name === name)
+      this.rules.get(name)?.streams?.forward ?? this.allStreams().find((candidate) => candidate.state.name === name)
     return stream ? { ...stream.state } : null
   }
 
   listStreams(): StreamState[] {
-    return [...this.streams.values()].map((stream) => ({ ...stream.state }))
+    return this.allStreams().map((stream) => ({ ...stream.state }))
+  }
+
+  /** Every running loop: rules (both directions), then managed feeds. */
+  private allStreams(): StreamLoop[] {
+    const streams: StreamLoop[] = []
+    for (const record of this.rules.values()) {
+      if (record.streams) streams.push(record.streams.forward)
+      if (record.streams?.reverse) streams.push(record.streams.reverse)
+    }
+    for (const feed of this.feeds.values()) if (feed.stream) streams.push(feed.stream)
+    return streams
   }
 
   /** Captures that rules hold on their source projects (for monitoring backlogs). */
   captures(): Array<{ capture: string; project: string }> {
     const captures: Array<{ capture: string; project: string }> = []
-    for (const rule of this.rules) {
+    for (const { config: rule } of this.rules.values()) {
       if (rule.mode === 'snapshot') continue
       captures.push({ capture: rule.name, project: rule.source })
       if (rule.mode === 'bidirectional') captures.push({ capture: `${rule.name}.r`, project: rule.target })
@@ -248,16 +266,15 @@ export class RuleSet {
 
   /** Counters of a rule (zeros before its first sync). */
   stats(name: string): SyncStats {
-    const rule = this.require(name)
-    const runner = this.runners.get(name)
-    const reverse = this.reverseRunners.get(name)
-    if (!runner) return syncStatsOf(emptySyncStats(rule.name))
-    return reverse ? { ...runner.getStats(), reverse: reverse.getStats() } : runner.getStats()
+    const record = this.require(name)
+    if (!record.forward) return syncStatsOf(emptySyncStats(record.config.name))
+    const forward = record.forward.getStats()
+    return record.reverse ? { ...forward, reverse: record.reverse.getStats() } : forward
   }
 
   /** What the rule's target has stored: the position applied last, when, and the dead letters kept. */
   async progress(name: string): Promise<RuleProgress> {
-    const rule = this.require(name)
+    const rule = this.require(name).config
     const target = this.host.master(rule.target).dialect
     const offset = await target.findOne(OFFSETS_COLLECTION, { rule: name }).catch(nullWhenMissing)
     const deadLetters = await target.count(DEAD_LETTERS_COLLECTION, { rule: name }).catch(nullWhenMissing)
@@ -275,24 +292,22 @@ export class RuleSet {
    * held for them are dropped when it can still be reached.
    */
   async followNewMaster(project: string, previous: Dialect | null): Promise<void> {
-    for (const rule of this.rules) {
+    for (const record of this.rules.values()) {
+      const rule = record.config
       if (rule.source !== project && rule.target !== project) continue
-      const streaming = this.isStreaming(rule.name)
-      await this.stopStream(`rule:${rule.name}`)
-      await this.stopStream(`rule:${rule.name}.r`)
-      const before = this.runners.get(rule.name)?.getStats()
-      const reverseBefore = this.reverseRunners.get(rule.name)?.getStats()
-      this.runners.delete(rule.name)
-      this.reverseRunners.delete(rule.name)
+      const streaming = record.streams !== undefined
+      await this.stopStreams(record)
+      const before = record.forward?.getStats()
+      const reverseBefore = record.reverse?.getStats()
+      record.forward = undefined
+      record.reverse = undefined
       if (before) {
-        const runner = this.runnerFor(rule)
-        runner.carryStatsFrom(before)
-        this.runners.set(rule.name, runner)
+        record.forward = this.runnerFor(rule)
+        record.forward.carryStatsFrom(before)
       }
       if (reverseBefore) {
-        const reverse = this.reverseRunnerFor(rule)!
-        reverse.carryStatsFrom(reverseBefore)
-        this.reverseRunners.set(rule.name, reverse)
+        record.reverse = this.reverseRunnerFor(rule)!
+        record.reverse.carryStatsFrom(reverseBefore)
       }
       if (previous && rule.mode !== 'snapshot') {
         const oldCapture = rule.source === project ? rule.name : rule.mode === 'bidirectional' ? `${rule.name}.r` : null
@@ -310,24 +325,28 @@ export class RuleSet {
 
   /** Stops every streaming loop and forgets the runners (the rules stay). */
   async stopAll(): Promise<void> {
-    await Promise.all([...this.streams.keys()].map((key) => this.stopStream(key)))
-    const feeds = [...this.feeds.values()].map((feed) => feed.runner)
-    const runners = [...this.runners.values(), ...this.reverseRunners.values(), ...feeds]
+    await Promise.all([...this.rules.values()].map((record) => this.stopStreams(record)))
+    await Promise.all([...this.feeds.values()].map((feed) => feed.stream?.stop()))
+    const runners: RuleRunner[] = [...this.feeds.values()].map((feed) => feed.runner)
+    for (const record of this.rules.values()) {
+      if (record.forward) runners.push(record.forward)
+      if (record.reverse) runners.push(record.reverse)
+      record.forward = undefined
+      record.reverse = undefined
+    }
     await Promise.all(runners.map((runner) => runner.release()))
     this.feeds.clear()
-    this.runners.clear()
-    this.reverseRunners.clear()
   }
 
-  private require(name: string): ReplicationRuleConfig {
-    const rule = this.rules.find((candidate) => candidate.name === name)
-    if (!rule)
+  private require(name: string): RuleRecord {
+    const record = this.rules.get(name)
+    if (!record)
       throw new ReplicatorError(
         'CONFIG_INVALID',
-        `No replication rule "${name}". Rules: ${this.rules.map((r) => r.name).join(', ') || '(none)'}.`,
+        `No replication rule "${name}". Rules: ${[...this.rules.keys()].join(', ') || '(none)'}.`,
         { details: { rule: name } },
       )
-    return rule
+    return record
   }
 
   private runnerFor(config: ReplicationRuleConfig): RuleRunner {
@@ -347,21 +366,25 @@ export class RuleSet {
     return new RuleRunner({ ...config, origin }, source.dialect, target.dialect, this.host.observer, this.host.lease)
   }
 
-  private startStream(key: string, runner: RuleRunner, intervalMs: number, ready?: () => Promise<void>): void {
-    const kind = key.startsWith('managed:') ? 'managed' : 'rule'
+  /** A loop that syncs `runner` every `intervalMs` (after `ready`, the rule's preparation). */
+  private streamOf(
+    runner: RuleRunner,
+    kind: StreamState['kind'],
+    intervalMs: number,
+    ready?: () => Promise<void>,
+  ): StreamLoop {
     const step = async () => {
       await ready?.()
       return runner.sync()
     }
-    this.streams.set(
-      key,
-      new StreamLoop(runner.config.name, kind, step, intervalMs, (error) => this.host.report(error)),
-    )
+    return new StreamLoop(runner.config.name, kind, step, intervalMs, (error) => this.host.report(error))
   }
 
-  private async stopStream(key: string): Promise<void> {
-    const stream = this.streams.get(key)
-    this.streams.delete(key)
-    await stream?.stop()
+  /** Stops a rule's loops (after their current batch). */
+  private async stopStreams(record: RuleRecord): Promise<void> {
+    const streams = record.streams
+    record.streams = undefined
+    await streams?.forward.stop()
+    await streams?.reverse?.stop()
   }
 }
