@@ -1,6 +1,6 @@
 import '@mostajs/replicator-dialect-postgres'
 import '@mostajs/replicator-dialect-sqlite'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -14,19 +14,33 @@ import {
 } from '@mostajs/replicator-testkit'
 import { privateServer, runScript, testBackends } from '@mostajs/replicator-testkit/vitest'
 
-// Every TypeScript block of the README runs here, as a user would run it (its own node
-// process, the packages resolved like an install), against real databases given through the
-// environment variables the block reads. readme-code.test.ts type-checks them as well.
+// Every TypeScript block of the README and of the user guides under docs/ runs here, as a user
+// would run it (its own node process, the packages resolved like an install), against real
+// databases given through the environment variables the block reads. readme-code.test.ts
+// type-checks them as well (and the dialect author's sketch in docs/adding-a-dialect.md, which
+// needs a dialect of one's own to run). A block the README repeats from docs/ runs once.
 const app = fileURLToPath(new URL('..', import.meta.url))
-const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8')
-const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((match) => match[1]!)
+const root = fileURLToPath(new URL('../../../', import.meta.url))
+const documents = [
+  'README.md',
+  ...readdirSync(`${root}docs`)
+    .filter((name) => name.endsWith('.md') && name !== 'adding-a-dialect.md')
+    .map((name) => `docs/${name}`),
+]
+const blocks = [
+  ...new Set(
+    documents.flatMap((document) =>
+      [...readFileSync(`${root}${document}`, 'utf8').matchAll(/```ts\n([\s\S]*?)```/g)].map((match) => match[1]!),
+    ),
+  ),
+]
 const { available, skipNote } = privateServer('postgres')
 
-/** The block whose text contains `marker` (so reordering the README does not break the test). */
+/** The block whose text contains `marker` (so reordering the documents does not break the test). */
 function block(marker: string): string {
   const found = blocks.filter((code) => code.includes(marker))
   if (found.length !== 1)
-    throw new Error(`expected one README block containing ${JSON.stringify(marker)}, found ${found.length}`)
+    throw new Error(`expected one README or docs/ block containing ${JSON.stringify(marker)}, found ${found.length}`)
   return found[0]!
 }
 
