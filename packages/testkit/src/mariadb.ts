@@ -120,31 +120,69 @@ export async function startMariaDB(options: { serverId?: number; flags?: string[
 /**
  * Starts a native MariaDB replica of `master` (a private server from {@link startMariaDB}):
  * its own mariadbd with a binary log (so it can be promoted), `read_only`, replicating with
- * GTID from the start of the master's binary log.
+ * GTID from the start of the master's binary log. With `semiSync`, the replica connects as a
+ * semi-synchronous one (enabled at its start, so its I/O thread never has to be restarted)
+ * and the master waits up to 30 s for its acknowledgement of each commit.
  */
-export async function startMariaDBReplica(master: RunningMariaDB): Promise<RunningMariaDB> {
+export async function startMariaDBReplica(
+  master: RunningMariaDB,
+  options: { semiSync?: boolean } = {},
+): Promise<RunningMariaDB> {
   if (master.external) throw new Error('startMariaDBReplica needs a master started by startMariaDB() (not MYSQL_URL)')
-  const replica = await startMariaDB({ flags: ['--log-slave-updates'] })
-  const connection = await connectRoot(replica.url)
+  const replica = await startMariaDB({
+    flags: ['--log-slave-updates', ...(options.semiSync ? ['--rpl-semi-sync-slave-enabled=ON'] : [])],
+  })
+  let connection: mysql.Connection | undefined
+  let source: mysql.Connection | undefined
+  // every statement is bounded: one that hangs fails with its text instead of the caller's hook timeout
+  const query = async <T>(on: mysql.Connection, sql: string, values: unknown[] = []): Promise<T> => {
+    try {
+      return (await on.query({ sql, values, timeout: 45_000 }))[0] as T
+    } catch (error) {
+      throw new Error(`${sql.slice(0, 60)}: ${error instanceof Error ? error.message : String(error)}`)
+    }
+  }
   try {
-    await connection.query(
+    connection = await connectRoot(replica.url)
+    source = await connectRoot(master.url)
+    await query(
+      connection,
       `CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = ${master.port}, MASTER_USER = 'root', MASTER_PASSWORD = '', MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1`,
     )
-    await connection.query('START SLAVE')
-    await connection.query('SET GLOBAL read_only = 1')
+    await query(connection, 'START SLAVE')
+    await query(connection, 'SET GLOBAL read_only = 1')
     // returned caught up: what the master holds now (its databases too) is on the replica
-    const source = await connectRoot(master.url)
-    const [rows] = await source.query('SELECT @@gtid_binlog_pos AS position').finally(() => source.end())
-    const position = String((rows as Array<{ position: string }>)[0]?.position ?? '')
-    const [waited] = await connection.query('SELECT MASTER_GTID_WAIT(?, 30) AS outcome', [position])
-    if (Number((waited as Array<{ outcome: number }>)[0]?.outcome) !== 0)
+    const [{ position = '' } = {}] = await query<Array<{ position?: string }>>(
+      source,
+      'SELECT @@gtid_binlog_pos AS position',
+    )
+    const [waited] = await query<Array<{ outcome: number }>>(connection, 'SELECT MASTER_GTID_WAIT(?, 30) AS outcome', [
+      position,
+    ])
+    if (Number(waited?.outcome) !== 0)
       throw new Error(`the replica did not reach the master's position ${position} within 30 s`)
+    if (options.semiSync) {
+      await query(source, 'SET GLOBAL rpl_semi_sync_master_timeout = 30000')
+      await query(source, 'SET GLOBAL rpl_semi_sync_master_enabled = ON')
+      const deadline = Date.now() + 15_000
+      const primary = source
+      const clients = async () =>
+        Number(
+          (await query<Array<{ Value: string }>>(primary, "SHOW STATUS LIKE 'Rpl_semi_sync_master_clients'"))[0]?.Value,
+        )
+      while ((await clients()) !== 1) {
+        if (Date.now() > deadline) throw new Error('the replica did not connect as semi-synchronous within 15 s')
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+    }
   } catch (error) {
-    await connection.end()
+    await connection?.end().catch(() => undefined)
+    await source?.end().catch(() => undefined)
     await replica.stop()
     throw error
   }
   await connection.end()
+  await source.end()
   return replica
 }
 
@@ -155,6 +193,7 @@ function connectRoot(url: string) {
     port: Number(parsed.port || 3306),
     user: decodeURIComponent(parsed.username || 'root'),
     password: decodeURIComponent(parsed.password),
+    connectTimeout: 10_000,
   })
 }
 
@@ -188,20 +227,30 @@ export async function createMariaDBDatabase(
   return parsed.toString()
 }
 
-function run(command: string, args: string[]): Promise<void> {
+/** Runs `command` to its end; one that runs past `timeoutMs` is killed and fails with its output. */
+function run(command: string, args: string[], timeoutMs = 90_000): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     let output = ''
+    const killer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`${command} did not finish within ${timeoutMs} ms: ${output.slice(-2000)}`))
+    }, timeoutMs)
     child.stdout.on('data', (chunk) => {
       output += chunk
     })
     child.stderr.on('data', (chunk) => {
       output += chunk
     })
-    child.on('error', reject)
-    child.on('close', (code) =>
-      code === 0 ? resolve() : reject(new Error(`${command} exited with ${code}: ${output.slice(-2000)}`)),
-    )
+    child.on('error', (error) => {
+      clearTimeout(killer)
+      reject(error)
+    })
+    child.on('close', (code) => {
+      clearTimeout(killer)
+      if (code === 0) resolve()
+      else reject(new Error(`${command} exited with ${code}: ${output.slice(-2000)}`))
+    })
   })
 }
 
