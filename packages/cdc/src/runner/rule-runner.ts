@@ -1,26 +1,19 @@
-import {
-  collectionSchemaOf,
-  ReplicatorError,
-  type ChangeBatch,
-  type CollectionDescription,
-  type Dialect,
-  type Position,
-} from '@mostajs/replicator-core'
+import { collectionSchemaOf, ReplicatorError, type Dialect, type Position } from '@mostajs/replicator-core'
 import { validateRule, type RunnerConfig } from '../rule-config.js'
-import { applyBatch, transactionSlices } from './apply-batch.js'
 import {
   copiedCollections,
   copyCuts,
   ensureInternalTables,
   forgetRule,
-  INTERNAL_PREFIX,
   markCopied,
   readOffset,
 } from './internal-tables.js'
 import { RuleLease, type LeaseHolder, type LeaseOptions } from './rule-lease.js'
 import { mergeCollection, mirrorCollection } from './mirror.js'
+import { preflight, wantedCollections } from './preflight.js'
 import type { RuleContext } from './rule-context.js'
 import { copyCollection } from './snapshot.js'
+import { streamBatches } from './stream-batches.js'
 import {
   emptyCollectionStats,
   emptySyncStats,
@@ -31,14 +24,12 @@ import {
   type SyncStats,
 } from './sync-stats.js'
 
-/** Events read from the source log at once (applied in slices of batchSize). */
-const READ_AHEAD_EVENTS = 20_000
-
 /**
- * Runs one replication rule between two connected dialects: prepares the target tables and
- * the source capture, snapshots by keyset pages, then applies captured changes in batches.
- * Each batch is one target transaction that also stores the rule's offset, and the source
- * only forgets changes after that commit: a crash can neither lose nor double-apply a batch.
+ * Runs one replication rule between two connected dialects: checks what it can carry
+ * (`preflight`), prepares the target tables and the source capture, snapshots by keyset pages,
+ * then applies captured changes in batches (`streamBatches`). Each batch is one target
+ * transaction that also stores the rule's offset, and the source only forgets changes after
+ * that commit: a crash can neither lose nor double-apply a batch.
  */
 export class RuleRunner {
   private collections: string[] = []
@@ -90,41 +81,8 @@ export class RuleRunner {
    * source capture. Idempotent.
    */
   async prepare(): Promise<void> {
-    const wanted = await this.wantedCollections()
-    const uncapturable = new Map(
-      this.config.mode === 'snapshot' || !this.source.capture?.uncapturable
-        ? []
-        : (await this.source.capture.uncapturable(wanted)).map(
-            ({ collection, reason }) => [collection, reason] as const,
-          ),
-    )
-    const followsCatalogue = this.config.collections.includes('*')
-    const descriptions: CollectionDescription[] = []
-    const problems: string[] = []
-    for (const collection of wanted) {
-      const description = await this.source.describeCollection(collection)
-      const reasons = description.columns
-        .filter((column) => column.type === 'unknown')
-        .map((column) => `${collection}.${column.name} (${column.nativeType}) has no portable type`)
-      if (uncapturable.has(collection)) reasons.push(uncapturable.get(collection)!)
-      else if (!description.primaryKey.length) reasons.push(...this.keylessProblems(collection))
-      if (reasons.length && followsCatalogue && !this.config.collections.includes(collection)) {
-        // `['*']` follows the catalogue: a table that cannot be carried is set aside, with its
-        // reason in the stats, and the other tables flow
-        this.setAside.set(collection, reasons.join('; '))
-        continue
-      }
-      problems.push(...reasons)
-      this.checkTimestampColumn(collection, description)
-      descriptions.push(description)
-    }
-    if (problems.length) {
-      throw new ReplicatorError(
-        'TYPE_UNSUPPORTED',
-        `Rule "${this.config.name}" cannot carry: ${problems.join('; ')}. Give these columns a portable type, a primary key, or leave the collection out.`,
-        { details: { rule: this.config.name, problems } },
-      )
-    }
+    const { carried: descriptions, setAside } = await preflight(this.context, await wantedCollections(this.context))
+    for (const [collection, reason] of setAside) this.setAside.set(collection, reason)
     const carried = descriptions.map((description) => description.name)
     for (const description of descriptions) await this.target.ensureCollection(collectionSchemaOf(description))
     await ensureInternalTables(this.context)
@@ -139,41 +97,6 @@ export class RuleRunner {
     this.copiesChecked = false
     for (const collection of carried)
       if (!this.perCollection.has(collection)) this.perCollection.set(collection, emptyCollectionStats(collection))
-  }
-
-  /** Why a table without a primary key cannot be carried by this rule (none when it can). */
-  private keylessProblems(collection: string): string[] {
-    if (this.config.mode === 'bidirectional' || this.config.conflictResolution === 'timestamp')
-      return [`${collection} has no primary key, and conflicts between two writers are resolved per key`]
-    const capture = this.source.capture
-    if (this.config.mode === 'cdc' && !capture?.readExact)
-      return [`${collection} has no primary key, and ${this.source.name} change capture cannot carry such tables`]
-    if (!this.target.insertMany || !this.target.deleteOne || !this.target.replaceOne)
-      return [`${collection} has no primary key, and ${this.target.name} cannot write such tables`]
-    return []
-  }
-
-  /** `timestamp` conflict resolution needs the timestamp column in every carried table. */
-  private checkTimestampColumn(collection: string, description: CollectionDescription): void {
-    if (this.config.conflictResolution !== 'timestamp' || collection.startsWith(INTERNAL_PREFIX)) return
-    const column = this.context.timestampColumn
-    if (description.columns.some((candidate) => candidate.name === column && candidate.type === 'timestamp')) return
-    throw new ReplicatorError(
-      'CONFIG_INVALID',
-      `Rule "${this.config.name}": conflictResolution 'timestamp' compares "${column}", and collection "${collection}" has no timestamp column of that name. Set timestampColumn.`,
-      { details: { rule: this.config.name, collection } },
-    )
-  }
-
-  /** The collections to carry now: `['*']` follows the source catalogue. */
-  private async wantedCollections(): Promise<string[]> {
-    const catalogue =
-      this.config.collections.includes('*') || this.config.alsoCarry?.length ? await this.source.listCollections() : []
-    const named = this.config.collections.includes('*')
-      ? catalogue.filter((name) => !name.startsWith(INTERNAL_PREFIX))
-      : this.config.collections
-    const extra = (this.config.alsoCarry ?? []).filter((name) => catalogue.includes(name) && !named.includes(name))
-    return [...named, ...extra]
   }
 
   /** Snapshot when none was taken yet, then applies every captured change until none is pending. */
@@ -240,61 +163,9 @@ export class RuleRunner {
       await this.source.capture!.confirm(this.config.name, offset.position)
     }
     this.resumed = true
-    let pendingSeen = false
-    const batchSize = this.config.batchSize ?? 1000
-    // Read wide (a log read can cost a scan of the retained log: PostgreSQL re-decodes from the
-    // slot's restart point), apply in target transactions of about batchSize, confirm once.
-    const read = (after: Position | null) =>
-      this.source.capture!.read(this.config.name, {
-        after,
-        maxEvents: Math.max(batchSize, READ_AHEAD_EVENTS),
-        lazyAfter: true,
-      })
-    let next: Promise<ChangeBatch> | null = read(offset.position)
-    try {
-      for (;;) {
-        const batch: ChangeBatch = await next
-        next = null
-        if (!batch.position) break
-        if (batch.caughtUp) {
-          // nothing of this rule up to the source's current end: let the source forget it
-          await this.source.capture!.confirm(this.config.name, batch.position)
-          break
-        }
-        // Read (and decode) the next batch while this one is applied. The source is asked for
-        // what follows this batch: nothing is confirmed before it is applied. (Not while a
-        // transaction too large to hold is read in parts.)
-        if (!batch.nextPart) {
-          next = read(batch.position)
-          next.catch(() => undefined) // its failure is reported when it is awaited
-        }
-        if (batch.events.length) {
-          pendingSeen = true
-          for (const slice of transactionSlices(batch.events, batchSize)) {
-            const sliceStarted = performance.now()
-            await applyBatch(this.context, slice.events, slice.position, batch.nextPart)
-            offset = { position: slice.position, snapshotDone: true }
-            const newestOfSlice = slice.events[slice.events.length - 1]!
-            this.context.observer.batchApplied?.({
-              rule: this.config.name,
-              events: slice.events.length,
-              durationMs: performance.now() - sliceStarted,
-              lagMs: Math.max(0, Date.now() - newestOfSlice.source.ts),
-            })
-          }
-          const newest = batch.events[batch.events.length - 1]!
-          this.stats.lagMs = Math.max(0, Date.now() - newest.source.ts)
-        }
-        // also when only transactions the target already had were read: move the source past them
-        await this.source.capture!.confirm(this.config.name, batch.position)
-        next ??= read(batch.position)
-      }
-    } finally {
-      // A failed apply never leaves a read running behind it (it would hold the capture).
-      if (next) await next.catch(() => undefined)
-    }
-    if (!pendingSeen) this.stats.lagMs = 0
-    this.stats.position = offset.position
+    const { position, changesSeen } = await streamBatches(this.context, offset.position)
+    if (!changesSeen) this.stats.lagMs = 0
+    this.stats.position = position
     this.stats.lastSync = new Date()
     this.stats.duration = Math.round(performance.now() - started)
     return this.getStats()
@@ -315,7 +186,7 @@ export class RuleRunner {
    * first, then are snapshotted, so no change of theirs falls between the two.
    */
   private async followCatalogue(): Promise<void> {
-    const wanted = await this.wantedCollections()
+    const wanted = await wantedCollections(this.context)
     const added = wanted.filter((name) => !this.collections.includes(name) && !this.setAside.has(name))
     if (!added.length) return
     const known = this.collections
