@@ -9,7 +9,9 @@ export default defineConfig({
     alias: [
       { find: /^@mostajs\/replicator-testkit\/vitest$/, replacement: `${packages}testkit/src/vitest.ts` },
       { find: /^@mostajs\/replicator-([a-z-]+)$/, replacement: `${packages}$1/src/index.ts` },
+      { find: /^@mostajs\/replicator-core\/sql$/, replacement: `${packages}core/src/sql/index.ts` },
       { find: /^@mostajs\/replicator$/, replacement: `${packages}replicator/src/index.ts` },
+      { find: /^@mostajs\/replicator\/(service|cli)$/, replacement: `${packages}replicator/src/$1/index.ts` },
       { find: /^@mostajs\/replicator-cli$/, replacement: `${packages}cli/src/index.ts` },
     ],
   },

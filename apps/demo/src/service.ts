@@ -12,7 +12,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { connectDialect, scaffoldReplicatorService, type Dialect } from '@mostajs/replicator'
+import { connectDialect, type Dialect } from '@mostajs/replicator'
+import { scaffoldReplicatorService } from '@mostajs/replicator/service'
 import { freePort, sqliteFile, startPostgres } from '@mostajs/replicator-testkit'
 
 const { values: options } = parseArgs({ options: { keep: { type: 'boolean', default: false } } })

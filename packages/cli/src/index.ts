@@ -1,1 +1,1 @@
-export { EXIT, runCli } from '@mostajs/replicator'
+export { EXIT, runCli } from '@mostajs/replicator/cli'

@@ -233,7 +233,9 @@ describe('mostajs-replicator CLI (spawned)', () => {
       expect((await run(['scaffold', '--dir', project])).code).toBe(1)
       expect((await run(['scaffold', '--dir', project, '--force'])).code).toBe(0)
       const dry = await run(['scaffold', '--dir', project, '--path', 'other.mjs', '--dry-run'])
-      expect(dry.stdout).toContain("import { runReplicatorService, serviceOptionsFromEnv } from '@mostajs/replicator'")
+      expect(dry.stdout).toContain(
+        "import { runReplicatorService, serviceOptionsFromEnv } from '@mostajs/replicator/service'",
+      )
       // the generated file runs the service and stops cleanly
       const service = await new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
         const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', file], {

@@ -1,5 +1,6 @@
 // The contracts of @mostajs/replicator: Dialect and its capabilities, ChangeEvent, Position,
-// EntityService, portable types, errors, the dialect registry, and the SQL base the dialects share.
+// EntityService, portable types, errors, the dialect registry. The SQL base the dialects share
+// is the `@mostajs/replicator-core/sql` subpath (for dialect authors).
 
 export {
   isReplicatorError,
@@ -74,6 +75,7 @@ export {
   nativeText,
   type NativeRow,
 } from './native-row.js'
+export { describeKey, keyIdentity, keyOfRow, keyToObject, requirePrimaryKey } from './row-keys.js'
 export { SpillFile } from './spill-file.js'
 export {
   connectDialect,
@@ -98,24 +100,6 @@ export {
 } from './entity-service.js'
 export { scanAll } from './scan-all.js'
 export { withTimeout } from './with-timeout.js'
-export {
-  columnDecoder,
-  columnEncoder,
-  encodeValue,
-  quoteWith,
-  type SqlErrorKind,
-  type SqlExecuteOptions,
-  type SqlExecutor,
-  type SqlFlavor,
-  type SqlResult,
-  type ValueConverter,
-} from './sql/sql-flavor.js'
-export { compileFilter, compileSort, requireColumn, SqlParams } from './sql/compile-filter.js'
-export { describeKey, keyIdentity, keyOfRow, keyToObject, requirePrimaryKey } from './sql/row-keys.js'
-export { SqlOperations } from './sql/sql-operations.js'
-export { SqlDialect, type CachedStatement } from './sql/sql-dialect.js'
-export { onConflictUpsertSql, runTransactionOn, type TransactionConnection } from './sql/sql-transaction.js'
-export { SqlHeartbeat } from './sql/sql-heartbeat.js'
 export type { Leadership, ProjectTopology, TopologyStore } from './topology-store.js'
 export { MemoryTopologyStore } from './memory-topology-store.js'
 export { FileTopologyStore } from './file-topology-store.js'

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { compileFilter, compileSort, SqlParams, type CollectionDescription, type SqlFlavor } from '../src/index.js'
+import type { CollectionDescription } from '../src/index.js'
+import { compileFilter, compileSort, SqlParams, type SqlFlavor } from '../src/sql/index.js'
 
 // A minimal flavor: filter compilation is pure string building, no database involved.
 const flavor = {

@@ -1,5 +1,4 @@
 import {
-  columnDecoder,
   ReplicatorError,
   type CaptureBacklog,
   type ChangeEvent,
@@ -11,6 +10,7 @@ import {
   type ReadChangesOptions,
   type Row,
 } from '@mostajs/replicator-core'
+import { columnDecoder } from '@mostajs/replicator-core/sql'
 import { binlogTimestamp, decodeEvent } from './binlog-events.js'
 import { BinlogReader } from './binlog-reader.js'
 import { gtidSetCovers } from './gtid-sets.js'

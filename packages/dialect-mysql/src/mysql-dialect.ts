@@ -1,15 +1,12 @@
 import mysql from 'mysql2/promise'
 import {
   registerDialect,
-  runTransactionOn,
-  SqlDialect,
   type CollectionDescription,
   type ColumnDescription,
   type ColumnType,
   type DialectConfig,
-  type SqlExecutor,
-  type SqlResult,
 } from '@mostajs/replicator-core'
+import { runTransactionOn, SqlDialect, type SqlExecutor, type SqlResult } from '@mostajs/replicator-core/sql'
 import { createMysqlFlavor } from './mysql-flavor.js'
 import { MysqlCapture } from './mysql-capture.js'
 import { MysqlReplication } from './mysql-replication.js'

@@ -1,15 +1,12 @@
 import {
   nativeTypeFor,
   normalizeDecimal,
-  quoteWith,
   ReplicatorError,
   toDateString,
   type ColumnDescription,
   type ColumnSchema,
-  type SqlErrorKind,
-  type SqlFlavor,
-  type ValueConverter,
 } from '@mostajs/replicator-core'
+import { quoteWith, type SqlErrorKind, type SqlFlavor, type ValueConverter } from '@mostajs/replicator-core/sql'
 
 /** MySQL and MariaDB refuse identifiers longer than this. */
 const MAX_IDENTIFIER_LENGTH = 64

@@ -1,5 +1,4 @@
 import {
-  columnDecoder,
   keyOfRow,
   nativeText,
   ReplicatorError,
@@ -9,6 +8,7 @@ import {
   type RowKey,
   type SpillFile,
 } from '@mostajs/replicator-core'
+import { columnDecoder } from '@mostajs/replicator-core/sql'
 import { formatLsn, parsePgOutput, type PgOutputMessage, type RawTuple, type Relation } from './pgoutput.js'
 import { pushEvents, type DecodeOptions, type RelationConverter } from './pgoutput-events.js'
 import type { PostgresDialect } from './postgres-dialect.js'

@@ -1,14 +1,8 @@
 import { finished } from 'node:stream/promises'
 import pg from 'pg'
 import { from as copyFrom } from 'pg-copy-streams'
-import {
-  registerDialect,
-  runTransactionOn,
-  SqlDialect,
-  type CollectionDescription,
-  type DialectConfig,
-  type SqlExecutor,
-} from '@mostajs/replicator-core'
+import { registerDialect, type CollectionDescription, type DialectConfig } from '@mostajs/replicator-core'
+import { runTransactionOn, SqlDialect, type SqlExecutor } from '@mostajs/replicator-core/sql'
 import { PostgresBulkCopy } from './postgres-bulk-copy.js'
 import { PostgresCapture } from './postgres-capture.js'
 import { postgresFlavor } from './postgres-flavor.js'

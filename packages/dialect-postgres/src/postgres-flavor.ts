@@ -1,16 +1,18 @@
 import {
   nativeTypeFor,
   normalizeDecimal,
-  onConflictUpsertSql,
-  quoteWith,
   ReplicatorError,
   toDateString,
   type ColumnDescription,
   type ColumnSchema,
+} from '@mostajs/replicator-core'
+import {
+  onConflictUpsertSql,
+  quoteWith,
   type SqlErrorKind,
   type SqlFlavor,
   type ValueConverter,
-} from '@mostajs/replicator-core'
+} from '@mostajs/replicator-core/sql'
 
 /** PostgreSQL truncates identifiers longer than this many bytes (NAMEDATALEN - 1). */
 const MAX_IDENTIFIER_BYTES = 63

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto'
 import {
-  columnDecoder,
   keyOfRow,
   type ChangeEvent,
   type CaptureBacklog,
@@ -12,6 +11,7 @@ import {
   type ReadChangesOptions,
   type Row,
 } from '@mostajs/replicator-core'
+import { columnDecoder } from '@mostajs/replicator-core/sql'
 import { sqlitePathOf, sqlString, type SqliteDialect } from './sqlite-dialect.js'
 
 /** A changelog row as a trigger wrote it. */

@@ -1,15 +1,12 @@
 import Database from 'better-sqlite3'
 import {
   registerDialect,
-  SqlDialect,
   type CollectionDescription,
   type ColumnDescription,
   type ColumnType,
   type DialectConfig,
-  type SqlExecuteOptions,
-  type SqlExecutor,
-  type SqlResult,
 } from '@mostajs/replicator-core'
+import { SqlDialect, type SqlExecuteOptions, type SqlExecutor, type SqlResult } from '@mostajs/replicator-core/sql'
 import { SqliteCapture } from './sqlite-capture.js'
 import { sqliteFlavor } from './sqlite-flavor.js'
 

@@ -1,16 +1,18 @@
 import {
   nativeTypeFor,
   normalizeDecimal,
-  onConflictUpsertSql,
-  quoteWith,
   ReplicatorError,
   toDateString,
   type ColumnDescription,
   type ColumnSchema,
+} from '@mostajs/replicator-core'
+import {
+  onConflictUpsertSql,
+  quoteWith,
   type SqlErrorKind,
   type SqlFlavor,
   type ValueConverter,
-} from '@mostajs/replicator-core'
+} from '@mostajs/replicator-core/sql'
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
 const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER)

@@ -55,22 +55,3 @@ export {
   type Row,
   type TopologyStore,
 } from '@mostajs/replicator-core'
-export {
-  DEFAULT_STATUS_PORT,
-  healthOf,
-  rulesView,
-  startStatusServer,
-  type HealthReport,
-  type StatusServer,
-  type StatusServerOptions,
-} from './service/status-server.js'
-export { createReplicatorMetrics, type ReplicatorMetrics, type ReplicatorMetricsOptions } from './service/metrics.js'
-export {
-  runReplicatorService,
-  serviceOptionsFromEnv,
-  type ReplicatorService,
-  type ReplicatorServiceOptions,
-} from './service/replicator-service.js'
-export { scaffoldReplicatorService, SERVICE_TEMPLATE, type ScaffoldOptions } from './service/scaffold.js'
-export { EXIT, runCli } from './cli/run-cli.js'
-export { DIALECT_PACKAGES, loadInstalledDialects } from './cli/load-dialects.js'

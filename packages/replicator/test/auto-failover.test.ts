@@ -1,7 +1,8 @@
 import '@mostajs/replicator-dialect-postgres'
 import '@mostajs/replicator-dialect-mysql'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connectDialect, createReplicatorMetrics, ReplicationManager, type PromotionResult } from '@mostajs/replicator'
+import { connectDialect, ReplicationManager, type PromotionResult } from '@mostajs/replicator'
+import { createReplicatorMetrics } from '@mostajs/replicator/service'
 import { EtcdTopologyStore } from '@mostajs/replicator-store-etcd'
 import {
   createMariaDBDatabase,

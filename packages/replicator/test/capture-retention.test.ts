@@ -1,7 +1,8 @@
 import '@mostajs/replicator-dialect-postgres'
 import '@mostajs/replicator-dialect-sqlite'
 import { afterAll, describe, expect, it } from 'vitest'
-import { createReplicatorMetrics, healthOf, ReplicationManager, type RetentionWarning } from '@mostajs/replicator'
+import { ReplicationManager, type RetentionWarning } from '@mostajs/replicator'
+import { createReplicatorMetrics, healthOf } from '@mostajs/replicator/service'
 import { testBackends, waitFor } from '@mostajs/replicator-testkit/vitest'
 
 // A capture whose rule does not run keeps WAL on its PostgreSQL source without bound: past

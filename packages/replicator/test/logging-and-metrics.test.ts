@@ -1,7 +1,8 @@
 import '@mostajs/replicator-dialect-sqlite'
 import { Counter, Registry } from 'prom-client'
 import { afterAll, describe, expect, it } from 'vitest'
-import { createReplicatorMetrics, ReplicationManager, type ReplicatorLogger } from '@mostajs/replicator'
+import { ReplicationManager, type ReplicatorLogger } from '@mostajs/replicator'
+import { createReplicatorMetrics } from '@mostajs/replicator/service'
 import { testBackends, waitFor } from '@mostajs/replicator-testkit/vitest'
 import { managedSqlitePair, Note } from './fixtures/sqlite-pair.js'
 

@@ -1,6 +1,7 @@
 import '@mostajs/replicator-dialect-postgres'
 import { afterEach, describe, expect, it } from 'vitest'
-import { connectDialect, createReplicatorMetrics, ReplicationManager } from '@mostajs/replicator'
+import { connectDialect, ReplicationManager } from '@mostajs/replicator'
+import { createReplicatorMetrics } from '@mostajs/replicator/service'
 import { startPostgres, startPostgresStandby, type RunningPostgres } from '@mostajs/replicator-testkit'
 import { expectReplicatorError, privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
 

@@ -113,14 +113,55 @@ describe.skipIf(!postgres.serverUrl)('packages installed from their tarballs', (
     expect(kysely.trim()).toBe('function') // kysely itself is ESM-only: required through Node's require(esm)
   })
 
+  it('the subpaths (core/sql, replicator/service, replicator/cli) load from both module systems over one copy of the classes', () => {
+    const probe = (load: string) =>
+      `${load}
+const dialect = createDialect({ dialect: 'postgres', uri: 'postgres://u:p@h/db' })
+console.log(JSON.stringify({
+  sqlDialect: dialect instanceof SqlDialect,
+  service: [typeof startStatusServer, typeof createReplicatorMetrics, typeof runReplicatorService],
+  cli: typeof runCli,
+  facadeNarrow: ['startStatusServer', 'runCli', 'createReplicatorMetrics'].filter((name) => name in facade),
+  coreNarrow: ['SqlDialect', 'compileFilter'].filter((name) => name in core),
+}))`
+    writeFileSync(
+      join(project, 'subpaths.mjs'),
+      probe(`import '@mostajs/replicator-dialect-postgres'
+import * as core from '@mostajs/replicator-core'
+import { createDialect } from '@mostajs/replicator-core'
+import { SqlDialect } from '@mostajs/replicator-core/sql'
+import * as facade from '@mostajs/replicator'
+import { createReplicatorMetrics, runReplicatorService, startStatusServer } from '@mostajs/replicator/service'
+import { runCli } from '@mostajs/replicator/cli'`),
+    )
+    writeFileSync(
+      join(project, 'subpaths.cjs'),
+      probe(`require('@mostajs/replicator-dialect-postgres')
+const core = require('@mostajs/replicator-core')
+const { createDialect } = core
+const { SqlDialect } = require('@mostajs/replicator-core/sql')
+const facade = require('@mostajs/replicator')
+const { createReplicatorMetrics, runReplicatorService, startStatusServer } = require('@mostajs/replicator/service')
+const { runCli } = require('@mostajs/replicator/cli')`),
+    )
+    for (const file of ['subpaths.mjs', 'subpaths.cjs'])
+      expect(JSON.parse(execFileSync(process.execPath, [file], { cwd: project, encoding: 'utf8' }))).toEqual({
+        sqlDialect: true,
+        service: ['function', 'function', 'function'],
+        cli: 'function',
+        facadeNarrow: [],
+        coreNarrow: [],
+      })
+  })
+
   it('the types resolve for both module systems (tsc, node16 resolution)', () => {
     writeFileSync(
       join(project, 'types.mts'),
-      "import { ReplicationManager } from '@mostajs/replicator'\nimport { type Dialect } from '@mostajs/replicator-core'\nexport const rm: ReplicationManager = new ReplicationManager()\nexport type D = Dialect\n",
+      "import { ReplicationManager } from '@mostajs/replicator'\nimport { type Dialect } from '@mostajs/replicator-core'\nimport { SqlDialect } from '@mostajs/replicator-core/sql'\nimport { type StatusServer } from '@mostajs/replicator/service'\nexport const rm: ReplicationManager = new ReplicationManager()\nexport type D = Dialect\nexport type S = StatusServer | SqlDialect\n",
     )
     writeFileSync(
       join(project, 'types.cts'),
-      "import { ReplicationManager } from '@mostajs/replicator'\nimport type { Dialect } from '@mostajs/replicator-core'\nexport const rm: ReplicationManager = new ReplicationManager()\nexport type D = Dialect\n",
+      "import { ReplicationManager } from '@mostajs/replicator'\nimport type { Dialect } from '@mostajs/replicator-core'\nimport type { SqlDialect } from '@mostajs/replicator-core/sql'\nimport type { StatusServer } from '@mostajs/replicator/service'\nexport const rm: ReplicationManager = new ReplicationManager()\nexport type D = Dialect\nexport type S = StatusServer | SqlDialect\n",
     )
     const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
     const args = ['--noEmit', '--strict', '--module', 'node16', '--moduleResolution', 'node16', '--skipLibCheck']

@@ -2,13 +2,8 @@ import '@mostajs/replicator-dialect-postgres'
 import '@mostajs/replicator-dialect-sqlite'
 import parsePrometheusTextFormat from 'parse-prometheus-text-format'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  connectDialect,
-  ReplicationManager,
-  startStatusServer,
-  type Dialect,
-  type StatusServer,
-} from '@mostajs/replicator'
+import { connectDialect, ReplicationManager, type Dialect } from '@mostajs/replicator'
+import { startStatusServer, type StatusServer } from '@mostajs/replicator/service'
 import { sqliteFile, startPostgres, type RunningPostgres } from '@mostajs/replicator-testkit'
 import { expectReplicatorError, privateServer, waitFor } from '@mostajs/replicator-testkit/vitest'
 

@@ -4,7 +4,7 @@ import { NATIVE_UNSENT, nativeColumnsFit, nativeText, type NativeRow } from '../
 import type { Filter, UpdateChanges } from '../filter.js'
 import type { CollectionDescription, Row, RowKey } from '../schema.js'
 import { compileFilter, requireColumn, SqlParams } from './compile-filter.js'
-import { describeKey, keyOfRow, keyToObject, requirePrimaryKey } from './row-keys.js'
+import { describeKey, keyOfRow, keyToObject, requirePrimaryKey } from '../row-keys.js'
 import { SqlReadOperations } from './sql-read-operations.js'
 import { deleteOneStatement, insertStatements, replaceOneStatement } from './sql-keyless.js'
 import {

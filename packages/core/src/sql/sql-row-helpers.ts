@@ -1,7 +1,7 @@
 import { ReplicatorError } from '../errors.js'
 import type { Filter, FindOptions, UpdateChanges } from '../filter.js'
 import type { ColumnDescription, Row, RowKey } from '../schema.js'
-import { describeKey, keyIdentity } from './row-keys.js'
+import { describeKey, keyIdentity } from '../row-keys.js'
 import { columnEncoder, type SqlFlavor } from './sql-flavor.js'
 
 /** Most failing keys listed by a ROW_REJECTED error. */

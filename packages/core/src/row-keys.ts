@@ -1,5 +1,5 @@
-import { ReplicatorError } from '../errors.js'
-import type { CollectionDescription, Row, RowKey } from '../schema.js'
+import { ReplicatorError } from './errors.js'
+import type { CollectionDescription, Row, RowKey } from './schema.js'
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null) return false
