@@ -2,6 +2,7 @@ export { openChangeStream, type OpenChangeStreamOptions } from './change-stream.
 export {
   bidirectionalConfigs,
   replicationRuleSchema,
+  RULE_DEFAULTS,
   validateRule,
   withRuleDefaults,
   type ReplicationRuleConfig,

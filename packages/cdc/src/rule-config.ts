@@ -70,9 +70,19 @@ export const replicationRuleSchema = z
 /** A replication rule: stream every change of `collections` from a source master to a target master. */
 export type ReplicationRuleConfig = z.input<typeof replicationRuleSchema>
 
+/** What a rule that leaves them out gets: the one place these defaults are written. */
+export const RULE_DEFAULTS = {
+  enabled: true,
+  conflictResolution: 'source-wins',
+  /** Column compared by `timestamp` conflict resolution and by bidirectional rules. */
+  timestampColumn: 'updatedAt',
+  /** Rows per target transaction, and per snapshot page. */
+  batchSize: 1000,
+} as const satisfies Partial<ReplicationRuleConfig>
+
 /** A rule with its defaults filled in (what `listRules()` returns). */
 export type ResolvedRuleConfig = ReplicationRuleConfig &
-  Required<Pick<ReplicationRuleConfig, 'enabled' | 'conflictResolution' | 'timestampColumn' | 'batchSize'>>
+  Required<Pick<ReplicationRuleConfig, keyof typeof RULE_DEFAULTS>>
 
 /** Settings the manager gives a runner besides the user's rule. */
 export interface RunnerConfig extends ReplicationRuleConfig {
@@ -116,10 +126,10 @@ export function validateRule(config: ReplicationRuleConfig): void {
 export function withRuleDefaults(config: ReplicationRuleConfig): ResolvedRuleConfig {
   return {
     ...config,
-    enabled: config.enabled ?? true,
-    conflictResolution: config.conflictResolution ?? 'source-wins',
-    timestampColumn: config.timestampColumn ?? 'updatedAt',
-    batchSize: config.batchSize ?? 1000,
+    enabled: config.enabled ?? RULE_DEFAULTS.enabled,
+    conflictResolution: config.conflictResolution ?? RULE_DEFAULTS.conflictResolution,
+    timestampColumn: config.timestampColumn ?? RULE_DEFAULTS.timestampColumn,
+    batchSize: config.batchSize ?? RULE_DEFAULTS.batchSize,
   }
 }
 

@@ -18,12 +18,18 @@ export type TreeFormat = 2 | 1 | '0.2'
 const MASKED_SECRET_MESSAGE =
   'holds a masked password (***): a file saved with its secrets hidden cannot connect. Replace the stars with an environment reference, such as ${DB_PASSWORD}, and set that variable.'
 
-/** A replica as `addReplica` takes it and the tree file stores it (URIs may hold `${ENV}` references). */
+/**
+ * A replica as `addReplica` takes it (the original README's shape, plus `replication` and
+ * `weight`) and the tree file stores it (plus `fenced`). The one definition: the TypeScript
+ * types are inferred from it.
+ */
 export const replicaConfigSchema = z
   .object({
     name: z.string().min(1),
     role: z.enum(['master', 'slave']),
+    /** `postgres`, `mysql`, `mariadb`, `sqlite` (its package must be imported). */
     dialect: z.string().min(1),
+    /** Connection URI; may hold `${ENV}` references, resolved when connecting. */
     uri: z
       .string()
       .min(1)
@@ -36,10 +42,15 @@ export const replicaConfigSchema = z
       })
       .strict()
       .optional(),
+    /** What to do with the schemas given to addReplica on this replica: `create` / `update` create missing tables. */
     schemaStrategy: z.enum(['none', 'validate', 'create', 'update']).optional(),
+    /** Largest measured lag (ms) at which this slave serves reads or may be promoted. */
     lagTolerance: z.number().min(0).optional(),
+    /** `native` (default for slaves): the database replicates itself. `managed`: the replicator streams into it. */
     replication: z.enum(['native', 'managed']).optional(),
+    /** Share of reads under `weighted` routing (default 1). */
     weight: z.number().min(0).optional(),
+    /** Written by the manager: a former master that must not come back as one (set by the promotion that replaced it). */
     fenced: z.boolean().optional(),
   })
   .strict()

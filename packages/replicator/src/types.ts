@@ -1,29 +1,14 @@
-import type { DialectConfig, EntitySchema, EntityService, NativeReplicationStatus } from '@mostajs/replicator-core'
+import type { EntitySchema, EntityService, NativeReplicationStatus } from '@mostajs/replicator-core'
+import type { StoredReplica } from '@mostajs/replicator-persistence'
 import type { PromotionOutcome } from '@mostajs/replicator-failover'
 import type { FallbackReason, ReadRoutingStrategy, ReplicaState } from '@mostajs/replicator-routing'
 import type { ReplicationSession } from './session.js'
 
-/** How a replica is kept up to date. */
-export type ReplicationKind = 'native' | 'managed'
+/** What `addReplica` takes: the tree file's replica without `fenced` (one zod schema defines both). */
+export type ReplicaConfig = Omit<StoredReplica, 'fenced'>
 
-/** What `addReplica` takes (the original README's shape, plus `replication` and `weight`). */
-export interface ReplicaConfig {
-  name: string
-  role: 'master' | 'slave'
-  /** `postgres`, `mysql`, `mariadb`, `sqlite` (its package must be imported). */
-  dialect: string
-  /** Connection URI; may hold `${ENV}` references, resolved when connecting. */
-  uri: string
-  pool?: DialectConfig['pool']
-  /** What to do with the schemas given to addReplica on this replica: `create` / `update` create missing tables. */
-  schemaStrategy?: 'none' | 'validate' | 'create' | 'update'
-  /** Largest measured lag (ms) at which this slave serves reads or may be promoted. */
-  lagTolerance?: number
-  /** `native` (default for slaves): the database replicates itself. `managed`: the replicator streams into it. */
-  replication?: ReplicationKind
-  /** Share of reads under `weighted` routing (default 1). */
-  weight?: number
-}
+/** How a replica is kept up to date. */
+export type ReplicationKind = NonNullable<ReplicaConfig['replication']>
 
 /** One row of `getReplicaStatus`. URIs are masked. */
 export interface ReplicaStatus {

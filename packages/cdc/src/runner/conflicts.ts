@@ -3,6 +3,7 @@ import { describeKey, keyToObject, type ChangeEvent, type DialectOperations, typ
 import { INTERNAL_PREFIX, TOMBSTONES_COLLECTION } from './internal-tables.js'
 import { newerOrTieWinner, rowsByKey, sameValues, timeOf } from './row-compare.js'
 import type { RuleContext } from './rule-context.js'
+import { RULE_DEFAULTS } from '../rule-config.js'
 
 /** The net changes of one collection in a batch. */
 export interface NetChanges {
@@ -32,7 +33,7 @@ export async function resolveConflicts(
   collection: string,
   changes: NetChanges,
 ): Promise<string[]> {
-  const policy = ctx.config.conflictResolution ?? 'source-wins'
+  const policy = ctx.config.conflictResolution ?? RULE_DEFAULTS.conflictResolution
   const refused: string[] = []
   if ((policy === 'source-wins' && !ctx.config.suppressNoOps) || collection.startsWith(INTERNAL_PREFIX)) return refused
   const { primaryKey } = changes

@@ -1,5 +1,5 @@
 import { collectionSchemaOf, ReplicatorError, type Dialect, type Position } from '@mostajs/replicator-core'
-import { validateRule, type RunnerConfig } from '../rule-config.js'
+import { RULE_DEFAULTS, validateRule, type RunnerConfig } from '../rule-config.js'
 import {
   copiedCollections,
   copyCuts,
@@ -62,7 +62,7 @@ export class RuleRunner {
       observer,
       stats: this.stats,
       perCollection: this.perCollection,
-      timestampColumn: config.timestampColumn ?? 'updatedAt',
+      timestampColumn: config.timestampColumn ?? RULE_DEFAULTS.timestampColumn,
       lease: new RuleLease(config.name, target, lease),
       cuts: new Map(),
     }

@@ -5,6 +5,7 @@ import { copyExact } from './keyless.js'
 import { upsertSettingAside } from './set-aside.js'
 import type { RuleContext } from './rule-context.js'
 import { addColumnsOfRows, addColumnsOfSource } from './schema-evolution.js'
+import { RULE_DEFAULTS } from '../rule-config.js'
 
 /**
  * Copies one collection page by page, reading the next page while the previous one is being
@@ -12,7 +13,7 @@ import { addColumnsOfRows, addColumnsOfSource } from './schema-evolution.js'
  */
 export async function copyCollection(ctx: RuleContext, collection: string): Promise<void> {
   if (!(await ctx.source.describeCollection(collection)).primaryKey.length) return copyExact(ctx, collection)
-  const pageSize = ctx.config.batchSize ?? 1000
+  const pageSize = ctx.config.batchSize ?? RULE_DEFAULTS.batchSize
   const detail = ctx.perCollection.get(collection)!
   const progress = ctx.observer.snapshotProgress
   const total = progress ? await ctx.source.count(collection) : 0
