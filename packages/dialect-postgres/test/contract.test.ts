@@ -6,9 +6,10 @@ import {
   testHeartbeatContract,
   testNativeReplicationContract,
 } from '@mostajs/replicator-testkit/vitest'
+import { postgresCaptureTests } from './postgres-capture.js'
 
 const postgres = dialectUnderTest('postgres')
 testDialectContract(postgres)
-testCaptureContract(postgres)
+testCaptureContract(postgres, { additionalTests: postgresCaptureTests })
 testHeartbeatContract(postgres)
 testNativeReplicationContract(postgres)

@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest'
-import type { ChangeEvent, CollectionSchema } from '@mostajs/replicator-core'
+import type { ChangeEvent, CollectionSchema, Dialect } from '@mostajs/replicator-core'
 import { describeOnDialect, type DialectUnderTest } from './contract-helpers.js'
 
 const orders: CollectionSchema = {
@@ -11,12 +11,21 @@ const orders: CollectionSchema = {
   primaryKey: ['id'],
 }
 
+/** Options of {@link testCaptureContract}. */
+export interface CaptureContractOptions {
+  /**
+   * Tests of what only this dialect's capture has (PostgreSQL's REPLICA IDENTITY, TOAST, …),
+   * run after the contract in the same block, on the same fresh database (`db()`).
+   */
+  additionalTests?: (db: () => Dialect) => void
+}
+
 /**
  * The change capture contract, for every dialect that has `capture`: inserts, updates and
  * deletes arrive in commit order with their keys and after-images; nothing is forgotten before
  * it is confirmed; a confirmed position is not handed out again; dropping removes the capture.
  */
-export function testCaptureContract(subject: DialectUnderTest): void {
+export function testCaptureContract(subject: DialectUnderTest, options: CaptureContractOptions = {}): void {
   describeOnDialect(subject, 'capture contract', (db) => {
     it('has a capture', () => {
       expect(db().capture).toBeDefined()
@@ -58,5 +67,6 @@ export function testCaptureContract(subject: DialectUnderTest): void {
       expect(await capture.backlog('contract')).toBeNull()
       await capture.drop('contract') // idempotent
     })
+    options.additionalTests?.(db)
   })
 }

@@ -41,6 +41,6 @@ export function testDialectContract(subject: DialectUnderTest): void {
     keylessContract(() => dialect)
   })
 }
-export { testCaptureContract } from './capture-contract.js'
+export { testCaptureContract, type CaptureContractOptions } from './capture-contract.js'
 export { testHeartbeatContract } from './heartbeat-contract.js'
 export { testNativeReplicationContract } from './replication-contract.js'

@@ -85,6 +85,7 @@ export {
   testDialectContract,
   testHeartbeatContract,
   testNativeReplicationContract,
+  type CaptureContractOptions,
   type DialectUnderTest,
 } from './dialect-contract.js'
 
