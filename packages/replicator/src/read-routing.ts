@@ -22,7 +22,7 @@ export class ReadRouting {
     private readonly host: ManagerHost,
     private readonly topology: Topology,
     /** The session `withSession` runs the current work under (undefined outside one). */
-    private readonly currentSession: (project: string) => ReplicationSession | undefined,
+    private readonly sessions: { currentSession(project: string): ReplicationSession | undefined },
   ) {}
 
   /** Sets how reads are spread over the project's eligible slaves. */
@@ -67,7 +67,7 @@ export class ReadRouting {
   private chooseReader(project: string, given: ResolveReadOptions): ReplicaEntry {
     const state = this.topology.requireProject(project)
     if (given.consistency === 'strong') return this.fallBack(state, 'strong_consistency')
-    const session = given.session ?? this.currentSession(project)
+    const session = given.session ?? this.sessions.currentSession(project)
     const options = session ? { ...given, session } : given
     if (options.session && options.session.project !== project)
       throw new ReplicatorError(
@@ -106,7 +106,7 @@ export class ReadRouting {
 
   /** The EntityService of the project's master. Fails with FENCED once that master is demoted. */
   resolveWriteService(project: string): EntityService {
-    const session = this.currentSession(project)
+    const session = this.sessions.currentSession(project)
     return session ? session.write() : requireMaster(this.topology.requireProject(project)).service
   }
 }

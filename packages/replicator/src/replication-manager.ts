@@ -94,7 +94,7 @@ export class ReplicationManager extends EventEmitter<ReplicationManagerEvents> {
     this.sessions = new Sessions(this.topology, options.heartbeatId, (project, read) =>
       this.routing.resolveReadService(project, read),
     )
-    this.routing = new ReadRouting(host, this.topology, (project) => this.sessions.currentSession(project))
+    this.routing = new ReadRouting(host, this.topology, this.sessions)
     this.promotions = new Promotions(host, options, this.topology, this.ruleSet)
     this.replicationRules = new ReplicationRules(host, options, this.topology, this.ruleSet)
     this.persistence = new TreePersistence(host, this.topology, this.ruleSet)
