@@ -80,9 +80,12 @@ export const RULE_DEFAULTS = {
   batchSize: 1000,
 } as const satisfies Partial<ReplicationRuleConfig>
 
-/** A rule with its defaults filled in (what `listRules()` returns). */
-export type ResolvedRuleConfig = ReplicationRuleConfig &
+/** What filling in the defaults adds to a rule: each of them set. */
+export type WithRuleDefaults<T extends ReplicationRuleConfig> = T &
   Required<Pick<ReplicationRuleConfig, keyof typeof RULE_DEFAULTS>>
+
+/** A rule with its defaults filled in (what `listRules()` returns). */
+export type ResolvedRuleConfig = WithRuleDefaults<ReplicationRuleConfig>
 
 /** Settings the manager gives a runner besides the user's rule. */
 export interface RunnerConfig extends ReplicationRuleConfig {
@@ -122,8 +125,8 @@ export function validateRule(config: ReplicationRuleConfig): void {
   })
 }
 
-/** The rule with every default filled in. */
-export function withRuleDefaults(config: ReplicationRuleConfig): ResolvedRuleConfig {
+/** The rule (a runner's settings kept) with every default filled in. */
+export function withRuleDefaults<T extends ReplicationRuleConfig>(config: T): WithRuleDefaults<T> {
   return {
     ...config,
     enabled: config.enabled ?? RULE_DEFAULTS.enabled,

@@ -7,6 +7,7 @@ import mysql from 'mysql2/promise'
 import { findExecutable } from './backends.js'
 import { trackForExit } from './cleanup.js'
 import { freePort } from './free-port.js'
+import { waitFor } from './wait-for.js'
 
 /** A running MariaDB server (private, or the external one named by MYSQL_URL). */
 export interface RunningMariaDB {
@@ -164,16 +165,10 @@ export async function startMariaDBReplica(
     if (options.semiSync) {
       await query(source, 'SET GLOBAL rpl_semi_sync_master_timeout = 30000')
       await query(source, 'SET GLOBAL rpl_semi_sync_master_enabled = ON')
-      const deadline = Date.now() + 15_000
       const primary = source
       const clients = async () =>
-        Number(
-          (await query<Array<{ Value: string }>>(primary, "SHOW STATUS LIKE 'Rpl_semi_sync_master_clients'"))[0]?.Value,
-        )
-      while ((await clients()) !== 1) {
-        if (Date.now() > deadline) throw new Error('the replica did not connect as semi-synchronous within 15 s')
-        await new Promise((resolve) => setTimeout(resolve, 100))
-      }
+        (await query<Array<{ Value: string }>>(primary, "SHOW STATUS LIKE 'Rpl_semi_sync_master_clients'"))[0]?.Value
+      await waitFor(async () => (await clients()) === '1', 15_000, 'the replica to connect as semi-synchronous')
     }
   } catch (error) {
     await connection?.end().catch(() => undefined)

@@ -7,6 +7,8 @@ import { createMariaDBDatabase } from './mariadb.js'
 import { createPostgresDatabase } from './postgres.js'
 import { sqliteFile } from './sqlite.js'
 
+export { waitFor } from './wait-for.js'
+
 /** A backend as seen by one test file: a fresh database URL, or why it is skipped. */
 export interface TestBackend {
   kind: 'postgres' | 'mariadb' | 'sqlite'
@@ -88,19 +90,6 @@ export {
   type CaptureContractOptions,
   type DialectUnderTest,
 } from './dialect-contract.js'
-
-/** Polls `check` every 25 ms until it returns true; fails naming `what` after `timeoutMs`. */
-export async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 15_000,
-  what = 'condition',
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
 
 /**
  * Whether a test may start its own server of `kind` (native standbys and replicas, special

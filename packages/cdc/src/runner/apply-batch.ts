@@ -165,7 +165,7 @@ async function applyPart(
       changes.deletes.set(identity, event)
     } else {
       const deleted = changes.deletes.get(identity)
-      if (deleted && ctx.config.tombstones && timeOf(event.after, ctx.timestampColumn) <= deleted.source.ts) {
+      if (deleted && ctx.config.tombstones && timeOf(event.after, ctx.config.timestampColumn) <= deleted.source.ts) {
         // An older write that crossed this delete (applied here from the other side before the
         // delete was read): the delete stands, and the source loses that row again.
         changes.crossed.push({ key: event.key, at: deleted.source.ts })

@@ -3,7 +3,6 @@ import { describeKey, keyToObject, type ChangeEvent, type DialectOperations, typ
 import { INTERNAL_PREFIX, TOMBSTONES_COLLECTION } from './internal-tables.js'
 import { newerOrTieWinner, rowsByKey, sameValues, timeOf } from './row-compare.js'
 import type { RuleContext } from './rule-context.js'
-import { RULE_DEFAULTS } from '../rule-config.js'
 
 /** The net changes of one collection in a batch. */
 export interface NetChanges {
@@ -33,14 +32,14 @@ export async function resolveConflicts(
   collection: string,
   changes: NetChanges,
 ): Promise<string[]> {
-  const policy = ctx.config.conflictResolution ?? RULE_DEFAULTS.conflictResolution
+  const policy = ctx.config.conflictResolution
   const refused: string[] = []
   if ((policy === 'source-wins' && !ctx.config.suppressNoOps) || collection.startsWith(INTERNAL_PREFIX)) return refused
   const { primaryKey } = changes
   const withDeletes = policy === 'target-wins' || Boolean(ctx.config.tombstones)
   const keys = [...changes.upserts.values(), ...(withDeletes ? changes.deletes.values() : [])].map((event) => event.key)
   const existing = await rowsByKey(tx, collection, keys, primaryKey)
-  const column = ctx.timestampColumn
+  const column = ctx.config.timestampColumn
   const refuse = (map: Map<string, ChangeEvent>, identity: string) => {
     map.delete(identity)
     refused.push(identity)
@@ -80,7 +79,7 @@ async function resolveWithTombstones(
   refuse: (map: Map<string, ChangeEvent>, identity: string) => void,
 ): Promise<void> {
   const rule = ctx.config.tombstones!
-  const column = ctx.timestampColumn
+  const column = ctx.config.timestampColumn
   const { primaryKey } = changes
   const timeOfRow = (row: Row | null | undefined) => timeOf(row, column)
   const tombstones: Row[] = []

@@ -3,11 +3,10 @@ import { tombstoneTimes } from './conflicts.js'
 import { newerOrTieWinner, rowsByKey, sameValues, timeOf } from './row-compare.js'
 import type { RuleContext } from './rule-context.js'
 import { copyCollection } from './snapshot.js'
-import { RULE_DEFAULTS } from '../rule-config.js'
 
 /** Copies a collection, then deletes the target rows whose keys the source no longer has. */
 export async function mirrorCollection(ctx: RuleContext, collection: string): Promise<void> {
-  const pageSize = ctx.config.batchSize ?? RULE_DEFAULTS.batchSize
+  const pageSize = ctx.config.batchSize
   const detail = ctx.perCollection.get(collection)!
   await copyCollection(ctx, collection)
   const { primaryKey } = await ctx.target.describeCollection(collection)
@@ -39,10 +38,10 @@ export async function mirrorCollection(ctx: RuleContext, collection: string): Pr
  * source holds them already).
  */
 export async function mergeCollection(ctx: RuleContext, collection: string): Promise<void> {
-  const pageSize = ctx.config.batchSize ?? RULE_DEFAULTS.batchSize
+  const pageSize = ctx.config.batchSize
   const detail = ctx.perCollection.get(collection)!
   const { primaryKey } = await ctx.target.describeCollection(collection)
-  const column = ctx.timestampColumn
+  const column = ctx.config.timestampColumn
   for await (const page of scanAll(ctx.source, collection, { pageSize })) {
     const held = await rowsByKey(
       ctx.target,

@@ -74,12 +74,9 @@ function keylessProblems({ config, source, target }: RuleContext, collection: st
 }
 
 /** `timestamp` conflict resolution needs the timestamp column in every carried table. */
-function checkTimestampColumn(
-  { config, timestampColumn }: RuleContext,
-  collection: string,
-  description: CollectionDescription,
-): void {
+function checkTimestampColumn({ config }: RuleContext, collection: string, description: CollectionDescription): void {
   if (config.conflictResolution !== 'timestamp' || collection.startsWith(INTERNAL_PREFIX)) return
+  const { timestampColumn } = config
   if (description.columns.some((column) => column.name === timestampColumn && column.type === 'timestamp')) return
   throw new ReplicatorError(
     'CONFIG_INVALID',

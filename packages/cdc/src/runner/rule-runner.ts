@@ -1,5 +1,5 @@
 import { collectionSchemaOf, ReplicatorError, type Dialect, type Position } from '@mostajs/replicator-core'
-import { RULE_DEFAULTS, validateRule, type RunnerConfig } from '../rule-config.js'
+import { validateRule, withRuleDefaults, type RunnerConfig } from '../rule-config.js'
 import {
   copiedCollections,
   copyCuts,
@@ -56,13 +56,12 @@ export class RuleRunner {
     validateRule(rule)
     this.stats = emptySyncStats(config.name)
     this.context = {
-      config,
+      config: withRuleDefaults(config),
       source,
       target,
       observer,
       stats: this.stats,
       perCollection: this.perCollection,
-      timestampColumn: config.timestampColumn ?? RULE_DEFAULTS.timestampColumn,
       lease: new RuleLease(config.name, target, lease),
       cuts: new Map(),
     }

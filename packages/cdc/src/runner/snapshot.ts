@@ -5,7 +5,6 @@ import { copyExact } from './keyless.js'
 import { upsertSettingAside } from './set-aside.js'
 import type { RuleContext } from './rule-context.js'
 import { addColumnsOfRows, addColumnsOfSource } from './schema-evolution.js'
-import { RULE_DEFAULTS } from '../rule-config.js'
 
 /**
  * Copies one collection page by page, reading the next page while the previous one is being
@@ -13,7 +12,7 @@ import { RULE_DEFAULTS } from '../rule-config.js'
  */
 export async function copyCollection(ctx: RuleContext, collection: string): Promise<void> {
   if (!(await ctx.source.describeCollection(collection)).primaryKey.length) return copyExact(ctx, collection)
-  const pageSize = ctx.config.batchSize ?? RULE_DEFAULTS.batchSize
+  const pageSize = ctx.config.batchSize
   const detail = ctx.perCollection.get(collection)!
   const progress = ctx.observer.snapshotProgress
   const total = progress ? await ctx.source.count(collection) : 0

@@ -1,7 +1,6 @@
 import type { ChangeBatch, Position } from '@mostajs/replicator-core'
 import { applyBatch, transactionSlices } from './apply-batch.js'
 import type { RuleContext } from './rule-context.js'
-import { RULE_DEFAULTS } from '../rule-config.js'
 
 /** Events read from the source log at once (applied in slices of batchSize). */
 const READ_AHEAD_EVENTS = 20_000
@@ -24,7 +23,7 @@ export interface StreamedBatches {
 export async function streamBatches(context: RuleContext, from: Position | null): Promise<StreamedBatches> {
   const { config, observer, stats } = context
   const capture = context.source.capture!
-  const batchSize = config.batchSize ?? RULE_DEFAULTS.batchSize
+  const { batchSize } = config
   const read = (after: Position | null) =>
     capture.read(config.name, { after, maxEvents: Math.max(batchSize, READ_AHEAD_EVENTS), lazyAfter: true })
   let position = from
