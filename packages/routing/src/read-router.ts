@@ -84,6 +84,9 @@ export function assertStrategy(strategy: string): asserts strategy is ReadRoutin
   }
 }
 
+/** No condition on the slave (shared, so that a plain pick allocates nothing). */
+const NO_CONDITION: RouteOptions = Object.freeze({})
+
 /**
  * Picks the slave that serves a read, or null when none is eligible (the read then goes to
  * the master). Decides from memory only.
@@ -113,32 +116,64 @@ export class ReadRouter {
     this.strategyName = strategy
   }
 
-  pick(candidates: readonly RoutingCandidate[], options: RouteOptions = {}): string | null {
-    const eligible: RoutingCandidate[] = []
-    for (const candidate of candidates) if (isEligible(candidate, options)) eligible.push(candidate)
-    if (eligible.length === 0) return null
+  pick(candidates: readonly RoutingCandidate[], options: RouteOptions = NO_CONDITION): string | null {
+    // Runs on every routed read: counts, then walks to the chosen one, allocating nothing
+    // (indexed loops: no iterator to close on the hot path).
+    let eligible = 0
+    for (let i = 0; i < candidates.length; i++) if (isEligible(candidates[i]!, options)) eligible++
+    if (eligible === 0) return null
     switch (this.strategyName) {
       case 'round-robin':
-        return eligible[this.rotation++ % eligible.length]!.name
+        return nthEligible(candidates, options, this.rotation++ % eligible).name
       case 'random':
-        return eligible[Math.floor(this.random() * eligible.length)]!.name
+        return nthEligible(candidates, options, Math.floor(this.random() * eligible)).name
       case 'least-lag': {
         let best = Infinity
-        for (const candidate of eligible) best = Math.min(best, candidate.lagMs!)
-        const freshest = eligible.filter((candidate) => candidate.lagMs === best)
-        return freshest[this.rotation++ % freshest.length]!.name // ties share the load
+        let freshest = 0
+        for (let i = 0; i < candidates.length; i++) {
+          const candidate = candidates[i]!
+          if (!isEligible(candidate, options)) continue
+          if (candidate.lagMs! < best) {
+            best = candidate.lagMs!
+            freshest = 0
+          }
+          if (candidate.lagMs === best) freshest++
+        }
+        // ties share the load
+        return nthEligible(candidates, options, this.rotation++ % freshest, best).name
       }
       case 'weighted': {
         let total = 0
-        for (const candidate of eligible) total += Math.max(0, candidate.weight)
+        for (let i = 0; i < candidates.length; i++)
+          if (isEligible(candidates[i]!, options)) total += Math.max(0, candidates[i]!.weight)
         if (total <= 0) return null
         let point = this.random() * total
-        for (const candidate of eligible) {
+        let last: RoutingCandidate | undefined
+        for (let i = 0; i < candidates.length; i++) {
+          const candidate = candidates[i]!
+          if (!isEligible(candidate, options)) continue
           point -= Math.max(0, candidate.weight)
           if (point < 0) return candidate.name
+          last = candidate
         }
-        return eligible[eligible.length - 1]!.name
+        return last!.name
       }
     }
   }
+}
+
+/** The `index`-th eligible candidate (0-based), in list order; only those at `lagMs` when given. */
+function nthEligible(
+  candidates: readonly RoutingCandidate[],
+  options: RouteOptions,
+  index: number,
+  lagMs?: number,
+): RoutingCandidate {
+  let seen = 0
+  for (let i = 0; i < candidates.length; i++) {
+    const candidate = candidates[i]!
+    if (isEligible(candidate, options) && (lagMs === undefined || candidate.lagMs === lagMs) && seen++ === index)
+      return candidate
+  }
+  throw new Error(`nthEligible: no eligible candidate at index ${index}`) // unreachable: index < the count
 }

@@ -87,6 +87,47 @@ describe('ReadRouter', () => {
     expect(router.pick(slaves, { minSequence: 43n })).toBeNull()
   })
 
+  it('picks exactly what filtering the eligible slaves first would pick, for every strategy', () => {
+    // The router walks the list without building the eligible array; this is the plain
+    // definition it must match, pick for pick, over mixed lists (ineligible ones in between).
+    const reference = (strategy: string, eligible: RoutingCandidate[], rotation: number, draw: number) => {
+      if (strategy === 'round-robin') return eligible[rotation % eligible.length]!.name
+      if (strategy === 'random') return eligible[Math.floor(draw * eligible.length)]!.name
+      if (strategy === 'least-lag') {
+        const best = Math.min(...eligible.map((candidate) => candidate.lagMs!))
+        const freshest = eligible.filter((candidate) => candidate.lagMs === best)
+        return freshest[rotation % freshest.length]!.name
+      }
+      const total = eligible.reduce((sum, candidate) => sum + Math.max(0, candidate.weight), 0)
+      if (total <= 0) return null
+      let point = draw * total
+      for (const candidate of eligible) if ((point -= Math.max(0, candidate.weight)) < 0) return candidate.name
+      return eligible[eligible.length - 1]!.name
+    }
+    let seed = 7
+    const next = () => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646
+    for (const strategy of ['round-robin', 'random', 'least-lag', 'weighted'] as const) {
+      let draw = 0
+      const router = new ReadRouter(strategy, () => draw)
+      let rotation = 0
+      for (let round = 0; round < 300; round++) {
+        const candidates = Array.from({ length: 1 + Math.floor(next() * 6) }, (_, i) =>
+          slave(`s${i}`, {
+            healthy: next() > 0.2,
+            lagMs: next() > 0.1 ? Math.floor(next() * 4) * 500 : null,
+            weight: Math.floor(next() * 3),
+            excluded: next() < 0.15,
+          }),
+        )
+        draw = next()
+        const eligible = candidates.filter((candidate) => isEligible(candidate))
+        const expected = eligible.length ? reference(strategy, eligible, rotation, draw) : null
+        if (eligible.length && strategy !== 'random' && strategy !== 'weighted') rotation++
+        expect(router.pick(candidates), `${strategy}, round ${round}`).toBe(expected)
+      }
+    }
+  })
+
   it('rejects an unknown strategy', () => {
     expect(() => new ReadRouter('fastest' as never)).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }))
     const router = new ReadRouter()
