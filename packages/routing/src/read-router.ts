@@ -117,16 +117,17 @@ export class ReadRouter {
   }
 
   pick(candidates: readonly RoutingCandidate[], options: RouteOptions = NO_CONDITION): string | null {
-    // Runs on every routed read: counts, then walks to the chosen one, allocating nothing
-    // (indexed loops: no iterator to close on the hot path).
-    let eligible = 0
-    for (let i = 0; i < candidates.length; i++) if (isEligible(candidates[i]!, options)) eligible++
-    if (eligible === 0) return null
+    // Runs on every routed read: each strategy counts what it needs, then walks to the chosen
+    // one, allocating nothing (indexed loops: no iterator to close on the hot path).
     switch (this.strategyName) {
-      case 'round-robin':
-        return nthEligible(candidates, options, this.rotation++ % eligible).name
-      case 'random':
-        return nthEligible(candidates, options, Math.floor(this.random() * eligible)).name
+      case 'round-robin': {
+        const eligible = countEligible(candidates, options)
+        return eligible === 0 ? null : nthEligible(candidates, options, this.rotation++ % eligible).name
+      }
+      case 'random': {
+        const eligible = countEligible(candidates, options)
+        return eligible === 0 ? null : nthEligible(candidates, options, Math.floor(this.random() * eligible)).name
+      }
       case 'least-lag': {
         let best = Infinity
         let freshest = 0
@@ -139,6 +140,7 @@ export class ReadRouter {
           }
           if (candidate.lagMs === best) freshest++
         }
+        if (freshest === 0) return null
         // ties share the load
         return nthEligible(candidates, options, this.rotation++ % freshest, best).name
       }
@@ -160,6 +162,12 @@ export class ReadRouter {
       }
     }
   }
+}
+
+function countEligible(candidates: readonly RoutingCandidate[], options: RouteOptions): number {
+  let eligible = 0
+  for (let i = 0; i < candidates.length; i++) if (isEligible(candidates[i]!, options)) eligible++
+  return eligible
 }
 
 /** The `index`-th eligible candidate (0-based), in list order; only those at `lagMs` when given. */
